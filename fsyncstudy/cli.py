@@ -1,0 +1,116 @@
+"""The command line: ``python -m fsyncstudy <command>``.  A thin shell over the library."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+from .strategies import PREALLOCATIONS, SYNC_METHODS
+
+
+def _fmt(v, nd: int = 1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.{nd}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def cmd_bench(args) -> int:
+    from .targets import describe, pick_directory
+    from .trial import run_trial
+
+    directory = pick_directory(args.dir, log=lambda m: print(m, file=sys.stderr))
+    target = describe(directory)
+    if target.durability == "volatile":
+        print(f"warning: {directory} is {target.fstype}: {target.reason}", file=sys.stderr)
+    results = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in args.strategy or ["always", "batch_10ms", "none"]:
+            results.append(run_trial(name, entries=args.entries, duration_s=args.duration, directory=directory,
+                                     sync_method=args.sync_method, prealloc=args.prealloc,
+                                     payload_bytes=args.payload_bytes, writers=args.writers, target=target))
+    if args.json:
+        json.dump([r.as_dict() for r in results], sys.stdout, indent=2)
+        print()
+        return 0
+    print(f"target: {target.path} ({target.fstype} on {target.block_device or target.source}), "
+          f"{target.durability}: {target.reason}")
+    print(f"sync method {args.sync_method}, preallocation {args.prealloc}, payload {args.payload_bytes} B, "
+          f"one trial per strategy (the sweep repeats trials and gives confidence intervals)\n")
+    rows = [[r.strategy, _fmt(r.ops_per_sec, 0), _fmt(r.entries), _fmt(r.elapsed_s, 3), _fmt(r.syncs),
+             _fmt(r.ack_latency_us_p50), _fmt(r.ack_latency_us_p99), _fmt(r.sync_latency_us_p50),
+             _fmt(r.sync_latency_us_p99), _fmt(r.exposure_ms_p99, 3), _fmt(r.exposure_ms_max, 3),
+             r.data_loss_window if r.kind != "none" else f"<= {r.writeback_expire_s + r.writeback_interval_s:g} s"
+             if r.writeback_expire_s is not None else "OS"]
+            for r in results]
+    print(table(rows, ["strategy", "ops/sec", "entries", "elapsed s", "syncs", "ack p50 us", "ack p99 us",
+                       "sync p50 us", "sync p99 us", "exposure p99 ms", "exposure max ms", "nominal window"]))
+    if any(r.kind == "none" for r in results):
+        print("\nnone: nothing was synced; the kernel writes dirty pages back once they are "
+              "dirty_expire old, checking every dirty_writeback (the bound shown).")
+    return 0
+
+
+def cmd_devices(args) -> int:
+    from .targets import discover
+
+    targets = discover()
+    if args.json:
+        json.dump([t.as_dict() for t in targets], sys.stdout, indent=2)
+        print()
+        return 0
+    rows = [[t.mount_point, t.fstype, t.block_device or t.source, _fmt(t.rotational), t.write_cache or "-",
+             t.model or "-", _fmt(t.free_bytes / 2**30 if t.free_bytes is not None else None), t.durability]
+            for t in targets]
+    print(table(rows, ["mount point", "fs", "device", "rotational", "write cache", "model", "free GiB", "verdict"]))
+    for t in targets:
+        print(f"  {t.mount_point}: {t.reason}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m fsyncstudy",
+                                 description="How much durability each fsync strategy costs, on your storage.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("bench", help="one trial per strategy, as a table or JSON")
+    b.add_argument("--strategy", action="append", metavar="NAME",
+                   help="always, none, batch_<N>ms or group_<N>ms; repeat the flag (default: the task's three)")
+    b.add_argument("--entries", type=int, help="entries per trial (default 10000 unless --duration is given)")
+    b.add_argument("--duration", type=float, metavar="SECONDS", help="run each trial at least this long")
+    b.add_argument("--dir", help="target directory (default: $FSYNCSTUDY_DIR, else durable storage)")
+    b.add_argument("--sync-method", default="fdatasync", choices=SYNC_METHODS)
+    b.add_argument("--prealloc", default="append", choices=PREALLOCATIONS)
+    b.add_argument("--payload-bytes", type=int, default=128)
+    b.add_argument("--writers", type=int, default=1, help="concurrent writers (group_<N>ms only)")
+    b.add_argument("--json", action="store_true", help="print the full results as JSON")
+    b.set_defaults(func=cmd_bench)
+
+    d = sub.add_parser("devices", help="the mounted filesystems you could measure, with a durability verdict")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_devices)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if getattr(args, "entries", None) is None and getattr(args, "duration", None) is None and args.command == "bench":
+        args.entries = 10000
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,362 @@
+"""The writer engine: the loops that append framed records and sync them by strategy.
+
+Each loop does exactly what ``fsyncstudy.strategies`` defines and records a raw
+``Timeline`` (monotonic nanoseconds); ``fsyncstudy.trial`` turns it into numbers.
+Per entry we keep two timestamps and per sync three, in ``array('q')``, so the
+bookkeeping costs a few tens of nanoseconds beside each system call.
+
+A sync *covers* entry i when its writer had seen entry i's write return before the
+sync started; ``sync_hi[j]`` is the number of entries sync j covers (all seq < hi).
+That is conservative: an entry whose write returned just as a sync began is counted
+against the next sync, so measured exposure can only be overstated, never hidden.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+from array import array
+from dataclasses import dataclass, field
+
+from .log import Framer
+
+#: Records framed per block once the pre-framed ones run out (duration-bound trials).
+CHUNK = 4096
+#: At most this many records are framed before timing starts (about 45 MB at 128-byte payloads);
+#: beyond it records are framed in blocks of CHUNK as the writer goes.
+PREFRAME_MAX = 1 << 18
+#: How long the back-to-back (N = 0) flusher naps when it finds nothing to sync.
+IDLE_POLL_S = 50e-6
+
+
+class SyncFailed(OSError):
+    """A sync returned an error: nothing written since the last good sync may be durable."""
+
+
+@dataclass
+class Stop:
+    """When a writer stops: after at least ``entries`` entries and ``duration_ns`` since the first write."""
+
+    entries: int = 0
+    duration_ns: int = 0
+
+    def deadline(self, first_write_ns: int) -> int:
+        return first_write_ns + self.duration_ns if self.duration_ns else 0
+
+
+@dataclass
+class Timeline:
+    """Raw timings of one run, in ``time.perf_counter_ns`` nanoseconds, entries in seq order."""
+
+    start_ns: int = 0                                              # taken just before the first write()
+    end_ns: int = 0                                                # end of the timed window
+    latency: array = field(default_factory=lambda: array("q"))     # per entry: write() called -> ack
+    acks: array = field(default_factory=lambda: array("q"))        # per entry ack time; empty for none
+    sync_starts: array = field(default_factory=lambda: array("q"))
+    sync_ends: array = field(default_factory=lambda: array("q"))
+    sync_hi: array = field(default_factory=lambda: array("q"))     # sync j covers seq < sync_hi[j]
+    record_bytes: int = 0
+    final_sync: bool = False        # the last sync is batch's end-of-run sync, not a flusher tick
+
+    @property
+    def entries(self) -> int:
+        return len(self.latency)
+
+
+def _feed(framer: Framer, first: list[bytes]):
+    """Record blocks: the pre-framed ones, then more framed on demand."""
+    yield first
+    seq = len(first)
+    while True:
+        yield framer.frame_range(seq, seq + CHUNK)
+        seq += CHUNK
+
+
+def _short_write(done: int, want: int) -> OSError:
+    return OSError(errno.ENOSPC, f"short write: {done} of {want} bytes written (is the target full?)")
+
+
+def _wrap_sync_error(e: OSError) -> SyncFailed:
+    return SyncFailed(e.errno, f"sync failed ({os.strerror(e.errno) if e.errno else e}): entries written "
+                               "since the last successful sync may be lost; not retrying (a retried fsync "
+                               "can report success after the kernel dropped the data)")
+
+
+def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop) -> Timeline:
+    """Write, sync, acknowledge; one sync per entry.  ``sync`` None: O_DSYNC/O_SYNC writes sync themselves."""
+    tl = Timeline(record_bytes=framer.record_bytes)
+    la, aa = tl.latency.append, tl.acks.append
+    ssa, sea, sha = tl.sync_starts.append, tl.sync_ends.append, tl.sync_hi.append
+    w, clk, rl = os.write, time.perf_counter_ns, framer.record_bytes
+    i = 0
+    tl.start_ns = clk()
+    n_min, deadline = stop.entries, stop.deadline(tl.start_ns)
+    for block in _feed(framer, first):
+        for rec in block:
+            t = clk()
+            k = w(fd, rec)
+            if k != rl:
+                raise _short_write(k, rl)
+            if sync is None:
+                s = t
+            else:
+                s = clk()
+                try:
+                    sync(fd)
+                except OSError as e:
+                    raise _wrap_sync_error(e) from e
+            a = clk()
+            i += 1
+            la(a - t); aa(a); ssa(s); sea(a); sha(i)
+            if i >= n_min and t >= deadline:
+                break
+        else:
+            continue
+        break
+    tl.end_ns = tl.acks[-1]
+    return tl
+
+
+def run_none(fd: int, framer: Framer, first: list[bytes], stop: Stop) -> Timeline:
+    """Write and acknowledge; never sync.
+
+    Only latencies are kept (no sync will ever cover an entry, so ack times serve no
+    exposure): one timestamp pair and one append per write keeps the loop near a bare
+    write loop's speed.
+    """
+    tl = Timeline(record_bytes=framer.record_bytes)
+    la = tl.latency.append
+    w, clk, rl = os.write, time.perf_counter_ns, framer.record_bytes
+    if not stop.duration_ns and stop.entries == len(first):
+        # a fixed count of pre-framed entries: no per-entry stop test
+        t = tl.start_ns = clk()
+        for rec in first:
+            t = clk()
+            k = w(fd, rec)
+            if k != rl:
+                raise _short_write(k, rl)
+            la(clk() - t)
+    else:
+        i = 0
+        t = tl.start_ns = clk()
+        n_min, deadline = stop.entries, stop.deadline(tl.start_ns)
+        for block in _feed(framer, first):
+            for rec in block:
+                t = clk()
+                k = w(fd, rec)
+                if k != rl:
+                    raise _short_write(k, rl)
+                la(clk() - t)
+                i += 1
+                if i >= n_min and t >= deadline:
+                    break
+            else:
+                continue
+            break
+    tl.end_ns = t + tl.latency[-1]
+    return tl
+
+
+class _Flusher(threading.Thread):
+    """The background syncer of batch_<N>ms.
+
+    Ticks every N ms from its start; at a tick it syncs if unsynced data exists.  A sync
+    that overruns its tick is followed at once by the next one; missed ticks are not
+    replayed.  N = 0: syncs back to back, napping ``IDLE_POLL_S`` when nothing is unsynced.
+    """
+
+    def __init__(self, fd: int, sync, interval_ns: int, tl: Timeline):
+        super().__init__(name="fsyncstudy-flusher", daemon=True)
+        self.fd, self.sync, self.interval_ns, self.tl = fd, sync, interval_ns, tl
+        self.written = 0          # entries whose write() has returned, set by the writer
+        self.synced = 0           # entries covered by a completed sync
+        self.error: OSError | None = None
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        clk, halt, sync, fd, interval = time.perf_counter_ns, self.halt, self.sync, self.fd, self.interval_ns
+        ssa, sea, sha = self.tl.sync_starts.append, self.tl.sync_ends.append, self.tl.sync_hi.append
+        tick = clk() + interval
+        try:
+            while not halt.is_set():
+                if interval:
+                    delay = tick - clk()
+                    if delay > 0 and halt.wait(delay / 1e9):
+                        return
+                hi = self.written
+                if hi > self.synced:
+                    s = clk()
+                    sync(fd)
+                    e = clk()
+                    ssa(s); sea(e); sha(hi)
+                    self.synced = hi
+                elif not interval and halt.wait(IDLE_POLL_S):
+                    return
+                if interval:
+                    tick += interval
+                    now = clk()
+                    if tick < now:
+                        tick = now
+        except OSError as e:
+            self.error = _wrap_sync_error(e)
+
+
+def run_batch(fd: int, sync, interval_ms: int, framer: Framer, first: list[bytes], stop: Stop) -> Timeline:
+    """Write and acknowledge at once; a background flusher syncs every N ms; a final sync covers the end."""
+    tl = Timeline(record_bytes=framer.record_bytes)
+    fl = _Flusher(fd, sync, interval_ms * 1_000_000, tl)
+    la, aa = tl.latency.append, tl.acks.append
+    w, clk, rl = os.write, time.perf_counter_ns, framer.record_bytes
+    i = 0
+    fl.start()
+    tl.start_ns = clk()
+    n_min, deadline = stop.entries, stop.deadline(tl.start_ns)
+    try:
+        for block in _feed(framer, first):
+            for rec in block:
+                if fl.error is not None:
+                    # acknowledge nothing after a failed sync
+                    raise fl.error
+                t = clk()
+                k = w(fd, rec)
+                a = clk()
+                if k != rl:
+                    raise _short_write(k, rl)
+                i += 1
+                la(a - t); aa(a)
+                fl.written = i
+                if i >= n_min and t >= deadline:
+                    break
+            else:
+                continue
+            break
+    finally:
+        fl.halt.set()
+        fl.join()
+    if fl.error is not None:
+        raise fl.error
+    if fl.synced < i:
+        s = clk()
+        try:
+            sync(fd)
+        except OSError as e:
+            raise _wrap_sync_error(e) from e
+        e_ = clk()
+        tl.sync_starts.append(s); tl.sync_ends.append(e_); tl.sync_hi.append(i)
+        tl.final_sync = True
+    tl.end_ns = tl.sync_ends[-1]
+    return tl
+
+
+class _GroupCommit:
+    """Leader/follower group commit (as PostgreSQL and RocksDB do it).
+
+    A writer appends its record under the log lock, then waits for a sync that covers
+    it.  If no sync is in progress it becomes the leader: it waits ``delay`` seconds for
+    more writers to join (N = 0: no wait), syncs everything written so far, and wakes
+    the followers.  An entry is acknowledged only once a covering sync has returned.
+    """
+
+    def __init__(self, fd: int, sync, delay_s: float, framer: Framer, first: list[bytes], stop: Stop,
+                 tl: Timeline):
+        self.fd, self.sync, self.delay_s, self.framer, self.stop, self.tl = fd, sync, delay_s, framer, stop, tl
+        self.block, self.block_base = first, 0
+        self.cond = threading.Condition(threading.Lock())
+        self.next_seq = 0
+        self.synced = 0
+        self.leading = False
+        self.deadline = 0
+        self.error: BaseException | None = None
+
+    def _record(self, seq: int) -> bytes:
+        # seq grows by one under the lock, so only the current block is ever needed
+        k = seq - self.block_base
+        if k >= len(self.block):
+            self.block_base += len(self.block)
+            self.block = self.framer.frame_range(self.block_base, self.block_base + CHUNK)
+            k = seq - self.block_base
+        return self.block[k]
+
+    def writer(self, out: list) -> None:
+        seqs, lats, acks = array("q"), array("q"), array("q")
+        out.append((seqs, lats, acks))
+        clk, w, rl, cond = time.perf_counter_ns, os.write, self.framer.record_bytes, self.cond
+        n_min = self.stop.entries
+        try:
+            while True:
+                t = clk()
+                with cond:
+                    if self.error is not None:
+                        return
+                    if self.next_seq >= n_min and t >= self.deadline:
+                        return
+                    seq = self.next_seq
+                    k = w(self.fd, self._record(seq))
+                    if k != rl:
+                        raise _short_write(k, rl)
+                    self.next_seq = seq + 1
+                    while self.synced <= seq:
+                        if self.error is not None:
+                            return
+                        if self.leading:
+                            cond.wait()
+                            continue
+                        self._lead()
+                a = clk()
+                seqs.append(seq); lats.append(a - t); acks.append(a)
+        except BaseException as e:  # wake everybody; the trial re-raises it
+            with cond:
+                if self.error is None:
+                    self.error = e
+                cond.notify_all()
+
+    def _lead(self) -> None:
+        """Called with the lock held; releases it while waiting and syncing."""
+        cond, clk = self.cond, time.perf_counter_ns
+        self.leading = True
+        cond.release()
+        try:
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            hi = self.next_seq  # every seq below it has its write() returned
+            s = clk()
+            try:
+                if self.sync is not None:
+                    self.sync(self.fd)
+            except OSError as e:
+                raise _wrap_sync_error(e) from e
+            e_ = clk()
+        finally:
+            cond.acquire()
+            self.leading = False
+            cond.notify_all()
+        self.tl.sync_starts.append(s); self.tl.sync_ends.append(e_); self.tl.sync_hi.append(hi)
+        if hi > self.synced:
+            self.synced = hi
+
+
+def run_group(fd: int, sync, interval_ms: int, writers: int, framer: Framer, first: list[bytes],
+              stop: Stop) -> Timeline:
+    tl = Timeline(record_bytes=framer.record_bytes)
+    gc = _GroupCommit(fd, sync, interval_ms / 1000, framer, first, stop, tl)
+    outs: list = []
+    threads = [threading.Thread(target=gc.writer, args=(outs,), name=f"fsyncstudy-writer-{k}", daemon=True)
+               for k in range(writers)]
+    tl.start_ns = time.perf_counter_ns()
+    gc.deadline = stop.deadline(tl.start_ns)
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    if gc.error is not None:
+        raise gc.error
+    n = sum(len(o[0]) for o in outs)
+    tl.latency = array("q", bytes(8 * n))
+    tl.acks = array("q", bytes(8 * n))
+    for seqs, lats, acks in outs:
+        for seq, lat, a in zip(seqs, lats, acks):
+            tl.latency[seq] = lat
+            tl.acks[seq] = a
+    tl.end_ns = max(tl.acks) if n else tl.start_ns
+    return tl

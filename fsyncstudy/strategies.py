@@ -1,0 +1,116 @@
+"""The one definition of every fsync strategy: names, parsing and durability labels.
+
+The README's strategy table is the prose form of this module; the engine in
+``fsyncstudy.log`` implements exactly what is written here, and the protocol
+node takes its labels from here.  Standard library only (the node imports it).
+
+| name          | an entry is acknowledged                | the engine syncs                              | ops/sec is timed over                          | nominal loss window |
+|---------------|-----------------------------------------|-----------------------------------------------|------------------------------------------------|---------------------|
+| always        | after its write and its own sync return | after every write                             | first write until the last sync returns        | 0 ms                |
+| batch_<N>ms   | as soon as its write() returns          | a background flusher every N ms while         | first write until the final covering sync      | N ms                |
+|               |                                         | unsynced data exists (N=0: back to back);     | returns                                        |                     |
+|               |                                         | one final sync covers the last entry          |                                                |                     |
+| group_<N>ms   | after a sync that covers it returns     | a leader syncs for every writer waiting,      | first write until the last ack                 | 0 ms                |
+|               |                                         | after waiting N ms for more to join           |                                                |                     |
+| none          | as soon as its write() returns          | never                                         | first write until the last write returns       | OS dependent        |
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: Largest interval accepted for batch_<N>ms and group_<N>ms (one minute).
+MAX_INTERVAL_MS = 60_000
+
+#: The sync methods a run can choose; fdatasync is Linux's default in PostgreSQL, etcd and Redis.
+SYNC_METHODS = ("fdatasync", "fsync", "open_dsync", "open_sync")
+#: How the log file is laid out before timing starts.
+PREALLOCATIONS = ("append", "fallocate", "zero-fill")
+
+_INTERVAL = re.compile(r"^(batch|group)_(\d+)ms$")
+
+
+class StrategyError(ValueError):
+    """A strategy name that is not one of the defined strategies."""
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A parsed strategy name.
+
+    ``kind`` is one of ``always``, ``batch``, ``group``, ``none``; ``interval_ms``
+    is N for ``batch_<N>ms`` and ``group_<N>ms`` and None otherwise.
+    """
+
+    name: str
+    kind: str
+    interval_ms: int | None = None
+
+    @property
+    def acks_durable(self) -> bool:
+        """True when an acknowledgement means a sync covering the entry has returned."""
+        return self.kind in ("always", "group")
+
+    @property
+    def durability(self) -> str:
+        """The task's ``durability`` label."""
+        if self.kind == "always":
+            return "every_write"
+        if self.kind == "none":
+            return "os_dependent"
+        if self.kind == "batch":
+            return f"every_{self._digits}ms"
+        return "group_commit"
+
+    @property
+    def data_loss_window(self) -> str:
+        """The task's ``data_loss_window`` label: the nominal window, not a measurement."""
+        if self.kind == "none":
+            return "seconds"
+        if self.kind == "batch":
+            return f"{self._digits}ms"
+        return "0ms"
+
+    @property
+    def nominal_loss_window_ms(self) -> float | None:
+        """The promised loss window in ms; None for ``none`` (the kernel decides)."""
+        if self.kind == "none":
+            return None
+        if self.kind == "batch":
+            return float(self.interval_ms)
+        return 0.0
+
+    @property
+    def _digits(self) -> str:
+        # The label repeats the digits as the request spelled them (batch_010ms -> every_010ms).
+        return self.name.split("_", 1)[1][:-2]
+
+
+def parse(name: object) -> Strategy:
+    """Parse a strategy name, or raise StrategyError saying what is accepted."""
+    if not isinstance(name, str):
+        raise StrategyError(f"strategy must be a string, got {type(name).__name__} {name!r}")
+    if name in ("always", "none"):
+        return Strategy(name, name)
+    m = _INTERVAL.match(name)
+    if m:
+        interval = int(m.group(2))
+        if interval > MAX_INTERVAL_MS:
+            raise StrategyError(f"{name!r}: the interval must be 0..{MAX_INTERVAL_MS} ms")
+        return Strategy(name, m.group(1), interval)
+    raise StrategyError(
+        f"unknown strategy {name!r}: use always, none, batch_<N>ms or group_<N>ms "
+        f"with N an integer 0..{MAX_INTERVAL_MS}"
+    )
+
+
+def check_sync_method(method: str) -> str:
+    if method not in SYNC_METHODS:
+        raise ValueError(f"unknown sync method {method!r}: use one of {', '.join(SYNC_METHODS)}")
+    return method
+
+
+def check_preallocation(prealloc: str) -> str:
+    if prealloc not in PREALLOCATIONS:
+        raise ValueError(f"unknown preallocation {prealloc!r}: use one of {', '.join(PREALLOCATIONS)}")
+    return prealloc

@@ -1,0 +1,229 @@
+"""Describe storage targets: which filesystem and device a directory lives on, and
+whether a sync there can make anything durable at all.
+
+Standard library only (the protocol node describes its target on every run).
+Everything comes from /proc/self/mountinfo and /sys/block, so it describes what
+the kernel sees, which may not be the physical truth (a virtual disk's flushes end
+at the hypervisor; a drive may ignore flushes): the verdict says so.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+#: Filesystems whose data lives only in RAM: fsync is a no-op there.
+VOLATILE_FS = {"tmpfs", "ramfs", "devtmpfs", "hugetlbfs", "zram"}
+#: Filesystems where a sync's promise depends on something we cannot see.
+UNCERTAIN_FS = {
+    "overlay", "aufs", "nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "virtiofs", "ceph",
+    "glusterfs", "lustre", "afs", "sshfs", "davfs", "vboxsf", "vmhgfs", "squashfs",
+}
+#: Pseudo filesystems nobody would measure; `devices` leaves them out.
+PSEUDO_FS = {
+    "proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "debugfs", "tracefs", "securityfs",
+    "pstore", "bpf", "configfs", "fusectl", "binfmt_misc", "autofs", "rpc_pipefs", "nsfs",
+    "efivarfs", "selinuxfs", "hugetlbfs", "devtmpfs",
+}
+#: Block device name prefixes of virtual disks whose cache is the hypervisor's.
+VIRTUAL_DISKS = ("vd", "xvd")
+
+
+@dataclass
+class Mount:
+    mount_point: str
+    fstype: str
+    source: str
+    options: str
+    major_minor: str
+
+
+@dataclass
+class Target:
+    """What a directory is stored on, and the durability verdict with its reason."""
+
+    path: str
+    fstype: str
+    mount_point: str
+    mount_options: str
+    source: str
+    block_device: str | None = None
+    rotational: bool | None = None
+    write_cache: str | None = None
+    model: str | None = None
+    loop_backing_file: str | None = None
+    free_bytes: int | None = None
+    durability: str = "uncertain"  # volatile | uncertain | durable
+    reason: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def can_be_durable(self) -> bool:
+        return self.durability != "volatile"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _unescape(text: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as octal.
+    return (text.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")
+            .replace("\\134", "\\"))
+
+
+def mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Mount]:
+    """Every mount the kernel lists, in mountinfo order (later mounts shadow earlier ones)."""
+    out = []
+    with open(mountinfo) as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            lf, rf = left.split(), right.split()
+            if len(lf) < 6 or len(rf) < 2:
+                continue
+            out.append(Mount(mount_point=_unescape(lf[4]), fstype=rf[0], source=_unescape(rf[1]),
+                             options=lf[5] + ("," + rf[2] if len(rf) > 2 else ""),
+                             major_minor=lf[2]))
+    return out
+
+
+def mount_of(path: str | os.PathLike, table: list[Mount] | None = None) -> Mount:
+    """The mount that holds path: the longest mount point that prefixes it, the last one listed."""
+    real = os.path.realpath(path)
+    best = None
+    for m in table if table is not None else mounts():
+        mp = m.mount_point
+        if real == mp or real.startswith(mp.rstrip("/") + "/"):
+            if best is None or len(mp) >= len(best.mount_point):
+                best = m
+    if best is None:
+        raise FileNotFoundError(f"no mount holds {real}")
+    return best
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _block_info(major_minor: str) -> dict:
+    """Disk name, rotational flag, cache mode, model and loop backing file for a device number."""
+    dev = Path("/sys/dev/block") / major_minor
+    if not dev.exists():
+        return {}
+    sysdev = dev.resolve()
+    disk = sysdev if (sysdev / "queue").exists() else sysdev.parent  # a partition's queue is its disk's
+    info: dict = {"block_device": sysdev.name}
+    rot = _read(disk / "queue" / "rotational")
+    info["rotational"] = None if rot is None else rot == "1"
+    info["write_cache"] = _read(disk / "queue" / "write_cache")
+    vendor, model = _read(disk / "device" / "vendor"), _read(disk / "device" / "model")
+    # virtio and NVMe put a PCI id in vendor; only a named model says what the drive is
+    info["model"] = " ".join(x for x in (vendor, model) if x) if model else None
+    info["loop_backing_file"] = _read(disk / "loop" / "backing_file")
+    info["disk"] = disk.name
+    return info
+
+
+def _verdict(t: Target, disk: str | None) -> tuple[str, str]:
+    fs = t.fstype
+    if fs in VOLATILE_FS:
+        return "volatile", f"{fs} keeps files in RAM: fsync is a no-op and a power cut loses everything"
+    if fs in UNCERTAIN_FS or fs.startswith("fuse"):
+        return "uncertain", (f"{fs}: a sync's promise depends on the layer below "
+                             "(a FUSE daemon, an overlay's upper directory or a network server)")
+    if t.loop_backing_file:
+        return "uncertain", (f"loop device backed by the file {t.loop_backing_file}: a flush reaches "
+                             "that file's filesystem, whose own durability decides")
+    if disk and disk.startswith(VIRTUAL_DISKS) and t.write_cache == "write back":
+        return "uncertain", (f"virtual disk /dev/{disk} with a write-back cache: flushes reach the "
+                             "hypervisor, whose cache mode decides whether they reach media")
+    if t.write_cache == "write back":
+        return "durable", ("write-back drive cache: the kernel sends a cache flush on every sync; "
+                           "durable if the drive honours flushes (check for power-loss protection)")
+    if t.write_cache == "write through":
+        return "durable", "write-through cache: a completed write is on stable media"
+    return "durable", f"{fs} on a block device; its cache mode is unknown"
+
+
+def describe(path: str | os.PathLike) -> Target:
+    """Describe the storage under a directory (or the directory that would hold a file)."""
+    p = Path(path)
+    probe = p if p.exists() else p.parent
+    if not probe.exists():
+        raise FileNotFoundError(f"target directory {p} does not exist")
+    m = mount_of(probe)
+    t = Target(path=str(p.resolve()), fstype=m.fstype, mount_point=m.mount_point,
+               mount_options=m.options, source=m.source)
+    try:
+        t.free_bytes = shutil.disk_usage(probe).free
+    except OSError:
+        pass
+    info = _block_info(m.major_minor) if not m.major_minor.startswith("0:") else {}
+    disk = info.pop("disk", None)
+    for k, v in info.items():
+        setattr(t, k, v)
+    t.durability, t.reason = _verdict(t, disk)
+    if "sync" in m.options.split(","):
+        t.notes.append("mounted with -o sync: every write is synchronous already")
+    if "nobarrier" in m.options.split(",") or "barrier=0" in m.options.split(","):
+        t.durability = "uncertain"
+        t.reason = "mounted without write barriers: syncs do not flush the drive cache"
+    return t
+
+
+def discover(include_pseudo: bool = False) -> list[Target]:
+    """The mounted filesystems a user could measure, one per mount point (shadowed ones left out)."""
+    seen: dict[str, Mount] = {}
+    for m in mounts():
+        if not include_pseudo and m.fstype in PSEUDO_FS:
+            continue
+        if m.mount_point.startswith(("/proc", "/sys", "/run/credentials")):
+            continue
+        seen[m.mount_point] = m
+    out = []
+    for mp in sorted(seen):
+        try:
+            if not os.access(mp, os.W_OK):
+                continue
+            out.append(describe(mp))
+        except OSError:
+            continue
+    return out
+
+
+def _writable_dir(d: Path) -> bool:
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return d.is_dir() and os.access(d, os.W_OK | os.X_OK)
+
+
+def pick_directory(explicit: str | os.PathLike | None = None, log=None) -> Path:
+    """Where to write logs when the user did not say: durable storage that we can write.
+
+    Order: ``explicit``, then ``$FSYNCSTUDY_DIR``, then the user's cache directory, the
+    current directory and /var/tmp, skipping any that is volatile (tmpfs) or not
+    writable; last the temp directory, with a warning through ``log`` (a callable).
+    """
+    import tempfile
+    for given, origin in ((explicit, "--dir"), (os.environ.get("FSYNCSTUDY_DIR"), "FSYNCSTUDY_DIR")):
+        if given:
+            d = Path(given)
+            if not _writable_dir(d):
+                raise PermissionError(f"{origin} {d} is not a directory we can create and write")
+            return d
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fsyncstudy"
+    for d in (cache, Path.cwd(), Path("/var/tmp")):
+        try:
+            if _writable_dir(d) and describe(d).durability != "volatile":
+                return d
+        except OSError:
+            continue
+    d = Path(tempfile.gettempdir())
+    if log:
+        log(f"warning: no durable writable directory found; writing to {d} ({describe(d).fstype})")
+    return d

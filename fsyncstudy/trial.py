@@ -1,0 +1,226 @@
+"""One measured run of one strategy on one target: ``run_trial`` -> ``TrialResult``.
+
+Standard library only: the protocol node calls this directly.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import random
+import shutil
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from . import engine, measures
+from .log import Framer, LogFile, read_log
+from .strategies import Strategy, check_preallocation, check_sync_method, parse
+from .targets import Target, describe
+
+#: Space reserved up front by fallocate/zero-fill when a trial is bounded by time, not entries.
+DEFAULT_PREALLOC_BYTES = 64 << 20
+#: Payload bytes per entry unless told otherwise.
+DEFAULT_PAYLOAD_BYTES = 128
+#: Leave this much free on the target beyond what a trial needs.
+SPACE_MARGIN_BYTES = 16 << 20
+
+
+class TargetFull(OSError):
+    """The target lacks the space a trial needs."""
+
+
+class DurabilityWarning(UserWarning):
+    """The target cannot make data durable, so sync timings there mean little."""
+
+
+@dataclass
+class TrialResult:
+    """Everything one trial measured.  Times: ``_us`` microseconds, ``_ms`` milliseconds, ``_s`` seconds."""
+
+    strategy: str
+    kind: str
+    interval_ms: int | None
+    sync_method: str
+    prealloc: str
+    payload_bytes: int
+    record_bytes: int
+    writers: int
+    entries: int
+    elapsed_s: float
+    ops_per_sec: float
+    syncs: int
+    bytes_written: int
+    ack_latency_us_p50: float | None
+    ack_latency_us_p99: float | None
+    ack_latency_us_max: float | None
+    ack_latency_us_mean: float | None
+    sync_latency_us_p50: float | None
+    sync_latency_us_p99: float | None
+    sync_latency_us_max: float | None
+    sync_latency_us_mean: float | None
+    flush_interval_ms_mean: float | None
+    flush_interval_ms_p99: float | None
+    #: Time from an entry's ack until a sync covering it returned; None when nothing was synced.
+    exposure_ms_p50: float | None
+    exposure_ms_p99: float | None
+    exposure_ms_max: float | None
+    exposure_ms_mean: float | None
+    synced: bool
+    nominal_loss_window_ms: float | None
+    durability: str
+    data_loss_window: str
+    #: For ``none``: the kernel writes dirty data back once it is this old, checked at this period.
+    writeback_expire_s: float | None
+    writeback_interval_s: float | None
+    target_path: str
+    target_fstype: str
+    target_durability: str
+    target_reason: str
+    prealloc_bytes: int = 0
+    verified: bool | None = None
+    verify_detail: str = ""
+    started_at: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def writeback_bounds() -> tuple[float | None, float | None]:
+    """The kernel's dirty_expire and dirty_writeback periods in seconds (None where unreadable)."""
+    out = []
+    for name in ("dirty_expire_centisecs", "dirty_writeback_centisecs"):
+        try:
+            out.append(int(Path("/proc/sys/vm", name).read_text()) / 100)
+        except (OSError, ValueError):
+            out.append(None)
+    return out[0], out[1]
+
+
+def payload_for(nbytes: int) -> bytes:
+    """The same incompressible payload every run (compressing filesystems would flatter zeros)."""
+    return random.Random(0x5EED).randbytes(nbytes)
+
+
+def space_needed(entries: int | None, record_bytes: int, prealloc: str, prealloc_bytes: int) -> int:
+    data = (entries or 0) * record_bytes
+    return max(data, prealloc_bytes if prealloc != "append" else 0)
+
+
+def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: float | None = None,
+              directory: str | os.PathLike | None = None, sync_method: str = "fdatasync",
+              prealloc: str = "append", payload_bytes: int = DEFAULT_PAYLOAD_BYTES, writers: int = 1,
+              prealloc_bytes: int | None = None, verify: bool = False,
+              target: Target | None = None) -> TrialResult:
+    """Run one trial: write entries to a fresh log in ``directory`` by ``strategy`` and measure.
+
+    The trial writes at least ``entries`` entries and runs at least ``duration_s``
+    seconds (give one or both).  The log file is removed afterwards, also on error.
+    """
+    st = strategy if isinstance(strategy, Strategy) else parse(strategy)
+    check_sync_method(sync_method)
+    check_preallocation(prealloc)
+    if entries is None and duration_s is None:
+        raise ValueError("give entries, duration_s or both")
+    if entries is not None and (not isinstance(entries, int) or isinstance(entries, bool) or entries < 1):
+        raise ValueError(f"entries must be a positive integer, got {entries!r}")
+    if duration_s is not None and not duration_s > 0:
+        raise ValueError(f"duration_s must be positive, got {duration_s!r}")
+    if not isinstance(payload_bytes, int) or payload_bytes < 0:
+        raise ValueError(f"payload_bytes must be a non-negative integer, got {payload_bytes!r}")
+    if not isinstance(writers, int) or writers < 1:
+        raise ValueError(f"writers must be a positive integer, got {writers!r}")
+    if writers > 1 and st.kind != "group":
+        raise ValueError(f"{st.name}: several writers are only meaningful for group_<N>ms (group commit)")
+    if sync_method.startswith("open_") and st.kind != "always":
+        raise ValueError(f"{sync_method} makes every write synchronous, so it only goes with 'always', "
+                         f"not {st.name}")
+    if directory is None:
+        from .targets import pick_directory
+        directory = pick_directory()
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"target directory {directory} does not exist")
+    tgt = target or describe(directory)
+
+    payload = payload_for(payload_bytes)
+    framer = Framer(payload)
+    if prealloc_bytes is None:
+        prealloc_bytes = entries * framer.record_bytes if entries and duration_s is None else DEFAULT_PREALLOC_BYTES
+    need = space_needed(entries, framer.record_bytes, prealloc, prealloc_bytes)
+    free = shutil.disk_usage(directory).free
+    if need + SPACE_MARGIN_BYTES > free:
+        raise TargetFull(28, f"{directory} has {free / 2**20:.1f} MiB free; this trial needs "
+                             f"{need / 2**20:.1f} MiB plus a {SPACE_MARGIN_BYTES >> 20} MiB margin")
+
+    notes = []
+    if not tgt.can_be_durable:
+        msg = f"{directory} is on {tgt.fstype}: {tgt.reason}; sync timings there measure no durability"
+        warnings.warn(msg, DurabilityWarning, stacklevel=2)
+        notes.append(msg)
+
+    first = framer.frame_range(0, min(entries, engine.PREFRAME_MAX) if entries else engine.CHUNK)
+    started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    with LogFile(directory, sync_method, prealloc, prealloc_bytes) as log:
+        sync = log.sync_function()
+        stop = engine.Stop(entries or 0, int(duration_s * 1e9) if duration_s else 0)
+        if st.kind == "always":
+            tl = engine.run_always(log.fd, sync, framer, first, stop)
+        elif st.kind == "none":
+            tl = engine.run_none(log.fd, framer, first, stop)
+        elif st.kind == "batch":
+            tl = engine.run_batch(log.fd, sync, st.interval_ms, framer, first, stop)
+        else:
+            tl = engine.run_group(log.fd, sync, st.interval_ms, writers, framer, first, stop)
+        verified, detail = None, ""
+        if verify:
+            scan = read_log(log.path)
+            verified = scan.clean and scan.entries == tl.entries
+            detail = f"{scan.entries} of {tl.entries} entries read back, end: {scan.end} {scan.detail}".strip()
+    return summarize(st, tl, sync_method=sync_method, prealloc=prealloc, payload_bytes=payload_bytes,
+                     writers=writers, target=tgt, prealloc_bytes=prealloc_bytes if prealloc != "append" else 0,
+                     verified=verified, verify_detail=detail, started_at=started_at, notes=notes)
+
+
+def summarize(st: Strategy, tl: engine.Timeline, *, sync_method: str, prealloc: str, payload_bytes: int,
+              writers: int, target: Target, prealloc_bytes: int = 0, verified: bool | None = None,
+              verify_detail: str = "", started_at: str = "", notes: list[str] | None = None) -> TrialResult:
+    """Turn a raw timeline into a TrialResult."""
+    n = tl.entries
+    elapsed_ns = tl.end_ns - tl.start_ns
+    ack = measures.summary(tl.latency, 1e3)
+    syncs = len(tl.sync_ends)
+    sync_lat = measures.summary([e - s for s, e in zip(tl.sync_starts, tl.sync_ends)], 1e3)
+    flush = {"mean": None, "p99": None}
+    if st.kind == "batch":
+        ticks = tl.sync_starts[:-1] if tl.final_sync else tl.sync_starts
+        flush = measures.summary(measures.intervals(ticks), 1e6)
+    exp = {"p50": None, "p99": None, "max": None, "mean": None}
+    if syncs:
+        exp = measures.summary(measures.exposures(tl.acks, tl.sync_ends, tl.sync_hi), 1e6)
+    expire = interval = None
+    if st.kind == "none":
+        expire, interval = writeback_bounds()
+    return TrialResult(
+        strategy=st.name, kind=st.kind, interval_ms=st.interval_ms, sync_method=sync_method, prealloc=prealloc,
+        payload_bytes=payload_bytes, record_bytes=tl.record_bytes, writers=writers, entries=n,
+        elapsed_s=elapsed_ns / 1e9, ops_per_sec=n / (elapsed_ns / 1e9) if elapsed_ns > 0 else float(n) * 1e9,
+        syncs=syncs, bytes_written=n * tl.record_bytes,
+        ack_latency_us_p50=ack["p50"], ack_latency_us_p99=ack["p99"], ack_latency_us_max=ack["max"],
+        ack_latency_us_mean=ack["mean"],
+        sync_latency_us_p50=sync_lat["p50"], sync_latency_us_p99=sync_lat["p99"],
+        sync_latency_us_max=sync_lat["max"], sync_latency_us_mean=sync_lat["mean"],
+        flush_interval_ms_mean=flush["mean"], flush_interval_ms_p99=flush["p99"],
+        exposure_ms_p50=exp["p50"], exposure_ms_p99=exp["p99"], exposure_ms_max=exp["max"],
+        exposure_ms_mean=exp["mean"], synced=syncs > 0,
+        nominal_loss_window_ms=st.nominal_loss_window_ms, durability=st.durability,
+        data_loss_window=st.data_loss_window, writeback_expire_s=expire, writeback_interval_s=interval,
+        target_path=target.path, target_fstype=target.fstype, target_durability=target.durability,
+        target_reason=target.reason, prealloc_bytes=prealloc_bytes, verified=verified,
+        verify_detail=verify_detail, started_at=started_at, warnings=list(notes or []),
+    )

@@ -1,0 +1,64 @@
+import zlib
+
+from fsyncstudy.log import HEADER, Framer, frame, read_log, scan
+
+
+def log_of(n, payload=b"p" * 10):
+    f = Framer(payload)
+    return b"".join(f.frame_range(0, n))
+
+
+def test_record_layout_is_length_crc_seq_payload():
+    rec = frame(7, b"hello")
+    length, crc, seq = HEADER.unpack_from(rec)
+    assert (length, seq, rec[HEADER.size:]) == (5, 7, b"hello")
+    assert crc == zlib.crc32(b"hello" + (7).to_bytes(8, "little"))
+    assert Framer(b"hello").frame_range(7, 8) == [rec]
+
+
+def test_a_whole_log_reads_back_clean():
+    s = scan(log_of(100))
+    assert (s.entries, s.first_seq, s.last_seq, s.end, s.clean) == (100, 0, 99, "clean", True)
+
+
+def test_empty_and_zero_filled_tails_end_cleanly():
+    assert scan(b"").entries == 0 and scan(b"").clean
+    s = scan(log_of(5) + bytes(4096))
+    assert (s.entries, s.end, s.clean) == (5, "zeros", True)
+    assert scan(log_of(5) + bytes(3)).end == "zeros"
+
+
+def test_a_torn_tail_is_detected_and_the_prefix_kept():
+    data = log_of(10)
+    rec = len(data) // 10
+    for cut in (1, HEADER.size - 1, HEADER.size + 3, rec - 1):
+        s = scan(data[:9 * rec + cut])
+        assert (s.entries, s.end, s.valid_bytes) == (9, "torn", 9 * rec), cut
+
+
+def test_a_flipped_bit_stops_the_reader_at_that_record():
+    data = bytearray(log_of(10))
+    rec = len(data) // 10
+    data[4 * rec + HEADER.size + 2] ^= 0x01
+    s = scan(bytes(data))
+    assert (s.entries, s.end) == (4, "corrupt")
+    assert "seq 4" in s.detail
+
+
+def test_an_absurd_length_is_corruption_not_a_huge_read():
+    data = bytearray(log_of(3))
+    data[0:4] = (1 << 31).to_bytes(4, "little")
+    assert scan(bytes(data)).end == "corrupt"
+
+
+def test_stale_records_out_of_sequence_end_the_log():
+    f = Framer(b"x")
+    data = b"".join([f.frame(0), f.frame(1), f.frame(5)])
+    s = scan(data)
+    assert (s.entries, s.end) == (2, "sequence")
+
+
+def test_read_log_reads_a_file(tmp_path):
+    p = tmp_path / "x.log"
+    p.write_bytes(log_of(3))
+    assert read_log(p).entries == 3

@@ -1,0 +1,182 @@
+"""The protocol node on in-memory streams and as a subprocess."""
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
+
+from fsyncstudy.node import Node
+from conftest import REPO
+
+INIT = {"src": "c0", "dest": "n1", "body": {"type": "init", "msg_id": 1, "node_id": "n1", "node_ids": ["n1"]}}
+INIT_OK = '{"src": "n1", "dest": "c0", "body": {"type": "init_ok", "in_reply_to": 1, "msg_id": 0}}'
+
+
+def bench(msg_id, entries, strategies, src="c1", **extra):
+    return {"src": src, "dest": "n1",
+            "body": {"type": "fsync_benchmark", "msg_id": msg_id, "entries": entries, "strategies": strategies,
+                     **extra}}
+
+
+def run_node(lines, directory):
+    inp = io.StringIO("".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in lines))
+    out, err = io.StringIO(), io.StringIO()
+    assert Node(inp, out, err, directory=directory).run() == 0
+    replies = [json.loads(l) for l in out.getvalue().splitlines()]
+    return replies, out.getvalue(), err.getvalue()
+
+
+def test_init_ok_is_formatted_exactly_like_the_task(disk_dir):
+    _, raw, _ = run_node([INIT], disk_dir)
+    assert raw == INIT_OK + "\n"
+
+
+def test_the_task_sample_with_all_three_strategies(disk_dir):
+    replies, _, err = run_node([INIT, bench(2, 100, ["always", "batch_10ms", "none"])], disk_dir)
+    assert [r["body"]["msg_id"] for r in replies] == [0, 1]
+    rep = replies[1]
+    assert rep["src"] == "n1" and rep["dest"] == "c1"
+    body = rep["body"]
+    assert list(body)[:2] == ["type", "in_reply_to"] and list(body)[-1] == "msg_id"
+    assert body["type"] == "fsync_benchmark_ok" and body["in_reply_to"] == 2
+    res = body["results"]
+    assert [(r["strategy"], r["durability"], r["data_loss_window"]) for r in res] == [
+        ("always", "every_write", "0ms"), ("batch_10ms", "every_10ms", "10ms"), ("none", "os_dependent", "seconds")]
+    ops = [r["ops_per_sec"] for r in res]
+    assert ops[0] < ops[1] < ops[2], ops
+    assert res[0]["syncs"] == 100 and res[2]["syncs"] == 0 and res[1]["syncs"] >= 1
+    assert res[0]["exposure_ms_max"] == 0 and res[2]["exposure_ms_max"] is None
+    assert res[2]["writeback_expire_s"] is not None
+    for r in res:
+        assert r["entries"] == 100 and r["trials"] >= 1 and r["target"]["fstype"]
+        assert sorted(r["ops_per_sec_trials"])[(r["trials"] - 1) // 2] == round(r["ops_per_sec"], 1)
+    assert "rounds" in err
+    assert os.listdir(disk_dir) == []
+
+
+def test_results_follow_the_requested_order_with_repeats(disk_dir):
+    names = ["none", "always", "batch_0ms", "none", "group_0ms"]
+    replies, _, _ = run_node([INIT, bench(2, 20, names)], disk_dir)
+    assert [r["strategy"] for r in replies[1]["body"]["results"]] == names
+
+
+@pytest.mark.parametrize("body, code, text", [
+    ({"type": "frobnicate", "msg_id": 2}, 10, "not supported"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "strategies": ["always"]}, 12, "entries"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 0, "strategies": ["always"]}, 12, "entries"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": -5, "strategies": ["always"]}, 12, "entries"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": True, "strategies": ["always"]}, 12, "entries"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 2.5, "strategies": ["always"]}, 12, "entries"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 10}, 12, "strategies"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 10, "strategies": []}, 12, "strategies"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 10, "strategies": "always"}, 12, "strategies"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 10, "strategies": ["always", "sometimes"]}, 12, "sometimes"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 10, "strategies": [7]}, 12, "string"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 10**13, "strategies": ["none"]}, 12, "MiB free"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 10, "strategies": ["none"], "sync_method": "x"}, 12,
+     "sync method"),
+    ({"msg_id": 2}, 12, "type"),
+])
+def test_bad_requests_get_the_protocol_error_and_the_node_keeps_serving(body, code, text, disk_dir):
+    replies, _, _ = run_node([INIT, {"src": "c1", "dest": "n1", "body": body}, bench(3, 20, ["none"])], disk_dir)
+    err = replies[1]["body"]
+    assert (err["type"], err["in_reply_to"], err["code"], err["msg_id"]) == ("error", 2, code, 1)
+    assert text in err["text"]
+    assert replies[2]["body"]["type"] == "fsync_benchmark_ok" and replies[2]["body"]["msg_id"] == 2
+
+
+def test_lines_that_are_not_messages_are_logged_and_skipped(disk_dir):
+    replies, raw, err = run_node(["not json", "[1, 2]", '"x"', "{}", '{"src": "c1", "body": 3}', "", INIT],
+                                 disk_dir)
+    assert raw == INIT_OK + "\n"
+    assert err.count("skipping") == 5
+
+
+def test_an_io_error_becomes_an_error_reply(disk_dir, monkeypatch):
+    import errno
+
+    def failing(fd):
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(os, "fdatasync", failing)
+    replies, _, _ = run_node([INIT, bench(2, 10, ["always"]), bench(3, 10, ["none"])], disk_dir)
+    assert replies[1]["body"]["code"] == 13 and "sync failed" in replies[1]["body"]["text"]
+    assert replies[2]["body"]["type"] == "fsync_benchmark_ok"
+    assert os.listdir(disk_dir) == []
+
+
+def node_cmd(*args):
+    return [sys.executable, "-m", "fsyncstudy.node", *args]
+
+
+def test_the_node_as_a_subprocess_answers_the_task_samples_in_time(disk_dir):
+    for entries, strategies in ((100, ["always", "batch_10ms", "none"]), (50, ["always"])):
+        lines = "".join(json.dumps(m) + "\n" for m in [INIT, bench(2, entries, strategies)])
+        t = time.monotonic()
+        p = subprocess.run(node_cmd("--dir", str(disk_dir)), input=lines, capture_output=True, text=True,
+                           timeout=30, cwd=REPO)
+        elapsed = time.monotonic() - t
+        assert p.returncode == 0, p.stderr
+        out = p.stdout.splitlines()
+        assert out[0] == INIT_OK
+        res = json.loads(out[1])["body"]["results"]
+        assert [r["strategy"] for r in res] == strategies
+        assert elapsed < 5, elapsed
+
+
+def test_the_node_reads_FSYNCSTUDY_DIR_and_survives_undecodable_bytes(disk_dir):
+    data = b"\xff\xfe garbage\n" + json.dumps(INIT).encode() + b"\n" + json.dumps(bench(2, 5, ["none"])).encode() + b"\n"
+    p = subprocess.run(node_cmd(), input=data, capture_output=True, timeout=30, cwd=REPO,
+                       env={**os.environ, "FSYNCSTUDY_DIR": str(disk_dir)})
+    assert p.returncode == 0
+    lines = p.stdout.decode().splitlines()
+    assert len(lines) == 2 and all(json.loads(l)["src"] == "n1" for l in lines)
+    assert str(disk_dir) in json.loads(lines[1])["body"]["results"][0]["target"]["path"]
+
+
+def test_the_node_never_imports_the_heavy_packages():
+    code = ("import sys, fsyncstudy.node; heavy = {'pandas', 'numpy', 'scipy', 'seaborn', 'matplotlib'};"
+            "print(sorted(heavy & set(sys.modules)))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert p.stdout.strip() == "[]", p.stdout + p.stderr
+
+
+# -- property: random and malformed input never kills the node or dirties stdout ------------------------
+
+json_values = hs.recursive(
+    hs.none() | hs.booleans() | hs.integers(-10, 10**6) | hs.floats(allow_nan=False) | hs.text(max_size=8),
+    lambda kids: hs.lists(kids, max_size=3) | hs.dictionaries(hs.text(max_size=6), kids, max_size=3),
+    max_leaves=8)
+names = hs.sampled_from(["always", "none", "batch_0ms", "batch_3ms", "group_0ms", "batch_x", "", "BATCH_1ms"])
+bodies = hs.fixed_dictionaries(
+    {"type": hs.sampled_from(["fsync_benchmark", "init", "echo", "", "fsync_benchmark_ok"]) | json_values},
+    optional={"msg_id": hs.integers(0, 10**9) | json_values,
+              "entries": hs.integers(-3, 40) | json_values,
+              "strategies": hs.lists(names, max_size=3) | json_values,
+              "node_id": hs.text(max_size=4) | json_values})
+messages = hs.fixed_dictionaries({"src": hs.sampled_from(["c1", "c2"]) | json_values, "dest": hs.just("n1"),
+                                  "body": bodies | json_values})
+lines = hs.one_of(
+    messages.map(json.dumps),
+    json_values.map(json.dumps),
+    hs.text(max_size=40).filter(lambda s: "\n" not in s and "\r" not in s),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(hs.lists(lines, max_size=6))
+def test_random_and_malformed_lines_never_kill_the_node(disk_dir, batch):
+    out, err = io.StringIO(), io.StringIO()
+    inp = io.StringIO("".join(l + "\n" for l in [json.dumps(INIT), *batch]))
+    assert Node(inp, out, err, directory=disk_dir).run() == 0
+    ids = []
+    for line in out.getvalue().splitlines():
+        msg = json.loads(line)
+        assert set(msg) == {"src", "dest", "body"} and isinstance(msg["body"]["type"], str)
+        ids.append(msg["body"]["msg_id"])
+    assert ids == list(range(len(ids)))
+    assert os.listdir(disk_dir) == []

@@ -1,0 +1,169 @@
+"""The engine through run_trial, on real files on the repository's disk."""
+import errno
+import os
+import warnings
+
+import pytest
+
+from fsyncstudy.engine import SyncFailed
+from fsyncstudy.trial import DurabilityWarning, TargetFull, run_trial
+from conftest import SHM, leftovers, needs_shm
+
+STRATEGIES = ["always", "batch_0ms", "batch_5ms", "none", "group_0ms", "group_2ms"]
+
+
+@pytest.fixture
+def count_fdatasync(monkeypatch):
+    calls = []
+    real = os.fdatasync
+
+    def counting(fd):
+        calls.append(fd)
+        return real(fd)
+    monkeypatch.setattr(os, "fdatasync", counting)
+    return calls
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_every_strategy_writes_a_log_that_reads_back_complete(name, disk_dir):
+    writers = 3 if name.startswith("group") else 1
+    r = run_trial(name, entries=300, directory=disk_dir, verify=True, writers=writers)
+    assert r.verified, r.verify_detail
+    assert r.entries == 300 and r.bytes_written == 300 * r.record_bytes
+    assert r.ops_per_sec > 0 and r.elapsed_s > 0
+    assert leftovers(disk_dir) == []
+
+
+@pytest.mark.parametrize("prealloc", ["append", "fallocate", "zero-fill"])
+@pytest.mark.parametrize("name", ["always", "batch_1ms", "none"])
+def test_preallocated_logs_read_back_complete(prealloc, name, disk_dir):
+    r = run_trial(name, entries=200, directory=disk_dir, prealloc=prealloc, verify=True)
+    assert r.verified, r.verify_detail
+    assert r.prealloc_bytes == (0 if prealloc == "append" else 200 * r.record_bytes)
+
+
+def test_always_syncs_once_per_entry(disk_dir, count_fdatasync):
+    r = run_trial("always", entries=250, directory=disk_dir)
+    assert len(count_fdatasync) == 250 == r.syncs
+    assert r.exposure_ms_max == 0.0
+    assert r.nominal_loss_window_ms == 0.0
+
+
+def test_none_never_syncs(disk_dir, count_fdatasync):
+    r = run_trial("none", entries=5000, directory=disk_dir)
+    assert count_fdatasync == [] and r.syncs == 0 and not r.synced
+    assert r.exposure_ms_max is None
+    assert r.writeback_expire_s == int(open("/proc/sys/vm/dirty_expire_centisecs").read()) / 100
+
+
+def test_batch_syncs_are_counted_and_the_last_entry_is_covered(disk_dir, count_fdatasync):
+    r = run_trial("batch_60000ms", entries=1000, directory=disk_dir, verify=True)
+    # the interval never elapses: exactly the one final sync covers everything
+    assert len(count_fdatasync) == 1 == r.syncs
+    assert r.verified
+    assert r.exposure_ms_max is not None and r.exposure_ms_max >= 0
+
+
+def test_batch_flusher_keeps_its_cadence(disk_dir, count_fdatasync):
+    n_ms = 20
+    r = run_trial(f"batch_{n_ms}ms", duration_s=0.5, directory=disk_dir)
+    # ticks are anchored to the flusher's start: one sync per tick at most, plus the final one
+    assert r.syncs == len(count_fdatasync)
+    assert r.syncs <= r.elapsed_s * 1000 / n_ms + 2
+    assert r.syncs >= 0.5 * r.elapsed_s * 1000 / n_ms
+    assert 0.9 * n_ms <= r.flush_interval_ms_mean <= 2 * n_ms
+    # an acknowledged entry waits for the next tick and that tick's sync
+    assert r.exposure_ms_max >= 0.5 * n_ms
+
+
+def test_batch_0ms_syncs_back_to_back(disk_dir, count_fdatasync):
+    r = run_trial("batch_0ms", duration_s=0.3, directory=disk_dir)
+    assert r.syncs > 10 and r.syncs == len(count_fdatasync)
+
+
+def test_group_commit_shares_syncs_and_acks_only_durable_entries(disk_dir, count_fdatasync):
+    r = run_trial("group_0ms", entries=2000, writers=8, directory=disk_dir, verify=True)
+    assert r.verified
+    assert 0 < r.syncs == len(count_fdatasync) <= 2000
+    assert r.exposure_ms_max == 0.0
+
+
+def test_group_commit_with_one_writer_is_one_sync_per_entry(disk_dir, count_fdatasync):
+    r = run_trial("group_0ms", entries=100, directory=disk_dir)
+    assert r.syncs == 100 == len(count_fdatasync)
+
+
+def test_duration_and_entries_bound_a_trial_together(disk_dir):
+    r = run_trial("none", entries=10, duration_s=0.2, directory=disk_dir)
+    assert r.elapsed_s >= 0.2 and r.entries > 10
+    r = run_trial("always", entries=50, duration_s=0.001, directory=disk_dir)
+    assert r.entries >= 50
+
+
+def test_open_dsync_makes_every_write_a_sync(disk_dir, count_fdatasync):
+    r = run_trial("always", entries=100, directory=disk_dir, sync_method="open_dsync", verify=True)
+    assert r.verified and r.syncs == 100 and count_fdatasync == []
+
+
+def test_fsync_method_calls_fsync(disk_dir, monkeypatch):
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    run_trial("always", entries=40, directory=disk_dir, sync_method="fsync")
+    assert len(calls) >= 40  # plus the ones that make the fresh file durable before timing
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(strategy="batch_10ms", sync_method="open_sync"), "only goes with 'always'"),
+    (dict(strategy="always", writers=4), "group"),
+    (dict(strategy="always", sync_method="O_DIRECT"), "unknown sync method"),
+    (dict(strategy="always", prealloc="sparse"), "unknown preallocation"),
+    (dict(strategy="always", entries=0), "positive"),
+    (dict(strategy="sometimes"), "unknown strategy"),
+])
+def test_bad_options_are_refused_before_anything_is_written(kwargs, match, disk_dir):
+    kwargs.setdefault("entries", 10)
+    with pytest.raises(ValueError, match=match):
+        run_trial(directory=disk_dir, **kwargs)
+    assert leftovers(disk_dir) == []
+
+
+def test_a_failed_sync_is_an_error_not_a_retry_and_the_file_is_removed(disk_dir, monkeypatch):
+    calls = []
+
+    def failing(fd):
+        calls.append(fd)
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(os, "fdatasync", failing)
+    with pytest.raises(SyncFailed, match="not retrying"):
+        run_trial("always", entries=10, directory=disk_dir)
+    assert len(calls) == 1
+    with pytest.raises(SyncFailed):
+        run_trial("batch_0ms", entries=100000, directory=disk_dir)
+    assert leftovers(disk_dir) == []
+
+
+def test_a_trial_that_cannot_fit_says_how_much_it_needs(disk_dir):
+    with pytest.raises(TargetFull, match="MiB free"):
+        run_trial("none", entries=10**12, directory=disk_dir)
+
+
+def test_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        run_trial("none", entries=10, directory=tmp_path / "nope")
+
+
+@needs_shm
+def test_tmpfs_is_reported_as_not_durable_and_warned_about():
+    with pytest.warns(DurabilityWarning, match="tmpfs"):
+        r = run_trial("always", entries=10, directory=SHM)
+    assert r.target_fstype == "tmpfs" and r.target_durability == "volatile"
+    assert any("tmpfs" in w for w in r.warnings)
+
+
+def test_a_disk_target_is_described(disk_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DurabilityWarning)
+        r = run_trial("none", entries=10, directory=disk_dir)
+    assert r.target_durability in ("durable", "uncertain") and r.target_fstype not in ("tmpfs", "ramfs")
+    assert r.target_reason
