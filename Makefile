@@ -8,6 +8,11 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests use (installed when missing and we are root).
 SYSTEM_PACKAGES :=
 
+# make report PROFILE=quick            a faster, rougher study
+# make report DATASET=data/NAME        render an existing dataset, measure nothing
+PROFILE ?= standard
+DATASET ?=
+
 .PHONY: all report test test-package test-notebooks bench-overhead clean distclean system-deps
 
 all: report
@@ -21,14 +26,18 @@ $(STAMP): pyproject.toml
 system-deps:
 	bash .ci/system-deps $(SYSTEM_PACKAGES)
 
+report: system-deps $(STAMP)
+	$(PY) -m fsyncstudy report --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET))
+
 test: system-deps $(STAMP)
 	$(PY) -m pytest tests
+	cd notebooks && PYDEVD_DISABLE_FILE_VALIDATION=1 ../$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider .
 
 bench-overhead: $(STAMP)
 	$(PY) benchmarks/overhead.py
 
 clean:
-	rm -rf build .pytest_cache .hypothesis
+	rm -rf build reports .pytest_cache .hypothesis
 
 distclean: clean
 	rm -rf $(VENV)

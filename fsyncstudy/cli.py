@@ -77,6 +77,44 @@ def cmd_devices(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import default_out, run_sweep
+
+    out = args.out or default_out(args.profile)
+    print(f"study: {args.profile} profile into {out}", file=sys.stderr)
+    try:
+        s = run_sweep(out, profile=args.profile, targets=args.target, seed=args.seed, progress=not args.quiet)
+    except KeyboardInterrupt as e:
+        print(f"\n{e.args[0] if e.args else 'interrupted'}", file=sys.stderr)
+        return 130
+    for note in s.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{s.ran} trials run ({s.failed} failed), {s.skipped} already done, in {s.elapsed_s:.0f} s: "
+          f"{s.out / 'trials.csv'}")
+    return 1 if s.failed else 0
+
+
+def cmd_report(args) -> int:
+    from .report import build_report
+    from .sweep import default_out, run_sweep
+
+    log = lambda m: print(m, file=sys.stderr)
+    if args.dataset:
+        dataset = args.dataset  # render a dataset as it is; measure nothing
+    else:
+        dataset = default_out(args.profile)
+        log(f"study: {args.profile} profile into {dataset} (resumes if it was interrupted)")
+        try:
+            s = run_sweep(dataset, profile=args.profile, targets=args.target, seed=args.seed, progress=not args.quiet)
+        except KeyboardInterrupt as e:
+            log(f"\n{e.args[0] if e.args else 'interrupted'}")
+            return 130
+        log(f"{s.ran} trials run ({s.failed} failed), {s.skipped} already done, in {s.elapsed_s:.0f} s")
+    index = build_report(dataset, out_dir=args.out, seed=args.seed, log=log)
+    print(f"report: {index.resolve()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m fsyncstudy",
                                  description="How much durability each fsync strategy costs, on your storage.")
@@ -98,6 +136,23 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("devices", help="the mounted filesystems you could measure, with a durability verdict")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_devices)
+    s = sub.add_parser("sweep", help="the study: every configuration on every target, repeated, resumable")
+    s.add_argument("--profile", default="standard", choices=["quick", "standard", "full"])
+    s.add_argument("--target", action="append", metavar="DIR",
+                   help="a directory or lab:NAME; repeat the flag (default: the filesystem of data/ and /dev/shm)")
+    s.add_argument("--out", help="dataset directory (default: data/<profile>-<host>-<boot id>)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the randomized round order (recorded)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_sweep)
+
+    r = sub.add_parser("report", help="run (or resume) the study, then render the notebooks into reports/")
+    r.add_argument("--profile", default="standard", choices=["quick", "standard", "full"])
+    r.add_argument("--target", action="append", metavar="DIR", help="as for sweep")
+    r.add_argument("--dataset", help="render this existing dataset instead of measuring")
+    r.add_argument("--out", default="reports", help="where the HTML goes (default: reports/)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_report)
     return ap
 
 

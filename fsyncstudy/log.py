@@ -129,6 +129,36 @@ def _open_flags(sync_method: str) -> int:
     return flags
 
 
+def remove_stale(directory: str | os.PathLike) -> list[str]:
+    """Remove trial logs left in ``directory`` by processes that no longer exist (a SIGKILL, a power cut).
+
+    Our log files are named ``.fsyncstudy-<pid>-<id>.log``; a live process's files are left alone.
+    """
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        parts = name.split("-")
+        if not (name.startswith(".fsyncstudy-") and name.endswith(".log") and len(parts) >= 3 and parts[1].isdigit()):
+            continue
+        pid = int(parts[1])
+        try:
+            os.kill(pid, 0)
+            continue  # still running (or not ours to judge)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+            removed.append(name)
+        except OSError:
+            pass
+    return removed
+
+
 class LogFile:
     """A fresh log file in a target directory, prepared for a trial and removed after it.
 

@@ -1,0 +1,144 @@
+"""Tables the notebooks show, computed from a dataset: the shapes between statistics and figures.
+
+The notebooks call these and stay short; anything a notebook would compute twice lives here.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from .strategies import parse
+from .sweep import REPO, machine_fingerprint, run_sweep
+
+BASELINE = "always/w1/append/fdatasync"
+TASK = ["always/w1/append/fdatasync", "batch_10ms/w1/append/fdatasync", "none/w1/append/fdatasync"]
+
+
+def dataset(path: str | os.PathLike | None = None, profile: str = "quick", targets: list[str] | None = None,
+            seed: int = 0, progress: bool = True) -> Path:
+    """The dataset to analyse: ``path`` if it holds one, else a fresh (resumable) sweep.
+
+    A fresh sweep goes to ``build/<profile>-<host>-<boot>`` so that notebooks run one
+    after another share it instead of measuring three times.
+    """
+    if path is not None:
+        p = Path(path)
+        if not p.is_absolute() and not p.exists():
+            p = REPO / p
+        if (p / "trials.csv").exists():
+            return p
+        raise FileNotFoundError(f"{p} holds no dataset (no trials.csv); run `python -m fsyncstudy sweep --out {p}`")
+    fp = machine_fingerprint()
+    out = REPO / "build" / f"{profile}-{fp['hostname']}-{(fp['boot_id'] or 'unknown')[:8]}"
+    run_sweep(out, profile=profile, targets=targets, seed=seed, progress=progress)
+    return out
+
+
+def machine_table(meta: dict) -> pd.DataFrame:
+    env = meta["environment"]
+    rows = [("host", env["host"]), ("kernel", env["kernel"]), ("CPU", f"{env['cpu']} ({env['cores']} cores)"),
+            ("memory", f"{(env.get('memory_bytes') or 0) / 2**30:.0f} GiB"), ("Python", env["versions"]["python"]),
+            ("fsyncstudy", f"{env['versions']['fsyncstudy']} (git {str(env['git']['commit'])[:10]}"
+                           f"{', uncommitted changes' if env['git']['dirty'] else ''})"),
+            ("profile", f"{meta['profile']['name']}: {meta['profile']['trials']} trials per configuration after "
+                        f"{meta['profile']['warmup_rounds']} discarded warm-up round, seed {meta['seed']}"),
+            ("trial length", meta["trial_rule"]), ("measured", meta.get("created_at", "?"))]
+    return pd.DataFrame(rows, columns=["", "value"]).set_index("")
+
+
+def targets_table(meta: dict) -> pd.DataFrame:
+    rows = []
+    for path, t in meta["target_descriptions"].items():
+        rows.append({"target": path, "filesystem": t["fstype"], "device": t.get("block_device") or t["source"],
+                     "rotational": t.get("rotational"), "write cache": t.get("write_cache"),
+                     "verdict": t["durability"], "why": t["reason"]})
+    return pd.DataFrame(rows)
+
+
+def summary(df: pd.DataFrame, seed: int = 0, n_boot: int = stats.N_BOOT) -> pd.DataFrame:
+    return stats.summarize(df, metrics=("ops_per_sec", "ack_latency_us_p99", "exposure_ms_p99", "exposure_ms_max",
+                                        "sync_latency_us_p50"), seed=seed, n_boot=n_boot)
+
+
+def task_table(summ: pd.DataFrame, rel: pd.DataFrame) -> pd.DataFrame:
+    """The task's results table per target: strategy, ops/sec with CIs, labels, measured exposure."""
+    ops = stats.wide(summ, "ops_per_sec").set_index(["target", "config"])
+    exp = stats.wide(summ, "exposure_ms_max").set_index(["target", "config"])
+    ratio = rel.set_index(["target", "config"])
+    rows = []
+    for (target, config), r in ops.iterrows():
+        if config not in TASK:
+            continue
+        st = parse(r["strategy"])
+        e = exp["mean"].get((target, config), np.nan)
+        rows.append({
+            "target": r["target_label"], "strategy": st.name,
+            "ops_per_sec": r["mean"], "t 95% CI": f"{r['t_low']:,.0f} – {r['t_high']:,.0f}",
+            "BCa 95% CI": f"{r['bca_low']:,.0f} – {r['bca_high']:,.0f}", "n": int(r["n"]),
+            "× always": ratio["ratio"].get((target, config), np.nan),
+            "durability": st.durability, "data_loss_window": st.data_loss_window,
+            "measured max exposure ms": e,
+        })
+    out = pd.DataFrame(rows)
+    order = {c.split("/")[0]: k for k, c in enumerate(TASK)}
+    return out.sort_values(["target", "strategy"], key=lambda s: s.map(order) if s.name == "strategy" else s)
+
+
+def interval_curves(summ: pd.DataFrame, metric: str = "ops_per_sec") -> pd.DataFrame:
+    """batch_<N>ms and group_<N>ms rows of one metric, with the interval as a number and a family name."""
+    w = stats.wide(summ, metric)
+    w = w[w["kind"].isin(["batch", "group"]) & (w["prealloc"] == "append")].copy()
+    w["family"] = np.where(w["kind"] == "batch", "batch (1 writer)",
+                           "group commit (" + w["writers"].astype(int).astype(str) + " writers)")
+    return w.sort_values(["target", "family", "interval_ms"]).reset_index(drop=True)
+
+
+def reference_rows(summ: pd.DataFrame, metric: str = "ops_per_sec") -> pd.DataFrame:
+    w = stats.wide(summ, metric)
+    return w[w["config"].isin(["always/w1/append/fdatasync", "none/w1/append/fdatasync"])].reset_index(drop=True)
+
+
+def frontier_points(summ: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """One point per (target, configuration): mean ops/sec with CI, nominal and measured loss window.
+
+    The measured window is the mean over trials of each trial's largest exposure; for
+    ``none`` nothing is ever synced, so its window is the kernel's writeback bound
+    (dirty_expire + dirty_writeback), marked ``window_source = "kernel bound"``.
+    """
+    ops = stats.wide(summ, "ops_per_sec").set_index(["target", "config"])
+    exp = stats.wide(summ, "exposure_ms_max").set_index(["target", "config"])
+    bound = (df["writeback_expire_s"] + df["writeback_interval_s"]).dropna()
+    bound_ms = float(bound.iloc[0]) * 1000 if len(bound) else np.nan
+    rows = []
+    for key, r in ops.iterrows():
+        if key in exp.index:
+            e = exp.loc[key]
+            measured, lo, hi, src = e["mean"], e["t_low"], e["t_high"], "measured exposure"
+        else:
+            measured, lo, hi, src = bound_ms, np.nan, np.nan, "kernel bound"
+        nominal = r["nominal_loss_window_ms"]
+        rows.append({"target": key[0], "target_label": r["target_label"], "config": key[1],
+                     "config_label": r["config_label"], "kind": r["kind"], "target_durability": r["target_durability"],
+                     "ops_per_sec": r["mean"], "ops_low": r["t_low"], "ops_high": r["t_high"], "n": int(r["n"]),
+                     "nominal_window_ms": bound_ms if pd.isna(nominal) else nominal,
+                     "loss_window_ms": measured, "window_low": lo, "window_high": hi, "window_source": src})
+    pts = pd.DataFrame(rows)
+    pts["pareto"] = False
+    for target, g in pts.groupby("target"):
+        pts.loc[g.index, "pareto"] = stats.pareto_front(g, "ops_per_sec", "loss_window_ms")
+    return pts
+
+
+def fmt_ratio(x: float) -> str:
+    """A ratio with the precision its size deserves: 1.07, 12.3, 98."""
+    if not np.isfinite(x):
+        return "n/a"
+    return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:,.0f}"
+
+
+def ratio_text(est: float, low: float, high: float) -> str:
+    return f"{fmt_ratio(est)}× (95% CI {fmt_ratio(low)}–{fmt_ratio(high)})"

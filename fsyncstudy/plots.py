@@ -1,0 +1,131 @@
+"""The study's figures.  Intervals are computed in ``fsyncstudy.stats`` and drawn here with
+matplotlib (seaborn cannot draw externally computed intervals); seaborn sets the style.
+
+Every figure's caption line (``caption``) states n and the CI method.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from . import stats
+
+sns.set_theme(style="whitegrid", context="notebook")
+PALETTE = sns.color_palette("colorblind")
+
+
+def caption(n_values, method: str = stats.T_METHOD) -> str:
+    n = sorted({int(v) for v in n_values})
+    ns = f"n = {n[0]}" if len(n) == 1 else f"n = {n[0]}–{n[-1]}"
+    return f"Error bars / bands: {method}; {ns} trials per point (warm-up round excluded)."
+
+
+def _targets(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(zip(frame["target"], frame["target_label"])))
+
+
+def _yerr(frame: pd.DataFrame, mean="mean", low="t_low", high="t_high") -> np.ndarray:
+    return np.vstack([(frame[mean] - frame[low]).clip(lower=0), (frame[high] - frame[mean]).clip(lower=0)])
+
+
+def strategies_by_target(ops: pd.DataFrame, configs: list[str], title: str):
+    """Mean ops/sec with t-interval error bars, one group of bars per target (log scale)."""
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    targets = _targets(ops)
+    width = 0.8 / len(configs)
+    for k, config in enumerate(configs):
+        sub = ops[ops["config"] == config].set_index("target").reindex([t for t, _ in targets])
+        xs = np.arange(len(targets)) + (k - (len(configs) - 1) / 2) * width
+        ax.bar(xs, sub["mean"], width, yerr=_yerr(sub), capsize=4, color=PALETTE[k],
+               label=sub["config_label"].dropna().iloc[0] if sub["config_label"].notna().any() else config)
+    ax.set_xticks(np.arange(len(targets)), [label for _, label in targets])
+    ax.set_yscale("log")
+    ax.set_ylabel("throughput (ops/sec, log scale)")
+    ax.set_title(title)
+    ax.legend(title="strategy", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    fig.tight_layout()
+    return fig
+
+
+def throughput_vs_interval(curves: pd.DataFrame, refs: pd.DataFrame, target: str, title: str, ax=None):
+    """ops/sec against batch/group interval with CI bands; always and none as reference bands."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 4.5))
+    c = curves[curves["target"] == target]
+    for k, (family, g) in enumerate(c.groupby("family", sort=True)):
+        g = g.sort_values("interval_ms")
+        ax.plot(g["interval_ms"], g["mean"], marker="o", ms=3, color=PALETTE[k], label=family)
+        ax.fill_between(g["interval_ms"], g["t_low"], g["t_high"], color=PALETTE[k], alpha=0.25, lw=0)
+    r = refs[refs["target"] == target]
+    for k, (_, row) in enumerate(r.iterrows()):
+        color = PALETTE[6 + k]
+        ax.axhline(row["mean"], color=color, ls="--", lw=1, label=f"{row['strategy']} (reference)")
+        ax.axhspan(row["t_low"], row["t_high"], color=color, alpha=0.15, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("sync interval N (ms)")
+    ax.set_ylabel("throughput (ops/sec, log scale)")
+    ax.set_title(title)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    ax.figure.tight_layout()
+    return ax
+
+
+def exposure_vs_interval(exp_max: pd.DataFrame, exp_p99: pd.DataFrame, target: str, title: str, ax=None):
+    """Measured exposure (worst and p99 per trial, mean over trials with CI) against nominal N."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9.5, 4.5))
+    for k, (name, frame) in enumerate((("worst entry per trial", exp_max), ("p99 entry per trial", exp_p99))):
+        g = frame[(frame["target"] == target) & (frame["kind"] == "batch")].sort_values("interval_ms")
+        ax.errorbar(g["interval_ms"], g["mean"], yerr=_yerr(g), marker="o", ms=3, capsize=3, color=PALETTE[k],
+                    label=f"measured exposure, {name}")
+    hi = float(exp_max["interval_ms"].max() or 100)
+    ax.plot([0, hi], [0, hi], color="grey", ls=":", label="nominal window = N")
+    ax.set_xlabel("batch interval N (ms)")
+    ax.set_ylabel("exposure of an acknowledged entry (ms)")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return ax
+
+
+def durability_vs_throughput(points: pd.DataFrame, target: str, title: str, ax=None):
+    """Loss window (measured, and nominal) against ops/sec, with CI error bars and the Pareto frontier."""
+    from matplotlib.lines import Line2D
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10.5, 5))
+    p = points[points["target"] == target]
+    kinds = {"always": 0, "batch": 1, "group": 2, "none": 3}
+    handles = []
+    for kind, g in p.groupby("kind"):
+        color = PALETTE[kinds.get(kind, 4)]
+        handles.append(Line2D([], [], color=color, marker="o", ls="", label=kind))
+        meas = g[g["window_source"] == "measured exposure"]
+        if len(meas):
+            filled = meas.fillna({"window_low": meas["loss_window_ms"], "window_high": meas["loss_window_ms"]})
+            ax.errorbar(meas["ops_per_sec"], meas["loss_window_ms"],
+                        xerr=_yerr(meas, "ops_per_sec", "ops_low", "ops_high"),
+                        yerr=_yerr(filled, "loss_window_ms", "window_low", "window_high"),
+                        fmt="o", ms=4, capsize=2, color=color)
+        ax.scatter(g["ops_per_sec"], g["nominal_window_ms"], marker="_", s=150, color=color, alpha=0.9)
+        bound = g[g["window_source"] == "kernel bound"]
+        if len(bound):
+            ax.errorbar(bound["ops_per_sec"], bound["loss_window_ms"],
+                        xerr=_yerr(bound, "ops_per_sec", "ops_low", "ops_high"), fmt="s", ms=6, capsize=2,
+                        color=color)
+    front = p[p["pareto"]].sort_values("ops_per_sec")
+    ax.step(front["ops_per_sec"], front["loss_window_ms"], where="pre", color="black", lw=1, alpha=0.6)
+    handles += [Line2D([], [], color="grey", marker="o", ls="", label="measured (worst exposure per trial)"),
+                Line2D([], [], color="grey", marker="_", ms=12, ls="", label="nominal window"),
+                Line2D([], [], color="grey", marker="s", ls="", label="kernel writeback bound (not measured)"),
+                Line2D([], [], color="black", alpha=0.6, label="Pareto frontier")]
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylim(bottom=-0.2)
+    ax.set_xlabel("throughput (ops/sec, log scale)")
+    ax.set_ylabel("loss window (ms; symlog, so 0 is exact)")
+    ax.set_title(title)
+    ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    ax.figure.tight_layout()
+    return ax

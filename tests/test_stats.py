@@ -1,0 +1,77 @@
+"""Statistics against hand-computed values."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fsyncstudy import stats
+
+
+def test_t_interval_matches_the_textbook():
+    lo, hi = stats.t_interval([1, 2, 3, 4, 5])
+    # mean 3, sd sqrt(2.5), se sqrt(0.5), t(0.975, 4) = 2.7764451
+    half = 2.7764451 * math.sqrt(0.5)
+    assert lo == pytest.approx(3 - half, abs=1e-6) and hi == pytest.approx(3 + half, abs=1e-6)
+    assert stats.t_interval([7, 7, 7]) == (7, 7)
+    assert all(math.isnan(v) for v in stats.t_interval([7]))
+
+
+def test_tukey_fences_count_outliers_without_dropping_them():
+    # Q1 = 2, Q3 = 4, IQR = 2: fences at -1 and 7
+    assert stats.tukey_outliers([1, 2, 3, 4, 100]) == (0, 1)
+    assert stats.tukey_outliers([-50, 2, 3, 4, 5]) == (1, 0)
+    assert stats.tukey_outliers([1, 2, 3]) == (0, 0)
+    d = stats.describe_values([1, 2, 3, 4, 100])
+    assert (d["n"], d["mean"], d["median"], d["outliers"]) == (5, 22, 3, 1)
+
+
+def test_bca_is_seeded_contains_the_mean_and_handles_degenerate_data():
+    x = [10.0, 12.0, 11.0, 15.0, 9.0, 13.0]
+    a = stats.bca_interval(x, seed=1)
+    assert a == stats.bca_interval(x, seed=1)
+    assert a[0] < np.mean(x) < a[1]
+    assert stats.bca_interval([4.0, 4.0, 4.0]) == (4.0, 4.0)
+    assert all(math.isnan(v) for v in stats.bca_interval([4.0]))
+
+
+def test_ratio_of_means_with_an_interval():
+    est, lo, hi = stats.ratio_ci([2, 2, 2], [1, 1, 1])
+    assert (est, lo, hi) == (2, 2, 2)
+    est, lo, hi = stats.ratio_ci([20, 22, 21, 19], [1, 1.2, 0.9, 1.1], seed=0)
+    assert est == pytest.approx(82 / 4.2)
+    assert lo < est < hi
+
+
+def frame():
+    rows = []
+    for config, kind, vals in (("always/w1/append/fdatasync", "always", [100, 110, 90]),
+                               ("none/w1/append/fdatasync", "none", [1000, 1100, 900])):
+        for v in vals:
+            rows.append({"target": "/t", "target_label": "ext4", "target_fstype": "ext4",
+                         "target_durability": "durable", "config": config, "config_label": kind,
+                         "strategy": kind, "kind": kind, "interval_ms": np.nan, "writers": 1, "prealloc": "append",
+                         "sync_method": "fdatasync", "nominal_loss_window_ms": 0.0, "ops_per_sec": v,
+                         "ack_latency_us_p99": v / 10})
+    return pd.DataFrame(rows)
+
+
+def test_summaries_carry_n_and_the_method():
+    s = stats.summarize(frame())
+    ops = stats.wide(s, "ops_per_sec").set_index("config")
+    assert ops.loc["none/w1/append/fdatasync", "mean"] == 1000
+    assert ops.loc["none/w1/append/fdatasync", "n"] == 3
+    assert ops.loc["always/w1/append/fdatasync", "sd"] == pytest.approx(10)
+    assert s["ci_method"].str.contains("t-interval").all() and s["ci_method"].str.contains("BCa").all()
+
+
+def test_throughput_relative_to_always():
+    r = stats.relative_to(frame()).set_index("config")
+    assert r.loc["always/w1/append/fdatasync", "ratio"] == 1
+    assert r.loc["none/w1/append/fdatasync", "ratio"] == pytest.approx(10)
+    assert r.loc["none/w1/append/fdatasync", "ratio_low"] <= 10 <= r.loc["none/w1/append/fdatasync", "ratio_high"]
+
+
+def test_pareto_front():
+    pts = pd.DataFrame({"ops_per_sec": [10, 20, 15, 30, 30], "loss_window_ms": [0, 5, 10, 50, 60]})
+    assert stats.pareto_front(pts).tolist() == [True, True, False, True, False]

@@ -1,0 +1,132 @@
+"""The sweep: its plan, durable append-only results, resume, and surviving a kill."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from fsyncstudy.sweep import COLUMNS, PROFILES, Config, Profile, load, plan, read_rows, run_sweep
+from conftest import REPO, SHM, leftovers, needs_shm
+
+TINY = Profile("tiny", trials=2, warmup_rounds=1, min_duration_s=0.02, min_intervals=3, batch_ms=(0, 10),
+               group=((0, 2),), prealloc_compare=("always",))
+
+
+def test_every_round_runs_every_configuration_once_in_a_seeded_order():
+    targets = ["/a", "/b"]
+    p = plan(TINY, targets, seed=7)
+    cells = len(TINY.configs()) * len(targets)
+    assert len(p) == cells * (TINY.trials + TINY.warmup_rounds)
+    for r in range(3):
+        in_round = [(x.target, x.config.key) for x in p if x.round == r]
+        assert len(set(in_round)) == cells == len(in_round)
+    assert [x.warmup for x in p] == [x.round < TINY.warmup_rounds for x in p]
+    assert [x.ident for x in plan(TINY, targets, seed=7)] == [x.ident for x in p]
+    assert [x.ident for x in plan(TINY, targets, seed=8)] != [x.ident for x in p]
+
+
+def test_the_profiles_cover_what_the_study_promises():
+    std = {c.key for c in PROFILES["standard"].configs()}
+    assert {f"batch_{n}ms/w1/append/fdatasync" for n in range(0, 101, 5)} <= std
+    assert {f"group_{n}ms/w{w}/append/fdatasync" for n in (0, 10, 50) for w in (1, 4, 16)} <= std
+    assert {"always/w1/zero-fill/fdatasync", "batch_10ms/w1/zero-fill/fdatasync", "always/w1/append/fdatasync",
+            "none/w1/append/fdatasync"} <= std
+    assert PROFILES["standard"].trials == 5 and PROFILES["quick"].trials == 3
+    quick = {c.key for c in PROFILES["quick"].configs()}
+    assert {"batch_0ms/w1/append/fdatasync", "batch_100ms/w1/append/fdatasync", "group_0ms/w4/append/fdatasync"} <= quick
+
+
+def test_a_trial_lasts_the_minimum_and_several_intervals():
+    p = PROFILES["standard"]
+    assert p.duration_s(Config("always")) == p.min_duration_s
+    assert p.duration_s(Config("batch_100ms")) == max(p.min_duration_s, p.min_intervals * 0.1)
+
+
+def test_a_sweep_writes_every_trial_with_its_metadata(disk_dir, tmp_path):
+    out = tmp_path / "study"
+    targets = [str(disk_dir)] + ([str(SHM)] if SHM.is_dir() else [])
+    s = run_sweep(out, profile=TINY, targets=targets, seed=3, progress=False)
+    n = len(TINY.configs()) * len(targets) * 3
+    assert (s.ran, s.skipped, s.failed) == (n, 0, 0)
+    rows = read_rows(out / "trials.csv")
+    assert len(rows) == n and list(rows[0]) == COLUMNS
+    assert all(r["status"] == "ok" for r in rows)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["seed"] == 3 and meta["profile"]["name"] == "tiny" and meta["targets"] == targets
+    env = meta["environment"]
+    assert env["kernel"] and env["cpu"] is not None and env["versions"]["python"] and "commit" in env["git"]
+    assert set(meta["target_descriptions"]) == set(targets)
+    df, _ = load(out)
+    assert len(df) == n - len(TINY.configs()) * len(targets)  # the warm-up round is left out
+    assert (df["elapsed_s"] >= 0.02).all()
+    assert leftovers(disk_dir) == []
+
+
+def test_a_rerun_resumes_and_skips_finished_trials(disk_dir, tmp_path):
+    out = tmp_path / "study"
+    first = run_sweep(out, profile=TINY, targets=[str(disk_dir)], progress=False, limit=5)
+    assert first.ran == 5
+    second = run_sweep(out, profile=TINY, targets=[str(disk_dir)], progress=False)
+    assert second.skipped == 5 and second.ran == first.planned - 5
+    rows = read_rows(out / "trials.csv")
+    keys = Counter((r["round"], r["target"], r["config"]) for r in rows)
+    assert len(keys) == first.planned and max(keys.values()) == 1
+    assert run_sweep(out, profile=TINY, targets=[str(disk_dir)], progress=False).ran == 0
+
+
+def test_resuming_into_another_study_is_refused(disk_dir, tmp_path):
+    out = tmp_path / "study"
+    run_sweep(out, profile=TINY, targets=[str(disk_dir)], progress=False, limit=1)
+    with pytest.raises(ValueError, match="different seed"):
+        run_sweep(out, profile=TINY, targets=[str(disk_dir)], seed=99, progress=False)
+    with pytest.raises(ValueError, match="different profile"):
+        run_sweep(out, profile="quick", targets=[str(disk_dir)], progress=False)
+
+
+def test_a_torn_last_row_is_dropped_and_repaired(disk_dir, tmp_path):
+    out = tmp_path / "study"
+    run_sweep(out, profile=TINY, targets=[str(disk_dir)], progress=False, limit=3)
+    path = out / "trials.csv"
+    with open(path, "a") as f:
+        f.write("1,0,3,/half/a/row")  # what a power cut mid-row could leave
+    assert len(read_rows(path)) == 3
+    run_sweep(out, profile=TINY, targets=[str(disk_dir)], progress=False, limit=1)
+    rows = read_rows(path)
+    assert len(rows) == 4 and "/half/a/row" not in path.read_text()
+
+
+def _rows_in(path) -> int:
+    try:
+        return max(0, path.read_text().count("\n") - 1)
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_a_sweep_killed_mid_way_keeps_every_finished_trial_and_resumes(sig, disk_dir, tmp_path):
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "fsyncstudy", "sweep", "--profile", "quick", "--out", str(out), "--target",
+           str(disk_dir), "--quiet"]
+    p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while _rows_in(out / "trials.csv") < 4 and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), err
+    text = (out / "trials.csv").read_text()
+    assert text.endswith("\n")  # every row whole: one write() per row
+    kept = read_rows(out / "trials.csv")
+    assert len(kept) >= 4 and len(kept) == text.count("\n") - 1
+    if sig == signal.SIGINT:
+        assert "resumes" in err
+        assert leftovers(disk_dir) == []  # the interrupted trial removed its log
+    s = run_sweep(out, profile="quick", targets=[str(disk_dir)], progress=False)
+    assert s.skipped == len(kept) and s.ran + s.skipped == s.planned
+    assert leftovers(disk_dir) == []  # a killed run's log is cleaned up by the next
+    keys = Counter((r["round"], r["config"]) for r in read_rows(out / "trials.csv"))
+    assert len(keys) == s.planned and max(keys.values()) == 1

@@ -1,0 +1,80 @@
+"""Describing real mounts: the repository's filesystem and /dev/shm."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fsyncstudy.targets import describe, discover, mount_of, pick_directory
+from conftest import REPO, SHM, needs_shm
+
+
+def df_fstype(path) -> str:
+    return subprocess.run(["df", "--output=fstype", str(path)], capture_output=True, text=True).stdout.split()[-1]
+
+
+def test_the_repository_filesystem_is_described_like_df_sees_it():
+    t = describe(REPO)
+    assert t.fstype == df_fstype(REPO)
+    assert t.mount_point == mount_of(REPO).mount_point and os.path.ismount(t.mount_point)
+    assert t.free_bytes and t.free_bytes > 0
+    assert t.durability in ("durable", "uncertain") and t.reason
+    if t.block_device:
+        assert os.path.exists(f"/sys/class/block/{t.block_device}")
+        assert t.rotational in (True, False)
+
+
+@needs_shm
+def test_tmpfs_is_volatile_with_its_reason():
+    t = describe(SHM)
+    assert (t.fstype, t.durability) == ("tmpfs", "volatile")
+    assert "no-op" in t.reason and not t.can_be_durable
+
+
+def test_a_path_inside_a_mount_and_a_file_to_be_created_are_described(tmp_path):
+    assert describe(tmp_path / "not-yet.log").mount_point == describe(tmp_path).mount_point
+
+
+def test_a_missing_directory_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        describe(tmp_path / "a" / "b")
+
+
+def test_discover_lists_writable_filesystems_and_not_pseudo_ones():
+    found = {t.mount_point: t for t in discover()}
+    assert "/" in found
+    assert not any(mp.startswith(("/proc", "/sys")) for mp in found)
+    if SHM.is_dir():
+        assert found["/dev/shm"].durability == "volatile"
+
+
+def test_devices_command_prints_json_and_a_table():
+    p = subprocess.run([sys.executable, "-m", "fsyncstudy", "devices", "--json"], capture_output=True, text=True,
+                       cwd=REPO, timeout=60)
+    rows = json.loads(p.stdout)
+    assert any(r["mount_point"] == "/" for r in rows)
+    assert {"fstype", "rotational", "write_cache", "model", "free_bytes", "durability", "reason"} <= rows[0].keys()
+    p = subprocess.run([sys.executable, "-m", "fsyncstudy", "devices"], capture_output=True, text=True, cwd=REPO,
+                       timeout=60)
+    assert "verdict" in p.stdout and p.returncode == 0
+
+
+@needs_shm
+def test_the_default_directory_is_never_tmpfs_when_a_disk_is_writable(monkeypatch, tmp_path):
+    monkeypatch.delenv("FSYNCSTUDY_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(SHM / f"fsyncstudy-test-{os.getpid()}"))
+    monkeypatch.chdir(REPO)
+    try:
+        d = pick_directory()
+        assert describe(d).durability != "volatile"
+    finally:
+        import shutil
+        shutil.rmtree(SHM / f"fsyncstudy-test-{os.getpid()}", ignore_errors=True)
+
+
+def test_explicit_and_environment_directories_win(monkeypatch, tmp_path):
+    monkeypatch.setenv("FSYNCSTUDY_DIR", str(tmp_path / "env"))
+    assert pick_directory() == tmp_path / "env"
+    assert pick_directory(tmp_path / "flag") == tmp_path / "flag"
+    assert (tmp_path / "flag").is_dir()
