@@ -114,6 +114,7 @@ COLUMNS = PLAN_COLUMNS + [f for f in TrialResult.field_names() if f not in ("war
 
 def default_targets() -> list[str]:
     """The filesystem that holds data/ and /dev/shm as the volatile reference."""
+    DATA.mkdir(parents=True, exist_ok=True)
     out = [str(DATA)]
     if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
         out.append("/dev/shm")
