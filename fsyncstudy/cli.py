@@ -5,12 +5,13 @@ import argparse
 import json
 import sys
 import warnings
+from pathlib import Path
 
 from .strategies import PREALLOCATIONS, SYNC_METHODS
 
 
 def _fmt(v, nd: int = 1) -> str:
-    if v is None:
+    if v is None or (isinstance(v, float) and v != v):
         return "-"
     if isinstance(v, float):
         return f"{v:,.{nd}f}"
@@ -115,6 +116,40 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_crash(args) -> int:
+    from dataclasses import asdict
+
+    from .crash import load, run_crash
+    from .sweep import DATA, machine_fingerprint
+
+    fp = machine_fingerprint()
+    out = Path(args.out) if args.out else DATA / f"crash-{args.profile}-{fp['hostname']}-{(fp['boot_id'] or 'unknown')[:8]}"
+    try:
+        s = run_crash(out, kinds=tuple(args.kind or ["power", "process"]), profile=args.profile,
+                      strategies=args.strategy, cuts=args.cuts, seed=args.seed, directory=args.dir,
+                      progress=not args.quiet and not args.json)
+    except KeyboardInterrupt as e:
+        print(f"\n{e.args[0] if e.args else 'interrupted'}", file=sys.stderr)
+        return 130
+    df, _ = load(out)
+    if args.json:
+        json.dump({"dataset": str(out), "cuts": json.loads(df.to_json(orient="records"))}, sys.stdout, indent=1)
+        print()
+    else:
+        g = df.groupby(["kind", "strategy"], sort=False)
+        rows = [[kind, strat, _fmt(len(x)), _fmt(int(x["acked"].sum())), _fmt(int(x["lost_acked"].sum())),
+                 _fmt(int((x["lost_acked"] > 0).sum())), _fmt(x["oldest_lost_age_ms"].median(), 2),
+                 _fmt(x["oldest_lost_age_ms"].max(), 2), _fmt(int(x["torn"].sum())), _fmt(int(x["corrupt"].sum())),
+                 _fmt(int((x["error"] != "").sum()))]
+                for (kind, strat), x in g]
+        print(table(rows, ["kind", "strategy", "cuts", "acked", "acked lost", "cuts losing", "loss window p50 ms",
+                           "max ms", "torn", "corrupt", "errors"]))
+        print(f"\n{s.ran} cuts run, {s.skipped} already done, in {s.elapsed_s:.0f} s: {out / 'cuts.csv'}")
+    for line in s.lost_by_durable:
+        print(f"BUG: {line}", file=sys.stderr)
+    return 1 if s.lost_by_durable else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m fsyncstudy",
                                  description="How much durability each fsync strategy costs, on your storage.")
@@ -144,6 +179,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the randomized round order (recorded)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_sweep)
+
+    c = sub.add_parser("crash", help="cut writers at random moments and count the acknowledged entries lost")
+    c.add_argument("--kind", action="append", choices=["power", "process"],
+                   help="power (the lab's power-cut filesystem) or process (SIGKILL); repeat (default: both)")
+    c.add_argument("--strategy", action="append", metavar="NAME", help="repeat (default: the profile's)")
+    c.add_argument("--cuts", type=int, help="cuts per strategy (default: the profile's)")
+    c.add_argument("--profile", default="standard", choices=["quick", "standard"])
+    c.add_argument("--dir", help="where process-crash writers write (default: durable storage, as bench)")
+    c.add_argument("--out", help="dataset directory (default: data/crash-<profile>-<host>-<boot id>)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--json", action="store_true", help="print every cut as JSON")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=cmd_crash)
 
     r = sub.add_parser("report", help="run (or resume) the study, then render the notebooks into reports/")
     r.add_argument("--profile", default="standard", choices=["quick", "standard", "full"])

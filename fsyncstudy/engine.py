@@ -2,6 +2,9 @@
 
 Each loop does exactly what ``fsyncstudy.strategies`` defines and records a raw
 ``Timeline`` (monotonic nanoseconds); ``fsyncstudy.trial`` turns it into numbers.
+``write`` and ``sync`` are parameters so that the crash experiments can report every
+acknowledgement as it happens (``fsyncstudy.crash``); they are bound to locals, so the
+timed loops pay nothing for that.
 Per entry we keep two timestamps and per sync three, in ``array('q')``, so the
 bookkeeping costs a few tens of nanoseconds beside each system call.
 
@@ -83,12 +86,12 @@ def _wrap_sync_error(e: OSError) -> SyncFailed:
                                "can report success after the kernel dropped the data)")
 
 
-def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop) -> Timeline:
+def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, write=os.write) -> Timeline:
     """Write, sync, acknowledge; one sync per entry.  ``sync`` None: O_DSYNC/O_SYNC writes sync themselves."""
     tl = Timeline(record_bytes=framer.record_bytes)
     la, aa = tl.latency.append, tl.acks.append
     ssa, sea, sha = tl.sync_starts.append, tl.sync_ends.append, tl.sync_hi.append
-    w, clk, rl = os.write, time.perf_counter_ns, framer.record_bytes
+    w, clk, rl = write, time.perf_counter_ns, framer.record_bytes
     i = 0
     tl.start_ns = clk()
     n_min, deadline = stop.entries, stop.deadline(tl.start_ns)
@@ -118,7 +121,7 @@ def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop) ->
     return tl
 
 
-def run_none(fd: int, framer: Framer, first: list[bytes], stop: Stop) -> Timeline:
+def run_none(fd: int, framer: Framer, first: list[bytes], stop: Stop, write=os.write) -> Timeline:
     """Write and acknowledge; never sync.
 
     Only latencies are kept (no sync will ever cover an entry, so ack times serve no
@@ -127,7 +130,7 @@ def run_none(fd: int, framer: Framer, first: list[bytes], stop: Stop) -> Timelin
     """
     tl = Timeline(record_bytes=framer.record_bytes)
     la = tl.latency.append
-    w, clk, rl = os.write, time.perf_counter_ns, framer.record_bytes
+    w, clk, rl = write, time.perf_counter_ns, framer.record_bytes
     if not stop.duration_ns and stop.entries == len(first):
         # a fixed count of pre-framed entries: no per-entry stop test
         t = tl.start_ns = clk()
@@ -202,12 +205,13 @@ class _Flusher(threading.Thread):
             self.error = _wrap_sync_error(e)
 
 
-def run_batch(fd: int, sync, interval_ms: int, framer: Framer, first: list[bytes], stop: Stop) -> Timeline:
+def run_batch(fd: int, sync, interval_ms: int, framer: Framer, first: list[bytes], stop: Stop,
+              write=os.write) -> Timeline:
     """Write and acknowledge at once; a background flusher syncs every N ms; a final sync covers the end."""
     tl = Timeline(record_bytes=framer.record_bytes)
     fl = _Flusher(fd, sync, interval_ms * 1_000_000, tl)
     la, aa = tl.latency.append, tl.acks.append
-    w, clk, rl = os.write, time.perf_counter_ns, framer.record_bytes
+    w, clk, rl = write, time.perf_counter_ns, framer.record_bytes
     i = 0
     fl.start()
     tl.start_ns = clk()
@@ -267,6 +271,7 @@ class _GroupCommit:
         self.synced = 0
         self.leading = False
         self.deadline = 0
+        self.write = os.write
         self.error: BaseException | None = None
 
     def _record(self, seq: int) -> bytes:
@@ -281,7 +286,7 @@ class _GroupCommit:
     def writer(self, out: list) -> None:
         seqs, lats, acks = array("q"), array("q"), array("q")
         out.append((seqs, lats, acks))
-        clk, w, rl, cond = time.perf_counter_ns, os.write, self.framer.record_bytes, self.cond
+        clk, w, rl, cond = time.perf_counter_ns, self.write, self.framer.record_bytes, self.cond
         n_min = self.stop.entries
         try:
             while True:
@@ -337,9 +342,10 @@ class _GroupCommit:
 
 
 def run_group(fd: int, sync, interval_ms: int, writers: int, framer: Framer, first: list[bytes],
-              stop: Stop) -> Timeline:
+              stop: Stop, write=os.write) -> Timeline:
     tl = Timeline(record_bytes=framer.record_bytes)
     gc = _GroupCommit(fd, sync, interval_ms / 1000, framer, first, stop, tl)
+    gc.write = write
     outs: list = []
     threads = [threading.Thread(target=gc.writer, args=(outs,), name=f"fsyncstudy-writer-{k}", daemon=True)
                for k in range(writers)]

@@ -168,11 +168,11 @@ class LogFile:
     """
 
     def __init__(self, directory: str | os.PathLike, sync_method: str = "fdatasync",
-                 prealloc: str = "append", prealloc_bytes: int = 0):
+                 prealloc: str = "append", prealloc_bytes: int = 0, name: str | None = None):
         self.sync_method = check_sync_method(sync_method)
         self.prealloc = check_preallocation(prealloc)
         self.directory = os.fspath(directory)
-        self.path = os.path.join(self.directory, f".fsyncstudy-{os.getpid()}-{uuid.uuid4().hex[:12]}.log")
+        self.path = os.path.join(self.directory, name or f".fsyncstudy-{os.getpid()}-{uuid.uuid4().hex[:12]}.log")
         self.prealloc_bytes = prealloc_bytes if prealloc != "append" else 0
         self.fd = -1
         self.fd = os.open(self.path, _open_flags(sync_method), 0o644)

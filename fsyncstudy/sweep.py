@@ -239,12 +239,12 @@ class TrialLog:
     power cut can at worst leave a torn last line, which ``read_rows`` drops.
     """
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, columns: list[str] = COLUMNS):
+        self.path, self.columns = path, columns
         new = not path.exists() or path.stat().st_size == 0
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if new:
-            self._append(_csv_line(COLUMNS))
+            self._append(_csv_line(columns))
             _fsync_dir(path.parent)
         else:
             self._repair_tail()
@@ -264,7 +264,7 @@ class TrialLog:
         os.fsync(self.fd)
 
     def append(self, row: dict) -> None:
-        self._append(_csv_line([_cell(row.get(c)) for c in COLUMNS]))
+        self._append(_csv_line([_cell(row.get(c)) for c in self.columns]))
 
     def close(self) -> None:
         os.close(self.fd)
@@ -280,13 +280,13 @@ def _cell(v):
     return v
 
 
-def read_rows(path: Path) -> list[dict]:
-    """The complete rows of a trials.csv (a torn last line is dropped)."""
+def read_rows(path: Path, columns: list[str] = COLUMNS) -> list[dict]:
+    """The complete rows of an append-only CSV such as trials.csv (a torn last line is dropped)."""
     text = path.read_text()
     if text and not text.endswith("\n"):
         text = text[:text.rfind("\n") + 1]
     rows = list(csv.DictReader(io.StringIO(text)))
-    return [r for r in rows if None not in r and len(r) == len(COLUMNS)]
+    return [r for r in rows if None not in r and len(r) == len(columns)]
 
 
 # -- the sweep --------------------------------------------------------------------------------------

@@ -1,0 +1,421 @@
+"""Crash experiments: cut a writer at a random moment, recover its log, and count the
+acknowledged entries that are gone.
+
+One cut:
+
+1. fork a writer that runs the strategy through the engine (``fsyncstudy.engine``) on a
+   fresh log and reports every acknowledgement to us over a pipe the moment it makes it
+   (16 bytes: how many entries are acknowledged, and when, in CLOCK_MONOTONIC ns);
+2. at a random moment (seeded, recorded) cut it:
+   - ``process``: SIGKILL the writer; the page cache survives, so nothing acknowledged
+     should be lost by any strategy;
+   - ``power``: cut the power of the lab's power-cut filesystem (every unsynced byte is
+     dropped and the mount freezes), then SIGKILL the writer;
+3. read the surviving log with ``fsyncstudy.log.scan`` (a torn tail is detected and
+   dropped) and compare it with the acknowledgements.
+
+What is acknowledged when is the strategy table's definition; the report happens at
+exactly that point (``always``/``group``: after the covering sync returns; ``batch``/
+``none``: after ``write()`` returns).  A cut costs a fork, not a new interpreter, and a
+power cut costs a reset of the mount, not a new mount.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import select
+import signal
+import struct
+import sys
+import time
+from bisect import bisect_right
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from . import engine
+from .log import Framer, LogFile, remove_stale, scan
+from .strategies import parse
+from .sweep import TrialLog, environment, read_rows, write_json_durably
+from .targets import describe, pick_directory
+from .trial import payload_for
+
+MSG = struct.Struct("<qq")  # (entries acknowledged so far, monotonic ns); -1 = ready, -2 = error
+READY, FAILED = -1, -2
+#: Cut moments are drawn uniformly from this window after the writer is ready (ms).
+CUT_WINDOW_MS = (30.0, 400.0)
+#: How long a writer may take to get ready before the cut is recorded as an error.
+READY_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class CrashProfile:
+    name: str
+    power: tuple[tuple[str, ...], int]    # strategies, cuts each
+    process: tuple[tuple[str, ...], int]
+
+
+PROFILES = {
+    "quick": CrashProfile("quick", power=(("always", "group_0ms", "batch_10ms", "batch_50ms", "none"), 8),
+                          process=(("always", "batch_10ms", "none"), 5)),
+    "standard": CrashProfile("standard",
+                             power=(("always", "group_0ms", *(f"batch_{n}ms" for n in (0, 1, 5, 10, 20, 50, 100)),
+                                     "none"), 200),
+                             process=(("always", "batch_10ms", "none"), 100)),
+}
+
+
+@dataclass
+class CutResult:
+    """One cut: what was acknowledged, what survived, and what was lost."""
+
+    kind: str
+    strategy: str
+    cut: int
+    seed: int
+    cut_after_ms: float              # when the cut came, after the writer was ready
+    acked: int                       # entries acknowledged before the cut
+    recovered: int                   # valid entries read back (consecutive from seq 0)
+    lost_acked: int                  # acknowledged but not recovered
+    oldest_lost_age_ms: float | None  # how long before the cut the first lost entry was acknowledged
+    newest_ack_age_ms: float | None   # how long before the cut the last acknowledgement came
+    unacked_recovered: int           # recovered but never acknowledged (harmless: in flight at the cut)
+    log_end: str                     # how the reader stopped: clean, zeros, torn, corrupt, sequence
+    torn: bool
+    corrupt: bool                    # a bad record inside the log, or out-of-sequence data
+    log_detail: str
+    nominal_loss_window_ms: float | None
+    target: str
+    error: str = ""
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+class _Reporter:
+    """Wraps the engine's write and sync so that each acknowledgement is reported as it is made."""
+
+    def __init__(self, fd: int, ack_on_write: bool):
+        self.fd, self.ack_on_write, self.written = fd, ack_on_write, 0
+
+    def write(self, fd: int, rec) -> int:
+        n = os.write(fd, rec)
+        self.written += 1
+        if self.ack_on_write:
+            os.write(self.fd, MSG.pack(self.written, time.perf_counter_ns()))
+        return n
+
+    def covering(self, sync):
+        def synced(fd: int) -> None:
+            hi = self.written  # every entry whose write() returned before the sync began
+            sync(fd)
+            os.write(self.fd, MSG.pack(hi, time.perf_counter_ns()))
+        return synced
+
+
+def _writer(ack_fd: int, directory: str, name: str, strategy: str, sync_method: str, writers: int) -> None:
+    """The forked writer: runs until it is killed (or its target fails)."""
+    try:
+        st = parse(strategy)
+        framer = Framer(payload_for(128))
+        log = LogFile(directory, sync_method, "append", 0, name=name)
+        rep = _Reporter(ack_fd, ack_on_write=st.kind in ("batch", "none"))
+        raw_sync = log.sync_function()
+        first = framer.frame_range(0, engine.CHUNK)
+        stop = engine.Stop(0, 10**15)
+        os.write(ack_fd, MSG.pack(READY, time.perf_counter_ns()))
+        if st.kind == "always":
+            engine.run_always(log.fd, rep.covering(raw_sync), framer, first, stop, write=rep.write)
+        elif st.kind == "none":
+            engine.run_none(log.fd, framer, first, stop, write=rep.write)
+        elif st.kind == "batch":
+            engine.run_batch(log.fd, raw_sync, st.interval_ms, framer, first, stop, write=rep.write)
+        else:
+            engine.run_group(log.fd, rep.covering(raw_sync), st.interval_ms, writers, framer, first, stop,
+                             write=rep.write)
+    except BaseException as e:  # the frozen mount after a power cut ends up here (EIO): expected
+        try:
+            msg = f"{type(e).__name__}: {e}".encode()[:4000]
+            os.write(ack_fd, MSG.pack(FAILED, len(msg)) + msg)
+        except OSError:
+            pass
+        os._exit(1)
+    os._exit(0)
+
+
+class ProcessCut:
+    """SIGKILL the writer; the log is read where it was written."""
+
+    kind = "process"
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self.label = str(self.directory)
+
+    def cut(self, pid: int) -> None:
+        os.kill(pid, signal.SIGKILL)
+
+    def recover_path(self, name: str) -> Path:
+        return self.directory / name
+
+    def cleanup(self, name: str) -> None:
+        try:
+            os.unlink(self.directory / name)
+        except FileNotFoundError:
+            pass
+
+
+class PowerCut:
+    """Cut the power of a lab power-cut filesystem, then SIGKILL the writer; read the backing directory."""
+
+    kind = "power"
+
+    def __init__(self, target: str = "lab:powercut", lab_dir=None):
+        from . import lab  # optional: needs the lab's FUSE filesystem up
+        self._lab = lab
+        self.mount = Path(lab.resolve_target(target, lab_dir))
+        self.backing = Path(lab.backing_of(target, lab_dir))
+        self.label = target
+        self.directory = self.mount
+
+    def cut(self, pid: int) -> None:
+        self._lab.cut(str(self.mount))
+        os.kill(pid, signal.SIGKILL)
+
+    def recover_path(self, name: str) -> Path:
+        return self.backing / name
+
+    def cleanup(self, name: str) -> None:
+        self._lab.reset(str(self.mount))
+        for p in (self.mount / name, self.backing / name):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+
+
+def cut_moment_ms(seed: int, kind: str, strategy: str, k: int) -> float:
+    return random.Random(f"{seed}/{kind}/{strategy}/{k}").uniform(*CUT_WINDOW_MS)
+
+
+def one_cut(cutter, strategy: str, k: int, seed: int, sync_method: str = "fdatasync", writers: int = 1) -> CutResult:
+    """Run one writer, cut it at its seeded moment, recover, compare."""
+    st = parse(strategy)
+    after_ms = cut_moment_ms(seed, cutter.kind, strategy, k)
+    name = f".fsyncstudy-{os.getpid()}-crash-{k}.log"
+    base = dict(kind=cutter.kind, strategy=strategy, cut=k, seed=seed, cut_after_ms=after_ms,
+                nominal_loss_window_ms=st.nominal_loss_window_ms, target=cutter.label)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(r)
+        _writer(w, str(cutter.directory), name, strategy, sync_method, writers)
+    os.close(w)
+    buf = bytearray()
+    try:
+        ready = _read_until(r, buf, lambda: len(buf) >= MSG.size, time.monotonic() + READY_TIMEOUT_S)
+        if not ready or MSG.unpack_from(buf)[0] != READY:
+            os.kill(pid, signal.SIGKILL)
+            _drain(r, buf)
+            raise RuntimeError(f"the writer did not start: {_parse(buf)[2] or 'no word from it'}")
+        t_ready = MSG.unpack_from(buf)[1]
+        del buf[:MSG.size]
+        deadline_ns = t_ready + int(after_ms * 1e6)
+        # wait for the cut moment (an early end of the pipe means the writer died on its own)
+        _read_until(r, buf, lambda: time.perf_counter_ns() >= deadline_ns, None, deadline_ns)
+        cutter.cut(pid)
+        t_cut = time.perf_counter_ns()
+        _drain(r, buf)
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    his, ts, failure = _parse(buf)
+    error = f"the writer failed before the cut: {failure}" if failure and ts and ts[-1] < t_cut and \
+        cutter.kind == "process" else ""
+    acked = his[-1] if his else 0
+    try:
+        data = cutter.recover_path(name).read_bytes()
+    except FileNotFoundError:
+        data = b""
+    found = scan(data)
+    recovered = found.entries
+    lost = max(0, acked - recovered)
+    oldest = None
+    if lost:
+        j = bisect_right(his, recovered)  # the first report that acknowledged entry number `recovered`
+        oldest = (t_cut - ts[j]) / 1e6
+    cutter.cleanup(name)
+    return CutResult(**base, acked=acked, recovered=recovered, lost_acked=lost, oldest_lost_age_ms=oldest,
+                     newest_ack_age_ms=(t_cut - ts[-1]) / 1e6 if ts else None,
+                     unacked_recovered=max(0, recovered - acked), log_end=found.end, torn=found.end == "torn",
+                     corrupt=found.end in ("corrupt", "sequence") or found.first_seq not in (None, 0),
+                     log_detail=found.detail, error=error)
+
+
+def _parse(buf: bytearray) -> tuple[list[int], list[int], str]:
+    """Acknowledgement reports, and the writer's failure text if it sent one (always its last message)."""
+    his, ts = [], []
+    n = len(buf) - len(buf) % MSG.size
+    for off in range(0, n, MSG.size):
+        hi, t = MSG.unpack_from(buf, off)
+        if hi == FAILED:
+            return his, ts, bytes(buf[off + MSG.size:off + MSG.size + t]).decode(errors="replace")
+        his.append(hi)
+        ts.append(t)
+    return his, ts, ""
+
+
+def _read_until(fd: int, buf: bytearray, done, deadline_s: float | None, deadline_ns: int | None = None) -> bool:
+    while not done():
+        if deadline_s is not None:
+            left = deadline_s - time.monotonic()
+        else:
+            left = (deadline_ns - time.perf_counter_ns()) / 1e9
+        if left <= 0:
+            return done()
+        ready, _, _ = select.select([fd], [], [], min(left, 0.05))
+        if ready:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return done()
+            buf += chunk
+    return True
+
+
+def _drain(fd: int, buf: bytearray) -> None:
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return
+        buf += chunk
+
+
+# -- an experiment --------------------------------------------------------------------------------
+
+COLUMNS = CutResult.field_names()
+
+
+def plan(profile: CrashProfile, kinds: tuple[str, ...], strategies: dict[str, tuple[str, ...]] | None = None,
+         cuts: int | None = None) -> list[tuple[str, str, int]]:
+    """(kind, strategy, cut index) in an interleaved order: cut k of every strategy before cut k + 1."""
+    out = []
+    for kind in kinds:
+        names, n = getattr(profile, kind)
+        names = strategies.get(kind, names) if strategies else names
+        n = cuts or n
+        out += [(kind, s, k) for k in range(n) for s in names]
+    return out
+
+
+@dataclass
+class CrashSummary:
+    out: Path
+    planned: int
+    skipped: int
+    ran: int
+    errors: int
+    lost_by_durable: list[str] = field(default_factory=list)   # cuts where always/group lost an ack
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+
+
+def run_crash(out: str | os.PathLike, kinds=("power", "process"), profile: str = "standard",
+              strategies: list[str] | None = None, cuts: int | None = None, seed: int = 0,
+              directory: str | os.PathLike | None = None, power_target: str = "lab:powercut", lab_dir=None,
+              progress: bool = True) -> CrashSummary:
+    """Run (or resume) a crash experiment into ``out`` (``cuts.csv`` + ``meta.json``)."""
+    prof = PROFILES[profile]
+    kinds = tuple(kinds)
+    chosen = {k: tuple(strategies) for k in kinds} if strategies else None
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cutters = {}
+    if "process" in kinds:
+        d = pick_directory(directory)
+        remove_stale(d)
+        cutters["process"] = ProcessCut(d)
+    if "power" in kinds:
+        cutters["power"] = PowerCut(power_target, lab_dir)
+        remove_stale(cutters["power"].mount)
+    todo_all = plan(prof, kinds, chosen, cuts)
+    meta = {"format": 1, "kind": "crash", "profile": prof.name, "kinds": list(kinds), "seed": seed,
+            "cut_window_ms": list(CUT_WINDOW_MS), "plan": {k: sorted({s for kk, s, _ in todo_all if kk == k})
+                                                            for k in kinds},
+            "cuts_per_strategy": {k: cuts or getattr(prof, k)[1] for k in kinds},
+            "targets": {k: {"label": c.label, "description": describe(c.directory).as_dict()}
+                        for k, c in cutters.items()},
+            "environment": environment()}
+    meta_path = out / "meta.json"
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        keys = ("profile", "kinds", "seed", "plan", "cuts_per_strategy")
+        if any(old.get(k) != json.loads(json.dumps(meta[k])) for k in keys):
+            raise ValueError(f"{out} holds a different crash experiment; choose another --out")
+    else:
+        meta["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        write_json_durably(meta_path, meta)
+    path = out / "cuts.csv"
+    done = set()
+    if path.exists():
+        done = {(r["kind"], r["strategy"], int(r["cut"])) for r in read_rows(path, COLUMNS)}
+    todo = [p for p in todo_all if p not in done]
+    summary = CrashSummary(out=out, planned=len(todo_all), skipped=len(done), ran=0, errors=0)
+    bar = None
+    if progress and todo:
+        from tqdm.auto import tqdm
+        tqdm.monitor_interval = 0  # no monitor thread: we fork
+        bar = tqdm(total=len(todo), desc="crash cuts", unit="cut", file=sys.stderr)
+    log = TrialLog(path, COLUMNS)
+    start = time.monotonic()
+    try:
+        for kind, strategy, k in todo:
+            if bar is not None:
+                bar.set_postfix_str(f"{kind} {strategy}")
+            try:
+                res = one_cut(cutters[kind], strategy, k, seed)
+            except (OSError, RuntimeError) as e:
+                st = parse(strategy)
+                res = CutResult(kind=kind, strategy=strategy, cut=k, seed=seed,
+                                cut_after_ms=cut_moment_ms(seed, kind, strategy, k), acked=0, recovered=0,
+                                lost_acked=0, oldest_lost_age_ms=None, newest_ack_age_ms=None, unacked_recovered=0,
+                                log_end="", torn=False, corrupt=False, log_detail="",
+                                nominal_loss_window_ms=st.nominal_loss_window_ms, target=cutters[kind].label,
+                                error=f"{type(e).__name__}: {e}")
+            log.append(asdict(res))
+            summary.ran += 1
+            summary.errors += bool(res.error)
+            if res.lost_acked and parse(strategy).acks_durable:
+                summary.lost_by_durable.append(f"{kind} cut {k} of {strategy}: {res.lost_acked} acknowledged "
+                                               f"entries lost (acked {res.acked}, recovered {res.recovered})")
+            if bar is not None:
+                bar.update(1)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        log.close()
+        if bar is not None:
+            bar.close()
+        summary.elapsed_s = time.monotonic() - start
+    if summary.interrupted:
+        raise KeyboardInterrupt(f"interrupted after {summary.ran} cuts; {path} keeps every finished one and the "
+                                "same command resumes")
+    return summary
+
+
+def load(dataset: str | os.PathLike):
+    """A crash dataset as (cuts DataFrame, meta dict)."""
+    import pandas as pd
+
+    d = Path(dataset)
+    meta = json.loads((d / "meta.json").read_text())
+    df = pd.DataFrame(read_rows(d / "cuts.csv", COLUMNS), columns=COLUMNS)
+    for c in ("cut", "seed", "cut_after_ms", "acked", "recovered", "lost_acked", "oldest_lost_age_ms",
+              "newest_ack_age_ms", "unacked_recovered", "nominal_loss_window_ms"):
+        df[c] = pd.to_numeric(df[c].replace("", None), errors="coerce")
+    for c in ("torn", "corrupt"):
+        df[c] = df[c].astype(str).isin(["1", "True"])
+    df["error"] = df["error"].fillna("")
+    df["interval_ms"] = [parse(s).interval_ms for s in df["strategy"]]
+    df["skind"] = [parse(s).kind for s in df["strategy"]]
+    return df, meta
