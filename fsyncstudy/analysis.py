@@ -142,3 +142,70 @@ def fmt_ratio(x: float) -> str:
 
 def ratio_text(est: float, low: float, high: float) -> str:
     return f"{fmt_ratio(est)}× (95% CI {fmt_ratio(low)}–{fmt_ratio(high)})"
+
+
+# -- crash experiments ------------------------------------------------------------------------------
+
+def crash_dataset(path: str | os.PathLike | None = None, profile: str = "quick", seed: int = 0,
+                  progress: bool = True, log=print) -> Path:
+    """A crash dataset: ``path`` if it holds one, else a fresh (resumable) experiment in build/.
+
+    The power kind needs the storage lab's power-cut filesystem; it is brought up for the
+    experiment and torn down after.  Where the machine cannot (not root, no /dev/fuse, no
+    libfuse), only the process kind runs, and ``meta.json`` says why.
+    """
+    from .crash import run_crash
+
+    if path is not None:
+        p = Path(path)
+        if not p.is_absolute() and not p.exists():
+            p = REPO / p
+        if (p / "cuts.csv").exists():
+            return p
+        raise FileNotFoundError(f"{p} holds no crash dataset (no cuts.csv); run `python -m fsyncstudy crash --out {p}`")
+    fp = machine_fingerprint()
+    out = REPO / "build" / f"crash-{profile}-{fp['hostname']}-{(fp['boot_id'] or 'unknown')[:8]}"
+    skipped = {}
+    try:
+        from .lab import Lab
+        lab = Lab(REPO / "build" / "lab", targets=["powercut"])
+    except ImportError as e:
+        lab, skipped["power"] = None, f"the storage lab cannot be imported: {e}"
+    if lab is not None:
+        with lab:
+            if "lab:powercut" in lab.available():
+                run_crash(out, kinds=("power", "process"), profile=profile, seed=seed, progress=progress,
+                          lab_dir=lab.lab_dir)
+                return out
+            skipped["power"] = lab.skipped().get("lab:powercut", "lab:powercut is not available")
+    log(f"power cuts skipped: {skipped['power']}; running process crashes only")
+    run_crash(out, kinds=("process",), profile=profile, seed=seed, progress=progress)
+    return out
+
+
+def loss_windows(cuts: pd.DataFrame) -> pd.DataFrame:
+    """Each cut's measured loss window: the age of its oldest lost acknowledgement (0 if nothing was lost)."""
+    c = cuts[cuts["error"] == ""].copy()
+    c["loss_window_ms"] = c["oldest_lost_age_ms"].fillna(0.0)
+    return c
+
+
+def crash_table(cuts: pd.DataFrame, seed: int = 0, n_boot: int = stats.N_BOOT) -> pd.DataFrame:
+    """Per kind and strategy: cuts, acknowledged and lost entries, and the loss window's median,
+    p99 and max over cuts with 95% percentile-bootstrap intervals (over cuts)."""
+    rows = []
+    c = loss_windows(cuts)
+    for (kind, strategy), g in c.groupby(["kind", "strategy"], sort=False):
+        w = g["loss_window_ms"].to_numpy(dtype=float)
+        row = {"kind": kind, "strategy": strategy, "skind": g["skind"].iloc[0], "interval_ms": g["interval_ms"].iloc[0],
+               "nominal_loss_window_ms": g["nominal_loss_window_ms"].iloc[0], "cuts": len(g),
+               "acked": int(g["acked"].sum()), "lost_acked": int(g["lost_acked"].sum()),
+               "cuts_losing": int((g["lost_acked"] > 0).sum()), "torn": int(g["torn"].sum()),
+               "corrupt": int(g["corrupt"].sum()), "unacked_recovered": int(g["unacked_recovered"].sum())}
+        for name, q in (("median", 50), ("p99", 99), ("max", 100)):
+            est, lo, hi = stats.quantile_ci(w, q, seed=seed, n_boot=n_boot)
+            row[f"window_{name}_ms"], row[f"window_{name}_low"], row[f"window_{name}_high"] = est, lo, hi
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    out["ci_method"] = stats.QUANTILE_METHOD
+    return out

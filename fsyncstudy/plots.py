@@ -129,3 +129,22 @@ def durability_vs_throughput(points: pd.DataFrame, target: str, title: str, ax=N
     ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     ax.figure.tight_layout()
     return ax
+
+
+def loss_window_vs_nominal(rows: pd.DataFrame, title: str, ax=None):
+    """Measured loss window per batch interval (median, p99, max over cuts, with bootstrap CIs) against N."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 4.5))
+    for k, name in enumerate(("median", "p99", "max")):
+        y = rows[f"window_{name}_ms"]
+        err = np.vstack([(y - rows[f"window_{name}_low"]).clip(lower=0), (rows[f"window_{name}_high"] - y).clip(lower=0)])
+        ax.errorbar(rows["interval_ms"], y, yerr=err, marker="o", ms=4, capsize=3, color=PALETTE[k],
+                    label=f"measured loss window, {name} over cuts")
+    hi = float(rows["interval_ms"].max())
+    ax.plot([0, hi], [0, hi], color="grey", ls=":", label="nominal window = N")
+    ax.set_xlabel("batch interval N (ms)")
+    ax.set_ylabel("age of the oldest lost acknowledgement (ms)")
+    ax.set_title(title)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    ax.figure.tight_layout()
+    return ax

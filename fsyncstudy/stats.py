@@ -149,3 +149,28 @@ def pareto_front(points: pd.DataFrame, x: str = "ops_per_sec", y: str = "loss_wi
         dominated = ((xs >= xs[i]) & (ys <= ys[i]) & ((xs > xs[i]) | (ys < ys[i]))).any()
         keep.append(not dominated)
     return pd.Series(keep, index=points.index)
+
+
+QUANTILE_METHOD = "95% percentile bootstrap over cuts"
+
+
+def quantile_ci(values, q: float, seed: int = 0, n_boot: int = N_BOOT,
+                confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """A quantile (q in 0..100; 100 = the maximum) with a percentile-bootstrap interval.
+
+    BCa is not used here: quantiles of data with ties (many cuts lose nothing, window 0)
+    make its acceleration estimate degenerate.  For the maximum the bootstrap interval's
+    upper end is the sample maximum itself: the true worst case may be worse, and no
+    resampling can show it.
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return (np.nan, np.nan, np.nan)
+    est = float(np.percentile(x, q))
+    if len(x) < 2 or np.all(x == x[0]):
+        return (est, est, est)
+    rng = np.random.default_rng(seed)
+    boot = np.percentile(rng.choice(x, size=(n_boot, len(x)), replace=True), q, axis=1)
+    a = (1 - confidence) / 2
+    return est, float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a))
