@@ -128,7 +128,7 @@ def frontier_points(summ: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
                      "loss_window_ms": measured, "window_low": lo, "window_high": hi, "window_source": src})
     pts = pd.DataFrame(rows)
     pts["pareto"] = False
-    for target, g in pts.groupby("target"):
+    for _, g in pts.groupby("target"):
         pts.loc[g.index, "pareto"] = stats.pareto_front(g, "ops_per_sec", "loss_window_ms")
     return pts
 

@@ -117,7 +117,6 @@ def cmd_report(args) -> int:
 
 
 def cmd_crash(args) -> int:
-    from dataclasses import asdict
 
     from .crash import load, run_crash
     from .sweep import DATA, machine_fingerprint

@@ -89,7 +89,7 @@ def summarize(df: pd.DataFrame, metrics=("ops_per_sec", "ack_latency_us_p99"), s
     """One row per (target, configuration, metric) with the statistics of ``describe_values``."""
     rows = []
     keys = [c for c in CONFIG_COLUMNS if c in df.columns]
-    for (target, config), g in df.groupby(["target", "config"], sort=False):
+    for _, g in df.groupby(["target", "config"], sort=False):
         first = g.iloc[0]
         for m in metrics:
             d = describe_values(g[m].to_numpy(), seed=seed, n_boot=n_boot)
@@ -129,11 +129,11 @@ def relative_to(df: pd.DataFrame, baseline: str = "always/w1/append/fdatasync", 
     """Each configuration's mean ``metric`` over the baseline configuration's on the same target."""
     rows = []
     keys = [c for c in CONFIG_COLUMNS if c in df.columns]
-    for target, tg in df.groupby("target", sort=False):
+    for _, tg in df.groupby("target", sort=False):
         base = tg.loc[tg["config"] == baseline, metric].to_numpy(dtype=float)
         if len(base) == 0:
             continue
-        for config, g in tg.groupby("config", sort=False):
+        for _, g in tg.groupby("config", sort=False):
             est, lo, hi = ratio_ci(g[metric].to_numpy(dtype=float), base, seed=seed, n_boot=n_boot)
             rows.append({**{k: g.iloc[0][k] for k in keys}, "metric": metric, "baseline": baseline, "ratio": est,
                          "ratio_low": lo, "ratio_high": hi, "n": len(g), "n_baseline": len(base),

@@ -1,6 +1,5 @@
 """The sweep: its plan, durable append-only results, resume, and surviving a kill."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from collections import Counter
 import pytest
 
 from fsyncstudy.sweep import COLUMNS, PROFILES, Config, Profile, load, plan, read_rows, run_sweep
-from conftest import REPO, SHM, leftovers, needs_shm
+from conftest import REPO, SHM, leftovers
 
 TINY = Profile("tiny", trials=2, warmup_rounds=1, min_duration_s=0.02, min_intervals=3, batch_ms=(0, 10),
                group=((0, 2),), prealloc_compare=("always",))
