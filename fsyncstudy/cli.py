@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("devices", help="the mounted filesystems you could measure, with a durability verdict")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_devices)
+
+    from .lab.cli import register as register_lab  # the lab's own module; light, imports nothing heavy
+    register_lab(sub)
     return ap
 
 
