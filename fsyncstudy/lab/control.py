@@ -162,26 +162,31 @@ def daemon_alive(pid: int) -> bool:
     return b"fsyncstudy.lab.fusefs" in cmdline and state != "Z"
 
 
-def stop_daemon(pid: int, timeout_s: float = 10.0) -> None:
-    """SIGTERM (libfuse unmounts and exits), then SIGKILL.  Only for a pid that is our daemon."""
-    for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
-        if not daemon_alive(pid):
-            return
+def stop_daemon(pid: int, grace_s: float = 5.0, timeout_s: float = 10.0) -> None:
+    """Wait ``grace_s`` for the daemon to exit (it does once unmounted), then SIGTERM (libfuse
+    unmounts and exits), then SIGKILL.  Only acts on a pid that is our daemon; reaps our child."""
+    def gone() -> bool:
         try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return True
+        except ChildProcessError:
+            pass
+        return not daemon_alive(pid)
+
+    for sig, wait in ((None, grace_s), (signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+        if gone():
             return
+        if sig is not None:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)   # reap it if it is our child
-                if done:
-                    return
-            except ChildProcessError:
-                pass
-            if not daemon_alive(pid):
+            if gone():
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
 
 
 class FuseMount:

@@ -352,15 +352,17 @@ def _raise_terminated(signum, frame):
 def resolve_target(target: str | os.PathLike, lab_dir: str | os.PathLike | None = None) -> Path:
     """A directory for ``target``: ``lab:<name>`` becomes its mount point, anything else a Path.
 
-    Looks in the labs of this process first, then in ``lab_dir`` (default
-    ``default_lab_dir()``), where ``python -m fsyncstudy lab up`` keeps its state.
+    Looks in the labs of this process first (only the one in ``lab_dir`` if given), then
+    in ``lab_dir`` (default ``default_lab_dir()``), where ``python -m fsyncstudy lab up``
+    keeps its state.
     """
     s = os.fspath(target)
     if not s.startswith("lab:"):
         return Path(s)
     name = _name(s)
+    wanted = Path(lab_dir).resolve() if lab_dir else None
     for lab in reversed(_ACTIVE):
-        if name in lab._up:
+        if name in lab._up and wanted in (None, lab.lab_dir):
             return lab.directory(name)
     d = Path(lab_dir or default_lab_dir())
     state = load_state(d)
