@@ -233,6 +233,15 @@ def discover(include_pseudo: bool = False) -> list[Target]:
     return out
 
 
+def resolve_directory(d: str | os.PathLike) -> Path:
+    """A directory, or a storage-lab target (``lab:<name>``) resolved to its mount point."""
+    s = os.fspath(d)
+    if s.startswith("lab:"):
+        from .lab import resolve_target  # only for lab names: the node's start-up never imports the lab
+        return resolve_target(s)
+    return Path(s)
+
+
 def _writable_dir(d: Path) -> bool:
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -244,14 +253,15 @@ def _writable_dir(d: Path) -> bool:
 def pick_directory(explicit: str | os.PathLike | None = None, log=None) -> Path:
     """Where to write logs when the user did not say: durable storage that we can write.
 
-    Order: ``explicit``, then ``$FSYNCSTUDY_DIR``, then the user's cache directory, the
+    Order: ``explicit``, then ``$FSYNCSTUDY_DIR`` (either may be a lab target, ``lab:<name>``),
+    then the user's cache directory, the
     current directory and /var/tmp, skipping any that is volatile (tmpfs) or not
     writable; last the temp directory, with a warning through ``log`` (a callable).
     """
     import tempfile
     for given, origin in ((explicit, "--dir"), (os.environ.get("FSYNCSTUDY_DIR"), "FSYNCSTUDY_DIR")):
         if given:
-            d = Path(given)
+            d = resolve_directory(given)
             if not _writable_dir(d):
                 raise PermissionError(f"{origin} {d} is not a directory we can create and write")
             return d

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fsyncstudy.lab.powercut import PAGE, Faults, Volume
+from fsyncstudy.lab.powercut import PAGE, Faults, Volume, check_faults
 
 RW_NEW = os.O_RDWR | os.O_CREAT | os.O_EXCL
 
@@ -185,10 +185,10 @@ def test_enospc_after_bytes_gives_a_short_write_then_enospc(vol):
 
 
 def test_fault_settings_are_checked():
-    with pytest.raises(ValueError, match="fsync_eio"):
-        Volume.__new__(Volume).inject  # noqa: B018 (attribute exists)
-        from fsyncstudy.lab.powercut import check_faults
+    with pytest.raises(ValueError, match="fsync_eio must be"):
         check_faults(Faults(fsync_eio="sometimes"))
+    with pytest.raises(ValueError, match="enospc_after_bytes"):
+        check_faults(Faults(enospc_after_bytes=-1))
 
 
 def test_unknown_fault_setting_is_refused(vol):

@@ -28,8 +28,10 @@ REQUEST_TIMEOUT_S = 60.0
 _UNCHANGED = object()
 
 
-class LabError(RuntimeError):
-    """The lab cannot do what was asked; the message says what is missing or wrong."""
+class LabError(OSError):
+    """The lab cannot do what was asked; the message says what is missing or wrong.
+
+    An OSError, so callers that handle a bad target directory handle this too."""
 
 
 def _control_mount(path: str | os.PathLike):

@@ -73,6 +73,17 @@ def _which(tool: str) -> str | None:
     return shutil.which(tool, path=path)
 
 
+def _can_mount() -> bool:
+    """CAP_SYS_ADMIN in the effective set (what mount(2) and LOOP_CTL need)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> 21 & 1)
+    except (OSError, ValueError):
+        pass
+    return True
+
+
 def requirement(target: str) -> str | None:
     """Why ``target`` cannot be built on this machine, or None if nothing is missing.
 
@@ -83,6 +94,8 @@ def requirement(target: str) -> str | None:
     name = _name(target)
     if os.geteuid() != 0:
         return f"needs root to attach loop devices and mount filesystems (running as uid {os.geteuid()})"
+    if not _can_mount():
+        return "running as root without CAP_SYS_ADMIN (a container?): mounting is not allowed here"
     if name in LOOP_TARGETS:
         spec = LOOP_TARGETS[name]
         if not os.path.exists("/dev/loop-control"):
