@@ -6,7 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages the tests use (installed when missing and we are root).
-SYSTEM_PACKAGES :=
+# The storage lab: mkfs for xfs and btrfs (ext4's comes with the base system), libfuse 3 for
+# the power-cut FUSE filesystem (mfusepy loads libfuse3.so.3), losetup and mount.
+SYSTEM_PACKAGES := xfsprogs btrfs-progs fuse3 libfuse3-3 mount
 
 # make report PROFILE=quick            a faster, rougher study
 # make report DATASET=data/NAME        render an existing dataset, measure nothing

@@ -53,9 +53,12 @@ def machine_table(meta: dict) -> pd.DataFrame:
 def targets_table(meta: dict) -> pd.DataFrame:
     rows = []
     for path, t in meta["target_descriptions"].items():
-        rows.append({"target": path, "filesystem": t["fstype"], "device": t.get("block_device") or t["source"],
-                     "rotational": t.get("rotational"), "write cache": t.get("write_cache"),
-                     "verdict": t["durability"], "why": t["reason"]})
+        rows.append({"target": t.get("label") or path, "directory": path, "filesystem": t["fstype"],
+                     "device": t.get("block_device") or t["source"], "rotational": t.get("rotational"),
+                     "write cache": t.get("write_cache"), "verdict": t["durability"], "why": t["reason"]})
+    for name, reason in (meta.get("skipped_targets") or {}).items():
+        rows.append({"target": name, "directory": "", "filesystem": "", "device": "", "rotational": None,
+                     "write cache": None, "verdict": "skipped", "why": reason})
     return pd.DataFrame(rows)
 
 
@@ -102,7 +105,7 @@ def reference_rows(summ: pd.DataFrame, metric: str = "ops_per_sec") -> pd.DataFr
     return w[w["config"].isin(["always/w1/append/fdatasync", "none/w1/append/fdatasync"])].reset_index(drop=True)
 
 
-def frontier_points(summ: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+def frontier_points(summ: pd.DataFrame, df: pd.DataFrame, crash: pd.DataFrame | None = None) -> pd.DataFrame:
     """One point per (target, configuration): mean ops/sec with CI, nominal and measured loss window.
 
     The measured window is the mean over trials of each trial's largest exposure; for
@@ -127,6 +130,11 @@ def frontier_points(summ: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
                      "nominal_window_ms": bound_ms if pd.isna(nominal) else nominal,
                      "loss_window_ms": measured, "window_low": lo, "window_high": hi, "window_source": src})
     pts = pd.DataFrame(rows)
+    if crash is not None and len(crash):
+        # the p99 loss window that power cuts measured for the same strategy (one writer, append, fdatasync)
+        power = crash[crash["kind"] == "power"].set_index("strategy")["window_p99_ms"]
+        pts["crash_window_ms"] = [power.get(c.split("/")[0], np.nan) if c.endswith("/w1/append/fdatasync") else np.nan
+                                  for c in pts["config"]]
     pts["pareto"] = False
     for _, g in pts.groupby("target"):
         pts.loc[g.index, "pareto"] = stats.pareto_front(g, "ops_per_sec", "loss_window_ms")
@@ -163,8 +171,6 @@ def crash_dataset(path: str | os.PathLike | None = None, profile: str = "quick",
         if (p / "cuts.csv").exists():
             return p
         raise FileNotFoundError(f"{p} holds no crash dataset (no cuts.csv); run `python -m fsyncstudy crash --out {p}`")
-    fp = machine_fingerprint()
-    out = REPO / "build" / f"crash-{profile}-{fp['hostname']}-{(fp['boot_id'] or 'unknown')[:8]}"
     skipped = {}
     try:
         from .lab import Lab
@@ -174,13 +180,21 @@ def crash_dataset(path: str | os.PathLike | None = None, profile: str = "quick",
     if lab is not None:
         with lab:
             if "lab:powercut" in lab.available():
+                out = default_crash_out(profile, ("power", "process"), REPO / "build")
                 run_crash(out, kinds=("power", "process"), profile=profile, seed=seed, progress=progress,
                           lab_dir=lab.lab_dir)
                 return out
             skipped["power"] = lab.skipped().get("lab:powercut", "lab:powercut is not available")
     log(f"power cuts skipped: {skipped['power']}; running process crashes only")
-    run_crash(out, kinds=("process",), profile=profile, seed=seed, progress=progress)
+    out = default_crash_out(profile, ("process",), REPO / "build")
+    run_crash(out, kinds=("process",), profile=profile, seed=seed, progress=progress, note=skipped)
     return out
+
+
+def default_crash_out(profile: str, kinds, parent: Path) -> Path:
+    """<parent>/crash-<profile>-<kinds>-<host>-<boot>: a new machine, boot or set of kinds starts a new dataset."""
+    fp = machine_fingerprint()
+    return parent / f"crash-{profile}-{'+'.join(kinds)}-{fp['hostname']}-{(fp['boot_id'] or 'unknown')[:8]}"
 
 
 def loss_windows(cuts: pd.DataFrame) -> pd.DataFrame:

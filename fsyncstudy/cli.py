@@ -96,35 +96,33 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import build_report
-    from .sweep import default_out, run_sweep
+    from .report import build_report, run_study
 
     log = lambda m: print(m, file=sys.stderr)
     if args.dataset:
-        dataset = args.dataset  # render a dataset as it is; measure nothing
+        dataset, crash = args.dataset, args.crash_dataset  # render what exists; measure nothing
     else:
-        dataset = default_out(args.profile)
-        log(f"study: {args.profile} profile into {dataset} (resumes if it was interrupted)")
         try:
-            s = run_sweep(dataset, profile=args.profile, targets=args.target, seed=args.seed, progress=not args.quiet)
+            dataset, crash = run_study(args.profile, targets=args.target, use_lab=not args.no_lab, seed=args.seed,
+                                       progress=not args.quiet, log=log)
         except KeyboardInterrupt as e:
             log(f"\n{e.args[0] if e.args else 'interrupted'}")
             return 130
-        log(f"{s.ran} trials run ({s.failed} failed), {s.skipped} already done, in {s.elapsed_s:.0f} s")
-    index = build_report(dataset, out_dir=args.out, seed=args.seed, log=log)
+    index = build_report(dataset, out_dir=args.out, crash_dataset=crash, seed=args.seed, log=log)
     print(f"report: {index.resolve()}")
     return 0
 
 
 def cmd_crash(args) -> int:
 
+    from .analysis import default_crash_out
     from .crash import load, run_crash
-    from .sweep import DATA, machine_fingerprint
+    from .sweep import DATA
 
-    fp = machine_fingerprint()
-    out = Path(args.out) if args.out else DATA / f"crash-{args.profile}-{fp['hostname']}-{(fp['boot_id'] or 'unknown')[:8]}"
+    kinds = tuple(args.kind or ["power", "process"])
+    out = Path(args.out) if args.out else default_crash_out(args.profile, kinds, DATA)
     try:
-        s = run_crash(out, kinds=tuple(args.kind or ["power", "process"]), profile=args.profile,
+        s = run_crash(out, kinds=kinds, profile=args.profile,
                       strategies=args.strategy, cuts=args.cuts, seed=args.seed, directory=args.dir,
                       progress=not args.quiet and not args.json)
     except KeyboardInterrupt as e:
@@ -186,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--cuts", type=int, help="cuts per strategy (default: the profile's)")
     c.add_argument("--profile", default="standard", choices=["quick", "standard"])
     c.add_argument("--dir", help="where process-crash writers write (default: durable storage, as bench)")
-    c.add_argument("--out", help="dataset directory (default: data/crash-<profile>-<host>-<boot id>)")
+    c.add_argument("--out", help="dataset directory (default: data/crash-<profile>-<kinds>-<host>-<boot id>)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--json", action="store_true", help="print every cut as JSON")
     c.add_argument("--quiet", action="store_true")
@@ -196,10 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", default="standard", choices=["quick", "standard", "full"])
     r.add_argument("--target", action="append", metavar="DIR", help="as for sweep")
     r.add_argument("--dataset", help="render this existing dataset instead of measuring")
+    r.add_argument("--crash-dataset", help="with --dataset: the crash dataset for notebook 04")
+    r.add_argument("--no-lab", action="store_true", help="leave the storage lab out of the study")
     r.add_argument("--out", default="reports", help="where the HTML goes (default: reports/)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_report)
+
+    from .lab.cli import register as register_lab  # the lab's own module; light, imports nothing heavy
+    register_lab(sub)
     return ap
 
 

@@ -323,7 +323,7 @@ class CrashSummary:
 def run_crash(out: str | os.PathLike, kinds=("power", "process"), profile: str = "standard",
               strategies: list[str] | None = None, cuts: int | None = None, seed: int = 0,
               directory: str | os.PathLike | None = None, power_target: str = "lab:powercut", lab_dir=None,
-              progress: bool = True) -> CrashSummary:
+              progress: bool = True, note: dict | None = None) -> CrashSummary:
     """Run (or resume) a crash experiment into ``out`` (``cuts.csv`` + ``meta.json``)."""
     prof = PROFILES[profile]
     kinds = tuple(kinds)
@@ -345,7 +345,7 @@ def run_crash(out: str | os.PathLike, kinds=("power", "process"), profile: str =
             "cuts_per_strategy": {k: cuts or getattr(prof, k)[1] for k in kinds},
             "targets": {k: {"label": c.label, "description": describe(c.directory).as_dict()}
                         for k, c in cutters.items()},
-            "environment": environment()}
+            "environment": environment(), "skipped": note or {}}
     meta_path = out / "meta.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())

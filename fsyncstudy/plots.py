@@ -1,14 +1,19 @@
 """The study's figures.  Intervals are computed in ``fsyncstudy.stats`` and drawn here with
 matplotlib (seaborn cannot draw externally computed intervals); seaborn sets the style.
 
-Every figure's caption line (``caption``) states n and the CI method.
+Targets are shown side by side: one panel per target, titled with its label, one legend
+per figure.  Every figure's caption line (``caption``) states n and the CI method.
 """
 from __future__ import annotations
+
+import math
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter
 
 from . import stats
 
@@ -22,8 +27,31 @@ def caption(n_values, method: str = stats.T_METHOD) -> str:
     return f"Error bars / bands: {method}; {ns} trials per point (warm-up round excluded)."
 
 
-def _targets(frame: pd.DataFrame) -> list[tuple[str, str]]:
+def targets_of(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """(target, label) pairs in the order they appear."""
     return list(dict.fromkeys(zip(frame["target"], frame["target_label"])))
+
+
+def facets(n: int, ncols: int = 3, panel=(4.6, 3.4)):
+    """A figure with one panel per target; the flat list of the panels used."""
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel[0] * ncols + 2.2, panel[1] * nrows + 0.6), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def finish(fig, axes, title: str, handles=None) -> None:
+    """One legend for the figure (right of the panels) and the finding as its title."""
+    if handles is None:
+        handles, labels = axes[0].get_legend_handles_labels()
+    else:
+        labels = [h.get_label() for h in handles]
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize="small", frameon=False)
+    fig.suptitle(title, fontsize="large", x=0.02, ha="left")
+    fig.tight_layout()
 
 
 def _yerr(frame: pd.DataFrame, mean="mean", low="t_low", high="t_high") -> np.ndarray:
@@ -32,103 +60,105 @@ def _yerr(frame: pd.DataFrame, mean="mean", low="t_low", high="t_high") -> np.nd
 
 def strategies_by_target(ops: pd.DataFrame, configs: list[str], title: str):
     """Mean ops/sec with t-interval error bars, one group of bars per target (log scale)."""
-    fig, ax = plt.subplots(figsize=(10, 4.2))
-    targets = _targets(ops)
+    targets = targets_of(ops)
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.5 * len(targets) + 3), 4.6))
     width = 0.8 / len(configs)
     for k, config in enumerate(configs):
         sub = ops[ops["config"] == config].set_index("target").reindex([t for t, _ in targets])
         xs = np.arange(len(targets)) + (k - (len(configs) - 1) / 2) * width
-        ax.bar(xs, sub["mean"], width, yerr=_yerr(sub), capsize=4, color=PALETTE[k],
-               label=sub["config_label"].dropna().iloc[0] if sub["config_label"].notna().any() else config)
-    ax.set_xticks(np.arange(len(targets)), [label for _, label in targets])
+        ax.bar(xs, sub["mean"], width, yerr=_yerr(sub), capsize=3, color=PALETTE[k],
+               label=sub["strategy"].dropna().iloc[0] if sub["strategy"].notna().any() else config)
+    ax.set_xticks(np.arange(len(targets)), [label for _, label in targets], rotation=25, ha="right",
+                  fontsize="small")
     ax.set_yscale("log")
     ax.set_ylabel("throughput (ops/sec, log scale)")
-    ax.set_title(title)
+    ax.set_title(title, loc="left")
     ax.legend(title="strategy", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     fig.tight_layout()
     return fig
 
 
-def throughput_vs_interval(curves: pd.DataFrame, refs: pd.DataFrame, target: str, title: str, ax=None):
-    """ops/sec against batch/group interval with CI bands; always and none as reference bands."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(10, 4.5))
+def throughput_vs_interval(curves: pd.DataFrame, refs: pd.DataFrame, target: str, ax):
+    """One panel: ops/sec against batch/group interval with CI bands; always and none as reference bands."""
     c = curves[curves["target"] == target]
-    for k, (family, g) in enumerate(c.groupby("family", sort=True)):
+    families = sorted(curves["family"].unique())
+    for family, g in c.groupby("family", sort=True):
+        k = families.index(family)
         g = g.sort_values("interval_ms")
         ax.plot(g["interval_ms"], g["mean"], marker="o", ms=3, color=PALETTE[k], label=family)
         ax.fill_between(g["interval_ms"], g["t_low"], g["t_high"], color=PALETTE[k], alpha=0.25, lw=0)
-    r = refs[refs["target"] == target]
-    for k, (_, row) in enumerate(r.iterrows()):
-        color = PALETTE[6 + k]
+    for _, row in refs[refs["target"] == target].iterrows():
+        color = PALETTE[6] if row["strategy"] == "always" else PALETTE[7]
         ax.axhline(row["mean"], color=color, ls="--", lw=1, label=f"{row['strategy']} (reference)")
         ax.axhspan(row["t_low"], row["t_high"], color=color, alpha=0.15, lw=0)
     ax.set_yscale("log")
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("sync interval N (ms)")
-    ax.set_ylabel("throughput (ops/sec, log scale)")
-    ax.set_title(title)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
-    ax.figure.tight_layout()
+    ax.set_ylabel("ops/sec (log)")
+    ax.set_title(c["target_label"].iloc[0] if len(c) else target, fontsize="small")
     return ax
 
 
-def exposure_vs_interval(exp_max: pd.DataFrame, exp_p99: pd.DataFrame, target: str, title: str, ax=None):
-    """Measured exposure (worst and p99 per trial, mean over trials with CI) against nominal N."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(9.5, 4.5))
+def exposure_vs_interval(exp_max: pd.DataFrame, exp_p99: pd.DataFrame, target: str, ax):
+    """One panel: measured exposure (worst and p99 per trial, mean over trials with CI) against nominal N."""
     for k, (name, frame) in enumerate((("worst entry per trial", exp_max), ("p99 entry per trial", exp_p99))):
         g = frame[(frame["target"] == target) & (frame["kind"] == "batch")].sort_values("interval_ms")
-        ax.errorbar(g["interval_ms"], g["mean"], yerr=_yerr(g), marker="o", ms=3, capsize=3, color=PALETTE[k],
+        ax.errorbar(g["interval_ms"], g["mean"], yerr=_yerr(g), marker="o", ms=3, capsize=2, color=PALETTE[k],
                     label=f"measured exposure, {name}")
     hi = float(exp_max["interval_ms"].max() or 100)
     ax.plot([0, hi], [0, hi], color="grey", ls=":", label="nominal window = N")
     ax.set_xlabel("batch interval N (ms)")
-    ax.set_ylabel("exposure of an acknowledged entry (ms)")
-    ax.set_title(title)
-    ax.legend(fontsize="small")
+    ax.set_ylabel("exposure (ms)")
+    sub = exp_max[exp_max["target"] == target]
+    ax.set_title(sub["target_label"].iloc[0] if len(sub) else target, fontsize="small")
     return ax
 
 
-def durability_vs_throughput(points: pd.DataFrame, target: str, title: str, ax=None):
-    """Loss window (measured, and nominal) against ops/sec, with CI error bars and the Pareto frontier."""
-    from matplotlib.lines import Line2D
+KIND_COLORS = {"always": 0, "batch": 1, "group": 2, "none": 3}
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(10.5, 5))
+
+def durability_vs_throughput(points: pd.DataFrame, target: str, ax):
+    """One panel: loss window (measured, and nominal) against ops/sec, CI error bars, the Pareto frontier."""
     p = points[points["target"] == target]
-    kinds = {"always": 0, "batch": 1, "group": 2, "none": 3}
-    handles = []
     for kind, g in p.groupby("kind"):
-        color = PALETTE[kinds.get(kind, 4)]
-        handles.append(Line2D([], [], color=color, marker="o", ls="", label=kind))
+        color = PALETTE[KIND_COLORS.get(kind, 4)]
         meas = g[g["window_source"] == "measured exposure"]
         if len(meas):
             filled = meas.fillna({"window_low": meas["loss_window_ms"], "window_high": meas["loss_window_ms"]})
             ax.errorbar(meas["ops_per_sec"], meas["loss_window_ms"],
                         xerr=_yerr(meas, "ops_per_sec", "ops_low", "ops_high"),
                         yerr=_yerr(filled, "loss_window_ms", "window_low", "window_high"),
-                        fmt="o", ms=4, capsize=2, color=color)
-        ax.scatter(g["ops_per_sec"], g["nominal_window_ms"], marker="_", s=150, color=color, alpha=0.9)
+                        fmt="o", ms=3.5, capsize=2, color=color)
+        ax.scatter(g["ops_per_sec"], g["nominal_window_ms"], marker="_", s=120, color=color, alpha=0.9)
+        if "crash_window_ms" in g:
+            cw = g.dropna(subset=["crash_window_ms"])
+            ax.scatter(cw["ops_per_sec"], cw["crash_window_ms"], marker="x", s=40, color=color)
         bound = g[g["window_source"] == "kernel bound"]
         if len(bound):
             ax.errorbar(bound["ops_per_sec"], bound["loss_window_ms"],
-                        xerr=_yerr(bound, "ops_per_sec", "ops_low", "ops_high"), fmt="s", ms=6, capsize=2,
+                        xerr=_yerr(bound, "ops_per_sec", "ops_low", "ops_high"), fmt="s", ms=5, capsize=2,
                         color=color)
     front = p[p["pareto"]].sort_values("ops_per_sec")
     ax.step(front["ops_per_sec"], front["loss_window_ms"], where="pre", color="black", lw=1, alpha=0.6)
-    handles += [Line2D([], [], color="grey", marker="o", ls="", label="measured (worst exposure per trial)"),
-                Line2D([], [], color="grey", marker="_", ms=12, ls="", label="nominal window"),
-                Line2D([], [], color="grey", marker="s", ls="", label="kernel writeback bound (not measured)"),
-                Line2D([], [], color="black", alpha=0.6, label="Pareto frontier")]
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_yscale("symlog", linthresh=1)
     ax.set_ylim(bottom=-0.2)
-    ax.set_xlabel("throughput (ops/sec, log scale)")
-    ax.set_ylabel("loss window (ms; symlog, so 0 is exact)")
-    ax.set_title(title)
-    ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
-    ax.figure.tight_layout()
+    ax.set_xlabel("ops/sec (log)")
+    ax.set_ylabel("loss window (ms, symlog)")
+    ax.set_title(p["target_label"].iloc[0] if len(p) else target, fontsize="small")
     return ax
+
+
+def durability_legend(with_crash: bool = False) -> list:
+    handles = [Line2D([], [], color=PALETTE[c], marker="o", ls="", label=k) for k, c in KIND_COLORS.items()]
+    handles += [Line2D([], [], color="grey", marker="o", ls="", label="measured exposure (worst per trial)"),
+                Line2D([], [], color="grey", marker="_", ms=12, ls="", label="nominal window")]
+    if with_crash:
+        handles.append(Line2D([], [], color="grey", marker="x", ls="", label="loss window by power cuts (p99)"))
+    handles += [Line2D([], [], color="grey", marker="s", ls="", label="kernel writeback bound (not measured)"),
+                Line2D([], [], color="black", alpha=0.6, label="Pareto frontier")]
+    return handles
 
 
 def loss_window_vs_nominal(rows: pd.DataFrame, title: str, ax=None):
@@ -144,7 +174,7 @@ def loss_window_vs_nominal(rows: pd.DataFrame, title: str, ax=None):
     ax.plot([0, hi], [0, hi], color="grey", ls=":", label="nominal window = N")
     ax.set_xlabel("batch interval N (ms)")
     ax.set_ylabel("age of the oldest lost acknowledgement (ms)")
-    ax.set_title(title)
+    ax.set_title(title, loc="left")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     ax.figure.tight_layout()
     return ax

@@ -32,16 +32,19 @@ def _title_and_question(nb) -> tuple[str, str]:
     return "", ""
 
 
-def execute(dataset: Path, build: Path, seed: int = 0, n_boot: int = 2000, log=print) -> list[Path]:
+def execute(params: dict, build: Path, log=print) -> list[Path]:
+    """Run every notebook with papermill, giving each the parameters it declares."""
     import papermill as pm
 
     build.mkdir(parents=True, exist_ok=True)
     out = []
     for nb in notebooks():
         target = build / nb.name
-        log(f"executing {nb.name} on {dataset}")
-        pm.execute_notebook(str(nb), str(target), parameters={"dataset": str(dataset), "seed": seed, "n_boot": n_boot},
-                            cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False)
+        declared = pm.inspect_notebook(str(nb))
+        mine = {k: v for k, v in params.items() if k in declared and v is not None}
+        log(f"executing {nb.name} with {', '.join(f'{k}={v}' for k, v in mine.items())}")
+        pm.execute_notebook(str(nb), str(target), parameters=mine, cwd=str(NOTEBOOKS), kernel_name="python3",
+                            progress_bar=False)
         out.append(target)
     return out
 
@@ -99,12 +102,70 @@ Dataset: <code>{html.escape(dataset.name)}</code>; git {html.escape(str(env['git
 
 
 def build_report(dataset: str | Path, out_dir: str | Path = REPO / "reports", build: str | Path = REPO / "build" / "notebooks",
-                 seed: int = 0, n_boot: int = 2000, log=print) -> Path:
+                 crash_dataset: str | Path | None = None, seed: int = 0, n_boot: int = 2000, log=print) -> Path:
+    """Execute every notebook on ``dataset`` (and ``crash_dataset``) and render the HTML report."""
     dataset = Path(dataset).resolve()
     if not (dataset / "trials.csv").exists():
         raise FileNotFoundError(f"{dataset} holds no dataset (no trials.csv)")
-    executed = execute(dataset, Path(build), seed=seed, n_boot=n_boot, log=log)
+    if crash_dataset is not None:
+        crash_dataset = Path(crash_dataset).resolve()
+        if not (crash_dataset / "cuts.csv").exists():
+            raise FileNotFoundError(f"{crash_dataset} holds no crash dataset (no cuts.csv)")
+    params = {"dataset": str(dataset), "crash_dataset": str(crash_dataset) if crash_dataset else None,
+              "seed": seed, "n_boot": n_boot}
+    executed = execute(params, Path(build), log=log)
     return render(executed, Path(out_dir), dataset)
+
+
+def run_study(profile: str = "standard", targets: list[str] | None = None, use_lab: bool = True, seed: int = 0,
+              progress: bool = True, log=print) -> tuple[Path, Path]:
+    """The measurements behind the report: the sweep, then the crash experiment.
+
+    With ``use_lab`` (and a machine that allows it: root, loop devices, /dev/fuse, the mkfs
+    tools) the storage lab comes up for the duration, its targets join the sweep, and the
+    power cuts run on lab:powercut; whatever cannot come up is recorded with the reason.
+    """
+    from contextlib import nullcontext
+
+    from .analysis import default_crash_out
+    from .crash import run_crash
+    from .sweep import DATA, default_out, default_targets, run_sweep
+
+    skipped: dict[str, str] = {}
+    lab = None
+    if use_lab:
+        try:
+            from .lab import TARGET_NAMES, Lab, requirements
+            wanted = [n for n in TARGET_NAMES]
+            skipped = {t: r for t, r in requirements(wanted).items() if r}
+            if len(skipped) < len(wanted):
+                lab = Lab(targets=[t[4:] for t, r in requirements(wanted).items() if not r])
+        except ImportError as e:
+            skipped = {"lab": f"the storage lab cannot be imported ({e})"}
+    else:
+        skipped = {"lab": "not asked for (--no-lab)"}
+    with lab if lab is not None else nullcontext() as up:
+        lab_targets = []
+        if up is not None:
+            skipped.update(up.skipped())
+            lab_targets = up.available()
+            log(f"lab up: {', '.join(lab_targets) or 'nothing'}" + (f"; skipped: {skipped}" if skipped else ""))
+        chosen = targets or default_targets() + lab_targets
+        dataset = default_out(profile)
+        log(f"study: {profile} profile on {len(chosen)} targets into {dataset} (resumes if interrupted)")
+        s = run_sweep(dataset, profile=profile, targets=chosen, seed=seed, progress=progress, skipped=skipped)
+        log(f"{s.ran} trials run ({s.failed} failed), {s.skipped} already done, in {s.elapsed_s:.0f} s")
+        kinds = ("power", "process") if "lab:powercut" in lab_targets else ("process",)
+        crash_profile = "quick" if profile == "quick" else "standard"
+        crash_out = default_crash_out(crash_profile, kinds, DATA)
+        log(f"crash experiment: {crash_profile}, {' and '.join(kinds)} cuts into {crash_out}")
+        c = run_crash(crash_out, kinds=kinds, profile=crash_profile, seed=seed, progress=progress,
+                      lab_dir=up.lab_dir if up is not None else None,
+                      note={} if "power" in kinds else {"power": skipped.get("lab:powercut", "the lab is not up")})
+        log(f"{c.ran} cuts run, {c.skipped} already done, in {c.elapsed_s:.0f} s")
+        for line in c.lost_by_durable:
+            log(f"BUG: {line}")
+    return dataset, crash_out
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -122,8 +122,12 @@ def default_targets() -> list[str]:
 
 
 def target_label(t: Target) -> str:
-    dev = t.block_device or t.source
-    return f"{t.fstype} on {dev} ({t.durability})"
+    """A short name for tables and plots: the lab name or filesystem and device, and the verdict."""
+    if getattr(t, "lab_target", None):
+        base = t.lab_target + (" (EMULATED)" if getattr(t, "emulated", False) else "")
+    else:
+        base = f"{t.fstype} on {t.block_device or t.source}"
+    return f"{base}, {t.durability}"
 
 
 @dataclass
@@ -334,10 +338,12 @@ def _check_resume(meta_path: Path, meta: dict) -> None:
 
 
 def run_sweep(out: str | os.PathLike, profile: str | Profile = "quick", targets: list[str] | None = None,
-              seed: int = 0, progress: bool = True, limit: int | None = None) -> SweepSummary:
+              seed: int = 0, progress: bool = True, limit: int | None = None,
+              skipped: dict[str, str] | None = None) -> SweepSummary:
     """Run (or resume) a study into directory ``out``; returns what was done.
 
-    ``limit`` stops after that many new trials (for tests and dry runs).
+    ``limit`` stops after that many new trials (for tests and dry runs); ``skipped`` names
+    targets that were wanted but could not be measured, with the reason (kept in meta.json).
     """
     prof = PROFILES[profile] if isinstance(profile, str) else profile
     out = Path(out)
@@ -354,6 +360,8 @@ def run_sweep(out: str | os.PathLike, profile: str | Profile = "quick", targets:
         "trial_rule": f"each trial runs at least {prof.min_duration_s} s and at least {prof.min_intervals} "
                       "batch/group intervals, whichever is longer",
         "environment": environment(),
+        "target_names": dict(zip(dirs, targets or default_targets())),
+        "skipped_targets": skipped or {},
     }
     meta_path = out / "meta.json"
     if meta_path.exists():

@@ -8,6 +8,7 @@ at the hypervisor; a drive may ignore flushes): the verdict says so.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,9 @@ PSEUDO_FS = {
 }
 #: Block device name prefixes of virtual disks whose cache is the hypervisor's.
 VIRTUAL_DISKS = ("vd", "xvd")
+#: Storage-lab targets describe themselves in this extended attribute (JSON: target, label,
+#: emulated, reason): on a lab FUSE mount's root, or on a lab loop device's image file.
+LAB_LABEL_XATTR = "user.fsyncstudy.label"
 
 
 @dataclass
@@ -57,6 +61,12 @@ class Target:
     durability: str = "uncertain"  # volatile | uncertain | durable
     reason: str = ""
     notes: list[str] = field(default_factory=list)
+    #: A short name for tables and plots: "ext4 on /dev/vda", or a lab target's own description.
+    label: str = ""
+    #: True for a device emulation (the lab's hdd-/ssd-emulated): its timings are not hardware's.
+    emulated: bool = False
+    #: "lab:<name>" when the directory is on a storage-lab target (fsyncstudy.lab).
+    lab_target: str | None = None
 
     @property
     def can_be_durable(self) -> bool:
@@ -161,7 +171,15 @@ def describe(path: str | os.PathLike) -> Target:
         t.free_bytes = shutil.disk_usage(probe).free
     except OSError:
         pass
-    info = _block_info(m.major_minor) if not m.major_minor.startswith("0:") else {}
+    major_minor = m.major_minor
+    if major_minor.startswith("0:") and m.source.startswith("/dev/"):
+        # btrfs gives its files an anonymous device number; the mount source names the disk
+        try:
+            rdev = os.stat(m.source).st_rdev
+            major_minor = f"{os.major(rdev)}:{os.minor(rdev)}"
+        except OSError:
+            pass
+    info = _block_info(major_minor) if not major_minor.startswith("0:") else {}
     disk = info.pop("disk", None)
     for k, v in info.items():
         setattr(t, k, v)
@@ -171,7 +189,28 @@ def describe(path: str | os.PathLike) -> Target:
     if "nobarrier" in m.options.split(",") or "barrier=0" in m.options.split(","):
         t.durability = "uncertain"
         t.reason = "mounted without write barriers: syncs do not flush the drive cache"
+    t.label = f"{t.fstype} on {'/dev/' + t.block_device if t.block_device else t.source}"
+    _lab_label(t)
     return t
+
+
+def _lab_label(t: Target) -> None:
+    """A storage-lab target's self-description, where it has one (read, never imported)."""
+    if t.fstype == "fuse.fsyncstudy":
+        where = t.mount_point
+    elif t.loop_backing_file:
+        where = t.loop_backing_file
+    else:
+        return
+    try:
+        lab = json.loads(os.getxattr(where, LAB_LABEL_XATTR))
+    except (OSError, ValueError):
+        return
+    t.lab_target = lab.get("target")
+    t.label = lab.get("label") or t.label
+    t.emulated = bool(lab.get("emulated"))
+    if lab.get("reason") and t.durability != "volatile":
+        t.durability, t.reason = "uncertain", lab["reason"]
 
 
 def discover(include_pseudo: bool = False) -> list[Target]:
@@ -194,6 +233,15 @@ def discover(include_pseudo: bool = False) -> list[Target]:
     return out
 
 
+def resolve_directory(d: str | os.PathLike) -> Path:
+    """A directory, or a storage-lab target (``lab:<name>``) resolved to its mount point."""
+    s = os.fspath(d)
+    if s.startswith("lab:"):
+        from .lab import resolve_target  # only for lab names: the node's start-up never imports the lab
+        return resolve_target(s)
+    return Path(s)
+
+
 def _writable_dir(d: Path) -> bool:
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -205,14 +253,15 @@ def _writable_dir(d: Path) -> bool:
 def pick_directory(explicit: str | os.PathLike | None = None, log=None) -> Path:
     """Where to write logs when the user did not say: durable storage that we can write.
 
-    Order: ``explicit``, then ``$FSYNCSTUDY_DIR``, then the user's cache directory, the
+    Order: ``explicit``, then ``$FSYNCSTUDY_DIR`` (either may be a lab target, ``lab:<name>``),
+    then the user's cache directory, the
     current directory and /var/tmp, skipping any that is volatile (tmpfs) or not
     writable; last the temp directory, with a warning through ``log`` (a callable).
     """
     import tempfile
     for given, origin in ((explicit, "--dir"), (os.environ.get("FSYNCSTUDY_DIR"), "FSYNCSTUDY_DIR")):
         if given:
-            d = Path(given)
+            d = resolve_directory(given)
             if not _writable_dir(d):
                 raise PermissionError(f"{origin} {d} is not a directory we can create and write")
             return d

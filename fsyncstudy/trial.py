@@ -16,7 +16,7 @@ from pathlib import Path
 from . import engine, measures
 from .log import Framer, LogFile, read_log
 from .strategies import Strategy, check_preallocation, check_sync_method, parse
-from .targets import Target, describe
+from .targets import Target, describe, resolve_directory
 
 #: Space reserved up front by fallocate/zero-fill when a trial is bounded by time, not entries.
 DEFAULT_PREALLOC_BYTES = 64 << 20
@@ -143,7 +143,7 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
     if directory is None:
         from .targets import pick_directory
         directory = pick_directory()
-    directory = os.fspath(directory)
+    directory = os.fspath(resolve_directory(directory))   # a path, or a lab target such as "lab:xfs"
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"target directory {directory} does not exist")
     tgt = target or describe(directory)

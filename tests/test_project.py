@@ -14,11 +14,15 @@ def pyproject_requirements() -> set[str]:
 
 
 def conda_requirements() -> set[str]:
+    """The conda dependencies and, for packages conda-forge lacks, the ones under ``pip:``."""
     out = set()
     text = (REPO / "environment.yml").read_text()
     for line in text[text.index("dependencies:"):].splitlines():
-        m = re.match(r"^  - ([A-Za-z0-9_.\-]+\S*)$", line)  # top-level conda dependencies, not the pip list
+        m = re.match(r"^  - ([A-Za-z0-9_.\-]+\S*)$", line)  # top-level conda dependencies
         if m and not re.match(r"^(python|pip)\b", m.group(1)):
+            out.add(m.group(1).lower())
+        m = re.match(r"^      - ([A-Za-z0-9_.\-]+\S*)$", line)  # the pip list, less the package itself
+        if m:
             out.add(m.group(1).lower())
     return out
 

@@ -1,0 +1,415 @@
+"""The lab: loop-device filesystems and FUSE filesystems brought up together, named
+``lab:<name>``, and always torn down again.
+
+``Lab`` is the context manager; ``down(lab_dir)`` cleans whatever a crashed run left
+in a lab directory; ``resolve_target`` maps ``lab:<name>`` to a mounted directory.
+"""
+from __future__ import annotations
+
+import ctypes.util
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..targets import Target, describe, mounts
+from .control import (FUSE_FSTYPE, FuseMount, LabError, daemon_alive, is_mounted, stop_daemon, unmount)
+from .loopfs import LOOP_TARGETS, LoopFS, detach, loop_devices_under
+
+STATE_FILE = "lab.json"
+DEFAULT_SIZE_MIB = 512
+
+
+@dataclass(frozen=True)
+class FuseSpec:
+    name: str
+    what: str
+    backing_sync: bool
+    sync_delay_ms: float = 0.0
+    sync_delay_dist: str = "fixed"
+    sync_delay_spread_ms: float = 0.0
+    emulated: bool = False
+
+
+FUSE_TARGETS: dict[str, FuseSpec] = {
+    "powercut": FuseSpec(
+        "powercut", "power-cut FUSE filesystem over a directory on the host disk (Python, slow): "
+                    "unsynced data lives in its cache until a cut drops it", backing_sync=True),
+    # A 7200 rpm disk turns once in 8.3 ms: a flush waits a seek plus part of a turn.
+    "hdd-emulated": FuseSpec(
+        "hdd-emulated", "EMULATED 7200 rpm disk: FUSE filesystem adding 4-12 ms (mean 8 ms, uniform) to "
+                        "every sync; not a real device", backing_sync=False, sync_delay_ms=8.0,
+        sync_delay_dist="uniform", sync_delay_spread_ms=4.0, emulated=True),
+    "ssd-emulated": FuseSpec(
+        "ssd-emulated", "EMULATED SSD: FUSE filesystem adding 0.1 ms to every sync; not a real device",
+        backing_sync=False, sync_delay_ms=0.1, emulated=True),
+}
+
+#: Every lab target, in the order the study shows them.
+TARGET_NAMES = (*LOOP_TARGETS, *FUSE_TARGETS)
+
+_ACTIVE: list["Lab"] = []
+
+
+def default_lab_dir() -> Path:
+    """``$FSYNCSTUDY_LAB_DIR``, else /var/tmp/fsyncstudy-lab (on disk: the images must not live in RAM)."""
+    return Path(os.environ.get("FSYNCSTUDY_LAB_DIR") or "/var/tmp/fsyncstudy-lab")
+
+
+def _name(target: str) -> str:
+    name = target[4:] if target.startswith("lab:") else target
+    if name not in TARGET_NAMES:
+        raise LabError(f"unknown lab target {target!r}; the lab has {', '.join('lab:' + n for n in TARGET_NAMES)}")
+    return name
+
+
+def _which(tool: str) -> str | None:
+    # root's tools live in sbin, which a user's PATH may lack
+    path = os.environ.get("PATH", "") + os.pathsep + "/usr/local/sbin:/usr/sbin:/sbin"
+    return shutil.which(tool, path=path)
+
+
+def _can_mount() -> bool:
+    """CAP_SYS_ADMIN in the effective set (what mount(2) and LOOP_CTL need)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> 21 & 1)
+    except (OSError, ValueError):
+        pass
+    return True
+
+
+def requirement(target: str) -> str | None:
+    """Why ``target`` cannot be built on this machine, or None if nothing is missing.
+
+    Checks what can be checked without building anything: root, loop devices, /dev/fuse,
+    the tools and libraries.  A target can still fail when it is built (say, a kernel
+    without xfs); ``Lab.skipped()`` then has the error.
+    """
+    name = _name(target)
+    if os.geteuid() != 0:
+        return f"needs root to attach loop devices and mount filesystems (running as uid {os.geteuid()})"
+    if not _can_mount():
+        return "running as root without CAP_SYS_ADMIN (a container?): mounting is not allowed here"
+    if name in LOOP_TARGETS:
+        spec = LOOP_TARGETS[name]
+        if not os.path.exists("/dev/loop-control"):
+            return "no /dev/loop-control: this kernel or container offers no loop devices"
+        for tool, pkg in (("losetup", "mount"), ("mount", "mount"), ("umount", "mount"),
+                          (spec.mkfs[0], spec.package)):
+            if not _which(tool):
+                return f"{tool} not found: install the Debian package {pkg}"
+        return None
+    if not os.path.exists("/dev/fuse"):
+        return "no /dev/fuse: load the fuse module (modprobe fuse) or give the container the device"
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        return "/dev/fuse is not readable and writable"
+    if not ctypes.util.find_library("fuse3"):
+        return "libfuse3 not found: install the Debian packages fuse3 and libfuse3-3"
+    if importlib.util.find_spec("mfusepy") is None:
+        return "the Python package mfusepy is missing: pip install 'fsyncstudy[lab]'"
+    if not _which("umount"):
+        return "umount not found: install the Debian package mount"
+    return None
+
+
+def requirements(targets=TARGET_NAMES) -> dict[str, str | None]:
+    """``requirement`` for several targets: {"lab:<name>": reason or None}."""
+    return {f"lab:{_name(t)}": requirement(t) for t in targets}
+
+
+def leftovers(lab_dir: str | os.PathLike) -> dict[str, list]:
+    """What of a lab is still on the machine: mounts, loop devices, daemons."""
+    d = Path(lab_dir).resolve()
+    mnt = str(d / "mnt") + "/"
+    pids = []
+    for pf in sorted((d / "run").glob("*.pid")):
+        try:
+            pid = int(pf.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if daemon_alive(pid):
+            pids.append(pid)
+    return {"mounts": sorted({m.mount_point for m in mounts() if m.mount_point.startswith(mnt)}),
+            "loop_devices": [dev for dev, _ in loop_devices_under(d / "images")],
+            "daemons": pids}
+
+
+def down(lab_dir: str | os.PathLike | None = None) -> dict[str, list]:
+    """Tear down everything of the lab in ``lab_dir``, also what a crashed run left behind.
+
+    Unmounts (lazily if busy), stops the FUSE daemons, detaches the loop devices, and
+    deletes images, backing directories and mount points.  Returns what it found; raises
+    LabError if something could not be removed (after trying everything else).
+    """
+    d = Path(lab_dir or default_lab_dir()).resolve()
+    found = leftovers(d)
+    errors = []
+    with _deferred_sigint():
+        for mp in sorted(found["mounts"], key=len, reverse=True):
+            try:
+                unmount(mp)
+            except LabError as e:
+                errors.append(str(e))
+        for pid in found["daemons"]:
+            stop_daemon(pid)
+        for dev, _ in loop_devices_under(d / "images"):
+            detach(dev)
+        for pf in (d / "run").glob("*.pid"):
+            pf.unlink(missing_ok=True)
+        for sub in ("images", "backing"):
+            shutil.rmtree(d / sub, ignore_errors=True)
+        for mp in sorted((d / "mnt").glob("*")) if (d / "mnt").is_dir() else []:
+            if not is_mounted(mp):
+                try:
+                    mp.rmdir()
+                except OSError as e:
+                    errors.append(f"cannot remove {mp}: {e}")
+        (d / STATE_FILE).unlink(missing_ok=True)
+    left = leftovers(d)
+    if any(left.values()):
+        errors.append(f"still there: {left}")
+    if errors:
+        raise LabError(f"lab down in {d}: " + "; ".join(errors))
+    return found
+
+
+class _deferred_sigint:
+    """Ctrl-C during teardown would leak what is not yet torn down: hold it until the end."""
+
+    def __enter__(self):
+        self.pending = False
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self.old = signal.signal(signal.SIGINT, self._hold)
+            except ValueError:
+                self.old = None
+        return self
+
+    def _hold(self, signum, frame):
+        self.pending = True
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+            if self.pending and exc[0] is None:
+                raise KeyboardInterrupt
+        return False
+
+
+class Lab:
+    """Lab filesystems for the duration of a ``with`` block (or between ``up()`` and ``down()``).
+
+    ``targets``: names from ``TARGET_NAMES`` (with or without ``lab:``); a target this
+    machine cannot build is skipped with the reason (``skipped()``), the others come up.
+    Teardown always happens: normal exit, exception, Ctrl-C, SIGTERM.
+    """
+
+    def __init__(self, lab_dir: str | os.PathLike | None = None, targets=TARGET_NAMES,
+                 size_mib: int = DEFAULT_SIZE_MIB, loop_direct_io: bool = True, seed: int | None = None):
+        self.lab_dir = Path(lab_dir or default_lab_dir()).resolve()
+        self.names = [_name(t) for t in targets]
+        self.size_mib, self.loop_direct_io, self.seed = size_mib, loop_direct_io, seed
+        self._up: dict[str, LoopFS | FuseMount] = {}
+        self._skipped: dict[str, str] = {}
+        self._old_sigterm = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def up(self) -> "Lab":
+        self.lab_dir.mkdir(parents=True, exist_ok=True)
+        left = leftovers(self.lab_dir)
+        if any(left.values()):
+            raise LabError(f"a lab is already up in {self.lab_dir} (or a crashed run left it: {left}); "
+                           f"run `python -m fsyncstudy lab down --dir {self.lab_dir}` first")
+        if describe(self.lab_dir).durability == "volatile":
+            raise LabError(f"{self.lab_dir} is in RAM ({describe(self.lab_dir).fstype}): lab images and backing "
+                           "directories must be on disk; set FSYNCSTUDY_LAB_DIR or pass lab_dir")
+        _ACTIVE.append(self)
+        try:
+            for name in self.names:
+                reason = requirement(name)
+                if reason:
+                    self._skipped[name] = reason
+                    continue
+                thing = self._make(name)
+                try:
+                    thing.create() if isinstance(thing, LoopFS) else thing.start()
+                except (LabError, OSError) as e:
+                    self._skipped[name] = f"could not be built: {e}"
+                    continue
+                self._up[name] = thing
+                self._save()
+            self._save()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def _make(self, name: str):
+        if name in LOOP_TARGETS:
+            return LoopFS(LOOP_TARGETS[name], self.lab_dir, self.size_mib, self.loop_direct_io)
+        spec = FUSE_TARGETS[name]
+        label = {"target": f"lab:{name}", "label": f"lab:{name}: {spec.what}", "emulated": spec.emulated,
+                 "reason": (f"lab FUSE filesystem over {self.lab_dir / 'backing' / name}: "
+                            + ("a sync writes the file's cached data through and fsyncs the backing file"
+                               if spec.backing_sync else
+                               "a sync writes the file's cached data to the backing file without fsync "
+                               "and waits the emulated delay, so it is durable only within the emulation"))}
+        return FuseMount(name, self.lab_dir / "backing" / name, self.lab_dir / "mnt" / name,
+                         self.lab_dir / "logs" / f"{name}.log", self.lab_dir / "run" / f"{name}.pid", label,
+                         backing_sync=spec.backing_sync, sync_delay_ms=spec.sync_delay_ms,
+                         sync_delay_dist=spec.sync_delay_dist, sync_delay_spread_ms=spec.sync_delay_spread_ms,
+                         seed=self.seed)
+
+    def _save(self) -> None:
+        state = {"lab_dir": str(self.lab_dir), "targets": {}, "skipped": dict(self._skipped)}
+        for name, thing in self._up.items():
+            if isinstance(thing, LoopFS):
+                state["targets"][name] = thing.state()
+            else:
+                state["targets"][name] = {"kind": "fuse", "mountpoint": str(thing.mountpoint),
+                                          "backing": str(thing.backing), "pid": thing.pid,
+                                          "label": thing.label}
+        tmp = self.lab_dir / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        os.replace(tmp, self.lab_dir / STATE_FILE)
+
+    def down(self) -> None:
+        """Tear down what this lab built, then anything else left in its directory."""
+        errors = []
+        with _deferred_sigint():
+            for name in reversed(list(self._up)):
+                thing = self._up.pop(name)
+                try:
+                    thing.destroy() if isinstance(thing, LoopFS) else thing.stop()
+                except (LabError, OSError) as e:
+                    errors.append(f"lab:{name}: {e}")
+            try:
+                down(self.lab_dir)
+            except LabError as e:
+                errors.append(str(e))
+            if self in _ACTIVE:
+                _ACTIVE.remove(self)
+        if errors:
+            raise LabError("; ".join(errors))
+
+    def __enter__(self) -> "Lab":
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            # SIGTERM's default kills without unwinding: make it unwind so __exit__ tears down
+            self._old_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
+        try:
+            return self.up()
+        except BaseException:
+            self._restore_sigterm()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.down()
+        finally:
+            self._restore_sigterm()
+
+    def _restore_sigterm(self) -> None:
+        if self._old_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
+
+    # -- what is up --------------------------------------------------------------------
+
+    def available(self) -> list[str]:
+        """The targets that are up, as ``lab:<name>``, in the order asked for."""
+        return [f"lab:{n}" for n in self.names if n in self._up]
+
+    def skipped(self) -> dict[str, str]:
+        """{"lab:<name>": why it is not up}."""
+        return {f"lab:{n}": r for n, r in self._skipped.items()}
+
+    def _thing(self, target: str):
+        name = _name(target)
+        if name in self._up:
+            return self._up[name]
+        if name in self._skipped:
+            raise LabError(f"lab:{name} was skipped: {self._skipped[name]}")
+        raise LabError(f"lab:{name} is not part of this lab (it has {', '.join(self.available()) or 'nothing'})")
+
+    def directory(self, target: str) -> Path:
+        """Where to write on ``target`` (its mount point)."""
+        return Path(self._thing(target).mountpoint)
+
+    def backing(self, target: str) -> Path:
+        """A FUSE target's backing directory: after a cut, what the power loss kept."""
+        thing = self._thing(target)
+        if not isinstance(thing, FuseMount):
+            raise LabError(f"{target} is a loop filesystem; only the FUSE targets have a backing directory")
+        return thing.backing
+
+    def describe(self, target: str) -> Target:
+        return describe(self.directory(target))
+
+    def descriptions(self) -> dict[str, Target]:
+        return {t: self.describe(t) for t in self.available()}
+
+
+def _raise_terminated(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def resolve_target(target: str | os.PathLike, lab_dir: str | os.PathLike | None = None) -> Path:
+    """A directory for ``target``: ``lab:<name>`` becomes its mount point, anything else a Path.
+
+    Looks in the labs of this process first (only the one in ``lab_dir`` if given), then
+    in ``lab_dir`` (default ``default_lab_dir()``), where ``python -m fsyncstudy lab up``
+    keeps its state.
+    """
+    s = os.fspath(target)
+    if not s.startswith("lab:"):
+        return Path(s)
+    name = _name(s)
+    wanted = Path(lab_dir).resolve() if lab_dir else None
+    for lab in reversed(_ACTIVE):
+        if name in lab._up and wanted in (None, lab.lab_dir):
+            return lab.directory(name)
+    d = Path(lab_dir or default_lab_dir())
+    state = load_state(d)
+    if state and name in state["targets"]:
+        entry = state["targets"][name]
+        mp = entry["mountpoint"]
+        if is_mounted(mp) and (entry["kind"] != "fuse" or any(m.mount_point == os.path.realpath(mp)
+                                                               and m.fstype == FUSE_FSTYPE for m in mounts())):
+            return Path(mp)
+        raise LabError(f"lab:{name} is listed in {d / STATE_FILE} but not mounted (a crashed run?): "
+                       f"run `python -m fsyncstudy lab down --dir {d}` and `lab up` again")
+    if state and name in state.get("skipped", {}):
+        raise LabError(f"lab:{name} was skipped when the lab in {d} went up: {state['skipped'][name]}")
+    raise LabError(f"lab:{name} is not up: run `python -m fsyncstudy lab up` (as root), or use "
+                   "`with fsyncstudy.lab.Lab(...) as lab:` in this process")
+
+
+def backing_of(target: str, lab_dir: str | os.PathLike | None = None) -> Path:
+    """A FUSE target's backing directory (what survives a cut), found as ``resolve_target`` finds its mount."""
+    name = _name(target)
+    wanted = Path(lab_dir).resolve() if lab_dir else None
+    for lab in reversed(_ACTIVE):
+        if name in lab._up and wanted in (None, lab.lab_dir):
+            return lab.backing(name)
+    resolve_target(target, lab_dir)  # raises the right LabError when it is not up
+    entry = load_state(lab_dir)["targets"][name]
+    if entry.get("kind") != "fuse":
+        raise LabError(f"lab:{name} is a loop filesystem; only the FUSE targets have a backing directory")
+    return Path(entry["backing"])
+
+
+def load_state(lab_dir: str | os.PathLike | None = None) -> dict | None:
+    """The state ``lab up`` left in a lab directory, or None."""
+    try:
+        return json.loads((Path(lab_dir or default_lab_dir()) / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
