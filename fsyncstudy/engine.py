@@ -219,12 +219,12 @@ def run_batch(fd: int, sync, interval_ms: int, framer: Framer, first: list[bytes
     try:
         for block in _feed(framer, first):
             for rec in block:
-                if fl.error is not None:
-                    # acknowledge nothing after a failed sync
-                    raise fl.error
                 t = clk()
                 k = w(fd, rec)
                 a = clk()
+                if fl.error is not None:
+                    # a sync failed: this entry and every later one stay unacknowledged
+                    raise fl.error
                 if k != rl:
                     raise _short_write(k, rl)
                 i += 1

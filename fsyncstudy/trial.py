@@ -5,10 +5,10 @@ Standard library only: the protocol node calls this directly.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import os
 import random
 import shutil
-import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -166,6 +166,22 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
 
     first = framer.frame_range(0, min(entries, engine.PREFRAME_MAX) if entries else engine.CHUNK)
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    try:
+        tl, verified, detail = _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, first,
+                                    entries, duration_s, verify)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise TargetFull(errno.ENOSPC, f"{directory} ({tgt.fstype}) ran out of space during the trial: it had "
+                                           f"{free / 2**20:.1f} MiB free, the trial needed about {need / 2**20:.1f} MiB "
+                                           "plus what the filesystem keeps for itself; its log was removed") from e
+        raise
+    return summarize(st, tl, sync_method=sync_method, prealloc=prealloc, payload_bytes=payload_bytes,
+                     writers=writers, target=tgt, prealloc_bytes=prealloc_bytes if prealloc != "append" else 0,
+                     verified=verified, verify_detail=detail, started_at=started_at, notes=notes)
+
+
+def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, first, entries, duration_s, verify):
+    """One engine run on a fresh log that is removed afterwards, also after an error."""
     with LogFile(directory, sync_method, prealloc, prealloc_bytes) as log:
         sync = log.sync_function()
         stop = engine.Stop(entries or 0, int(duration_s * 1e9) if duration_s else 0)
@@ -182,9 +198,7 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
             scan = read_log(log.path)
             verified = scan.clean and scan.entries == tl.entries
             detail = f"{scan.entries} of {tl.entries} entries read back, end: {scan.end} {scan.detail}".strip()
-    return summarize(st, tl, sync_method=sync_method, prealloc=prealloc, payload_bytes=payload_bytes,
-                     writers=writers, target=tgt, prealloc_bytes=prealloc_bytes if prealloc != "append" else 0,
-                     verified=verified, verify_detail=detail, started_at=started_at, notes=notes)
+    return tl, verified, detail
 
 
 def summarize(st: Strategy, tl: engine.Timeline, *, sync_method: str, prealloc: str, payload_bytes: int,
