@@ -11,9 +11,10 @@ STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := xfsprogs btrfs-progs fuse3 libfuse3-3 mount
 
 # make report PROFILE=quick            a faster, rougher study
-# make report DATASET=data/NAME        render an existing dataset, measure nothing
+# make report DATASET=data/NAME [CRASH_DATASET=data/CRASH]   render existing datasets, measure nothing
 PROFILE ?= standard
 DATASET ?=
+CRASH_DATASET ?=
 
 .PHONY: all report test test-package test-notebooks bench-overhead clean distclean system-deps
 
@@ -29,7 +30,7 @@ system-deps:
 	bash .ci/system-deps $(SYSTEM_PACKAGES)
 
 report: system-deps $(STAMP)
-	$(PY) -m fsyncstudy report --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET))
+	$(PY) -m fsyncstudy report --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) $(if $(CRASH_DATASET),--crash-dataset $(CRASH_DATASET))
 
 test: system-deps $(STAMP)
 	$(PY) -m pytest tests
