@@ -83,12 +83,15 @@ def _wrap_sync_error(e: OSError) -> SyncFailed:
                                "can report success after the kernel dropped the data)")
 
 
-def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop) -> Timeline:
-    """Write, sync, acknowledge; one sync per entry.  ``sync`` None: O_DSYNC/O_SYNC writes sync themselves."""
+def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, write=None) -> Timeline:
+    """Write, sync, acknowledge; one sync per entry.  ``sync`` None: O_DSYNC/O_SYNC writes sync themselves.
+
+    ``write(fd, data) -> int`` replaces ``os.write`` (e.g. a pwrite at offset 0, as pg_test_fsync does).
+    """
     tl = Timeline(record_bytes=framer.record_bytes)
     la, aa = tl.latency.append, tl.acks.append
     ssa, sea, sha = tl.sync_starts.append, tl.sync_ends.append, tl.sync_hi.append
-    w, clk, rl = os.write, time.perf_counter_ns, framer.record_bytes
+    w, clk, rl = write or os.write, time.perf_counter_ns, framer.record_bytes
     i = 0
     tl.start_ns = clk()
     n_min, deadline = stop.entries, stop.deadline(tl.start_ns)
@@ -118,16 +121,16 @@ def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop) ->
     return tl
 
 
-def run_none(fd: int, framer: Framer, first: list[bytes], stop: Stop) -> Timeline:
+def run_none(fd: int, framer: Framer, first: list[bytes], stop: Stop, write=None) -> Timeline:
     """Write and acknowledge; never sync.
 
     Only latencies are kept (no sync will ever cover an entry, so ack times serve no
     exposure): one timestamp pair and one append per write keeps the loop near a bare
-    write loop's speed.
+    write loop's speed.  ``write`` as for ``run_always``.
     """
     tl = Timeline(record_bytes=framer.record_bytes)
     la = tl.latency.append
-    w, clk, rl = os.write, time.perf_counter_ns, framer.record_bytes
+    w, clk, rl = write or os.write, time.perf_counter_ns, framer.record_bytes
     if not stop.duration_ns and stop.entries == len(first):
         # a fixed count of pre-framed entries: no per-entry stop test
         t = tl.start_ns = clk()
