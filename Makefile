@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Debian packages the tests use (installed when missing and we are root).
-SYSTEM_PACKAGES :=
+# Debian packages the tests use (installed when missing and we are root): fio, and postgresql for
+# pg_test_fsync (Debian's postgresql-<version> ships it in /usr/lib/postgresql/<version>/bin).
+SYSTEM_PACKAGES := fio postgresql
 
 .PHONY: all report test test-package test-notebooks bench-overhead clean distclean system-deps
 
