@@ -82,6 +82,22 @@ def test_short_comparison_with_fio_runs_and_parses_real_fio_output(disk_dir):
     assert leftovers(disk_dir) == []
 
 
+def test_compare_command_prints_the_table_and_json(disk_dir):
+    need("fio")
+    out = cli("compare", "--peers", "fio", "--rounds", "1", "--entries", "100", "--target", str(disk_dir))
+    assert out.returncode == 0, out.stderr
+    assert "fio-fdatasync" in out.stdout and "ours/peer ratio [95% CI]" in out.stdout
+    assert "--fallocate=native" in out.stdout
+    out = cli("compare", "--peers", "fio", "--rounds", "1", "--entries", "100", "--prealloc", "append",
+              "--target", str(disk_dir), "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert [d["pair"] for d in doc] == ["fio-fdatasync", "fio-nosync"]
+    assert doc[0]["prealloc"] == "append" and "--fallocate=none" in doc[0]["peer_command"]
+    assert doc[0]["summary"]["peer_ops_per_sec"] > 0
+    assert leftovers(disk_dir) == []
+
+
 @pytest.mark.parametrize("prealloc", ["append", "fallocate", "zero-fill"])
 def test_fio_lays_the_file_out_as_our_preallocation_does(prealloc, disk_dir):
     fio = need("fio")
