@@ -72,7 +72,7 @@ def test_short_comparison_with_fio_runs_and_parses_real_fio_output(disk_dir):
     assert all(s in (199, 200) for s in sync.peer_syncs) and sync.ours_syncs == [200, 200]
     assert nosync.peer_syncs == [0, 0] and nosync.ours_syncs == [0, 0]
     assert sync.latency == "sync" and nosync.latency == "write"
-    assert sync.verdict() in ("meets", "short") and nosync.verdict() == ""
+    assert sync.verdict() in ("meets", "short", "unclear") and nosync.verdict() == ""
     rows = peers.to_rows(res)
     assert len(rows) == 2 * 2 * 2 and {r["side"] for r in rows} == {"ours", "peer"}
     assert {r["tool"] for r in rows} == {"fsyncstudy", "fio"}
@@ -107,6 +107,21 @@ def test_fio_lays_the_file_out_as_our_preallocation_does(prealloc, disk_dir):
     assert "--fdatasync=1" in run.command and run.syncs in (99, 100)
     assert run.sync_p(99) >= run.sync_p(50) > 0
     assert leftovers(disk_dir) == []
+
+
+def test_verdicts_follow_the_interval_not_just_the_point():
+    def pair(name, peer, ours, theirs):
+        return peers.PairResult(pair=name, peer=peer, peer_test="", ours="", strategy="always", sync_method=None,
+                                prealloc="fallocate", overwrite_offset0=False, block_bytes=144, entries=1,
+                                seconds=None, latency="sync", aim="", peer_command=[], peer_version="",
+                                target_path="", target_fstype="", target_durability="",
+                                ours_ops_per_sec=ours, peer_ops_per_sec=theirs)
+    assert pair("fio-fdatasync", "fio", [99, 98, 100], [100, 100, 100]).verdict() == "meets"
+    assert pair("fio-fdatasync", "fio", [80, 82, 81], [100, 100, 100]).verdict() == "short"
+    assert pair("fio-fdatasync", "fio", [70, 120, 95], [100, 100, 100]).verdict() == "unclear"
+    assert pair("pg-fsync", "pg_test_fsync", [100, 101], [99, 102]).verdict() == "within"
+    assert pair("pg-fsync", "pg_test_fsync", [50, 51], [99, 100]).verdict() == "below"
+    assert pair("fio-nosync", "fio", [1, 2], [1, 2]).verdict() == ""
 
 
 def test_fio_json_with_leading_noise_is_still_read():
