@@ -25,7 +25,7 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 def cmd_bench(args) -> int:
     if args.preset:
-        from .peers import cmd_bench_preset
+        from .etcd import cmd_bench_preset
         return cmd_bench_preset(args)
     from .targets import describe, pick_directory
     from .trial import run_trial

@@ -14,7 +14,7 @@ pg-<method>        pg_test_fsync, "one 8kB write", <method>                     
 =================  ===========================================================  ==========================================
 
 fio pairs use the same block size (our record: 16-byte header + payload), the same number
-of writes and the same preallocation (``PREALLOC_TO_FIO``).  pg_test_fsync runs its whole
+of writes and the same preallocation (``peertools.PREALLOC_TO_FIO``).  pg_test_fsync runs its whole
 suite each round (it has no option to run one section); we read its first section.
 
 Statistics are the standard library's: a 95% t interval over rounds, with t from a table
@@ -24,41 +24,18 @@ t interval of the log ratios, exponentiated: rounds are paired, so drift cancels
 """
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
-import re
-import shutil
 import statistics
-import subprocess
 import sys
-import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
 
 from .log import HEADER
+from .peertools import (PREALLOC_TO_FIO, FioRun, PeerFailed, PeerMissing, find_peers, fio_command, fio_version,
+                        run_fio, run_pg_test_fsync)
 
-#: How to get each peer on Debian/Ubuntu.
-INSTALL = {
-    "fio": "apt-get install fio",
-    "pg_test_fsync": "apt-get install postgresql (Debian's postgresql-<version> package ships "
-                     "/usr/lib/postgresql/<version>/bin/pg_test_fsync)",
-}
-#: Where Debian's PostgreSQL packages put pg_test_fsync (not on PATH).
-PG_BIN_GLOB = "/usr/lib/postgresql/*/bin/pg_test_fsync"
-#: fio added sync latency statistics in 3.4 (commit b2b3eefe); guides ask for at least 3.5.
-FIO_MIN_VERSION = (3, 5)
-#: Our preallocation policy and the fio options that lay the file out the same way.
-PREALLOC_TO_FIO = {
-    # both start from an empty file that grows with every write: each data sync also persists the size
-    "append": ["--fallocate=none"],
-    # fallocate(fd, 0, 0, size): fio's default on Linux, and what posix_fallocate does on ext4/xfs
-    "fallocate": ["--fallocate=native"],
-    # the file is written in full and synced before timing; fio then drops it from the page cache,
-    # so read it back in (pre_read) as ours stays cached: no read-before-write on partial pages
-    "zero-fill": ["--overwrite=1", "--invalidate=0", "--pre_read=1"],
-}
 #: pg_test_fsync's names for the sync methods of its first section, and ours.
 PG_METHODS = {"open_datasync": "open_dsync", "fdatasync": "fdatasync", "fsync": "fsync", "open_sync": "open_sync"}
 PG_BLOCK_BYTES = 8192
@@ -69,27 +46,13 @@ PG_TRIAL = dict(prealloc="zero-fill", prealloc_bytes=PG_FILE_BYTES, payload_byte
 #: Time-bound trials frame records inside the timed window (about 1.5 us per 8 kB record here), so
 #: pg pairs run a calibrated count instead, all framed before timing, up to this many bytes of records.
 PG_MAX_FRAMED_BYTES = 256 << 20
-#: fio's default percentile list, used for fio-shaped output.
-FIO_PERCENTILES = (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99)
 #: Seconds each side of a sync pair / the no-sync pair should take when entries are calibrated.
 SYNC_PAIR_S = 0.5
 NOSYNC_PAIR_S = 0.2
-
+#: Student's t 97.5% quantiles for 1..30 degrees of freedom.
 _T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,
          2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922, 2.093024, 2.085963,
          2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272)
-
-
-class PeerMissing(RuntimeError):
-    """A peer tool is not installed (or too old); the message says how to install it."""
-
-    def __init__(self, peer: str, why: str):
-        super().__init__(f"{peer} {why}; install it with: {INSTALL[peer]}")
-        self.peer = peer
-
-
-class PeerFailed(RuntimeError):
-    """A peer ran but failed, or printed something we cannot read."""
 
 
 # -- statistics ----------------------------------------------------------------------------------
@@ -141,227 +104,6 @@ def ratio_ci(ours, peer) -> Estimate:
         return e
     return Estimate(math.exp(e.mean), None if e.low is None else math.exp(e.low),
                     None if e.high is None else math.exp(e.high), e.n)
-
-
-# -- finding the peers ---------------------------------------------------------------------------
-
-def find_fio() -> str:
-    """Path of an fio with sync latency statistics, or PeerMissing."""
-    path = shutil.which("fio")
-    if not path:
-        raise PeerMissing("fio", "is not installed (not on PATH)")
-    version = fio_version(path)
-    m = re.search(r"(\d+)\.(\d+)", version)
-    if m and (int(m.group(1)), int(m.group(2))) < FIO_MIN_VERSION:
-        raise PeerMissing("fio", f"is {version}, older than 3.5: it reports no sync latencies")
-    return path
-
-
-def fio_version(path: str = "fio") -> str:
-    out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
-    return out.stdout.strip() or out.stderr.strip()
-
-
-def find_pg_test_fsync() -> str:
-    """Path of pg_test_fsync: PATH first, then Debian's /usr/lib/postgresql/<version>/bin (newest)."""
-    path = shutil.which("pg_test_fsync")
-    if path:
-        return path
-
-    def version(p: str) -> tuple:
-        v = p.split(os.sep)[-3]
-        return tuple(int(x) for x in re.findall(r"\d+", v)) or (0,)
-    found = sorted((p for p in glob.glob(PG_BIN_GLOB) if os.access(p, os.X_OK)), key=version)
-    if not found:
-        raise PeerMissing("pg_test_fsync", "is not installed (not on PATH nor in /usr/lib/postgresql/*/bin)")
-    return found[-1]
-
-
-def find_peers(peers) -> dict[str, str]:
-    """Paths of the requested peers; PeerMissing before anything runs if one is absent."""
-    finders = {"fio": find_fio, "pg_test_fsync": find_pg_test_fsync}
-    unknown = [p for p in peers if p not in finders]
-    if unknown:
-        raise ValueError(f"unknown peer(s) {', '.join(unknown)}: use fio and/or pg_test_fsync")
-    return {p: finders[p]() for p in peers}
-
-
-# -- fio -----------------------------------------------------------------------------------------
-
-@dataclass
-class FioRun:
-    """What one fio job measured, from its JSON output."""
-
-    command: list[str]
-    version: str
-    block_bytes: int
-    writes: int
-    runtime_ms: int
-    #: writes per second over fio's runtime, which includes the syncs: fio's ``write.iops``
-    #: counts writes only, so with --fdatasync=1 it is the same "op" as ours (write + sync)
-    ops_per_sec: float
-    syncs: int
-    sync_lat_us: dict[str, float]          # fio's percentile keys ("99.000000") -> microseconds
-    sync_lat_us_mean: float | None
-    write_clat_us: dict[str, float]
-    write_clat_us_mean: float | None
-
-    def sync_p(self, p: float) -> float | None:
-        return self.sync_lat_us.get(f"{p:.6f}")
-
-    def write_p(self, p: float) -> float | None:
-        return self.write_clat_us.get(f"{p:.6f}")
-
-
-def fio_command(fio: str, path: str, block_bytes: int, writes: int, sync: bool, prealloc: str) -> list[str]:
-    if prealloc not in PREALLOC_TO_FIO:
-        raise ValueError(f"unknown preallocation {prealloc!r}: use one of {', '.join(PREALLOC_TO_FIO)}")
-    cmd = [fio, "--name=fsyncstudy", f"--filename={path}", "--rw=write", "--ioengine=sync",
-           f"--bs={block_bytes}", f"--size={block_bytes * writes}"]
-    if sync:
-        cmd.append("--fdatasync=1")
-    return cmd + PREALLOC_TO_FIO[prealloc] + ["--unlink=1", "--output-format=json"]
-
-
-def parse_fio_json(text: str, command: list[str] | None = None) -> FioRun:
-    """Read fio's JSON output (anything printed before the JSON object is skipped)."""
-    start = text.find("{")
-    if start < 0:
-        raise PeerFailed(f"fio printed no JSON: {text[:300]!r}")
-    try:
-        data, _ = json.JSONDecoder().raw_decode(text[start:])
-    except json.JSONDecodeError as e:
-        raise PeerFailed(f"fio's output is not JSON ({e}): {text[start:start + 300]!r}") from None
-    try:
-        job = data["jobs"][0]
-    except (KeyError, IndexError, TypeError):
-        raise PeerFailed("fio's JSON has no jobs") from None
-    if job.get("error"):
-        raise PeerFailed(f"fio job failed with error {job['error']}")
-    w = job["write"]
-    bs = int(job.get("job options", {}).get("bs", 0) or (w["io_bytes"] // max(1, w["total_ios"])))
-    sync = job.get("sync") or {}
-    slat = sync.get("lat_ns") or {}
-    clat = w.get("clat_ns") or {}
-
-    def us(pct: dict | None) -> dict[str, float]:
-        return {k: v / 1e3 for k, v in (pct or {}).items()}
-    runtime_ms = int(w["runtime"])
-    writes = int(w["total_ios"])
-    return FioRun(command=list(command or []), version=str(data.get("fio version", "")), block_bytes=bs,
-                  writes=writes, runtime_ms=runtime_ms,
-                  ops_per_sec=writes / (runtime_ms / 1e3) if runtime_ms else float(w.get("iops", 0.0)),
-                  syncs=int(slat.get("N", 0) or 0), sync_lat_us=us(slat.get("percentile")),
-                  sync_lat_us_mean=slat["mean"] / 1e3 if slat.get("N") else None,
-                  write_clat_us=us(clat.get("percentile")),
-                  write_clat_us_mean=clat["mean"] / 1e3 if clat.get("N") else None)
-
-
-def run_fio(directory, block_bytes: int, writes: int, sync: bool = True, prealloc: str = "fallocate",
-            fio: str | None = None, timeout_s: float = 600) -> FioRun:
-    """Run one fio job in ``directory`` and parse it.  Its file is removed afterwards."""
-    fio = fio or find_fio()
-    path = os.path.join(os.fspath(directory), f".fsyncstudy-fio-{os.getpid()}-{uuid.uuid4().hex[:12]}")
-    cmd = fio_command(fio, path, block_bytes, writes, sync, prealloc)
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-    finally:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-    if out.returncode != 0:
-        raise PeerFailed(f"fio exited with {out.returncode}: {out.stderr.strip()[:500]}")
-    return parse_fio_json(out.stdout, cmd)
-
-
-# -- pg_test_fsync -------------------------------------------------------------------------------
-
-#: Section headers as pg_test_fsync prints them (LC_ALL=C), in order.
-PG_SECTIONS = (
-    "Compare file sync methods using one 8kB write:",
-    "Compare file sync methods using two 8kB writes:",
-    "Compare open_sync with different write sizes:",
-    "Test if fsync on non-write file descriptor is honored:",
-    "Non-sync'ed 8kB writes:",
-)
-# anything after "usecs/op" is ignored (fsyncstudy's pgtest appends its interval there)
-_PG_OPS = re.compile(r"^\s+(?P<label>\S.*?)\s+(?P<ops>\d+(?:\.\d+)?) ops/sec\s+(?P<us>\d+) usecs/op(?:\s.*)?$")
-_PG_NA = re.compile(r"^\s+(?P<label>\S.*?)\s+(?P<na>n/a\*?)\s*$")
-
-
-@dataclass
-class PgTestLine:
-    section: int                 # 1..5, in PG_SECTIONS order
-    label: str                   # "fdatasync", "1 * 16kB open_sync write", ...
-    ops_per_sec: float | None    # None for n/a
-    usecs_per_op: float | None
-    na: str = ""                 # "n/a" (not on this platform) or "n/a*" (no direct I/O here)
-
-
-@dataclass
-class PgTestRun:
-    command: list[str]
-    version: str
-    secs_per_test: int | None
-    direct_io: str               # pg_test_fsync's O_DIRECT line
-    lines: list[PgTestLine]
-
-    def get(self, section: int, label: str) -> PgTestLine | None:
-        return next((x for x in self.lines if x.section == section and x.label == label), None)
-
-
-def parse_pg_test_fsync(text: str, command: list[str] | None = None, version: str = "") -> PgTestRun:
-    """Read pg_test_fsync's report: every ``ops/sec  usecs/op`` (or n/a) line with its section."""
-    section, lines, secs, direct = 0, [], None, ""
-    for raw in text.splitlines():
-        s = raw.strip()
-        if not s:
-            continue
-        m = re.match(r"^(\d+) seconds? per test$", s)
-        if m:
-            secs = int(m.group(1))
-            continue
-        if "direct" in s.lower() and ("supported" in s or "not supported" in s):
-            direct = s
-            continue
-        if s in PG_SECTIONS:
-            section = PG_SECTIONS.index(s) + 1
-            continue
-        if not raw.startswith(" ") or not section:
-            continue
-        m = _PG_OPS.match(raw)
-        if m:
-            lines.append(PgTestLine(section, m.group("label").strip(), float(m.group("ops")), float(m.group("us"))))
-            continue
-        m = _PG_NA.match(raw)
-        if m:
-            lines.append(PgTestLine(section, m.group("label").strip(), None, None, m.group("na")))
-    if not lines:
-        raise PeerFailed(f"no 'ops/sec  usecs/op' lines in pg_test_fsync's output: {text[:300]!r}")
-    return PgTestRun(command=list(command or []), version=version, secs_per_test=secs, direct_io=direct,
-                     lines=lines)
-
-
-def run_pg_test_fsync(directory, secs_per_test: int = 1, pg_test_fsync: str | None = None) -> PgTestRun:
-    """Run pg_test_fsync's whole suite (-s secs) with its file in ``directory``, in the C locale."""
-    exe = pg_test_fsync or find_pg_test_fsync()
-    if not isinstance(secs_per_test, int) or secs_per_test < 1:
-        raise ValueError(f"pg_test_fsync takes whole seconds per test (>= 1), got {secs_per_test!r}")
-    path = os.path.join(os.fspath(directory), f".fsyncstudy-pgtest-{os.getpid()}-{uuid.uuid4().hex[:12]}.out")
-    cmd = [exe, "-s", str(secs_per_test), "-f", path]
-    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "LANGUAGE": ""}
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=20 * secs_per_test + 120)
-        ver = subprocess.run([exe, "--version"], capture_output=True, text=True, env=env, timeout=30).stdout.strip()
-    finally:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-    if out.returncode != 0:
-        raise PeerFailed(f"pg_test_fsync exited with {out.returncode}: {(out.stderr or out.stdout).strip()[:500]}")
-    return parse_pg_test_fsync(out.stdout, cmd, ver)
 
 
 # -- the comparison ------------------------------------------------------------------------------
@@ -642,113 +384,6 @@ def _record_fio(pr: PairResult, order: str, ours, fio: FioRun) -> None:
         pr.peer_p99_us.append(fio.write_p(99))
     pr.ours_syncs.append(ours.syncs)
     pr.peer_syncs.append(fio.syncs)
-
-
-# -- the etcd preset -----------------------------------------------------------------------------
-
-ETCD_BLOCK_BYTES = 2300
-ETCD_SIZE_BYTES = 22 << 20
-ETCD_P99_LIMIT_MS = 10.0
-
-
-def fio_percentiles(sorted_ns, percentiles=FIO_PERCENTILES) -> dict[str, int]:
-    """fio's ``percentile`` block ({"99.000000": ns}) from sorted nanosecond values, nearest rank."""
-    from .measures import percentile
-    if not len(sorted_ns):
-        return {}
-    return {f"{p:.6f}": int(percentile(sorted_ns, p)) for p in percentiles}
-
-
-def _lat_block(ns: list[int]) -> dict:
-    s = sorted(ns)
-    if not s:
-        return {"min": 0, "max": 0, "mean": 0.0, "stddev": 0.0, "N": 0}
-    return {"min": s[0], "max": s[-1], "mean": statistics.fmean(s),
-            "stddev": statistics.stdev(s) if len(s) > 1 else 0.0, "N": len(s), "percentile": fio_percentiles(s)}
-
-
-def etcd_fio_json(result, timeline) -> dict:
-    """fio-shaped JSON for the etcd preset: ``jobs[0].sync.lat_ns.percentile`` as etcd checks read it.
-
-    ``write.clat_ns`` is each write() alone, ``sync.lat_ns`` each fdatasync, as fio times them;
-    fio-only fields we do not measure are left out; our full result sits under ``fsyncstudy``.
-    """
-    from . import __version__
-    sync_ns = [e - s for s, e in zip(timeline.sync_starts, timeline.sync_ends)]
-    # always: latency = ack - write start, the sync started right after the write returned
-    write_ns = [s - (a - lat) for s, a, lat in zip(timeline.sync_starts, timeline.acks, timeline.latency)]
-    runtime_ms = (timeline.end_ns - timeline.start_ns) / 1e6
-    p99_ms = result.sync_latency_us_p99 / 1e3 if result.sync_latency_us_p99 is not None else None
-    return {
-        "fio version": None,
-        "fsyncstudy version": __version__,
-        "jobs": [{
-            "jobname": "etcd", "groupid": 0, "error": 0,
-            "job options": {"rw": "write", "ioengine": "sync", "fdatasync": "1", "bs": str(result.record_bytes),
-                            "size": str(result.bytes_written)},
-            "write": {"io_bytes": result.bytes_written, "io_kbytes": result.bytes_written // 1024,
-                      "bw_bytes": int(result.bytes_written / (runtime_ms / 1e3)) if runtime_ms else 0,
-                      "iops": result.ops_per_sec, "runtime": int(round(runtime_ms)), "total_ios": result.entries,
-                      "clat_ns": _lat_block(write_ns)},
-            "sync": {"total_ios": result.syncs, "lat_ns": _lat_block(sync_ns)},
-        }],
-        "fsyncstudy": {"preset": "etcd", "p99_limit_ms": ETCD_P99_LIMIT_MS, "sync_p99_ms": p99_ms,
-                       "passes": p99_ms is not None and p99_ms < ETCD_P99_LIMIT_MS, "result": result.as_dict()},
-    }
-
-
-def run_etcd_preset(directory, target=None):
-    """Our engine on etcd's fio check: sequential 2300-byte writes, fdatasync after each, 22 MiB.
-
-    As ``fio --rw=write --ioengine=sync --fdatasync=1 --size=22m --bs=2300``: 10029 writes,
-    the file preallocated with fallocate (fio's default, and etcd preallocates its WAL too).
-    Returns (TrialResult, fio-shaped dict).
-    """
-    from .trial import run_trial
-    got = []
-    r = run_trial("always", entries=ETCD_SIZE_BYTES // ETCD_BLOCK_BYTES, directory=directory,
-                  sync_method="fdatasync", prealloc="fallocate", payload_bytes=ETCD_BLOCK_BYTES - HEADER.size,
-                  target=target, on_timeline=got.append)
-    return r, etcd_fio_json(r, got[0])
-
-
-def cmd_bench_preset(args) -> int:
-    """``bench --preset etcd``: called by the bench command."""
-    from .targets import describe, pick_directory
-    fixed = [flag for flag, given in (("--strategy", args.strategy), ("--entries", args.entries),
-                                      ("--duration", args.duration), ("--writers", args.writers != 1),
-                                      ("--payload-bytes", args.payload_bytes != 128),
-                                      ("--sync-method", args.sync_method != "fdatasync"),
-                                      ("--prealloc", args.prealloc != "append")) if given]
-    if fixed:
-        raise ValueError(f"--preset {args.preset} fixes the workload; drop {', '.join(fixed)}")
-    directory = pick_directory(args.dir, log=lambda m: print(m, file=sys.stderr))
-    target = describe(directory)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r, doc = run_etcd_preset(directory, target)
-    if args.json:
-        json.dump(doc, sys.stdout, indent=2)
-        print()
-        return 0
-    job = doc["jobs"][0]
-    p99_ms = doc["fsyncstudy"]["sync_p99_ms"]
-    print(f"target: {target.path} ({target.fstype} on {target.block_device or target.source}), "
-          f"{target.durability}: {target.reason}")
-    print(f"etcd preset: {r.entries} sequential writes of {r.record_bytes} bytes ({r.bytes_written / 2**20:.1f} MiB), "
-          f"fdatasync after each, file preallocated (fallocate), as\n"
-          f"  fio --rw=write --ioengine=sync --fdatasync=1 --size=22m --bs=2300\n")
-    pct = job["sync"]["lat_ns"].get("percentile", {})
-    print("  fdatasync percentiles (usec): " + ", ".join(
-        f"{float(k):g}th=[{v / 1e3:,.0f}]" for k, v in pct.items() if float(k) in (50, 90, 99, 99.9)))
-    print(f"  {r.ops_per_sec:,.0f} ops/sec (write + fdatasync), sync p50 {r.sync_latency_us_p50:,.0f} us, "
-          f"p99 {r.sync_latency_us_p99:,.0f} us, max {r.sync_latency_us_max:,.0f} us\n")
-    ok = doc["fsyncstudy"]["passes"]
-    print(f"p99 fdatasync {p99_ms:.3f} ms: {'PASS' if ok else 'FAIL'} against etcd's guidance "
-          f"(wal_fsync_duration_seconds p99 < {ETCD_P99_LIMIT_MS:g} ms; OpenShift's etcd-perf uses 20 ms)")
-    print(f"one trial: its p99 rests on about {max(1, r.syncs // 100)} tail samples; "
-          "repeat it (or use the sweep) for an interval")
-    return 0
 
 
 # -- the command line ----------------------------------------------------------------------------

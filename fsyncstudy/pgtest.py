@@ -23,8 +23,9 @@ import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
 
-from .peers import (PG_BLOCK_BYTES, PG_FILE_BYTES, PG_MAX_FRAMED_BYTES, PG_METHODS, PG_SECTIONS, PG_TRIAL, Estimate,
+from .peers import (PG_BLOCK_BYTES, PG_FILE_BYTES, PG_MAX_FRAMED_BYTES, PG_METHODS, PG_TRIAL, Estimate,
                     calibrated_entries, mean_ci)
+from .peertools import PG_SECTIONS
 
 LABEL_FORMAT = "        %-30s"
 NA_FORMAT = "%21s"

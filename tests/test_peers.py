@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fsyncstudy import peers, pgtest
+from fsyncstudy import peers, peertools, pgtest
 from conftest import REPO, leftovers
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -21,8 +21,8 @@ REQUIRED = set(filter(None, os.environ.get("FSYNCSTUDY_REQUIRE_PEERS", "").split
 
 def need(peer: str) -> str:
     try:
-        return {"fio": peers.find_fio, "pg_test_fsync": peers.find_pg_test_fsync}[peer]()
-    except peers.PeerMissing as e:
+        return {"fio": peertools.find_fio, "pg_test_fsync": peertools.find_pg_test_fsync}[peer]()
+    except peertools.PeerMissing as e:
         if peer in REQUIRED:
             pytest.fail(f"FSYNCSTUDY_REQUIRE_PEERS names {peer}, but: {e}")
         pytest.skip(f"{e} (make test installs it when run as root)")
@@ -101,9 +101,9 @@ def test_compare_command_prints_the_table_and_json(disk_dir):
 @pytest.mark.parametrize("prealloc", ["append", "fallocate", "zero-fill"])
 def test_fio_lays_the_file_out_as_our_preallocation_does(prealloc, disk_dir):
     fio = need("fio")
-    run = peers.run_fio(disk_dir, block_bytes=144, writes=100, sync=True, prealloc=prealloc, fio=fio)
+    run = peertools.run_fio(disk_dir, block_bytes=144, writes=100, sync=True, prealloc=prealloc, fio=fio)
     assert run.writes == 100 and run.block_bytes == 144 and run.runtime_ms >= 0
-    assert set(peers.PREALLOC_TO_FIO[prealloc]) <= set(run.command)
+    assert set(peertools.PREALLOC_TO_FIO[prealloc]) <= set(run.command)
     assert "--fdatasync=1" in run.command and run.syncs in (99, 100)
     assert run.sync_p(99) >= run.sync_p(50) > 0
     assert leftovers(disk_dir) == []
@@ -131,16 +131,16 @@ def test_fio_json_with_leading_noise_is_still_read():
                   "clat_ns": {"N": 10, "mean": 900.0, "percentile": {"50.000000": 800, "99.000000": 2000}}},
         "sync": {"total_ios": 0, "lat_ns": {"N": 9, "mean": 90000.0,
                                             "percentile": {"50.000000": 85000, "99.000000": 150000}}}}]}
-    run = peers.parse_fio_json("fio: some warning\n" + json.dumps(doc))
+    run = peertools.parse_fio_json("fio: some warning\n" + json.dumps(doc))
     assert run.ops_per_sec == 5000.0 and run.syncs == 9
     assert run.sync_p(50) == 85.0 and run.sync_p(99) == 150.0 and run.write_p(99) == 2.0
-    with pytest.raises(peers.PeerFailed):
-        peers.parse_fio_json("fio: engine sync not loadable\n")
+    with pytest.raises(peertools.PeerFailed):
+        peertools.parse_fio_json("fio: engine sync not loadable\n")
 
 
 # -- pg_test_fsync ----------------------------------------------------------------------------------
 
-def check_pg_report(run: peers.PgTestRun) -> None:
+def check_pg_report(run: peertools.PgTestRun) -> None:
     assert {x.section for x in run.lines} == {1, 2, 3, 4, 5}
     labels = [(x.section, x.label) for x in run.lines]
     for s in (1, 2):
@@ -156,7 +156,7 @@ def check_pg_report(run: peers.PgTestRun) -> None:
 
 
 def test_parse_a_recorded_pg_test_fsync_report():
-    run = peers.parse_pg_test_fsync((DATA / "pg_test_fsync-15.txt").read_text())
+    run = peertools.parse_pg_test_fsync((DATA / "pg_test_fsync-15.txt").read_text())
     check_pg_report(run)
     assert run.secs_per_test == 1 and run.direct_io.startswith("O_DIRECT supported")
     assert run.get(1, "fdatasync").ops_per_sec == pytest.approx(1231110.529)
@@ -167,7 +167,7 @@ def test_parse_n_a_star_where_direct_io_is_refused():
         "        open_datasync                   1429330.979 ops/sec       1 usecs/op",
         "        open_datasync                                 n/a*")
     text += "* This file system and its mount options do not support direct\n  I/O, e.g. ext4 in journaled mode.\n"
-    run = peers.parse_pg_test_fsync(text)
+    run = peertools.parse_pg_test_fsync(text)
     x = run.get(1, "open_datasync")
     assert x.na == "n/a*" and x.ops_per_sec is None and len(run.lines) == 18
 
@@ -175,7 +175,7 @@ def test_parse_n_a_star_where_direct_io_is_refused():
 @pytest.mark.slow
 def test_real_pg_test_fsync_output_parses(disk_dir):
     exe = need("pg_test_fsync")
-    run = peers.run_pg_test_fsync(disk_dir, secs_per_test=1, pg_test_fsync=exe)   # about 16 s
+    run = peertools.run_pg_test_fsync(disk_dir, secs_per_test=1, pg_test_fsync=exe)   # about 16 s
     check_pg_report(run)
     assert run.secs_per_test == 1 and "PostgreSQL" in run.version
     assert leftovers(disk_dir) == []
@@ -214,8 +214,8 @@ def test_missing_fio_says_how_to_install_it(disk_dir):
 
 def test_missing_pg_test_fsync_says_how_to_install_it(disk_dir, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.setattr(peers, "PG_BIN_GLOB", "/nonexistent/*/bin/pg_test_fsync")
-    with pytest.raises(peers.PeerMissing, match="apt-get install postgresql") as e:
+    monkeypatch.setattr(peertools, "PG_BIN_GLOB", "/nonexistent/*/bin/pg_test_fsync")
+    with pytest.raises(peertools.PeerMissing, match="apt-get install postgresql") as e:
         peers.compare(disk_dir, peers=["pg_test_fsync"])     # refused before anything runs
     assert e.value.peer == "pg_test_fsync"
     assert leftovers(disk_dir) == [] and list(disk_dir.iterdir()) == []
@@ -238,7 +238,7 @@ def test_etcd_preset_prints_fio_shaped_json(disk_dir):
     lat = job["sync"]["lat_ns"]
     assert lat["N"] == n and job["sync"]["total_ios"] == n
     pct = lat["percentile"]
-    assert set(pct) == {f"{p:.6f}" for p in peers.FIO_PERCENTILES}
+    assert set(pct) == {f"{p:.6f}" for p in peertools.FIO_PERCENTILES}
     assert all(isinstance(v, int) and v > 0 for v in pct.values())
     assert pct["50.000000"] <= pct["99.000000"] <= lat["max"]
     assert job["write"]["clat_ns"]["N"] == n
@@ -251,8 +251,8 @@ def test_etcd_preset_prints_fio_shaped_json(disk_dir):
 
 def test_etcd_preset_percentile_keys_are_the_ones_real_fio_prints(disk_dir):
     need("fio")
-    run = peers.run_fio(disk_dir, block_bytes=2300, writes=50)
-    assert set(run.sync_lat_us) == {f"{p:.6f}" for p in peers.FIO_PERCENTILES}
+    run = peertools.run_fio(disk_dir, block_bytes=2300, writes=50)
+    assert set(run.sync_lat_us) == {f"{p:.6f}" for p in peertools.FIO_PERCENTILES}
 
 
 def test_etcd_preset_text_and_its_fixed_workload(disk_dir):
@@ -270,7 +270,7 @@ def test_pgtest_prints_pg_test_fsyncs_sections_and_lines(disk_dir):
     rep = pgtest.run_suite(disk_dir, secs_per_test=0.2, trials=2)
     text = pgtest.format_report(rep)
     # our report reads back with the parser of pg_test_fsync's own output: same sections, labels, format
-    run = peers.parse_pg_test_fsync(text)
+    run = peertools.parse_pg_test_fsync(text)
     check_pg_report(run)
     for t in rep.tests:
         if t.how != "n/a":
@@ -284,7 +284,7 @@ def test_pgtest_prints_pg_test_fsyncs_sections_and_lines(disk_dir):
 
 
 def test_compare_and_pgtest_are_off_the_node_start_path():
-    code = ("import sys, fsyncstudy, fsyncstudy.node; "
-            "print(any(m in sys.modules for m in ('fsyncstudy.peers', 'fsyncstudy.pgtest', 'fsyncstudy.cli')))")
+    mods = ("fsyncstudy.peers", "fsyncstudy.peertools", "fsyncstudy.pgtest", "fsyncstudy.etcd", "fsyncstudy.cli")
+    code = f"import sys, fsyncstudy, fsyncstudy.node; print(any(m in sys.modules for m in {mods!r}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.stdout.strip() == "False", out.stderr
