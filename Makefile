@@ -5,10 +5,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Debian packages the tests use (installed when missing and we are root).
-# The storage lab: mkfs for xfs and btrfs (ext4's comes with the base system), libfuse 3 for
-# the power-cut FUSE filesystem (mfusepy loads libfuse3.so.3), losetup and mount.
-SYSTEM_PACKAGES := xfsprogs btrfs-progs fuse3 libfuse3-3 mount
+# Debian packages the tests use (installed when missing and we are root):
+# - the storage lab: mkfs for xfs and btrfs (ext4's comes with the base system), libfuse 3 for the
+#   power-cut FUSE filesystem (mfusepy loads libfuse3.so.3), losetup and mount;
+# - the peers: fio, and postgresql for pg_test_fsync (in /usr/lib/postgresql/<version>/bin).
+SYSTEM_PACKAGES := xfsprogs btrfs-progs fuse3 libfuse3-3 mount fio postgresql
 
 # make report PROFILE=quick            a faster, rougher study
 # make report DATASET=data/NAME [CRASH_DATASET=data/CRASH]   render existing datasets, measure nothing

@@ -12,7 +12,7 @@ import pandas as pd
 
 from . import stats
 from .strategies import parse
-from .sweep import REPO, machine_fingerprint, run_sweep
+from .sweep import REPO, default_out, machine_fingerprint, run_sweep
 
 BASELINE = "always/w1/append/fdatasync"
 TASK = ["always/w1/append/fdatasync", "batch_10ms/w1/append/fdatasync", "none/w1/append/fdatasync"]
@@ -32,8 +32,7 @@ def dataset(path: str | os.PathLike | None = None, profile: str = "quick", targe
         if (p / "trials.csv").exists():
             return p
         raise FileNotFoundError(f"{p} holds no dataset (no trials.csv); run `python -m fsyncstudy sweep --out {p}`")
-    fp = machine_fingerprint()
-    out = REPO / "build" / f"{profile}-{fp['hostname']}-{(fp['boot_id'] or 'unknown')[:8]}"
+    out = default_out(profile, REPO / "build")
     run_sweep(out, profile=profile, targets=targets, seed=seed, progress=progress)
     return out
 

@@ -25,6 +25,9 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def cmd_bench(args) -> int:
+    if args.preset:
+        from .etcd import cmd_bench_preset
+        return cmd_bench_preset(args)
     from .targets import describe, pick_directory
     from .trial import run_trial
 
@@ -163,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--payload-bytes", type=int, default=128)
     b.add_argument("--writers", type=int, default=1, help="concurrent writers (group_<N>ms only)")
     b.add_argument("--json", action="store_true", help="print the full results as JSON")
+    b.add_argument("--preset", choices=["etcd"], help="etcd: fio's etcd disk check (2300-byte writes, fdatasync "
+                   "after each, 22 MiB), its p99 against 10 ms; --json prints fio-shaped JSON")
     b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("devices", help="the mounted filesystems you could measure, with a durability verdict")
@@ -203,13 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .lab.cli import register as register_lab  # the lab's own module; light, imports nothing heavy
     register_lab(sub)
+    from . import peers  # compare, pgtest
+    peers.register(sub)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
-    if getattr(args, "entries", None) is None and getattr(args, "duration", None) is None and args.command == "bench":
+    if getattr(args, "entries", None) is None and getattr(args, "duration", None) is None and args.command == "bench" \
+            and not args.preset:
         args.entries = 10000
     try:
         return args.func(args)

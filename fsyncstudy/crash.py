@@ -350,8 +350,10 @@ def run_crash(out: str | os.PathLike, kinds=("power", "process"), profile: str =
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
         keys = ("profile", "kinds", "seed", "plan", "cuts_per_strategy")
-        if any(old.get(k) != json.loads(json.dumps(meta[k])) for k in keys):
-            raise ValueError(f"{out} holds a different crash experiment; choose another --out")
+        header = (out / "cuts.csv").read_text().split("\n", 1)[0].split(",") if (out / "cuts.csv").exists() else COLUMNS
+        if any(old.get(k) != json.loads(json.dumps(meta[k])) for k in keys) or header != COLUMNS:
+            raise ValueError(f"{out} holds a different crash experiment (or one written by another version); "
+                             "choose another --out")
     else:
         meta["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         write_json_durably(meta_path, meta)

@@ -86,12 +86,16 @@ def _wrap_sync_error(e: OSError) -> SyncFailed:
                                "can report success after the kernel dropped the data)")
 
 
-def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, write=os.write) -> Timeline:
-    """Write, sync, acknowledge; one sync per entry.  ``sync`` None: O_DSYNC/O_SYNC writes sync themselves."""
+def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, write=None) -> Timeline:
+    """Write, sync, acknowledge; one sync per entry.  ``sync`` None: O_DSYNC/O_SYNC writes sync themselves.
+
+    ``write(fd, data) -> int`` replaces ``os.write`` (a pwrite at offset 0 as pg_test_fsync does, or
+    the crash experiment's reporting write).
+    """
     tl = Timeline(record_bytes=framer.record_bytes)
     la, aa = tl.latency.append, tl.acks.append
     ssa, sea, sha = tl.sync_starts.append, tl.sync_ends.append, tl.sync_hi.append
-    w, clk, rl = write, time.perf_counter_ns, framer.record_bytes
+    w, clk, rl = write or os.write, time.perf_counter_ns, framer.record_bytes
     i = 0
     tl.start_ns = clk()
     n_min, deadline = stop.entries, stop.deadline(tl.start_ns)
@@ -121,16 +125,16 @@ def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, wr
     return tl
 
 
-def run_none(fd: int, framer: Framer, first: list[bytes], stop: Stop, write=os.write) -> Timeline:
+def run_none(fd: int, framer: Framer, first: list[bytes], stop: Stop, write=None) -> Timeline:
     """Write and acknowledge; never sync.
 
     Only latencies are kept (no sync will ever cover an entry, so ack times serve no
     exposure): one timestamp pair and one append per write keeps the loop near a bare
-    write loop's speed.
+    write loop's speed.  ``write`` as for ``run_always``.
     """
     tl = Timeline(record_bytes=framer.record_bytes)
     la = tl.latency.append
-    w, clk, rl = write, time.perf_counter_ns, framer.record_bytes
+    w, clk, rl = write or os.write, time.perf_counter_ns, framer.record_bytes
     if not stop.duration_ns and stop.entries == len(first):
         # a fixed count of pre-framed entries: no per-entry stop test
         t = tl.start_ns = clk()
@@ -206,12 +210,12 @@ class _Flusher(threading.Thread):
 
 
 def run_batch(fd: int, sync, interval_ms: int, framer: Framer, first: list[bytes], stop: Stop,
-              write=os.write) -> Timeline:
+              write=None) -> Timeline:
     """Write and acknowledge at once; a background flusher syncs every N ms; a final sync covers the end."""
     tl = Timeline(record_bytes=framer.record_bytes)
     fl = _Flusher(fd, sync, interval_ms * 1_000_000, tl)
     la, aa = tl.latency.append, tl.acks.append
-    w, clk, rl = write, time.perf_counter_ns, framer.record_bytes
+    w, clk, rl = write or os.write, time.perf_counter_ns, framer.record_bytes
     i = 0
     fl.start()
     tl.start_ns = clk()
@@ -342,10 +346,10 @@ class _GroupCommit:
 
 
 def run_group(fd: int, sync, interval_ms: int, writers: int, framer: Framer, first: list[bytes],
-              stop: Stop, write=os.write) -> Timeline:
+              stop: Stop, write=None) -> Timeline:
     tl = Timeline(record_bytes=framer.record_bytes)
     gc = _GroupCommit(fd, sync, interval_ms / 1000, framer, first, stop, tl)
-    gc.write = write
+    gc.write = write or os.write
     outs: list = []
     threads = [threading.Thread(target=gc.writer, args=(outs,), name=f"fsyncstudy-writer-{k}", daemon=True)
                for k in range(writers)]

@@ -330,6 +330,12 @@ def _check_resume(meta_path: Path, meta: dict) -> None:
     for key in ("profile", "seed", "targets"):
         if old.get(key) != json.loads(json.dumps(meta[key])):  # compare as stored (tuples become lists)
             problems.append(f"a different {key}")
+    trials = meta_path.parent / "trials.csv"
+    if trials.exists():
+        with open(trials) as f:
+            header = f.readline().rstrip("\n").split(",")
+        if header != COLUMNS:
+            problems.append("other columns (written by another version of fsyncstudy)")
     if old.get("environment", {}).get("fingerprint") != meta["environment"]["fingerprint"]:
         problems.append("another machine or boot (hostname, machine-id or boot id differ)")
     if problems:
@@ -460,7 +466,16 @@ def load(dataset: str | os.PathLike, include_warmup: bool = False):
     return df, meta
 
 
-def default_out(profile: str) -> Path:
-    """data/<profile>-<host>-<boot>: a new machine or boot starts a new dataset; the same one resumes."""
+def study_key(profile: str | Profile) -> str:
+    """A short hash of what a dataset's rows mean: the profile's grid, the columns, the format."""
+    import hashlib
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    blob = json.dumps([FORMAT, asdict(prof), COLUMNS], sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:6]
+
+
+def default_out(profile: str, parent: Path = DATA) -> Path:
+    """<parent>/<profile>-<host>-<boot>-<key>: a new machine, boot or version of the study starts a new
+    dataset; the same ones resume."""
     fp = machine_fingerprint()
-    return DATA / f"{profile}-{fp['hostname']}-{(fp['boot_id'] or 'unknown')[:8]}"
+    return parent / f"{profile}-{fp['hostname']}-{(fp['boot_id'] or 'unknown')[:8]}-{study_key(profile)}"

@@ -78,6 +78,8 @@ class TrialResult:
     target_durability: str
     target_reason: str
     prealloc_bytes: int = 0
+    #: Every entry was written at offset 0 (pg_test_fsync's pattern); the file then holds only the last one.
+    overwrite_offset0: bool = False
     verified: bool | None = None
     verify_detail: str = ""
     started_at: str = ""
@@ -107,6 +109,10 @@ def payload_for(nbytes: int) -> bytes:
     return random.Random(0x5EED).randbytes(nbytes)
 
 
+def _pwrite_offset0(fd: int, data: bytes, _pwrite=os.pwrite) -> int:
+    return _pwrite(fd, data, 0)
+
+
 def space_needed(entries: int | None, record_bytes: int, prealloc: str, prealloc_bytes: int) -> int:
     data = (entries or 0) * record_bytes
     return max(data, prealloc_bytes if prealloc != "append" else 0)
@@ -116,11 +122,16 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
               directory: str | os.PathLike | None = None, sync_method: str = "fdatasync",
               prealloc: str = "append", payload_bytes: int = DEFAULT_PAYLOAD_BYTES, writers: int = 1,
               prealloc_bytes: int | None = None, verify: bool = False,
-              target: Target | None = None) -> TrialResult:
+              target: Target | None = None, overwrite_offset0: bool = False,
+              on_timeline=None) -> TrialResult:
     """Run one trial: write entries to a fresh log in ``directory`` by ``strategy`` and measure.
 
     The trial writes at least ``entries`` entries and runs at least ``duration_s``
     seconds (give one or both).  The log file is removed afterwards, also on error.
+    ``overwrite_offset0`` (``always`` and ``none`` only) writes every entry at offset 0 of
+    the file instead of appending, as pg_test_fsync does; a peer-parity mode, not a log.
+    ``on_timeline(timeline)`` is called with the raw ``engine.Timeline`` before it is summarized,
+    for callers that need more than the summary (a full percentile list).
     """
     st = strategy if isinstance(strategy, Strategy) else parse(strategy)
     check_sync_method(sync_method)
@@ -137,6 +148,8 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
         raise ValueError(f"writers must be a positive integer, got {writers!r}")
     if writers > 1 and st.kind != "group":
         raise ValueError(f"{st.name}: several writers are only meaningful for group_<N>ms (group commit)")
+    if overwrite_offset0 and st.kind not in ("always", "none"):
+        raise ValueError(f"overwrite_offset0 goes only with 'always' or 'none', not {st.name}")
     if sync_method.startswith("open_") and st.kind != "always":
         raise ValueError(f"{sync_method} makes every write synchronous, so it only goes with 'always', "
                          f"not {st.name}")
@@ -151,8 +164,11 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
     payload = payload_for(payload_bytes)
     framer = Framer(payload)
     if prealloc_bytes is None:
-        prealloc_bytes = entries * framer.record_bytes if entries and duration_s is None else DEFAULT_PREALLOC_BYTES
-    need = space_needed(entries, framer.record_bytes, prealloc, prealloc_bytes)
+        if overwrite_offset0:
+            prealloc_bytes = framer.record_bytes
+        else:
+            prealloc_bytes = entries * framer.record_bytes if entries and duration_s is None else DEFAULT_PREALLOC_BYTES
+    need = space_needed(1 if overwrite_offset0 else entries, framer.record_bytes, prealloc, prealloc_bytes)
     free = shutil.disk_usage(directory).free
     if need + SPACE_MARGIN_BYTES > free:
         raise TargetFull(28, f"{directory} has {free / 2**20:.1f} MiB free; this trial needs "
@@ -168,7 +184,7 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     try:
         tl, verified, detail = _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, first,
-                                    entries, duration_s, verify)
+                                    entries, duration_s, verify, overwrite_offset0, on_timeline)
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise TargetFull(errno.ENOSPC, f"{directory} ({tgt.fstype}) ran out of space during the trial: it had "
@@ -177,33 +193,44 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
         raise
     return summarize(st, tl, sync_method=sync_method, prealloc=prealloc, payload_bytes=payload_bytes,
                      writers=writers, target=tgt, prealloc_bytes=prealloc_bytes if prealloc != "append" else 0,
-                     verified=verified, verify_detail=detail, started_at=started_at, notes=notes)
+                     verified=verified, verify_detail=detail, started_at=started_at, notes=notes,
+                     overwrite_offset0=overwrite_offset0)
 
 
-def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, first, entries, duration_s, verify):
+def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, first, entries, duration_s, verify,
+         overwrite_offset0, on_timeline):
     """One engine run on a fresh log that is removed afterwards, also after an error."""
     with LogFile(directory, sync_method, prealloc, prealloc_bytes) as log:
         sync = log.sync_function()
         stop = engine.Stop(entries or 0, int(duration_s * 1e9) if duration_s else 0)
+        write = _pwrite_offset0 if overwrite_offset0 else None
         if st.kind == "always":
-            tl = engine.run_always(log.fd, sync, framer, first, stop)
+            tl = engine.run_always(log.fd, sync, framer, first, stop, write=write)
         elif st.kind == "none":
-            tl = engine.run_none(log.fd, framer, first, stop)
+            tl = engine.run_none(log.fd, framer, first, stop, write=write)
         elif st.kind == "batch":
             tl = engine.run_batch(log.fd, sync, st.interval_ms, framer, first, stop)
         else:
             tl = engine.run_group(log.fd, sync, st.interval_ms, writers, framer, first, stop)
         verified, detail = None, ""
-        if verify:
+        if verify and overwrite_offset0:
+            # only the last entry survives, at offset 0
+            scan = read_log(log.path, expect_first_seq=None)
+            verified = scan.clean and scan.entries == 1 and scan.last_seq == tl.entries - 1
+            detail = f"last entry (seq {scan.last_seq}) read back at offset 0, end: {scan.end} {scan.detail}".strip()
+        elif verify:
             scan = read_log(log.path)
             verified = scan.clean and scan.entries == tl.entries
             detail = f"{scan.entries} of {tl.entries} entries read back, end: {scan.end} {scan.detail}".strip()
+        if on_timeline is not None:
+            on_timeline(tl)  # while the log still exists
     return tl, verified, detail
 
 
 def summarize(st: Strategy, tl: engine.Timeline, *, sync_method: str, prealloc: str, payload_bytes: int,
               writers: int, target: Target, prealloc_bytes: int = 0, verified: bool | None = None,
-              verify_detail: str = "", started_at: str = "", notes: list[str] | None = None) -> TrialResult:
+              verify_detail: str = "", started_at: str = "", notes: list[str] | None = None,
+              overwrite_offset0: bool = False) -> TrialResult:
     """Turn a raw timeline into a TrialResult."""
     n = tl.entries
     elapsed_ns = tl.end_ns - tl.start_ns
@@ -235,6 +262,7 @@ def summarize(st: Strategy, tl: engine.Timeline, *, sync_method: str, prealloc: 
         nominal_loss_window_ms=st.nominal_loss_window_ms, durability=st.durability,
         data_loss_window=st.data_loss_window, writeback_expire_s=expire, writeback_interval_s=interval,
         target_path=target.path, target_fstype=target.fstype, target_durability=target.durability,
-        target_reason=target.reason, prealloc_bytes=prealloc_bytes, verified=verified,
+        target_reason=target.reason, prealloc_bytes=prealloc_bytes, overwrite_offset0=overwrite_offset0,
+        verified=verified,
         verify_detail=verify_detail, started_at=started_at, warnings=list(notes or []),
     )

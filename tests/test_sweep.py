@@ -129,3 +129,19 @@ def test_a_sweep_killed_mid_way_keeps_every_finished_trial_and_resumes(sig, disk
     assert leftovers(disk_dir) == []  # a killed run's log is cleaned up by the next
     keys = Counter((r["round"], r["config"]) for r in read_rows(out / "trials.csv"))
     assert len(keys) == s.planned and max(keys.values()) == 1
+
+
+def test_resuming_a_dataset_with_other_columns_is_refused(disk_dir, tmp_path):
+    out = tmp_path / "study"
+    run_sweep(out, profile=TINY, targets=[str(disk_dir)], progress=False, limit=1)
+    path = out / "trials.csv"
+    lines = path.read_text().split("\n", 1)
+    path.write_text(lines[0].replace(",warnings", "") + "\n" + lines[1])  # as an older version wrote it
+    with pytest.raises(ValueError, match="another version"):
+        run_sweep(out, profile=TINY, targets=[str(disk_dir)], progress=False)
+
+
+def test_default_dataset_names_change_with_the_study_definition():
+    from fsyncstudy.sweep import default_out, study_key
+    assert study_key("quick") != study_key("standard")
+    assert default_out("quick").name.endswith(study_key("quick"))

@@ -167,3 +167,41 @@ def test_a_disk_target_is_described(disk_dir):
         r = run_trial("none", entries=10, directory=disk_dir)
     assert r.target_durability in ("durable", "uncertain") and r.target_fstype not in ("tmpfs", "ramfs")
     assert r.target_reason
+
+
+@pytest.mark.parametrize("name", ["always", "none"])
+@pytest.mark.parametrize("prealloc", ["append", "zero-fill"])
+def test_overwrite_offset0_rewrites_one_record_in_place(name, prealloc, disk_dir):
+    # pg_test_fsync's pattern: every entry goes to offset 0; only the last one survives
+    r = run_trial(name, entries=200, directory=disk_dir, payload_bytes=8192 - 16, prealloc=prealloc,
+                  prealloc_bytes=16 << 20 if prealloc == "zero-fill" else None, overwrite_offset0=True, verify=True)
+    assert r.verified, r.verify_detail
+    assert r.overwrite_offset0 and r.entries == 200 and r.record_bytes == 8192
+    assert r.syncs == (200 if name == "always" else 0)
+    assert leftovers(disk_dir) == []
+
+
+def test_overwrite_offset0_keeps_the_file_at_one_record(disk_dir):
+    sizes = []
+    # on_timeline runs while the log file still exists
+    run_trial("always", entries=50, directory=disk_dir, overwrite_offset0=True,
+              on_timeline=lambda tl: sizes.extend(os.path.getsize(disk_dir / n) for n in leftovers(disk_dir)))
+    assert sizes == [144]
+
+
+def test_overwrite_offset0_is_refused_for_batch_and_group(disk_dir):
+    for name in ("batch_1ms", "group_0ms"):
+        with pytest.raises(ValueError, match="overwrite_offset0"):
+            run_trial(name, entries=10, directory=disk_dir, overwrite_offset0=True)
+
+
+def test_default_trials_still_append(disk_dir):
+    r = run_trial("always", entries=20, directory=disk_dir, verify=True)
+    assert not r.overwrite_offset0 and r.verified
+
+
+def test_on_timeline_sees_the_raw_timeline(disk_dir):
+    seen = []
+    r = run_trial("always", entries=30, directory=disk_dir, on_timeline=seen.append)
+    (tl,) = seen
+    assert tl.entries == 30 == r.entries and len(tl.sync_ends) == 30

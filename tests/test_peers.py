@@ -1,0 +1,290 @@
+"""Side by side with fio and pg_test_fsync: real peers where installed, on real files.
+
+Ratios are benchmark figures, never asserted here: another benchmark may share the disk.
+`.ci/run` sets FSYNCSTUDY_REQUIRE_PEERS=fio, so there a missing fio fails instead of skipping.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fsyncstudy import peers, peertools, pgtest
+from conftest import REPO, leftovers
+
+DATA = Path(__file__).resolve().parent / "data"
+REQUIRED = set(filter(None, os.environ.get("FSYNCSTUDY_REQUIRE_PEERS", "").split(",")))
+
+
+def need(peer: str) -> str:
+    try:
+        return {"fio": peertools.find_fio, "pg_test_fsync": peertools.find_pg_test_fsync}[peer]()
+    except peertools.PeerMissing as e:
+        if peer in REQUIRED:
+            pytest.fail(f"FSYNCSTUDY_REQUIRE_PEERS names {peer}, but: {e}")
+        pytest.skip(f"{e} (make test installs it when run as root)")
+
+
+def cli(*args, env=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "fsyncstudy", *args], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=timeout)
+
+
+# -- statistics -------------------------------------------------------------------------------------
+
+def test_t_quantiles_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for df in list(range(1, 61)) + [80, 120, 500, 10_000]:
+        assert peers.t975(df) == pytest.approx(stats.t.ppf(0.975, df), rel=2e-6), df
+
+
+def test_ratio_is_the_geometric_mean_of_paired_rounds_with_an_interval():
+    r = peers.ratio_ci([100, 200, 400], [100, 100, 100])
+    assert r.mean == pytest.approx(2.0) and r.n == 3
+    assert r.low < 2.0 < r.high and r.low > 0
+    same = peers.ratio_ci([5.0, 7.0], [5.0, 7.0])
+    assert same.mean == 1.0 and same.low == same.high == 1.0
+    one = peers.ratio_ci([3.0], [2.0])
+    assert one.mean == pytest.approx(1.5) and one.low is None
+    assert peers.ratio_ci([3.0, 4.0], [None, 2.0]).n == 1   # a round the peer could not run is left out
+
+
+# -- fio ----------------------------------------------------------------------------------------------
+
+def test_short_comparison_with_fio_runs_and_parses_real_fio_output(disk_dir):
+    need("fio")
+    res = peers.compare(disk_dir, rounds=2, peers=["fio"], entries=200, nosync_entries=5000)
+    assert [p.pair for p in res] == ["fio-fdatasync", "fio-nosync"]
+    sync, nosync = res
+    for p in res:
+        assert p.rounds == 2 and p.order == ["peer first", "ours first"]
+        assert p.peer_version.startswith("fio-")
+        assert all(isinstance(x, float) and x > 0 for x in p.peer_ops_per_sec + p.ours_ops_per_sec)
+        for a, b in zip(p.peer_p50_us, p.peer_p99_us):
+            assert isinstance(a, float) and 0 < a <= b            # parsed from fio's percentile block
+        assert p.target_fstype and p.block_bytes == 144
+        r = p.ratio()
+        assert math.isfinite(r.mean) and r.low <= r.mean <= r.high
+    # fio synced (n or n - 1 times), the no-sync job did not
+    assert all(s in (199, 200) for s in sync.peer_syncs) and sync.ours_syncs == [200, 200]
+    assert nosync.peer_syncs == [0, 0] and nosync.ours_syncs == [0, 0]
+    assert sync.latency == "sync" and nosync.latency == "write"
+    assert sync.verdict() in ("meets", "short", "unclear") and nosync.verdict() == ""
+    rows = peers.to_rows(res)
+    assert len(rows) == 2 * 2 * 2 and {r["side"] for r in rows} == {"ours", "peer"}
+    assert {r["tool"] for r in rows} == {"fsyncstudy", "fio"}
+    s = sync.summary()
+    assert s["ratio"] == pytest.approx(sync.ratio().mean) and s["peer_p99_us"] > 0
+    json.dumps([p.as_dict() for p in res])           # plain data all the way down
+    assert leftovers(disk_dir) == []
+
+
+def test_compare_command_prints_the_table_and_json(disk_dir):
+    need("fio")
+    out = cli("compare", "--peers", "fio", "--rounds", "1", "--entries", "100", "--target", str(disk_dir))
+    assert out.returncode == 0, out.stderr
+    assert "fio-fdatasync" in out.stdout and "ours/peer ratio [95% CI]" in out.stdout
+    assert "--fallocate=native" in out.stdout
+    out = cli("compare", "--peers", "fio", "--rounds", "1", "--entries", "100", "--prealloc", "append",
+              "--target", str(disk_dir), "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert [d["pair"] for d in doc] == ["fio-fdatasync", "fio-nosync"]
+    assert doc[0]["prealloc"] == "append" and "--fallocate=none" in doc[0]["peer_command"]
+    assert doc[0]["summary"]["peer_ops_per_sec"] > 0
+    assert leftovers(disk_dir) == []
+
+
+@pytest.mark.parametrize("prealloc", ["append", "fallocate", "zero-fill"])
+def test_fio_lays_the_file_out_as_our_preallocation_does(prealloc, disk_dir):
+    fio = need("fio")
+    run = peertools.run_fio(disk_dir, block_bytes=144, writes=100, sync=True, prealloc=prealloc, fio=fio)
+    assert run.writes == 100 and run.block_bytes == 144 and run.runtime_ms >= 0
+    assert set(peertools.PREALLOC_TO_FIO[prealloc]) <= set(run.command)
+    assert "--fdatasync=1" in run.command and run.syncs in (99, 100)
+    assert run.sync_p(99) >= run.sync_p(50) > 0
+    assert leftovers(disk_dir) == []
+
+
+def test_verdicts_follow_the_interval_not_just_the_point():
+    def pair(name, peer, ours, theirs):
+        return peers.PairResult(pair=name, peer=peer, peer_test="", ours="", strategy="always", sync_method=None,
+                                prealloc="fallocate", overwrite_offset0=False, block_bytes=144, entries=1,
+                                seconds=None, latency="sync", aim="", peer_command=[], peer_version="",
+                                target_path="", target_fstype="", target_durability="",
+                                ours_ops_per_sec=ours, peer_ops_per_sec=theirs)
+    assert pair("fio-fdatasync", "fio", [99, 98, 100], [100, 100, 100]).verdict() == "meets"
+    assert pair("fio-fdatasync", "fio", [80, 82, 81], [100, 100, 100]).verdict() == "short"
+    assert pair("fio-fdatasync", "fio", [70, 120, 95], [100, 100, 100]).verdict() == "unclear"
+    assert pair("pg-fsync", "pg_test_fsync", [100, 101], [99, 102]).verdict() == "within"
+    assert pair("pg-fsync", "pg_test_fsync", [50, 51], [99, 100]).verdict() == "below"
+    assert pair("fio-nosync", "fio", [1, 2], [1, 2]).verdict() == ""
+
+
+def test_fio_json_with_leading_noise_is_still_read():
+    doc = {"fio version": "fio-3.33", "jobs": [{
+        "error": 0, "job options": {"bs": "144"},
+        "write": {"io_bytes": 1440, "total_ios": 10, "runtime": 2, "iops": 5000.0,
+                  "clat_ns": {"N": 10, "mean": 900.0, "percentile": {"50.000000": 800, "99.000000": 2000}}},
+        "sync": {"total_ios": 0, "lat_ns": {"N": 9, "mean": 90000.0,
+                                            "percentile": {"50.000000": 85000, "99.000000": 150000}}}}]}
+    run = peertools.parse_fio_json("fio: some warning\n" + json.dumps(doc))
+    assert run.ops_per_sec == 5000.0 and run.syncs == 9
+    assert run.sync_p(50) == 85.0 and run.sync_p(99) == 150.0 and run.write_p(99) == 2.0
+    with pytest.raises(peertools.PeerFailed):
+        peertools.parse_fio_json("fio: engine sync not loadable\n")
+
+
+# -- pg_test_fsync ----------------------------------------------------------------------------------
+
+def check_pg_report(run: peertools.PgTestRun) -> None:
+    assert {x.section for x in run.lines} == {1, 2, 3, 4, 5}
+    labels = [(x.section, x.label) for x in run.lines]
+    for s in (1, 2):
+        for m in ("open_datasync", "fdatasync", "fsync", "fsync_writethrough", "open_sync"):
+            assert (s, m) in labels
+    assert (3, "16 *  1kB open_sync writes") in labels and (5, "write") in labels
+    assert len(run.lines) == 18
+    wt = run.get(1, "fsync_writethrough")
+    assert wt.ops_per_sec is None and wt.na == "n/a"
+    for x in run.lines:
+        if not x.na:
+            assert isinstance(x.ops_per_sec, float) and x.ops_per_sec > 0 and x.usecs_per_op >= 0
+
+
+def test_parse_a_recorded_pg_test_fsync_report():
+    run = peertools.parse_pg_test_fsync((DATA / "pg_test_fsync-15.txt").read_text())
+    check_pg_report(run)
+    assert run.secs_per_test == 1 and run.direct_io.startswith("O_DIRECT supported")
+    assert run.get(1, "fdatasync").ops_per_sec == pytest.approx(1231110.529)
+
+
+def test_parse_n_a_star_where_direct_io_is_refused():
+    text = (DATA / "pg_test_fsync-15.txt").read_text().replace(
+        "        open_datasync                   1429330.979 ops/sec       1 usecs/op",
+        "        open_datasync                                 n/a*")
+    text += "* This file system and its mount options do not support direct\n  I/O, e.g. ext4 in journaled mode.\n"
+    run = peertools.parse_pg_test_fsync(text)
+    x = run.get(1, "open_datasync")
+    assert x.na == "n/a*" and x.ops_per_sec is None and len(run.lines) == 18
+
+
+@pytest.mark.slow
+def test_real_pg_test_fsync_output_parses(disk_dir):
+    exe = need("pg_test_fsync")
+    run = peertools.run_pg_test_fsync(disk_dir, secs_per_test=1, pg_test_fsync=exe)   # about 16 s
+    check_pg_report(run)
+    assert run.secs_per_test == 1 and "PostgreSQL" in run.version
+    assert leftovers(disk_dir) == []
+
+
+def test_pg_pairs_match_each_sync_method(disk_dir, tmp_path, monkeypatch):
+    # a stand-in pg_test_fsync that prints a recorded report, so the pairing is tested in seconds
+    fake = tmp_path / "pg_test_fsync"
+    fake.write_text(f"#!/bin/sh\n[ \"$1\" = --version ] && echo 'pg_test_fsync (PostgreSQL) 15.0' && exit 0\n"
+                    f"cat '{DATA / 'pg_test_fsync-15.txt'}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    res = peers.compare(disk_dir, rounds=1, peers=["pg_test_fsync"], secs_per_test=1)
+    assert [p.pair for p in res] == ["pg-open_datasync", "pg-fdatasync", "pg-fsync", "pg-open_sync"]
+    assert [p.sync_method for p in res] == ["open_dsync", "fdatasync", "fsync", "open_sync"]
+    for p in res:
+        assert p.block_bytes == 8192 and p.overwrite_offset0 and p.prealloc == "zero-fill"
+        assert p.peer_ops_per_sec[0] > 0 and p.ours_ops_per_sec[0] > 0 and p.peer_p99_us == [None]
+        assert p.ours_syncs == [p.entries] and p.peer_version.endswith("15.0")
+        assert p.ratio().low is None    # one round: no interval
+    assert res[1].peer_ops_per_sec == [pytest.approx(1231110.529)]
+    assert any("O_DIRECT" in n for n in res[0].notes)
+    assert leftovers(disk_dir) == []
+
+
+# -- missing peers ------------------------------------------------------------------------------------
+
+def test_missing_fio_says_how_to_install_it(disk_dir):
+    env = {**os.environ, "PATH": "/nonexistent"}
+    out = cli("compare", "--peers", "fio", "--target", str(disk_dir), env=env)
+    assert out.returncode == 3
+    assert "fio is not installed" in out.stderr and "apt-get install fio" in out.stderr
+    assert "--peers pg_test_fsync" in out.stderr
+    assert leftovers(disk_dir) == []
+
+
+def test_missing_pg_test_fsync_says_how_to_install_it(disk_dir, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(peertools, "PG_BIN_GLOB", "/nonexistent/*/bin/pg_test_fsync")
+    with pytest.raises(peertools.PeerMissing, match="apt-get install postgresql") as e:
+        peers.compare(disk_dir, peers=["pg_test_fsync"])     # refused before anything runs
+    assert e.value.peer == "pg_test_fsync"
+    assert leftovers(disk_dir) == [] and list(disk_dir.iterdir()) == []
+
+
+def test_unknown_peer_is_an_error(disk_dir):
+    with pytest.raises(ValueError, match="unknown peer"):
+        peers.compare(disk_dir, peers=["iozone"])
+
+
+# -- the etcd preset ----------------------------------------------------------------------------------
+
+def test_etcd_preset_prints_fio_shaped_json(disk_dir):
+    out = cli("bench", "--preset", "etcd", "--json", "--dir", str(disk_dir))
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    job = doc["jobs"][0]
+    n = (22 << 20) // 2300
+    assert job["job options"]["bs"] == "2300" and job["write"]["total_ios"] == n
+    lat = job["sync"]["lat_ns"]
+    assert lat["N"] == n and job["sync"]["total_ios"] == n
+    pct = lat["percentile"]
+    assert set(pct) == {f"{p:.6f}" for p in peertools.FIO_PERCENTILES}
+    assert all(isinstance(v, int) and v > 0 for v in pct.values())
+    assert pct["50.000000"] <= pct["99.000000"] <= lat["max"]
+    assert job["write"]["clat_ns"]["N"] == n
+    ours = doc["fsyncstudy"]
+    assert ours["sync_p99_ms"] == pytest.approx(pct["99.000000"] / 1e6, rel=1e-6)
+    assert ours["passes"] == (ours["sync_p99_ms"] < 10)
+    assert ours["result"]["record_bytes"] == 2300 and ours["result"]["prealloc"] == "fallocate"
+    assert leftovers(disk_dir) == []
+
+
+def test_etcd_preset_percentile_keys_are_the_ones_real_fio_prints(disk_dir):
+    need("fio")
+    run = peertools.run_fio(disk_dir, block_bytes=2300, writes=50)
+    assert set(run.sync_lat_us) == {f"{p:.6f}" for p in peertools.FIO_PERCENTILES}
+
+
+def test_etcd_preset_text_and_its_fixed_workload(disk_dir):
+    out = cli("bench", "--preset", "etcd", "--dir", str(disk_dir))
+    assert out.returncode == 0, out.stderr
+    assert "p99 fdatasync" in out.stdout and ("PASS" in out.stdout or "FAIL" in out.stdout)
+    assert "10 ms" in out.stdout and "--bs=2300" in out.stdout
+    bad = cli("bench", "--preset", "etcd", "--strategy", "none", "--dir", str(disk_dir))
+    assert bad.returncode == 2 and "drop --strategy" in bad.stderr
+
+
+# -- the pg_test_fsync preset --------------------------------------------------------------------------
+
+def test_pgtest_prints_pg_test_fsyncs_sections_and_lines(disk_dir):
+    rep = pgtest.run_suite(disk_dir, secs_per_test=0.2, trials=2)
+    text = pgtest.format_report(rep)
+    # our report reads back with the parser of pg_test_fsync's own output: same sections, labels, format
+    run = peertools.parse_pg_test_fsync(text)
+    check_pg_report(run)
+    for t in rep.tests:
+        if t.how != "n/a":
+            assert len(t.ops_per_sec) == 2 and all(x > 0 for x in t.ops_per_sec)
+    assert "95% CI" in text and "O_DIRECT is not used" in text
+    fd = next(t for t in rep.tests if t.section == 1 and t.label == "fdatasync")
+    assert fd.how == "engine always/fdatasync" and fd.sync_p99_us[0] > 0
+    assert len(rep.to_rows()) == 2 * sum(t.how != "n/a" for t in rep.tests)
+    json.dumps(rep.as_dict())
+    assert leftovers(disk_dir) == []
+
+
+def test_compare_and_pgtest_are_off_the_node_start_path():
+    mods = ("fsyncstudy.peers", "fsyncstudy.peertools", "fsyncstudy.pgtest", "fsyncstudy.etcd", "fsyncstudy.cli")
+    code = f"import sys, fsyncstudy, fsyncstudy.node; print(any(m in sys.modules for m in {mods!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.stdout.strip() == "False", out.stderr
