@@ -12,10 +12,12 @@ STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := xfsprogs btrfs-progs fuse3 libfuse3-3 mount fio postgresql
 
 # make report PROFILE=quick            a faster, rougher study
-# make report DATASET=data/NAME [CRASH_DATASET=data/CRASH]   render existing datasets, measure nothing
+# make report DATASET=data/NAME [CRASH_DATASET=data/CRASH] [PEERS_DATASET=data/PEERS]
+#                                      render existing datasets, measure nothing
 PROFILE ?= standard
 DATASET ?=
 CRASH_DATASET ?=
+PEERS_DATASET ?=
 
 .PHONY: all report test test-package test-notebooks bench-overhead clean distclean system-deps
 
@@ -31,7 +33,7 @@ system-deps:
 	bash .ci/system-deps $(SYSTEM_PACKAGES)
 
 report: system-deps $(STAMP)
-	$(PY) -m fsyncstudy report --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) $(if $(CRASH_DATASET),--crash-dataset $(CRASH_DATASET))
+	$(PY) -m fsyncstudy report --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) $(if $(CRASH_DATASET),--crash-dataset $(CRASH_DATASET)) $(if $(PEERS_DATASET),--peers-dataset $(PEERS_DATASET))
 
 test: system-deps $(STAMP)
 	$(PY) -m pytest tests

@@ -222,3 +222,24 @@ def crash_table(cuts: pd.DataFrame, seed: int = 0, n_boot: int = stats.N_BOOT) -
     out = pd.DataFrame(rows)
     out["ci_method"] = stats.QUANTILE_METHOD
     return out
+
+
+# -- the peers --------------------------------------------------------------------------------------
+
+def peers_dataset(path: str | os.PathLike | None = None, rounds: int = 3, peers=("fio",), secs_per_test: int = 1,
+                  parent: Path | None = None, log=None) -> Path:
+    """A comparison dataset: ``path`` if it holds one, else a fresh (resumable) comparison on the default targets."""
+    from .peers import run_comparison
+
+    if path is not None:
+        p = Path(path)
+        if not p.is_absolute() and not p.exists():
+            p = REPO / p
+        if (p / "rounds.csv").exists():
+            return p
+        raise FileNotFoundError(f"{p} holds no comparison (no rounds.csv); run `python -m fsyncstudy compare`")
+    fp = machine_fingerprint()
+    out = (parent or REPO / "build") / (f"peers-{'+'.join(peers)}-r{rounds}-{fp['hostname']}-"
+                                        f"{(fp['boot_id'] or 'unknown')[:8]}")
+    run_comparison(out, rounds=rounds, peers=peers, secs_per_test=secs_per_test, log=log)
+    return out

@@ -103,15 +103,15 @@ def cmd_report(args) -> int:
 
     log = lambda m: print(m, file=sys.stderr)
     if args.dataset:
-        dataset, crash = args.dataset, args.crash_dataset  # render what exists; measure nothing
+        dataset, crash, peers = args.dataset, args.crash_dataset, args.peers_dataset  # measure nothing
     else:
         try:
-            dataset, crash = run_study(args.profile, targets=args.target, use_lab=not args.no_lab, seed=args.seed,
+            dataset, crash, peers = run_study(args.profile, targets=args.target, use_lab=not args.no_lab, seed=args.seed,
                                        progress=not args.quiet, log=log)
         except KeyboardInterrupt as e:
             log(f"\n{e.args[0] if e.args else 'interrupted'}")
             return 130
-    index = build_report(dataset, out_dir=args.out, crash_dataset=crash, seed=args.seed, log=log)
+    index = build_report(dataset, out_dir=args.out, crash_dataset=crash, peers_dataset=peers, seed=args.seed, log=log)
     print(f"report: {index.resolve()}")
     return 0
 
@@ -199,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", default="standard", choices=["quick", "standard", "full"])
     r.add_argument("--target", action="append", metavar="DIR", help="as for sweep")
     r.add_argument("--dataset", help="render this existing dataset instead of measuring")
-    r.add_argument("--crash-dataset", help="with --dataset: the crash dataset for notebook 04")
+    r.add_argument("--crash-dataset", help="with --dataset: the crash dataset for notebooks 03 and 04")
+    r.add_argument("--peers-dataset", help="with --dataset: the comparison dataset for notebook 05")
     r.add_argument("--no-lab", action="store_true", help="leave the storage lab out of the study")
     r.add_argument("--out", default="reports", help="where the HTML goes (default: reports/)")
     r.add_argument("--seed", type=int, default=0)

@@ -360,7 +360,7 @@ def run_crash(out: str | os.PathLike, kinds=("power", "process"), profile: str =
     path = out / "cuts.csv"
     done = set()
     if path.exists():
-        done = {(r["kind"], r["strategy"], int(r["cut"])) for r in read_rows(path, COLUMNS)}
+        done = {(r["kind"], r["strategy"], int(r["cut"])) for r in read_rows(path)}
     todo = [p for p in todo_all if p not in done]
     summary = CrashSummary(out=out, planned=len(todo_all), skipped=len(done), ran=0, errors=0)
     bar = None
@@ -411,7 +411,7 @@ def load(dataset: str | os.PathLike):
 
     d = Path(dataset)
     meta = json.loads((d / "meta.json").read_text())
-    df = pd.DataFrame(read_rows(d / "cuts.csv", COLUMNS), columns=COLUMNS)
+    df = pd.DataFrame(read_rows(d / "cuts.csv"), columns=COLUMNS)
     for c in ("cut", "seed", "cut_after_ms", "acked", "recovered", "lost_acked", "oldest_lost_age_ms",
               "newest_ack_age_ms", "unacked_recovered", "nominal_loss_window_ms"):
         df[c] = pd.to_numeric(df[c].replace("", None), errors="coerce")

@@ -490,3 +490,97 @@ def register(subparsers) -> None:
     p.add_argument("--trials", type=int, default=5, help="trials per test, run in rounds (default 5)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_pgtest)
+
+
+# -- a comparison dataset (what notebook 05 and the report read) ----------------------------------
+
+ROUND_COLUMNS = ["target", "target_label", "pair", "peer", "round", "order", "side", "tool", "config", "ops_per_sec",
+                 "us_per_op", "latency", "p50_us", "p99_us", "syncs", "block_bytes", "prealloc", "entries", "seconds",
+                 "target_path", "target_fstype", "aim", "notes"]
+
+
+def run_comparison(out, targets: list[str] | None = None, rounds: int = 5, peers=("fio", "pg_test_fsync"),
+                   secs_per_test: int = 1, log=None) -> dict:
+    """``compare`` on each target, into ``out/rounds.csv`` (one row per pair, round and side) and
+    ``out/meta.json``; a target whose rows are there already is skipped (resume).  A peer that is
+    not installed is recorded in meta.json with how to install it, and the other peer still runs."""
+    from pathlib import Path
+
+    from .sweep import TrialLog, default_targets, environment, read_rows, resolve_targets, target_label, \
+        write_json_durably
+    from .targets import describe
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dirs = resolve_targets(targets or default_targets())
+    found, missing = {}, {}
+    for p in peers:
+        try:
+            found.update(find_peers([p]))
+        except PeerMissing as e:
+            missing[p] = str(e)
+    meta_path = out / "meta.json"
+    meta = {"kind": "peers", "rounds": rounds, "peers": list(peers), "secs_per_test": secs_per_test,
+            "targets": dirs, "missing_peers": missing,
+            "target_descriptions": {d: describe(d).as_dict() for d in dirs}}
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if any(old.get(k) != meta[k] for k in ("rounds", "peers", "secs_per_test", "targets")):
+            raise ValueError(f"{out} holds a different comparison; choose another directory")
+    else:
+        meta["environment"] = environment()
+        write_json_durably(meta_path, meta)
+    path = out / "rounds.csv"
+    done = {r["target"] for r in read_rows(path)} if path.exists() else set()
+    rows_log = TrialLog(path, ROUND_COLUMNS)
+    try:
+        for d in dirs:
+            if d in done or not found:
+                continue
+            t = describe(d)
+            (log or (lambda m: None))(f"comparing on {d} ({t.fstype}) with {', '.join(found)}")
+            results = compare(d, rounds=rounds, peers=list(found), secs_per_test=secs_per_test, log=log)
+            by_pair = {pr.pair: pr for pr in results}
+            for row in to_rows(results):
+                pr = by_pair[row["pair"]]
+                rows_log.append({**row, "target": d, "target_label": target_label(t), "aim": pr.aim,
+                                 "notes": pr.notes})
+    finally:
+        rows_log.close()
+    return meta
+
+
+def load_comparison(dataset):
+    """A comparison dataset as (rounds DataFrame, meta dict)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from .sweep import read_rows
+    d = Path(dataset)
+    meta = json.loads((d / "meta.json").read_text())
+    df = pd.DataFrame(read_rows(d / "rounds.csv"), columns=ROUND_COLUMNS)
+    for c in ("round", "ops_per_sec", "us_per_op", "p50_us", "p99_us", "syncs", "block_bytes", "entries", "seconds"):
+        df[c] = pd.to_numeric(df[c].replace("", None), errors="coerce")
+    return df, meta
+
+
+def summarize_comparison(df) -> "pd.DataFrame":
+    """Per target and pair: the ratio ours/peer (geometric mean of per-round ratios, 95% t interval),
+    both sides' mean ops/sec with intervals, and mean p50/p99 over rounds."""
+    import pandas as pd
+    rows = []
+    for (target, pair), g in df.groupby(["target", "pair"], sort=False):
+        ours = g[g["side"] == "ours"].sort_values("round")
+        peer = g[g["side"] == "peer"].sort_values("round")
+        r = ratio_ci(list(ours["ops_per_sec"]), list(peer["ops_per_sec"]))
+        o, p = mean_ci(list(ours["ops_per_sec"])), mean_ci([x for x in peer["ops_per_sec"] if x == x])
+        rows.append({"target": target, "target_label": g["target_label"].iloc[0], "pair": pair,
+                     "peer_test": peer["config"].iloc[0], "ours": ours["config"].iloc[0], "rounds": len(ours),
+                     "ratio": r.mean, "ratio_low": r.low, "ratio_high": r.high,
+                     "ours_ops": o.mean, "ours_low": o.low, "ours_high": o.high,
+                     "peer_ops": p.mean, "peer_low": p.low, "peer_high": p.high,
+                     "ours_p50_us": ours["p50_us"].mean(), "ours_p99_us": ours["p99_us"].mean(),
+                     "peer_p50_us": peer["p50_us"].mean(), "peer_p99_us": peer["p99_us"].mean(),
+                     "aim": g["aim"].iloc[0], "ci_method": "95% t interval over rounds (ratio: of log ratios)"})
+    return pd.DataFrame(rows)

@@ -102,8 +102,9 @@ Dataset: <code>{html.escape(dataset.name)}</code>; git {html.escape(str(env['git
 
 
 def build_report(dataset: str | Path, out_dir: str | Path = REPO / "reports", build: str | Path = REPO / "build" / "notebooks",
-                 crash_dataset: str | Path | None = None, seed: int = 0, n_boot: int = 2000, log=print) -> Path:
-    """Execute every notebook on ``dataset`` (and ``crash_dataset``) and render the HTML report."""
+                 crash_dataset: str | Path | None = None, peers_dataset: str | Path | None = None, seed: int = 0,
+                 n_boot: int = 2000, log=print) -> Path:
+    """Execute every notebook on ``dataset`` (and the crash and peers datasets) and render the HTML report."""
     dataset = Path(dataset).resolve()
     if not (dataset / "trials.csv").exists():
         raise FileNotFoundError(f"{dataset} holds no dataset (no trials.csv)")
@@ -112,14 +113,15 @@ def build_report(dataset: str | Path, out_dir: str | Path = REPO / "reports", bu
         if not (crash_dataset / "cuts.csv").exists():
             raise FileNotFoundError(f"{crash_dataset} holds no crash dataset (no cuts.csv)")
     params = {"dataset": str(dataset), "crash_dataset": str(crash_dataset) if crash_dataset else None,
+              "peers_dataset": str(Path(peers_dataset).resolve()) if peers_dataset else None,
               "seed": seed, "n_boot": n_boot}
     executed = execute(params, Path(build), log=log)
     return render(executed, Path(out_dir), dataset)
 
 
 def run_study(profile: str = "standard", targets: list[str] | None = None, use_lab: bool = True, seed: int = 0,
-              progress: bool = True, log=print) -> tuple[Path, Path]:
-    """The measurements behind the report: the sweep, then the crash experiment.
+              progress: bool = True, log=print) -> tuple[Path, Path, Path]:
+    """The measurements behind the report: the sweep, the crash experiment, the peers comparison.
 
     With ``use_lab`` (and a machine that allows it: root, loop devices, /dev/fuse, the mkfs
     tools) the storage lab comes up for the duration, its targets join the sweep, and the
@@ -165,7 +167,12 @@ def run_study(profile: str = "standard", targets: list[str] | None = None, use_l
         log(f"{c.ran} cuts run, {c.skipped} already done, in {c.elapsed_s:.0f} s")
         for line in c.lost_by_durable:
             log(f"BUG: {line}")
-    return dataset, crash_out
+    # the peers, on the default targets (not the lab's: fio and pg_test_fsync compare real devices)
+    from .analysis import peers_dataset
+    rounds = 3 if profile == "quick" else 5
+    log(f"peers: fio and pg_test_fsync side by side with us, {rounds} rounds on each default target")
+    peers_out = peers_dataset(None, rounds=rounds, peers=("fio", "pg_test_fsync"), parent=DATA, log=None)
+    return dataset, crash_out, peers_out
 
 
 if __name__ == "__main__":  # pragma: no cover

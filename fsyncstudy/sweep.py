@@ -284,13 +284,15 @@ def _cell(v):
     return v
 
 
-def read_rows(path: Path, columns: list[str] = COLUMNS) -> list[dict]:
+def read_rows(path: Path) -> list[dict]:
     """The complete rows of an append-only CSV such as trials.csv (a torn last line is dropped)."""
     text = path.read_text()
     if text and not text.endswith("\n"):
         text = text[:text.rfind("\n") + 1]
     rows = list(csv.DictReader(io.StringIO(text)))
-    return [r for r in rows if None not in r and len(r) == len(columns)]
+    # a row with more fields than the header (None key) or fewer (None values) is not a whole row;
+    # rows keep the file's own columns, so a dataset written by an older version still reads
+    return [r for r in rows if None not in r and None not in r.values()]
 
 
 # -- the sweep --------------------------------------------------------------------------------------
@@ -450,7 +452,7 @@ def load(dataset: str | os.PathLike, include_warmup: bool = False):
     d = Path(dataset)
     meta = json.loads((d / "meta.json").read_text())
     rows = read_rows(d / "trials.csv")
-    df = pd.DataFrame(rows, columns=COLUMNS)
+    df = pd.DataFrame(rows).reindex(columns=COLUMNS)  # columns an older version did not write are NaN
     for c in df.columns:
         if c in ("target", "target_label", "config", "config_label", "status", "error", "strategy", "kind",
                  "sync_method", "prealloc", "durability", "data_loss_window", "target_path", "target_fstype",
