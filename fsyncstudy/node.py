@@ -50,6 +50,11 @@ class RPCError(Exception):
         self.code, self.text = code, text
 
 
+def _reject_constant(name: str):
+    # NaN and Infinity are not JSON (Python's parser accepts them): such a line is not a message
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def _positive_int(body: dict, key: str, default: Any = None) -> int:
     v = body.get(key, default)
     if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
@@ -97,7 +102,10 @@ class Node:
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> int:
         for raw in self.stdin:
-            self.handle_line(raw)
+            try:
+                self.handle_line(raw)
+            except Exception as e:  # a last guard: one line never ends the node
+                self.log(f"dropped a line after an unexpected {type(e).__name__}: {e}")
         return 0
 
     def handle_line(self, raw: str | bytes) -> None:
@@ -107,7 +115,7 @@ class Node:
         if not line:
             return
         try:
-            msg = json.loads(line)
+            msg = json.loads(line, parse_constant=_reject_constant)
         except ValueError as e:
             self.log(f"skipping a line that is not JSON ({e}): {line[:200]!r}")
             return

@@ -91,10 +91,11 @@ def test_bad_requests_get_the_protocol_error_and_the_node_keeps_serving(body, co
 
 
 def test_lines_that_are_not_messages_are_logged_and_skipped(disk_dir):
-    replies, raw, err = run_node(["not json", "[1, 2]", '"x"', "{}", '{"src": "c1", "body": 3}', "", INIT],
+    nan_id = '{"src": "c1", "dest": "n1", "body": {"type": "fsync_benchmark", "msg_id": Infinity}}'
+    replies, raw, err = run_node(["not json", "[1, 2]", '"x"', "{}", '{"src": "c1", "body": 3}', "", nan_id, INIT],
                                  disk_dir)
     assert raw == INIT_OK + "\n"
-    assert err.count("skipping") == 5
+    assert err.count("skipping") == 6
 
 
 def test_an_io_error_becomes_an_error_reply(disk_dir, monkeypatch):
