@@ -12,10 +12,20 @@ import pandas as pd
 
 from . import stats
 from .strategies import parse
-from .sweep import REPO, default_out, machine_fingerprint, run_sweep
+from .sweep import REPO, default_out, machine_tag, run_sweep
 
 BASELINE = "always/w1/append/fdatasync"
 TASK = ["always/w1/append/fdatasync", "batch_10ms/w1/append/fdatasync", "none/w1/append/fdatasync"]
+
+
+def _existing(path: str | os.PathLike, marker: str, how: str) -> Path:
+    """``path`` (relative paths also from the repository) if it holds a dataset with ``marker``, else a clear error."""
+    p = Path(path)
+    if not p.is_absolute() and not p.exists():
+        p = REPO / p
+    if (p / marker).exists():
+        return p
+    raise FileNotFoundError(f"{p} holds no dataset (no {marker}); make one with `{how}`")
 
 
 def dataset(path: str | os.PathLike | None = None, profile: str = "quick", targets: list[str] | None = None,
@@ -26,12 +36,7 @@ def dataset(path: str | os.PathLike | None = None, profile: str = "quick", targe
     after another share it instead of measuring three times.
     """
     if path is not None:
-        p = Path(path)
-        if not p.is_absolute() and not p.exists():
-            p = REPO / p
-        if (p / "trials.csv").exists():
-            return p
-        raise FileNotFoundError(f"{p} holds no dataset (no trials.csv); run `python -m fsyncstudy sweep --out {p}`")
+        return _existing(path, "trials.csv", f"python -m fsyncstudy sweep --out {path}")
     out = default_out(profile, REPO / "build")
     run_sweep(out, profile=profile, targets=targets, seed=seed, progress=progress)
     return out
@@ -164,12 +169,7 @@ def crash_dataset(path: str | os.PathLike | None = None, profile: str = "quick",
     from .crash import run_crash
 
     if path is not None:
-        p = Path(path)
-        if not p.is_absolute() and not p.exists():
-            p = REPO / p
-        if (p / "cuts.csv").exists():
-            return p
-        raise FileNotFoundError(f"{p} holds no crash dataset (no cuts.csv); run `python -m fsyncstudy crash --out {p}`")
+        return _existing(path, "cuts.csv", f"python -m fsyncstudy crash --out {path}")
     skipped = {}
     try:
         from .lab import Lab
@@ -192,8 +192,7 @@ def crash_dataset(path: str | os.PathLike | None = None, profile: str = "quick",
 
 def default_crash_out(profile: str, kinds, parent: Path) -> Path:
     """<parent>/crash-<profile>-<kinds>-<host>-<boot>: a new machine, boot or set of kinds starts a new dataset."""
-    fp = machine_fingerprint()
-    return parent / f"crash-{profile}-{'+'.join(kinds)}-{fp['hostname']}-{(fp['boot_id'] or 'unknown')[:8]}"
+    return parent / f"crash-{profile}-{'+'.join(kinds)}-{machine_tag()}"
 
 
 def loss_windows(cuts: pd.DataFrame) -> pd.DataFrame:
@@ -232,14 +231,7 @@ def peers_dataset(path: str | os.PathLike | None = None, rounds: int = 3, peers=
     from .peers import run_comparison
 
     if path is not None:
-        p = Path(path)
-        if not p.is_absolute() and not p.exists():
-            p = REPO / p
-        if (p / "rounds.csv").exists():
-            return p
-        raise FileNotFoundError(f"{p} holds no comparison (no rounds.csv); run `python -m fsyncstudy compare`")
-    fp = machine_fingerprint()
-    out = (parent or REPO / "build") / (f"peers-{'+'.join(peers)}-r{rounds}-{fp['hostname']}-"
-                                        f"{(fp['boot_id'] or 'unknown')[:8]}")
+        return _existing(path, "rounds.csv", "python -m fsyncstudy report")
+    out = (parent or REPO / "build") / f"peers-{'+'.join(peers)}-r{rounds}-{machine_tag()}"
     run_comparison(out, rounds=rounds, peers=peers, secs_per_test=secs_per_test, log=log)
     return out

@@ -79,6 +79,10 @@ def _index_html(entries, meta: dict, dataset: Path) -> str:
         f"<tr><td>{html.escape(p)}</td><td>{html.escape(t['fstype'])}</td><td>{html.escape(str(t.get('block_device') or t['source']))}</td>"
         f"<td>{html.escape(t['durability'])}</td><td>{html.escape(t['reason'])}</td></tr>"
         for p, t in meta["target_descriptions"].items())
+    skipped = "".join(f"<li><code>{html.escape(name)}</code>: {html.escape(why)}</li>"
+                      for name, why in (meta.get("skipped_targets") or {}).items())
+    skipped = (f"<p>Targets wanted but not measured here:</p><ul>{skipped}</ul>" if skipped
+               else "<p>Every target that was asked for was measured.</p>")
     prof = meta["profile"]
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>fsyncstudy report</title>
@@ -96,6 +100,7 @@ Dataset: <code>{html.escape(dataset.name)}</code>; git {html.escape(str(env['git
 <ol>{rows}</ol>
 <h2>Targets</h2>
 <table><tr><th>directory</th><th>filesystem</th><th>device</th><th>verdict</th><th>why</th></tr>{targets}</table>
+{skipped}
 <p>Every figure states its n and its interval method. Definitions of the strategies: the table in the project's README.</p>
 </body></html>
 """

@@ -476,8 +476,13 @@ def study_key(profile: str | Profile) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:6]
 
 
+def machine_tag() -> str:
+    """<host>-<boot id prefix>: what default dataset names carry, so a new machine or boot starts anew."""
+    fp = machine_fingerprint()
+    return f"{fp['hostname']}-{(fp['boot_id'] or 'unknown')[:8]}"
+
+
 def default_out(profile: str, parent: Path = DATA) -> Path:
     """<parent>/<profile>-<host>-<boot>-<key>: a new machine, boot or version of the study starts a new
     dataset; the same ones resume."""
-    fp = machine_fingerprint()
-    return parent / f"{profile}-{fp['hostname']}-{(fp['boot_id'] or 'unknown')[:8]}-{study_key(profile)}"
+    return parent / f"{profile}-{machine_tag()}-{study_key(profile)}"
