@@ -235,3 +235,23 @@ def peers_dataset(path: str | os.PathLike | None = None, rounds: int = 3, peers=
     out = (parent or REPO / "build") / f"peers-{'+'.join(peers)}-r{rounds}-{machine_tag()}"
     run_comparison(out, rounds=rounds, peers=peers, secs_per_test=secs_per_test, log=log)
     return out
+
+
+def prealloc_table(df: pd.DataFrame, seed: int = 0, n_boot: int = stats.N_BOOT) -> pd.DataFrame:
+    """What preallocation buys: each preallocated configuration's mean ops/sec over the same strategy
+    appending, on the same target, as a ratio with its bootstrap interval."""
+    rows = []
+    pre = df[df["prealloc"] != "append"]
+    for (target, config), g in pre.groupby(["target", "config"], sort=False):
+        strategy, writers, prealloc, method = config.split("/")
+        base = df[(df["target"] == target) & (df["config"] == f"{strategy}/{writers}/append/{method}")]
+        if base.empty:
+            continue
+        est, lo, hi = stats.ratio_ci(g["ops_per_sec"].to_numpy(float), base["ops_per_sec"].to_numpy(float),
+                                     seed=seed, n_boot=n_boot)
+        rows.append({"target": target, "target_label": g["target_label"].iloc[0],
+                     "target_durability": g["target_durability"].iloc[0], "strategy": strategy,
+                     "prealloc": prealloc, "ops_per_sec": g["ops_per_sec"].mean(),
+                     "append_ops_per_sec": base["ops_per_sec"].mean(), "ratio": est, "ratio_low": lo,
+                     "ratio_high": hi, "n": len(g), "ci_method": stats.RATIO_METHOD})
+    return pd.DataFrame(rows)

@@ -407,7 +407,8 @@ def test_teardown_after_an_exception_or_ctrl_c_in_the_with_block(exc):
 
 
 CHILD = """
-import sys, time
+import faulthandler, sys, time
+faulthandler.enable()
 from fsyncstudy.lab import Lab
 with Lab(sys.argv[1], targets=sys.argv[2].split(",")) as lab:
     print("up", lab.available(), flush=True)
@@ -432,7 +433,14 @@ def test_teardown_when_the_process_gets_ctrl_c_or_sigterm(sig):
         p = start_child(d)
         assert any(leftovers(d).values())
         p.send_signal(sig)
-        p.wait(timeout=60)
+        try:
+            p.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            # say where it hung before failing: the child's stack (faulthandler on SIGABRT) and its output
+            p.send_signal(signal.SIGABRT)
+            _, err = p.communicate(timeout=30)
+            pytest.fail(f"the lab did not tear down within 90 s of signal {sig}; leftovers {leftovers(d)}; "
+                        f"child stderr: {err[-3000:]}")
         assert_nothing_left(d)
     finally:
         if p and p.poll() is None:

@@ -143,11 +143,15 @@ def unmount(mountpoint: str | os.PathLike, timeout_s: float = 10.0) -> None:
     mp = os.path.realpath(mountpoint)
     deadline = time.monotonic() + timeout_s
     while is_mounted(mp):
-        p = run(["umount", mp], check=False)
+        try:
+            # bounded: a FUSE mount whose daemon is stuck can hold umount for as long as it likes
+            p = run(["umount", mp], timeout_s=max(1.0, deadline - time.monotonic()), check=False)
+        except LabError as e:
+            p = subprocess.CompletedProcess(["umount", mp], 1, "", str(e))
         if p.returncode == 0 or not is_mounted(mp):
             break
         if time.monotonic() > deadline or "busy" not in (p.stderr or ""):
-            run(["umount", "-l", mp], check=False)
+            run(["umount", "-l", mp], timeout_s=30.0, check=False)
             if is_mounted(mp):
                 raise LabError(f"cannot unmount {mp}: {p.stderr.strip()}")
             break
