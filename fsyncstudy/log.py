@@ -129,6 +129,15 @@ def _open_flags(sync_method: str) -> int:
     return flags
 
 
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """Make a directory's entries durable (a new file's name, a rename)."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def remove_stale(directory: str | os.PathLike) -> list[str]:
     """Remove trial logs left in ``directory`` by processes that no longer exist (a SIGKILL, a power cut).
 
@@ -193,11 +202,7 @@ class LogFile:
                 left -= os.write(fd, chunk[:min(left, len(chunk))])
             os.lseek(fd, 0, os.SEEK_SET)
         os.fsync(fd)
-        dfd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_dir(self.directory)
 
     def sync_function(self):
         """The call that makes written data durable, or None when every write already is (O_DSYNC/O_SYNC).

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .log import remove_stale
+from .log import fsync_dir, remove_stale
 from .strategies import parse
 from .targets import Target, describe
 from .trial import TrialResult, run_trial
@@ -211,14 +211,6 @@ def environment() -> dict:
 
 # -- durable files ----------------------------------------------------------------------------------
 
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_json_durably(path: Path, obj) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w") as f:
@@ -227,7 +219,7 @@ def write_json_durably(path: Path, obj) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _csv_line(values: list) -> str:
@@ -249,7 +241,7 @@ class TrialLog:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if new:
             self._append(_csv_line(columns))
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         else:
             self._repair_tail()
 

@@ -26,6 +26,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
+from ..log import fsync_dir
+
 #: The cache's page size: tears and dirty tracking happen at this granularity, as in the kernel.
 PAGE = 4096
 #: fallocate(2) mode bits we model; anything else is refused with EOPNOTSUPP.
@@ -665,11 +667,7 @@ class Volume:
         self._delay(delay)
         bp = self.bpath(h.path)
         if self.backing_sync:
-            dfd = os.open(bp, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            fsync_dir(bp)
         with self.lock:
             if self.frozen or self.gen != gen:
                 raise _err(errno.EIO, "the volume lost power during this sync")
@@ -713,7 +711,7 @@ class Volume:
                     pass
             if self.backing_sync:
                 for d in dirs:
-                    _fsync_dir(d)
+                    fsync_dir(d)
             self.unsynced_creates.clear()
             for s in self.states.values():
                 os.close(s.fd)
@@ -773,14 +771,6 @@ class Volume:
                 os.close(s.fd)
             self.states.clear()
             self.handles.clear()
-
-
-def _fsync_dir(d: str) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def check_faults(f: Faults) -> Faults:
