@@ -177,13 +177,17 @@ def crash_dataset(path: str | os.PathLike | None = None, profile: str = "quick",
     except ImportError as e:
         lab, skipped["power"] = None, f"the storage lab cannot be imported: {e}"
     if lab is not None:
-        with lab:
-            if "lab:powercut" in lab.available():
-                out = default_crash_out(profile, ("power", "process"), REPO / "build")
-                run_crash(out, kinds=("power", "process"), profile=profile, seed=seed, progress=progress,
-                          lab_dir=lab.lab_dir)
-                return out
-            skipped["power"] = lab.skipped().get("lab:powercut", "lab:powercut is not available")
+        from .lab import LabError
+        try:
+            with lab:
+                if "lab:powercut" in lab.available():
+                    out = default_crash_out(profile, ("power", "process"), REPO / "build")
+                    run_crash(out, kinds=("power", "process"), profile=profile, seed=seed, progress=progress,
+                              lab_dir=lab.lab_dir)
+                    return out
+                skipped["power"] = lab.skipped().get("lab:powercut", "lab:powercut is not available")
+        except LabError as e:  # e.g. the remains of a crashed run in build/lab: say so, go on without
+            skipped["power"] = str(e)
     log(f"power cuts skipped: {skipped['power']}; running process crashes only")
     out = default_crash_out(profile, ("process",), REPO / "build")
     run_crash(out, kinds=("process",), profile=profile, seed=seed, progress=progress, note=skipped)

@@ -143,10 +143,10 @@ def run_study(profile: str = "standard", targets: list[str] | None = None, use_l
     if use_lab:
         try:
             from .lab import TARGET_NAMES, Lab, requirements
-            wanted = [n for n in TARGET_NAMES]
-            skipped = {t: r for t, r in requirements(wanted).items() if r}
-            if len(skipped) < len(wanted):
-                lab = Lab(targets=[t[4:] for t, r in requirements(wanted).items() if not r])
+            needs = requirements(TARGET_NAMES)
+            skipped = {t: r for t, r in needs.items() if r}
+            if len(skipped) < len(needs):
+                lab = Lab(targets=[t[4:] for t, r in needs.items() if not r])
         except ImportError as e:
             skipped = {"lab": f"the storage lab cannot be imported ({e})"}
     else:

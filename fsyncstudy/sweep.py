@@ -348,7 +348,8 @@ def run_sweep(out: str | os.PathLike, profile: str | Profile = "quick", targets:
     prof = PROFILES[profile] if isinstance(profile, str) else profile
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    dirs = resolve_targets(targets)
+    names = targets or default_targets()
+    dirs = resolve_targets(names)
     descriptions = {d: describe(d) for d in dirs}
     stale = [n for d in dirs for n in remove_stale(d)]
     meta = {
@@ -360,7 +361,7 @@ def run_sweep(out: str | os.PathLike, profile: str | Profile = "quick", targets:
         "trial_rule": f"each trial runs at least {prof.min_duration_s} s and at least {prof.min_intervals} "
                       "batch/group intervals, whichever is longer",
         "environment": environment(),
-        "target_names": dict(zip(dirs, targets or default_targets())),
+        "target_names": dict(zip(dirs, names)),
         "skipped_targets": skipped or {},
     }
     meta_path = out / "meta.json"
