@@ -565,7 +565,7 @@ def load_comparison(dataset):
     return df, meta
 
 
-def summarize_comparison(df) -> "pd.DataFrame":
+def summarize_comparison(df):
     """Per target and pair: the ratio ours/peer (geometric mean of per-round ratios, 95% t interval),
     both sides' mean ops/sec with intervals, and mean p50/p99 over rounds."""
     import pandas as pd

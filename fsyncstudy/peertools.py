@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import uuid
+from pathlib import Path
 from dataclasses import dataclass
 
 #: How to get each peer on Debian/Ubuntu.
@@ -174,10 +175,7 @@ def run_fio(directory, block_bytes: int, writes: int, sync: bool = True, preallo
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     finally:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        Path(path).unlink(missing_ok=True)  # the peer's test file, also after a failure or timeout
     if out.returncode != 0:
         raise PeerFailed(f"fio exited with {out.returncode}: {out.stderr.strip()[:500]}")
     return parse_fio_json(out.stdout, cmd)
@@ -263,10 +261,7 @@ def run_pg_test_fsync(directory, secs_per_test: int = 1, pg_test_fsync: str | No
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=20 * secs_per_test + 120)
         ver = subprocess.run([exe, "--version"], capture_output=True, text=True, env=env, timeout=30).stdout.strip()
     finally:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        Path(path).unlink(missing_ok=True)  # the peer's test file, also after a failure or timeout
     if out.returncode != 0:
         raise PeerFailed(f"pg_test_fsync exited with {out.returncode}: {(out.stderr or out.stdout).strip()[:500]}")
     return parse_pg_test_fsync(out.stdout, cmd, ver)
