@@ -325,6 +325,7 @@ class _GroupCommit:
         cond, clk = self.cond, time.perf_counter_ns
         self.leading = True
         cond.release()
+        failed: BaseException | None = None
         try:
             if self.delay_s:
                 time.sleep(self.delay_s)
@@ -334,10 +335,18 @@ class _GroupCommit:
                 if self.sync is not None:
                     self.sync(self.fd)
             except OSError as e:
-                raise _wrap_sync_error(e) from e
+                failed = _wrap_sync_error(e)
+                raise failed from e
             e_ = clk()
+        except BaseException as e:
+            failed = failed or e
+            raise
         finally:
             cond.acquire()
+            # The error is recorded before anybody wakes: a follower that found no error here
+            # would lead a second sync of the same pages, the retry that fsyncgate forbids.
+            if failed is not None and self.error is None:
+                self.error = failed
             self.leading = False
             cond.notify_all()
         self.tl.sync_starts.append(s); self.tl.sync_ends.append(e_); self.tl.sync_hi.append(hi)
