@@ -335,11 +335,10 @@ class _GroupCommit:
                 if self.sync is not None:
                     self.sync(self.fd)
             except OSError as e:
-                failed = _wrap_sync_error(e)
-                raise failed from e
+                raise _wrap_sync_error(e) from e
             e_ = clk()
         except BaseException as e:
-            failed = failed or e
+            failed = e
             raise
         finally:
             cond.acquire()

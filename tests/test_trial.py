@@ -1,12 +1,15 @@
 """The engine through run_trial, on real files on the repository's disk."""
 import errno
 import os
+import sys
 import time
 import warnings
 
 import pytest
 
+from fsyncstudy import engine
 from fsyncstudy.engine import SyncFailed
+from fsyncstudy.log import Framer
 from fsyncstudy.trial import DurabilityWarning, TargetFull, run_trial
 from conftest import SHM, leftovers, needs_shm
 
@@ -213,33 +216,27 @@ def test_group_commit_never_leads_a_second_sync_after_one_failed(disk_dir):
     # otherwise a follower becomes leader and syncs the same pages again (the fsyncgate retry).
     # The race is narrow: it is run many times, with many writers and the interpreter
     # switching threads as often as it can.
-    import sys
-    from fsyncstudy import engine
+    path = disk_dir / "group-race.log"
+    framer = Framer(bytes(128))
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
-        _group_race(disk_dir, engine)
+        for attempt in range(1500):
+            calls = []
+
+            def failing(fd):  # four syncs succeed, slowly enough that followers queue up behind them
+                calls.append(fd)
+                time.sleep(0.0002)
+                if len(calls) >= 5:
+                    raise OSError(errno.EIO, "Input/output error")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                with pytest.raises(SyncFailed, match="not retrying"):
+                    engine.run_group(fd, failing, 0, 8, framer, framer.frame_range(0, 64),
+                                     engine.Stop(entries=10**6))
+            finally:
+                os.close(fd)
+            assert len(calls) == 5, f"attempt {attempt}: {len(calls) - 5} more syncs after the first one failed"
     finally:
         sys.setswitchinterval(old)
-
-
-def _group_race(disk_dir, engine):
-    from fsyncstudy.log import Framer
-    path = disk_dir / "group-race.log"
-    framer = Framer(bytes(128))
-    for attempt in range(1500):
-        calls = []
-
-        def failing(fd):  # four syncs succeed, slowly enough that followers queue up behind them
-            calls.append(fd)
-            time.sleep(0.0002)
-            if len(calls) >= 5:
-                raise OSError(errno.EIO, "Input/output error")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            with pytest.raises(SyncFailed, match="not retrying"):
-                engine.run_group(fd, failing, 0, 8, framer, framer.frame_range(0, 64), engine.Stop(entries=10**6))
-        finally:
-            os.close(fd)
-        assert len(calls) == 5, f"attempt {attempt}: {len(calls) - 5} more syncs after the first one failed"
-    path.unlink()
+        path.unlink(missing_ok=True)
