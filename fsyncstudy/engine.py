@@ -292,10 +292,10 @@ class _GroupCommit:
         out.append((seqs, lats, acks))
         clk, w, rl, cond = time.perf_counter_ns, self.write, self.framer.record_bytes, self.cond
         n_min = self.stop.entries
-        try:
-            while True:
-                t = clk()
-                with cond:
+        while True:
+            t = clk()
+            with cond:
+                try:
                     if self.error is not None:
                         return
                     if self.next_seq >= n_min and t >= self.deadline:
@@ -312,20 +312,22 @@ class _GroupCommit:
                             cond.wait()
                             continue
                         self._lead()
-                a = clk()
-                seqs.append(seq); lats.append(a - t); acks.append(a)
-        except BaseException as e:  # wake everybody; the trial re-raises it
-            with cond:
-                if self.error is None:
-                    self.error = e
-                cond.notify_all()
+                    a = clk()
+                    seqs.append(seq); lats.append(a - t); acks.append(a)
+                except BaseException as e:
+                    # Recorded before the lock is released, so no other writer writes, syncs or
+                    # acknowledges after a failed write or sync (a second sync of the same pages
+                    # is the retry fsyncgate forbids).  The trial re-raises it.
+                    if self.error is None:
+                        self.error = e
+                    cond.notify_all()
+                    return
 
     def _lead(self) -> None:
         """Called with the lock held; releases it while waiting and syncing."""
         cond, clk = self.cond, time.perf_counter_ns
         self.leading = True
         cond.release()
-        failed: BaseException | None = None
         try:
             if self.delay_s:
                 time.sleep(self.delay_s)
@@ -337,15 +339,8 @@ class _GroupCommit:
             except OSError as e:
                 raise _wrap_sync_error(e) from e
             e_ = clk()
-        except BaseException as e:
-            failed = e
-            raise
         finally:
-            cond.acquire()
-            # The error is recorded before anybody wakes: a follower that found no error here
-            # would lead a second sync of the same pages, the retry that fsyncgate forbids.
-            if failed is not None and self.error is None:
-                self.error = failed
+            cond.acquire()  # held from here until the writer has recorded a failure
             self.leading = False
             cond.notify_all()
         self.tl.sync_starts.append(s); self.tl.sync_ends.append(e_); self.tl.sync_hi.append(hi)

@@ -240,3 +240,35 @@ def test_group_commit_never_leads_a_second_sync_after_one_failed(disk_dir):
     finally:
         sys.setswitchinterval(old)
         path.unlink(missing_ok=True)
+
+
+def test_group_commit_writes_nothing_after_a_failed_write(disk_dir):
+    # The same rule for a failed write(): no other writer may write (and so sync and acknowledge)
+    # after it, or an acknowledged entry would sit behind a torn record the reader stops at.
+    path = disk_dir / "group-write-race.log"
+    framer = Framer(bytes(128))
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for attempt in range(1500):
+            calls = []
+
+            def writing(fd, data):  # the 40th write fails
+                calls.append(fd)
+                if len(calls) == 40:
+                    raise OSError(errno.EIO, "Input/output error")
+                return os.write(fd, data)
+
+            def slow_sync(fd):  # followers queue up behind each sync
+                time.sleep(0.0002)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                with pytest.raises(OSError, match="Input/output error"):
+                    engine.run_group(fd, slow_sync, 0, 8, framer, framer.frame_range(0, 64),
+                                     engine.Stop(entries=10**6), write=writing)
+            finally:
+                os.close(fd)
+            assert len(calls) == 40, f"attempt {attempt}: {len(calls) - 40} writes after one failed"
+    finally:
+        sys.setswitchinterval(old)
+        path.unlink(missing_ok=True)
