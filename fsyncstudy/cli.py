@@ -7,6 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .log import unwind_on_sigterm
 from .strategies import PREALLOCATIONS, SYNC_METHODS
 
 
@@ -220,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "entries", None) is None and getattr(args, "duration", None) is None and args.command == "bench" \
             and not args.preset:
         args.entries = 10000
+    unwind_on_sigterm()  # SIGTERM unwinds like Ctrl-C: trial logs are removed, a lab comes down
     try:
         return args.func(args)
     except (ValueError, OSError) as e:

@@ -168,6 +168,19 @@ def remove_stale(directory: str | os.PathLike) -> list[str]:
     return removed
 
 
+def raise_terminated(signum, frame):
+    """A SIGTERM handler that unwinds: ``finally`` blocks run, so a trial's log is removed."""
+    raise SystemExit(128 + signum)
+
+
+def unwind_on_sigterm() -> None:
+    """Make SIGTERM unwind the main thread instead of killing the process where it stands
+    (its default), unless something else already handles it."""
+    import signal
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, raise_terminated)
+
+
 class LogFile:
     """A fresh log file in a target directory, prepared for a trial and removed after it.
 

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from .strategies import StrategyError, parse
 from .targets import describe, pick_directory
 from .trial import DEFAULT_PAYLOAD_BYTES, SPACE_MARGIN_BYTES, TargetFull, TrialResult, run_trial, space_needed
-from .log import HEADER
+from .log import HEADER, remove_stale, unwind_on_sigterm
 
 #: Repeat a request's trials in alternating rounds while they fit this budget (seconds) ...
 ROUND_BUDGET_S = 1.5
@@ -97,6 +97,9 @@ class Node:
             self._dir = pick_directory(self._explicit_dir, log=self.log)
             t = describe(self._dir)
             self.log(f"writing trial logs in {self._dir} ({t.fstype}, {t.durability}: {t.reason})")
+            stale = remove_stale(self._dir)
+            if stale:
+                self.log(f"removed {len(stale)} trial log(s) left by processes that no longer run: {', '.join(stale)}")
         return self._dir
 
     # -- the loop -------------------------------------------------------------------------------
@@ -237,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = sys.stdout
     sys.stdout = sys.stderr  # only messages reach the real stdout; a stray print becomes a log line
+    unwind_on_sigterm()  # a trial cut short by SIGTERM still removes its log
     try:
         return Node(sys.stdin.buffer, out, sys.stderr, directory=args.dir).run()
     except (KeyboardInterrupt, BrokenPipeError):

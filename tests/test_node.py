@@ -181,3 +181,53 @@ def test_random_and_malformed_lines_never_kill_the_node(disk_dir, batch):
         ids.append(msg["body"]["msg_id"])
     assert ids == list(range(len(ids)))
     assert os.listdir(disk_dir) == []
+
+
+@pytest.mark.parametrize("command, strategy", [("node", "always"), ("node", "batch_5ms"), ("node", "group_0ms"),
+                                               ("bench", "always")])
+def test_sigterm_mid_trial_removes_the_log(disk_dir, command, strategy):
+    # SIGTERM's default would kill the process where it stands and leave the trial's log behind
+    import signal
+    from conftest import leftovers
+    if command == "node":
+        cmd = node_cmd("--dir", str(disk_dir))
+        lines = json.dumps(INIT) + "\n" + json.dumps(bench(2, 10**7, [strategy])) + "\n"
+    else:
+        cmd = [sys.executable, "-m", "fsyncstudy", "bench", "--strategy", strategy, "--entries", str(10**7),
+               "--dir", str(disk_dir)]
+        lines = ""
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         cwd=REPO)
+    try:
+        p.stdin.write(lines)
+        p.stdin.flush()
+        deadline = time.monotonic() + 20
+        while not leftovers(disk_dir):  # the trial's log exists: it is mid-trial
+            assert time.monotonic() < deadline and p.poll() is None, p.stderr.read() if p.poll() is not None else ""
+            time.sleep(0.02)
+        time.sleep(0.2)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 128 + signal.SIGTERM, err
+    if command == "node":
+        assert [json.loads(line)["body"]["type"] for line in out.splitlines()] == ["init_ok"]
+    assert leftovers(disk_dir) == []
+
+
+def test_the_node_removes_logs_left_by_a_process_that_no_longer_runs(disk_dir):
+    from conftest import leftovers
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    stale = disk_dir / f".fsyncstudy-{int(dead.stdout)}-0123456789ab.log"
+    stale.write_bytes(b"left by a SIGKILL")
+    mine = disk_dir / f".fsyncstudy-{os.getpid()}-0123456789ab.log"  # a live process's log is not touched
+    mine.write_bytes(b"in use")
+    err = io.StringIO()
+    Node(io.StringIO(json.dumps(INIT) + "\n" + json.dumps(bench(2, 20, ["none"])) + "\n"), io.StringIO(), err,
+         directory=disk_dir).run()
+    assert leftovers(disk_dir) == [mine.name]
+    assert stale.name in err.getvalue()
+    mine.unlink()

@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..log import raise_terminated
 from ..targets import Target, describe, mounts
 from .control import (FUSE_FSTYPE, FuseMount, LabError, daemon_alive, is_mounted, stop_daemon, unmount)
 from .loopfs import LOOP_TARGETS, LoopFS, detach, loop_devices_under
@@ -304,7 +305,7 @@ class Lab:
         if threading.current_thread() is threading.main_thread() and \
                 signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
             # SIGTERM's default kills without unwinding: make it unwind so __exit__ tears down
-            self._old_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
+            self._old_sigterm = signal.signal(signal.SIGTERM, raise_terminated)
         try:
             return self.up()
         except BaseException:
@@ -356,10 +357,6 @@ class Lab:
 
     def descriptions(self) -> dict[str, Target]:
         return {t: self.describe(t) for t in self.available()}
-
-
-def _raise_terminated(signum, frame):
-    raise SystemExit(128 + signum)
 
 
 def resolve_target(target: str | os.PathLike, lab_dir: str | os.PathLike | None = None) -> Path:
