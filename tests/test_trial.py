@@ -1,4 +1,5 @@
 """The engine through run_trial, on real files on the repository's disk."""
+import contextlib
 import errno
 import os
 import sys
@@ -211,16 +212,35 @@ def test_on_timeline_sees_the_raw_timeline(disk_dir):
     assert tl.entries == 30 == r.entries and len(tl.sync_ends) == 30
 
 
-def test_group_commit_never_leads_a_second_sync_after_one_failed(disk_dir):
-    # A leader whose sync fails must record the failure before it wakes the followers;
-    # otherwise a follower becomes leader and syncs the same pages again (the fsyncgate retry).
-    # The race is narrow: it is run many times, with many writers and the interpreter
-    # switching threads as often as it can.
-    path = disk_dir / "group-race.log"
-    framer = Framer(bytes(128))
+@contextlib.contextmanager
+def switching_threads_often():
+    """The races below are narrow: let the interpreter switch threads as often as it can."""
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
+def group_commit_until_it_fails(path, sync, write=None) -> OSError:
+    """One group commit run with 8 writers on a fresh file, which ``sync`` or ``write`` ends by failing."""
+    framer = Framer(bytes(128))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        with pytest.raises(OSError) as e:
+            engine.run_group(fd, sync, 0, 8, framer, framer.frame_range(0, 64), engine.Stop(entries=10**6),
+                             write=write)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return e.value
+
+
+def test_group_commit_never_leads_a_second_sync_after_one_failed(disk_dir):
+    # A failed sync must be recorded before the followers wake; otherwise one of them becomes
+    # leader and syncs the same pages again (the fsyncgate retry).
+    with switching_threads_often():
         for attempt in range(1500):
             calls = []
 
@@ -229,27 +249,15 @@ def test_group_commit_never_leads_a_second_sync_after_one_failed(disk_dir):
                 time.sleep(0.0002)
                 if len(calls) >= 5:
                     raise OSError(errno.EIO, "Input/output error")
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                with pytest.raises(SyncFailed, match="not retrying"):
-                    engine.run_group(fd, failing, 0, 8, framer, framer.frame_range(0, 64),
-                                     engine.Stop(entries=10**6))
-            finally:
-                os.close(fd)
+            err = group_commit_until_it_fails(disk_dir / "group-race.log", failing)
+            assert isinstance(err, SyncFailed) and "not retrying" in str(err)
             assert len(calls) == 5, f"attempt {attempt}: {len(calls) - 5} more syncs after the first one failed"
-    finally:
-        sys.setswitchinterval(old)
-        path.unlink(missing_ok=True)
 
 
 def test_group_commit_writes_nothing_after_a_failed_write(disk_dir):
     # The same rule for a failed write(): no other writer may write (and so sync and acknowledge)
     # after it, or an acknowledged entry would sit behind a torn record the reader stops at.
-    path = disk_dir / "group-write-race.log"
-    framer = Framer(bytes(128))
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
+    with switching_threads_often():
         for attempt in range(1500):
             calls = []
 
@@ -261,14 +269,6 @@ def test_group_commit_writes_nothing_after_a_failed_write(disk_dir):
 
             def slow_sync(fd):  # followers queue up behind each sync
                 time.sleep(0.0002)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                with pytest.raises(OSError, match="Input/output error"):
-                    engine.run_group(fd, slow_sync, 0, 8, framer, framer.frame_range(0, 64),
-                                     engine.Stop(entries=10**6), write=writing)
-            finally:
-                os.close(fd)
+            err = group_commit_until_it_fails(disk_dir / "group-write-race.log", slow_sync, writing)
+            assert err.errno == errno.EIO and not isinstance(err, SyncFailed)
             assert len(calls) == 40, f"attempt {attempt}: {len(calls) - 40} writes after one failed"
-    finally:
-        sys.setswitchinterval(old)
-        path.unlink(missing_ok=True)
