@@ -159,7 +159,8 @@ def register(subparsers) -> None:
                                      "hdd-emulated,ssd-emulated")
     p.add_argument("--size-mib", type=int, default=512, help="size of each loop image (sparse; default 512)")
     p.add_argument("--json", action="store_true")
-    add("down", cmd_down, "unmount and remove the lab (images, mounts, daemons), also what a crashed run left behind; daemon logs stay in logs/")
+    add("down", cmd_down, "unmount and remove the lab (images, mounts, daemons), also what a crashed run "
+                          "left behind; daemon logs stay in logs/")
     p = add("status", cmd_status, "what is up, and each FUSE target's faults and counters")
     p.add_argument("--json", action="store_true")
     p = add("check", cmd_check, "what this machine lacks for each target, without building anything")
