@@ -27,7 +27,6 @@ import random
 import select
 import signal
 import struct
-import sys
 import time
 from bisect import bisect_right
 from dataclasses import asdict, dataclass, field, fields
@@ -36,7 +35,7 @@ from pathlib import Path
 from . import engine
 from .log import Framer, LogFile, remove_stale, scan
 from .strategies import parse
-from .sweep import TrialLog, environment, read_rows, write_json_durably
+from .sweep import TrialLog, appending, environment, read_rows, write_json_durably
 from .targets import describe, pick_directory
 from .trial import payload_for
 
@@ -363,17 +362,10 @@ def run_crash(out: str | os.PathLike, kinds=("power", "process"), profile: str =
         done = {(r["kind"], r["strategy"], int(r["cut"])) for r in read_rows(path)}
     todo = [p for p in todo_all if p not in done]
     summary = CrashSummary(out=out, planned=len(todo_all), skipped=len(done), ran=0, errors=0)
-    bar = None
-    if progress and todo:
-        from tqdm.auto import tqdm
-        tqdm.monitor_interval = 0  # no monitor thread: we fork
-        bar = tqdm(total=len(todo), desc="crash cuts", unit="cut", file=sys.stderr)
     log = TrialLog(path, COLUMNS)
-    start = time.monotonic()
-    try:
+    with appending(log, summary, len(todo), "crash cuts", "cut", progress) as bar:
         for kind, strategy, k in todo:
-            if bar is not None:
-                bar.set_postfix_str(f"{kind} {strategy}")
+            bar.set_postfix_str(f"{kind} {strategy}")
             try:
                 res = one_cut(cutters[kind], strategy, k, seed)
             except (OSError, RuntimeError) as e:
@@ -390,15 +382,7 @@ def run_crash(out: str | os.PathLike, kinds=("power", "process"), profile: str =
             if res.lost_acked and parse(strategy).acks_durable:
                 summary.lost_by_durable.append(f"{kind} cut {k} of {strategy}: {res.lost_acked} acknowledged "
                                                f"entries lost (acked {res.acked}, recovered {res.recovered})")
-            if bar is not None:
-                bar.update(1)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    finally:
-        log.close()
-        if bar is not None:
-            bar.close()
-        summary.elapsed_s = time.monotonic() - start
+            bar.update(1)
     if summary.interrupted:
         raise KeyboardInterrupt(f"interrupted after {summary.ran} cuts; {path} keeps every finished one and the "
                                 "same command resumes")

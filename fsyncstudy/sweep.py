@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -289,6 +290,39 @@ def read_rows(path: Path) -> list[dict]:
 
 # -- the sweep --------------------------------------------------------------------------------------
 
+class _NoBar:
+    """Stands in for the progress bar when there is none."""
+
+    def set_postfix_str(self, s: str) -> None: ...
+    def update(self, n: int = 1) -> None: ...
+    def close(self) -> None: ...
+
+
+@contextmanager
+def appending(log: TrialLog, summary, total: int, desc: str, unit: str, progress: bool):
+    """The loop that fills a durable table, as the sweep and the crash experiment run it.
+
+    Yields the progress bar (one that does nothing without ``progress``).  Ctrl-C ends the
+    loop and sets ``summary.interrupted``; whatever happens the table and the bar are closed
+    and ``summary.elapsed_s`` is set.
+    """
+    if progress and total:
+        from tqdm.auto import tqdm
+        tqdm.monitor_interval = 0  # no monitor thread: the crash experiment forks
+        bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
+    else:
+        bar = _NoBar()
+    start = time.monotonic()
+    try:
+        yield bar
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        log.close()
+        bar.close()
+        summary.elapsed_s = time.monotonic() - start
+
+
 @dataclass
 class SweepSummary:
     out: Path
@@ -382,31 +416,17 @@ def run_sweep(out: str | os.PathLike, profile: str | Profile = "quick", targets:
     for d, t in descriptions.items():
         if t.durability == "volatile":
             summary.notes.append(f"{d} is {t.fstype}: {t.reason} (kept as the volatile reference)")
-    bar = None
-    if progress and todo:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(todo), desc=f"{prof.name} study", unit="trial", file=sys.stderr)
     log = TrialLog(trials_path)
-    start = time.monotonic()
-    try:
+    with appending(log, summary, len(todo), f"{prof.name} study", "trial", progress) as bar:
         for p in todo:
             if limit is not None and summary.ran >= limit:
                 break
-            if bar is not None:
-                bar.set_postfix_str(f"round {p.round}: {p.config.label} on {Path(p.target).name or p.target}")
+            bar.set_postfix_str(f"round {p.round}: {p.config.label} on {Path(p.target).name or p.target}")
             row = _run_planned(p, prof, descriptions[p.target])
             log.append(row)
             summary.ran += 1
             summary.failed += row["status"] != "ok"
-            if bar is not None:
-                bar.update(1)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    finally:
-        log.close()
-        if bar is not None:
-            bar.close()
-        summary.elapsed_s = time.monotonic() - start
+            bar.update(1)
     meta_now = json.loads(meta_path.read_text())
     meta_now.setdefault("runs", []).append({
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ran": summary.ran,

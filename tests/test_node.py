@@ -2,6 +2,7 @@
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
 from fsyncstudy.node import Node
-from conftest import REPO
+from conftest import REPO, leftovers
 
 INIT = {"src": "c0", "dest": "n1", "body": {"type": "init", "msg_id": 1, "node_id": "n1", "node_ids": ["n1"]}}
 INIT_OK = '{"src": "n1", "dest": "c0", "body": {"type": "init_ok", "in_reply_to": 1, "msg_id": 0}}'
@@ -189,8 +190,6 @@ def test_random_and_malformed_lines_never_kill_the_node(disk_dir, batch):
                                                ("bench", "always")])
 def test_sigterm_mid_trial_removes_the_log(disk_dir, command, strategy):
     # SIGTERM's default would kill the process where it stands and leave the trial's log behind
-    import signal
-    from conftest import leftovers
     if command == "node":
         cmd = node_cmd("--dir", str(disk_dir))
         lines = json.dumps(INIT) + "\n" + json.dumps(bench(2, 10**7, [strategy])) + "\n"
@@ -220,7 +219,6 @@ def test_sigterm_mid_trial_removes_the_log(disk_dir, command, strategy):
 
 
 def test_the_node_removes_logs_left_by_a_process_that_no_longer_runs(disk_dir):
-    from conftest import leftovers
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
     stale = disk_dir / f".fsyncstudy-{int(dead.stdout)}-0123456789ab.log"
