@@ -25,7 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fsyncstudy.log import Framer  # noqa: E402
-from fsyncstudy.targets import describe, pick_directory  # noqa: E402
+from fsyncstudy.places import pick_directory  # noqa: E402
+from fsyncstudy.targets import describe  # noqa: E402
 from fsyncstudy.trial import payload_for, run_trial  # noqa: E402
 
 

@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fsyncstudy.peers import PG_BLOCK_BYTES, PG_FILE_BYTES, PG_TRIAL  # noqa: E402
 from fsyncstudy.peertools import find_pg_test_fsync, run_pg_test_fsync  # noqa: E402
-from fsyncstudy.targets import describe, pick_directory  # noqa: E402
+from fsyncstudy.places import pick_directory  # noqa: E402
+from fsyncstudy.targets import describe  # noqa: E402
 from fsyncstudy.trial import run_trial  # noqa: E402
 
 

@@ -1,8 +1,28 @@
 """fsyncstudy: how much durability each fsync strategy costs, on your storage, and how sure we are.
 
-The import is light on purpose (standard library only): the protocol node starts
-from here.  pandas, scipy and seaborn come in with ``fsyncstudy.sweep``,
-``fsyncstudy.stats`` and ``fsyncstudy.plots``.
+The package is built in layers; a module imports only from its own layer or the layers
+above it in this list (``tests/test_layering.py`` reads every import, those inside
+functions too, and fails on a cycle or an import that goes the other way):
+
+1. ``strategies`` ``measures`` ``intervals``: the strategy table; percentiles and exposures; t intervals
+2. ``log``: record framing, the log file, the reader
+3. ``engine``: the writer loops, and ``engine.run``, the one dispatch from a strategy to its loop
+4. ``targets``: what a directory is stored on, and whether a sync there is durable
+5. ``lab``: loop filesystems, the power-cut FUSE filesystem, fault injection (optional, root)
+6. ``places``: a path or ``lab:`` name to a directory; the default targets
+7. ``trial``: one measured run, ``run_trial`` -> ``TrialResult``; the node's rounds
+8. ``fsyncstudy`` itself (this file: the names most users need)
+9. ``dataset``: environment metadata, durable tables, the lock, ``open_or_resume``, typed loading
+10. ``sweep`` ``crash`` ``peertools`` ``peers`` ``pgtest`` ``etcd``: measurements that fill datasets
+11. ``stats``: intervals and effect sizes over trials (pandas, scipy)
+12. ``analysis``: the tables the notebooks show (frames in, tables out)
+13. ``plots``: every figure
+14. ``study``: the profiles and the ``make report`` pipeline; the datasets notebooks open
+15. ``report``: notebooks executed and rendered to HTML
+16. ``cli`` ``node`` ``__main__``: the shells (commands and their formatting; the protocol node)
+
+Layers 1-8 are the standard library only: the protocol node starts from them.  pandas,
+scipy and seaborn come in with ``stats``, ``analysis`` and ``plots``.
 """
 from .log import LogScan, read_log
 from .strategies import Strategy, StrategyError, parse

@@ -1,66 +1,42 @@
-"""Tables the notebooks show, computed from a dataset: the shapes between statistics and figures.
+"""Tables the notebooks show, computed from a dataset's frames: the shapes between statistics
+and figures.  Pure: frames (and meta dicts) in, tables out; nothing here measures or reads files.
 
 The notebooks call these and stay short; anything a notebook would compute twice lives here.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from . import stats
+from . import intervals, stats
+from .peers import pair_verdict
 from .strategies import parse
-from .sweep import REPO, default_out, machine_tag, run_sweep
 
 BASELINE = "always/w1/append/fdatasync"
 TASK = ["always/w1/append/fdatasync", "batch_10ms/w1/append/fdatasync", "none/w1/append/fdatasync"]
 
 
-def _existing(path: str | os.PathLike, marker: str, how: str) -> Path:
-    """``path`` (relative paths also from the repository) if it holds a dataset with ``marker``, else a clear error."""
-    p = Path(path)
-    if not p.is_absolute() and not p.exists():
-        p = REPO / p
-    if (p / marker).exists():
-        return p
-    raise FileNotFoundError(f"{p} holds no dataset (no {marker}); make one with `{how}`")
-
-
-def dataset(path: str | os.PathLike | None = None, profile: str = "quick", targets: list[str] | None = None,
-            seed: int = 0, progress: bool = True) -> Path:
-    """The dataset to analyse: ``path`` if it holds one, else a fresh (resumable) sweep.
-
-    A fresh sweep goes to ``build/<profile>-<host>-<boot>`` so that notebooks run one
-    after another share it instead of measuring three times.
-    """
-    if path is not None:
-        return _existing(path, "trials.csv", f"python -m fsyncstudy sweep --out {path}")
-    out = default_out(profile, REPO / "build")
-    run_sweep(out, profile=profile, targets=targets, seed=seed, progress=progress)
-    return out
-
-
 def machine_table(meta: dict) -> pd.DataFrame:
-    env = meta["environment"]
+    """Where and how a sweep dataset was measured, as a two-column table."""
+    env, plan = meta["environment"], meta["plan"]
     rows = [("host", env["host"]), ("kernel", env["kernel"]), ("CPU", f"{env['cpu']} ({env['cores']} cores)"),
             ("memory", f"{(env.get('memory_bytes') or 0) / 2**30:.0f} GiB"), ("Python", env["versions"]["python"]),
             ("fsyncstudy", f"{env['versions']['fsyncstudy']} (git {str(env['git']['commit'])[:10]}"
                            f"{', uncommitted changes' if env['git']['dirty'] else ''})"),
-            ("profile", f"{meta['profile']['name']}: {meta['profile']['trials']} trials per configuration after "
-                        f"{meta['profile']['warmup_rounds']} discarded warm-up round, seed {meta['seed']}"),
-            ("trial length", meta["trial_rule"]), ("measured", meta.get("created_at", "?"))]
+            ("profile", f"{plan['profile']['name']}: {plan['profile']['trials']} trials per configuration after "
+                        f"{plan['profile']['warmup_rounds']} discarded warm-up round, seed {plan['seed']}"),
+            ("trial length", meta["notes"].get("trial_rule", "")), ("measured", meta["created_at"])]
     return pd.DataFrame(rows, columns=["", "value"]).set_index("")
 
 
 def targets_table(meta: dict) -> pd.DataFrame:
+    """Every target of a dataset with its filesystem, device and durability verdict; skipped ones too."""
     rows = []
-    for path, t in meta["target_descriptions"].items():
+    for path, t in meta["environment"]["targets"].items():
         rows.append({"target": t.get("label") or path, "directory": path, "filesystem": t["fstype"],
                      "device": t.get("block_device") or t["source"], "rotational": t.get("rotational"),
                      "write cache": t.get("write_cache"), "verdict": t["durability"], "why": t["reason"]})
-    for name, reason in (meta.get("skipped_targets") or {}).items():
+    for name, reason in (meta["notes"].get("skipped_targets") or {}).items():
         rows.append({"target": name, "directory": "", "filesystem": "", "device": "", "rotational": None,
                      "write cache": None, "verdict": "skipped", "why": reason})
     return pd.DataFrame(rows)
@@ -158,47 +134,6 @@ def ratio_text(est: float, low: float, high: float) -> str:
 
 # -- crash experiments ------------------------------------------------------------------------------
 
-def crash_dataset(path: str | os.PathLike | None = None, profile: str = "quick", seed: int = 0,
-                  progress: bool = True, log=print) -> Path:
-    """A crash dataset: ``path`` if it holds one, else a fresh (resumable) experiment in build/.
-
-    The power kind needs the storage lab's power-cut filesystem; it is brought up for the
-    experiment and torn down after.  Where the machine cannot (not root, no /dev/fuse, no
-    libfuse), only the process kind runs, and ``meta.json`` says why.
-    """
-    from .crash import run_crash
-
-    if path is not None:
-        return _existing(path, "cuts.csv", f"python -m fsyncstudy crash --out {path}")
-    skipped = {}
-    try:
-        from .lab import Lab
-        lab = Lab(REPO / "build" / "lab", targets=["powercut"])
-    except ImportError as e:
-        lab, skipped["power"] = None, f"the storage lab cannot be imported: {e}"
-    if lab is not None:
-        from .lab import LabError
-        try:
-            with lab:
-                if "lab:powercut" in lab.available():
-                    out = default_crash_out(profile, ("power", "process"), REPO / "build")
-                    run_crash(out, kinds=("power", "process"), profile=profile, seed=seed, progress=progress,
-                              lab_dir=lab.lab_dir)
-                    return out
-                skipped["power"] = lab.skipped().get("lab:powercut", "lab:powercut is not available")
-        except LabError as e:  # e.g. the remains of a crashed run in build/lab: say so, go on without
-            skipped["power"] = str(e)
-    log(f"power cuts skipped: {skipped['power']}; running process crashes only")
-    out = default_crash_out(profile, ("process",), REPO / "build")
-    run_crash(out, kinds=("process",), profile=profile, seed=seed, progress=progress, note=skipped)
-    return out
-
-
-def default_crash_out(profile: str, kinds, parent: Path) -> Path:
-    """<parent>/crash-<profile>-<kinds>-<host>-<boot>: a new machine, boot or set of kinds starts a new dataset."""
-    return parent / f"crash-{profile}-{'+'.join(kinds)}-{machine_tag()}"
-
-
 def loss_windows(cuts: pd.DataFrame) -> pd.DataFrame:
     """Each cut's measured loss window: the age of its oldest lost acknowledgement (0 if nothing was lost)."""
     c = cuts[cuts["error"] == ""].copy()
@@ -227,20 +162,6 @@ def crash_table(cuts: pd.DataFrame, seed: int = 0, n_boot: int = stats.N_BOOT) -
     return out
 
 
-# -- the peers --------------------------------------------------------------------------------------
-
-def peers_dataset(path: str | os.PathLike | None = None, rounds: int = 3, peers=("fio",), secs_per_test: int = 1,
-                  parent: Path | None = None, log=None) -> Path:
-    """A comparison dataset: ``path`` if it holds one, else a fresh (resumable) comparison on the default targets."""
-    from .peers import run_comparison
-
-    if path is not None:
-        return _existing(path, "rounds.csv", "python -m fsyncstudy report")
-    out = (parent or REPO / "build") / f"peers-{'+'.join(peers)}-r{rounds}-{machine_tag()}"
-    run_comparison(out, rounds=rounds, peers=peers, secs_per_test=secs_per_test, log=log)
-    return out
-
-
 def prealloc_table(df: pd.DataFrame, seed: int = 0, n_boot: int = stats.N_BOOT) -> pd.DataFrame:
     """What preallocation buys: each preallocated configuration's mean ops/sec over the same strategy
     appending, on the same target, as a ratio with its bootstrap interval."""
@@ -251,11 +172,53 @@ def prealloc_table(df: pd.DataFrame, seed: int = 0, n_boot: int = stats.N_BOOT) 
         base = df[(df["target"] == target) & (df["config"] == f"{strategy}/{writers}/append/{method}")]
         if base.empty:
             continue
-        est, lo, hi = stats.ratio_ci(g["ops_per_sec"].to_numpy(float), base["ops_per_sec"].to_numpy(float),
+        est, lo, hi = stats.ratio_of_means_ci(g["ops_per_sec"].to_numpy(float), base["ops_per_sec"].to_numpy(float),
                                      seed=seed, n_boot=n_boot)
         rows.append({"target": target, "target_label": g["target_label"].iloc[0],
                      "target_durability": g["target_durability"].iloc[0], "strategy": strategy,
                      "prealloc": prealloc, "ops_per_sec": g["ops_per_sec"].mean(),
                      "append_ops_per_sec": base["ops_per_sec"].mean(), "ratio": est, "ratio_low": lo,
                      "ratio_high": hi, "n": len(g), "ci_method": stats.RATIO_METHOD})
+    return pd.DataFrame(rows)
+
+
+def none_vs_batch(df: pd.DataFrame, ops: pd.DataFrame, seed: int = 0, n_boot: int = stats.N_BOOT) -> pd.DataFrame:
+    """Per target: none's mean ops/sec over batch_10ms's (ratio of means with its bootstrap interval), and
+    which way it went: 'none faster', 'batch_10ms faster' or 'no significant difference'."""
+    rows = []
+    for target, g in ops.groupby("target", sort=False):
+        pick = df["target"] == target
+        est, lo, hi = stats.ratio_of_means_ci(df.loc[pick & (df["config"] == TASK[2]), "ops_per_sec"],
+                                              df.loc[pick & (df["config"] == TASK[1]), "ops_per_sec"],
+                                              seed=seed, n_boot=n_boot)
+        verdict = "none faster" if lo > 1 else "batch_10ms faster" if hi < 1 else "no significant difference"
+        rows.append({"target": g["target_label"].iloc[0], "none / batch_10ms": est, "95% CI low": lo,
+                     "95% CI high": hi, "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+# -- the peers --------------------------------------------------------------------------------------
+
+def peers_summary(df: pd.DataFrame, durability: dict[str, str] | None = None) -> pd.DataFrame:
+    """Per target and pair: the ratio ours/peer (geometric mean of per-round ratios, 95% t interval
+    of the log ratios), both sides' mean ops/sec with intervals, mean p50/p99 over rounds, the
+    pair's verdict against its aim (``peers.pair_verdict``) and, for pg_test_fsync's pairs, the half
+    width of its interval relative to its mean.  ``durability``: {target: verdict}, carried along."""
+    rows = []
+    for (target, pair), g in df.groupby(["target", "pair"], sort=False):
+        ours = g[g["side"] == "ours"].sort_values("round")
+        peer = g[g["side"] == "peer"].sort_values("round")
+        r = intervals.paired_ratio_ci(list(ours["ops_per_sec"]), list(peer["ops_per_sec"]))
+        o, p = intervals.mean_ci(ours["ops_per_sec"]), intervals.mean_ci(peer["ops_per_sec"])
+        rows.append({"target": target, "target_label": g["target_label"].iloc[0],
+                     "target_durability": (durability or {}).get(target, ""), "pair": pair,
+                     "peer": g["peer"].iloc[0], "peer_test": peer["config"].iloc[0], "ours": ours["config"].iloc[0],
+                     "rounds": len(ours), "ratio": r.mean, "ratio_low": r.low, "ratio_high": r.high,
+                     "ours_ops": o.mean, "ours_low": o.low, "ours_high": o.high,
+                     "peer_ops": p.mean, "peer_low": p.low, "peer_high": p.high,
+                     "peer_half_width": (p.high - p.mean) / p.mean if p.low is not None and p.mean else np.nan,
+                     "ours_p50_us": ours["p50_us"].mean(), "ours_p99_us": ours["p99_us"].mean(),
+                     "peer_p50_us": peer["p50_us"].mean(), "peer_p99_us": peer["p99_us"].mean(),
+                     "aim": g["aim"].iloc[0], "verdict": pair_verdict(pair, g["peer"].iloc[0], r, o, p),
+                     "ci_method": intervals.RATIO_METHOD})
     return pd.DataFrame(rows)

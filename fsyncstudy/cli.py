@@ -1,4 +1,9 @@
-"""The command line: ``python -m fsyncstudy <command>``.  A thin shell over the library."""
+"""The command line: ``python -m fsyncstudy <command>``.  A thin shell over the library: each
+command runs or loads, calls the library, and formats; every text formatter is here.
+
+Imports of pandas, papermill and the lab stay inside the commands that need them, so a
+command starts without them.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,8 +12,17 @@ import sys
 import warnings
 from pathlib import Path
 
+from . import study
+from .etcd import ETCD_P99_LIMIT_MS, run_etcd_preset
+from .intervals import Estimate
 from .log import unwind_on_sigterm
+from .peers import compare
+from .peertools import PG_SECTIONS, PeerFailed, PeerMissing
+from .pgtest import SECTION_NOTES, PgTestReport, run_suite
+from .places import DATA, pick_directory
 from .strategies import PREALLOCATIONS, SYNC_METHODS
+from .targets import describe, device, discover, one_line
+from .trial import run_trial
 
 
 def _fmt(v, nd: int = 1) -> str:
@@ -25,14 +39,14 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+def say(m: str) -> None:
+    print(m, file=sys.stderr)
+
+
 def cmd_bench(args) -> int:
     if args.preset:
-        from .etcd import cmd_bench_preset
         return cmd_bench_preset(args)
-    from .targets import describe, pick_directory
-    from .trial import run_trial
-
-    directory = pick_directory(args.dir, log=lambda m: print(m, file=sys.stderr))
+    directory = pick_directory(args.dir, log=say)
     target = describe(directory)
     if target.durability == "volatile":
         print(f"warning: {directory} is {target.fstype}: {target.reason}", file=sys.stderr)
@@ -47,8 +61,7 @@ def cmd_bench(args) -> int:
         json.dump([r.as_dict() for r in results], sys.stdout, indent=2)
         print()
         return 0
-    print(f"target: {target.path} ({target.fstype} on {target.block_device or target.source}), "
-          f"{target.durability}: {target.reason}")
+    print(f"target: {one_line(target)}")
     print(f"sync method {args.sync_method}, preallocation {args.prealloc}, payload {args.payload_bytes} B, "
           f"one trial per strategy (the sweep repeats trials and gives confidence intervals)\n")
     rows = [[r.strategy, _fmt(r.ops_per_sec, 0), _fmt(r.entries), _fmt(r.elapsed_s, 3), _fmt(r.syncs),
@@ -66,14 +79,12 @@ def cmd_bench(args) -> int:
 
 
 def cmd_devices(args) -> int:
-    from .targets import discover
-
     targets = discover()
     if args.json:
         json.dump([t.as_dict() for t in targets], sys.stdout, indent=2)
         print()
         return 0
-    rows = [[t.mount_point, t.fstype, t.block_device or t.source, _fmt(t.rotational), t.write_cache or "-",
+    rows = [[t.mount_point, t.fstype, device(t), _fmt(t.rotational), t.write_cache or "-",
              t.model or "-", _fmt(t.free_bytes / 2**30 if t.free_bytes is not None else None), t.durability]
             for t in targets]
     print(table(rows, ["mount point", "fs", "device", "rotational", "write cache", "model", "free GiB", "verdict"]))
@@ -83,12 +94,13 @@ def cmd_devices(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import default_out, run_sweep
+    from .sweep import run_sweep
 
-    out = args.out or default_out(args.profile)
-    print(f"study: {args.profile} profile into {out}", file=sys.stderr)
+    out = args.out or study.sweep_out(args.profile)
+    say(f"study: {args.profile} profile into {out}")
     try:
-        s = run_sweep(out, profile=args.profile, targets=args.target, seed=args.seed, progress=not args.quiet)
+        s = run_sweep(out, profile=study.profile(args.profile).sweep, targets=args.target, seed=args.seed,
+                      progress=not args.quiet)
     except KeyboardInterrupt as e:
         print(f"\n{e.args[0] if e.args else 'interrupted'}", file=sys.stderr)
         return 130
@@ -100,33 +112,29 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import build_report, run_study
+    from .report import build_report
 
-    log = lambda m: print(m, file=sys.stderr)
     if args.dataset:
         dataset, crash, peers = args.dataset, args.crash_dataset, args.peers_dataset  # measure nothing
     else:
         try:
-            dataset, crash, peers = run_study(args.profile, targets=args.target, use_lab=not args.no_lab, seed=args.seed,
-                                       progress=not args.quiet, log=log)
+            dataset, crash, peers = study.run_study(args.profile, targets=args.target, use_lab=not args.no_lab,
+                                                    seed=args.seed, progress=not args.quiet, log=say)
         except KeyboardInterrupt as e:
-            log(f"\n{e.args[0] if e.args else 'interrupted'}")
+            say(f"\n{e.args[0] if e.args else 'interrupted'}")
             return 130
-    index = build_report(dataset, out_dir=args.out, crash_dataset=crash, peers_dataset=peers, seed=args.seed, log=log)
+    index = build_report(dataset, out_dir=args.out, crash_dataset=crash, peers_dataset=peers, seed=args.seed, log=say)
     print(f"report: {index.resolve()}")
     return 0
 
 
 def cmd_crash(args) -> int:
-
-    from .analysis import default_crash_out
     from .crash import load, run_crash
-    from .sweep import DATA
 
-    kinds = tuple(args.kind or ["power", "process"])
-    out = Path(args.out) if args.out else default_crash_out(args.profile, kinds, DATA)
+    kinds = tuple(dict.fromkeys(args.kind or ["power", "process"]))
+    out = Path(args.out) if args.out else study.crash_out(args.profile, kinds, DATA)
     try:
-        s = run_crash(out, kinds=kinds, profile=args.profile,
+        s = run_crash(out, study.profile(args.profile).crash, kinds=kinds,
                       strategies=args.strategy, cuts=args.cuts, seed=args.seed, directory=args.dir,
                       progress=not args.quiet and not args.json)
     except KeyboardInterrupt as e:
@@ -137,18 +145,180 @@ def cmd_crash(args) -> int:
         json.dump({"dataset": str(out), "cuts": json.loads(df.to_json(orient="records"))}, sys.stdout, indent=1)
         print()
     else:
-        g = df.groupby(["kind", "strategy"], sort=False)
-        rows = [[kind, strat, _fmt(len(x)), _fmt(int(x["acked"].sum())), _fmt(int(x["lost_acked"].sum())),
-                 _fmt(int((x["lost_acked"] > 0).sum())), _fmt(x["oldest_lost_age_ms"].median(), 2),
-                 _fmt(x["oldest_lost_age_ms"].max(), 2), _fmt(int(x["torn"].sum())), _fmt(int(x["corrupt"].sum())),
-                 _fmt(int((x["error"] != "").sum()))]
-                for (kind, strat), x in g]
+        rows = []
+        for (kind, strat), g in df.groupby(["kind", "strategy"], sort=False):
+            x = g[g["error"] == ""]  # a cut that failed was cut again: its row is history
+            rows.append([kind, strat, _fmt(len(x)), _fmt(int(x["acked"].sum())), _fmt(int(x["lost_acked"].sum())),
+                         _fmt(int((x["lost_acked"] > 0).sum())), _fmt(x["oldest_lost_age_ms"].median(), 2),
+                         _fmt(x["oldest_lost_age_ms"].max(), 2), _fmt(int(x["torn"].sum())),
+                         _fmt(int(x["corrupt"].sum())), _fmt(int((g["error"] != "").sum()))])
         print(table(rows, ["kind", "strategy", "cuts", "acked", "acked lost", "cuts losing", "loss window p50 ms",
                            "max ms", "torn", "corrupt", "errors"]))
+        print("(errors: cuts that failed, run again on resume; they count in no other column)")
         print(f"\n{s.ran} cuts run, {s.skipped} already done, in {s.elapsed_s:.0f} s: {out / 'cuts.csv'}")
     for line in s.lost_by_durable:
-        print(f"BUG: {line}", file=sys.stderr)
+        say(f"BUG: {line}")
     return 1 if s.lost_by_durable else 0
+
+
+def cmd_upgrade(args) -> int:
+    for d in args.dataset:
+        meta = study.upgrade(d)
+        print(f"{d}: meta.json rewritten as a format-{meta['format']} {meta['kind']} dataset (rows untouched)")
+    return 0
+
+
+# -- bench --preset etcd ----------------------------------------------------------------------------
+
+def cmd_bench_preset(args) -> int:
+    """``bench --preset etcd``: called by the bench command."""
+    fixed = [flag for flag, given in (("--strategy", args.strategy), ("--entries", args.entries),
+                                      ("--duration", args.duration), ("--writers", args.writers != 1),
+                                      ("--payload-bytes", args.payload_bytes != 128),
+                                      ("--sync-method", args.sync_method != "fdatasync"),
+                                      ("--prealloc", args.prealloc != "append")) if given]
+    if fixed:
+        raise ValueError(f"--preset {args.preset} fixes the workload; drop {', '.join(fixed)}")
+    directory = pick_directory(args.dir, log=say)
+    target = describe(directory)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r, doc = run_etcd_preset(directory, target)
+    if args.json:
+        json.dump(doc, sys.stdout, indent=2)
+        print()
+        return 0
+    job = doc["jobs"][0]
+    p99_ms = doc["fsyncstudy"]["sync_p99_ms"]
+    print(f"target: {one_line(target)}")
+    print(f"etcd preset: {r.entries} sequential writes of {r.record_bytes} bytes ({r.bytes_written / 2**20:.1f} MiB), "
+          f"fdatasync after each, file preallocated (fallocate), as\n"
+          f"  fio --rw=write --ioengine=sync --fdatasync=1 --size=22m --bs=2300\n")
+    pct = job["sync"]["lat_ns"].get("percentile", {})
+    print("  fdatasync percentiles (usec): " + ", ".join(
+        f"{float(k):g}th=[{v / 1e3:,.0f}]" for k, v in pct.items() if float(k) in (50, 90, 99, 99.9)))
+    print(f"  {r.ops_per_sec:,.0f} ops/sec (write + fdatasync), sync p50 {r.sync_latency_us_p50:,.0f} us, "
+          f"p99 {r.sync_latency_us_p99:,.0f} us, max {r.sync_latency_us_max:,.0f} us\n")
+    ok = doc["fsyncstudy"]["passes"]
+    print(f"p99 fdatasync {p99_ms:.3f} ms: {'PASS' if ok else 'FAIL'} against etcd's guidance "
+          f"(wal_fsync_duration_seconds p99 < {ETCD_P99_LIMIT_MS:g} ms; OpenShift's etcd-perf uses 20 ms)")
+    print(f"one trial: its p99 rests on about {max(1, r.syncs // 100)} tail samples; "
+          "repeat it (or use the sweep) for an interval")
+    return 0
+
+
+# -- compare and pgtest -----------------------------------------------------------------------------
+
+def _num(v, nd: int = 0) -> str:
+    return "-" if v is None else f"{v:,.{nd}f}"
+
+
+def _ci(e: Estimate, nd: int = 0) -> str:
+    if e.mean is None:
+        return "-"
+    if e.low is None:
+        return _num(e.mean, nd)
+    return f"{_num(e.mean, nd)} [{_num(e.low, nd)}, {_num(e.high, nd)}]"
+
+
+def format_pairs(results) -> str:
+    """``compare``'s table: one row per pair, then each pair's definition and notes."""
+    rows = []
+    for pr in results:
+        s = pr.summary()
+        nd = 1 if pr.latency == "write" else 0
+        rows.append([pr.pair, _ci(pr.ratio(), 3), _ci(pr.ours_ops()), _ci(pr.peer_ops()), pr.latency,
+                     f"{_num(s['ours_p50_us'], nd)} / {_num(s['peer_p50_us'], nd)}",
+                     f"{_num(s['ours_p99_us'], nd)} / {_num(s['peer_p99_us'], nd)}", pr.verdict() or "-"])
+    out = [table(rows, ["pair", "ours/peer ratio [95% CI]", "ours ops/sec [95% CI]", "peer ops/sec [95% CI]",
+                        "latency", "p50 us ours / peer", "p99 us ours / peer", "aim"])]
+    out.append("")
+    for pr in results:
+        size = f"{pr.entries:,} writes" + (f" (~{pr.seconds:g} s)" if pr.seconds else "")
+        out.append(f"{pr.pair}: {pr.peer_test}  vs  {pr.ours}; {pr.block_bytes} B per write, {size} per side "
+                   f"and round; aim: {pr.aim or 'none (for reference)'}")
+        for n in pr.notes:
+            out.append(f"    note: {n}")
+    return "\n".join(out)
+
+
+def cmd_compare(args) -> int:
+    peers = [p for group in (args.peers or ["fio,pg_test_fsync"]) for p in group.split(",") if p]
+    directory = pick_directory(args.target, log=say)
+    try:
+        results = compare(directory, rounds=args.rounds, peers=peers, prealloc=args.prealloc,
+                          payload_bytes=args.payload_bytes, entries=args.entries, secs_per_test=args.secs_per_test,
+                          log=None if args.json else say)
+    except PeerMissing as e:
+        other = [p for p in ("fio", "pg_test_fsync") if p != e.peer]
+        say(f"error: {e}\n(or compare with the other peer only: --peers {other[0]})")
+        return 3
+    except PeerFailed as e:
+        say(f"error: {e}")
+        return 2
+    if args.json:
+        json.dump([pr.as_dict() for pr in results], sys.stdout, indent=2)
+        print()
+        return 0
+    print(f"target: {one_line(describe(directory))}")
+    print(f"{args.rounds} rounds, peer and ours alternating first; ratio = geometric mean of per-round "
+          "ours/peer, 95% t interval\n")
+    print(format_pairs(results))
+    return 0
+
+
+#: pg_test_fsync's line formats.
+PG_LABEL_FORMAT = "        %-30s"
+PG_NA_FORMAT = "%21s"
+PG_OPS_FORMAT = "%13.3f ops/sec  %6.0f usecs/op"
+
+
+def format_pgtest(rep: PgTestReport) -> str:
+    """pg_test_fsync's report layout and line format, each line followed by our 95% CI."""
+    secs = f"{rep.secs_per_test:g}"
+    lines = [f"{secs} second{'s' if secs != '1' else ''} per test "
+             f"({rep.trials} trials of {rep.trial_s:g} s each, in rounds; fsyncstudy)",
+             "O_DIRECT is not used: fsyncstudy writes through the page cache "
+             "(pg_test_fsync uses O_DIRECT for open_datasync and open_sync).",
+             f"target: {rep.target_path} ({rep.target_fstype}, {rep.target_durability})"]
+    section = 0
+    for t in rep.tests:
+        if t.section != section:
+            section = t.section
+            lines.append("")
+            lines.append(PG_SECTIONS[section - 1])
+            if section in SECTION_NOTES:
+                lines.append(SECTION_NOTES[section])
+        head = PG_LABEL_FORMAT % t.label
+        e = t.estimate()
+        if t.na or e.mean is None:
+            lines.append(head + PG_NA_FORMAT % (t.na or "n/a"))
+            continue
+        line = head + PG_OPS_FORMAT % (e.mean, 1e6 / e.mean)
+        if e.low is not None:
+            line += f"   95% CI {e.low:.3f}..{e.high:.3f}"
+        lines.append(line)
+    lines += ["", "ops/sec: mean over trials; usecs/op: 1e6 / that mean; 95% CI: t interval over trials.",
+              "Sections 1 and 5 are fsyncstudy's engine (always / none, 8 kB entries at offset 0 of a zero-filled "
+              "16 MiB file);", "sections 2-4 are plain loops of the system calls pg_test_fsync makes.",
+              "Section 5's engine writes a distinct framed 8 kB record per entry (framed inside the timed window), "
+              "pg_test_fsync one hot buffer:", "there the difference is Python's per-write cost, not the storage."]
+    return "\n".join(lines)
+
+
+def cmd_pgtest(args) -> int:
+    directory = pick_directory(args.target, log=say)
+    report = run_suite(directory, secs_per_test=args.secs_per_test, trials=args.trials,
+                       log=None if args.json else say)
+    if args.json:
+        json.dump(report.as_dict(), sys.stdout, indent=2)
+        print()
+        return 0
+    print(format_pgtest(report))
+    return 0
+
+
+# -- the parser -------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_devices)
     s = sub.add_parser("sweep", help="the study: every configuration on every target, repeated, resumable")
-    s.add_argument("--profile", default="standard", choices=["quick", "standard", "full"])
+    s.add_argument("--profile", default="standard", choices=list(study.PROFILES))
     s.add_argument("--target", action="append", metavar="DIR",
                    help="a directory or lab:NAME; repeat the flag (default: the filesystem of data/ and /dev/shm)")
     s.add_argument("--out", help="dataset directory (default: data/<profile>-<host>-<boot id>)")
@@ -188,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="power (the lab's power-cut filesystem) or process (SIGKILL); repeat (default: both)")
     c.add_argument("--strategy", action="append", metavar="NAME", help="repeat (default: the profile's)")
     c.add_argument("--cuts", type=int, help="cuts per strategy (default: the profile's)")
-    c.add_argument("--profile", default="standard", choices=["quick", "standard"])
+    c.add_argument("--profile", default="standard", choices=list(study.PROFILES),
+                   help="whose crash plan (full's is standard's)")
     c.add_argument("--dir", help="where process-crash writers write (default: durable storage, as bench)")
     c.add_argument("--out", help="dataset directory (default: data/crash-<profile>-<kinds>-<host>-<boot id>)")
     c.add_argument("--seed", type=int, default=0)
@@ -197,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_crash)
 
     r = sub.add_parser("report", help="run (or resume) the study, then render the notebooks into reports/")
-    r.add_argument("--profile", default="standard", choices=["quick", "standard", "full"])
+    r.add_argument("--profile", default="standard", choices=list(study.PROFILES))
     r.add_argument("--target", action="append", metavar="DIR", help="as for sweep")
     r.add_argument("--dataset", help="render this existing dataset instead of measuring")
     r.add_argument("--crash-dataset", help="with --dataset: the crash dataset for notebooks 03 and 04")
@@ -208,10 +379,38 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_report)
 
-    from .lab.cli import register as register_lab  # the lab's own module; light, imports nothing heavy
+    c = sub.add_parser("compare", help="side by side with fio and pg_test_fsync on the same target")
+    c.add_argument("--target", "--dir", dest="target", metavar="DIR",
+                   help="target directory (default: $FSYNCSTUDY_DIR, else durable storage)")
+    c.add_argument("--rounds", type=int, default=5, metavar="K", help="alternating rounds (default 5)")
+    c.add_argument("--peers", action="append", metavar="NAMES",
+                   help="fio and/or pg_test_fsync, comma separated (default: both)")
+    c.add_argument("--prealloc", default="fallocate", choices=PREALLOCATIONS,
+                   help="fio pairs' preallocation on both sides (default fallocate, fio's own default)")
+    c.add_argument("--payload-bytes", type=int, default=128,
+                   help="fio pairs: our payload; the block is 16 bytes more (default 128: 144-byte writes)")
+    c.add_argument("--entries", type=int, help="fio sync pair: writes per side and round (default: ~0.5 s worth)")
+    c.add_argument("--secs-per-test", type=int, default=1, metavar="S",
+                   help="pg_test_fsync's -s, and our seconds per method (default 1)")
+    c.add_argument("--json", action="store_true", help="every pair with its per-round values, as JSON")
+    c.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("pgtest", help="pg_test_fsync's five sections, measured by fsyncstudy, with CIs")
+    p.add_argument("--target", "--dir", dest="target", metavar="DIR",
+                   help="target directory (default: $FSYNCSTUDY_DIR, else durable storage)")
+    p.add_argument("--secs-per-test", type=float, default=5.0, metavar="S",
+                   help="seconds per test, as pg_test_fsync's -s (default 5), split into --trials trials")
+    p.add_argument("--trials", type=int, default=5, help="trials per test, run in rounds (default 5)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_pgtest)
+
+    u = sub.add_parser("upgrade", help="rewrite a dataset written by an older fsyncstudy (format 1) in "
+                                       "today's meta.json shape; its rows are not touched")
+    u.add_argument("dataset", nargs="+", help="dataset directories")
+    u.set_defaults(func=cmd_upgrade)
+
+    from .lab.cli import register as register_lab  # the lab's own commands; light, imports nothing heavy
     register_lab(sub)
-    from . import peers  # compare, pgtest
-    peers.register(sub)
     return ap
 
 

@@ -21,7 +21,6 @@ power cut costs a reset of the mount, not a new mount.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import select
@@ -32,11 +31,11 @@ from bisect import bisect_right
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from . import engine
+from . import dataset, engine
 from .log import Framer, LogFile, remove_stale, scan
 from .strategies import parse
-from .sweep import TrialLog, appending, environment, read_rows, write_json_durably
-from .targets import describe, pick_directory
+from .places import pick_directory
+from .targets import describe
 from .trial import payload_for
 
 MSG = struct.Struct("<qq")  # (entries acknowledged so far, monotonic ns); -1 = ready, -2 = error
@@ -52,16 +51,6 @@ class CrashProfile:
     name: str
     power: tuple[tuple[str, ...], int]    # strategies, cuts each
     process: tuple[tuple[str, ...], int]
-
-
-PROFILES = {
-    "quick": CrashProfile("quick", power=(("always", "group_0ms", "batch_10ms", "batch_50ms", "none"), 8),
-                          process=(("always", "batch_10ms", "none"), 5)),
-    "standard": CrashProfile("standard",
-                             power=(("always", "group_0ms", *(f"batch_{n}ms" for n in (0, 1, 5, 10, 20, 50, 100)),
-                                     "none"), 200),
-                             process=(("always", "batch_10ms", "none"), 100)),
-}
 
 
 @dataclass
@@ -119,20 +108,14 @@ def _writer(ack_fd: int, directory: str, name: str, strategy: str, sync_method: 
         st = parse(strategy)
         framer = Framer(payload_for(128))
         log = LogFile(directory, sync_method, "append", 0, name=name)
-        rep = _Reporter(ack_fd, ack_on_write=st.kind in ("batch", "none"))
+        # the ack point is the strategy table's: after a covering sync, or when write() returns
+        rep = _Reporter(ack_fd, ack_on_write=not st.acks_durable)
         raw_sync = log.sync_function()
+        sync = rep.covering(raw_sync) if st.acks_durable else raw_sync
         first = framer.frame_range(0, engine.CHUNK)
         stop = engine.Stop(0, 10**15)
         os.write(ack_fd, MSG.pack(READY, time.perf_counter_ns()))
-        if st.kind == "always":
-            engine.run_always(log.fd, rep.covering(raw_sync), framer, first, stop, write=rep.write)
-        elif st.kind == "none":
-            engine.run_none(log.fd, framer, first, stop, write=rep.write)
-        elif st.kind == "batch":
-            engine.run_batch(log.fd, raw_sync, st.interval_ms, framer, first, stop, write=rep.write)
-        else:
-            engine.run_group(log.fd, rep.covering(raw_sync), st.interval_ms, writers, framer, first, stop,
-                             write=rep.write)
+        engine.run(st, log.fd, sync, framer, first, stop, writers=writers, write=rep.write)
     except BaseException as e:  # the frozen mount after a power cut ends up here (EIO): expected
         try:
             msg = f"{type(e).__name__}: {e}".encode()[:4000]
@@ -292,7 +275,10 @@ def _drain(fd: int, buf: bytearray) -> None:
 
 # -- an experiment --------------------------------------------------------------------------------
 
-COLUMNS = CutResult.field_names()
+#: The dataset kind, its table and the table's columns.
+KIND, TABLE = "crash", "cuts.csv"
+SCHEMA = dataset.columns_of(CutResult)
+COLUMNS = [name for name, _ in SCHEMA]
 
 
 def plan(profile: CrashProfile, kinds: tuple[str, ...], strategies: dict[str, tuple[str, ...]] | None = None,
@@ -319,51 +305,46 @@ class CrashSummary:
     elapsed_s: float = 0.0
 
 
-def run_crash(out: str | os.PathLike, kinds=("power", "process"), profile: str = "standard",
+def _ok(row: dict) -> bool:
+    return row["error"] == ""
+
+
+def _key(row: dict) -> tuple[str, str, int]:
+    return (row["kind"], row["strategy"], int(row["cut"]))
+
+
+def run_crash(out: str | os.PathLike, profile: CrashProfile, kinds=("power", "process"),
               strategies: list[str] | None = None, cuts: int | None = None, seed: int = 0,
               directory: str | os.PathLike | None = None, power_target: str = "lab:powercut", lab_dir=None,
               progress: bool = True, note: dict | None = None) -> CrashSummary:
-    """Run (or resume) a crash experiment into ``out`` (``cuts.csv`` + ``meta.json``)."""
-    prof = PROFILES[profile]
+    """Run (or resume) a crash experiment into the dataset ``out`` (its table: ``cuts.csv``).
+
+    ``profile`` is a ``CrashProfile`` (the named ones: ``fsyncstudy.study.PROFILES[name].crash``).
+    A cut recorded with an error is cut again on resume; its row stays as history.
+    """
+    if not isinstance(profile, CrashProfile):
+        raise TypeError(f"profile must be a crash.CrashProfile, got {profile!r}")
     kinds = tuple(kinds)
     chosen = {k: tuple(strategies) for k in kinds} if strategies else None
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     cutters = {}
     if "process" in kinds:
         d = pick_directory(directory)
-        remove_stale(d)
         cutters["process"] = ProcessCut(d)
     if "power" in kinds:
         cutters["power"] = PowerCut(power_target, lab_dir)
-        remove_stale(cutters["power"].mount)
-    todo_all = plan(prof, kinds, chosen, cuts)
-    meta = {"format": 1, "kind": "crash", "profile": prof.name, "kinds": list(kinds), "seed": seed,
-            "cut_window_ms": list(CUT_WINDOW_MS), "plan": {k: sorted({s for kk, s, _ in todo_all if kk == k})
-                                                            for k in kinds},
-            "cuts_per_strategy": {k: cuts or getattr(prof, k)[1] for k in kinds},
-            "targets": {k: {"label": c.label, "description": describe(c.directory).as_dict()}
-                        for k, c in cutters.items()},
-            "environment": environment(), "skipped": note or {}}
-    meta_path = out / "meta.json"
-    if meta_path.exists():
-        old = json.loads(meta_path.read_text())
-        keys = ("profile", "kinds", "seed", "plan", "cuts_per_strategy")
-        header = (out / "cuts.csv").read_text().split("\n", 1)[0].split(",") if (out / "cuts.csv").exists() else COLUMNS
-        if any(old.get(k) != json.loads(json.dumps(meta[k])) for k in keys) or header != COLUMNS:
-            raise ValueError(f"{out} holds a different crash experiment (or one written by another version); "
-                             "choose another --out")
-    else:
-        meta["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        write_json_durably(meta_path, meta)
-    path = out / "cuts.csv"
-    done = set()
-    if path.exists():
-        done = {(r["kind"], r["strategy"], int(r["cut"])) for r in read_rows(path)}
+    todo_all = plan(profile, kinds, chosen, cuts)
+    plan_ = {"profile": profile.name, "kinds": list(kinds), "seed": seed, "cut_window_ms": list(CUT_WINDOW_MS),
+             "strategies": {k: sorted({s for kk, s, _ in todo_all if kk == k}) for k in kinds},
+             "cuts_per_strategy": {k: cuts or getattr(profile, k)[1] for k in kinds}}
+    notes = {"targets": {k: c.label for k, c in cutters.items()}, "skipped": note or {}}
+    ds = dataset.open_or_resume(out, KIND, plan_, SCHEMA, TABLE, notes=notes,
+                                targets={c.label: describe(c.directory).as_dict() for c in cutters.values()})
+    for c in cutters.values():
+        remove_stale(c.directory)
+    done = ds.done(_key, _ok)
     todo = [p for p in todo_all if p not in done]
-    summary = CrashSummary(out=out, planned=len(todo_all), skipped=len(done), ran=0, errors=0)
-    log = TrialLog(path, COLUMNS)
-    with appending(log, summary, len(todo), "crash cuts", "cut", progress) as bar:
+    summary = CrashSummary(out=ds.path, planned=len(todo_all), skipped=len(done), ran=0, errors=0)
+    with dataset.filling(ds, summary, len(todo), "crash cuts", "cut", progress) as bar:
         for kind, strategy, k in todo:
             bar.set_postfix_str(f"{kind} {strategy}")
             try:
@@ -376,7 +357,7 @@ def run_crash(out: str | os.PathLike, kinds=("power", "process"), profile: str =
                                 log_end="", torn=False, corrupt=False, log_detail="",
                                 nominal_loss_window_ms=st.nominal_loss_window_ms, target=cutters[kind].label,
                                 error=f"{type(e).__name__}: {e}")
-            log.append(asdict(res))
+            ds.append(asdict(res), ok=not res.error)
             summary.ran += 1
             summary.errors += bool(res.error)
             if res.lost_acked and parse(strategy).acks_durable:
@@ -384,24 +365,15 @@ def run_crash(out: str | os.PathLike, kinds=("power", "process"), profile: str =
                                                f"entries lost (acked {res.acked}, recovered {res.recovered})")
             bar.update(1)
     if summary.interrupted:
-        raise KeyboardInterrupt(f"interrupted after {summary.ran} cuts; {path} keeps every finished one and the "
-                                "same command resumes")
+        raise KeyboardInterrupt(f"interrupted after {summary.ran} cuts; {ds.path / TABLE} keeps every finished one "
+                                "and the same command resumes")
     return summary
 
 
-def load(dataset: str | os.PathLike):
-    """A crash dataset as (cuts DataFrame, meta dict)."""
-    import pandas as pd
-
-    d = Path(dataset)
-    meta = json.loads((d / "meta.json").read_text())
-    df = pd.DataFrame(read_rows(d / "cuts.csv"), columns=COLUMNS)
-    for c in ("cut", "seed", "cut_after_ms", "acked", "recovered", "lost_acked", "oldest_lost_age_ms",
-              "newest_ack_age_ms", "unacked_recovered", "nominal_loss_window_ms"):
-        df[c] = pd.to_numeric(df[c].replace("", None), errors="coerce")
-    for c in ("torn", "corrupt"):
-        df[c] = df[c].astype(str).isin(["1", "True"])
-    df["error"] = df["error"].fillna("")
+def load(path: str | os.PathLike):
+    """A crash dataset as (cuts DataFrame, meta dict); every row, errors included (``error`` says so),
+    with each strategy's kind (``skind``) and interval beside it."""
+    df, meta = dataset.load(path, KIND)
     df["interval_ms"] = [parse(s).interval_ms for s in df["strategy"]]
     df["skind"] = [parse(s).kind for s in df["strategy"]]
     return df, meta

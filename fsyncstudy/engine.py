@@ -23,6 +23,7 @@ from array import array
 from dataclasses import dataclass, field
 
 from .log import Framer
+from .strategies import Strategy
 
 #: Records framed per block once the pre-framed ones run out (duration-bound trials).
 CHUNK = 4096
@@ -373,3 +374,21 @@ def run_group(fd: int, sync, interval_ms: int, writers: int, framer: Framer, fir
             tl.acks[seq] = a
     tl.end_ns = max(tl.acks) if n else tl.start_ns
     return tl
+
+
+def run(st: Strategy, fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, writers: int = 1,
+        write=None) -> Timeline:
+    """The one dispatch from a strategy to its loop (the trial and the crash experiment both call it).
+
+    ``sync`` is the call that makes written data durable (None: O_DSYNC/O_SYNC writes are);
+    ``write`` replaces ``os.write`` (see ``run_always``); ``writers`` is group commit's.
+    """
+    if st.kind == "always":
+        return run_always(fd, sync, framer, first, stop, write=write)
+    if st.kind == "none":
+        return run_none(fd, framer, first, stop, write=write)
+    if st.kind == "batch":
+        return run_batch(fd, sync, st.interval_ms, framer, first, stop, write=write)
+    if st.kind == "group":
+        return run_group(fd, sync, st.interval_ms, writers, framer, first, stop, write=write)
+    raise ValueError(f"the engine has no loop for {st.kind!r}")

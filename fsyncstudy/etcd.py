@@ -3,17 +3,18 @@
 etcd's hardware guide points at ``fio --rw=write --ioengine=sync --fdatasync=1 --size=22m
 --bs=2300`` and a p99 fdatasync under 10 ms.  ``bench --preset etcd`` runs that workload with
 ``always``/``fdatasync`` and prints the p99 against 10 ms, or with ``--json`` a document shaped
-like fio's (``jobs[0].sync.lat_ns.percentile``) so existing checks read it unchanged.
+like fio's (``jobs[0].sync.lat_ns.percentile``) so existing checks read it unchanged (the
+command itself is in ``fsyncstudy.cli``).
 """
 from __future__ import annotations
 
-import json
 import statistics
-import sys
-import warnings
 
+from . import __version__
 from .log import HEADER
+from .measures import percentile
 from .peertools import FIO_PERCENTILES
+from .trial import run_trial
 
 ETCD_BLOCK_BYTES = 2300
 ETCD_SIZE_BYTES = 22 << 20
@@ -22,7 +23,6 @@ ETCD_P99_LIMIT_MS = 10.0
 
 def fio_percentiles(sorted_ns, percentiles=FIO_PERCENTILES) -> dict[str, int]:
     """fio's ``percentile`` block ({"99.000000": ns}) from sorted nanosecond values, nearest rank."""
-    from .measures import percentile
     if not len(sorted_ns):
         return {}
     return {f"{p:.6f}": int(percentile(sorted_ns, p)) for p in percentiles}
@@ -42,7 +42,6 @@ def etcd_fio_json(result, timeline) -> dict:
     ``write.clat_ns`` is each write() alone, ``sync.lat_ns`` each fdatasync, as fio times them;
     fio-only fields we do not measure are left out; our full result sits under ``fsyncstudy``.
     """
-    from . import __version__
     sync_ns = [e - s for s, e in zip(timeline.sync_starts, timeline.sync_ends)]
     # always: latency = ack - write start, the sync started right after the write returned
     write_ns = [s - (a - lat) for s, a, lat in zip(timeline.sync_starts, timeline.acks, timeline.latency)]
@@ -73,48 +72,8 @@ def run_etcd_preset(directory, target=None):
     the file preallocated with fallocate (fio's default, and etcd preallocates its WAL too).
     Returns (TrialResult, fio-shaped dict).
     """
-    from .trial import run_trial
     got = []
     r = run_trial("always", entries=ETCD_SIZE_BYTES // ETCD_BLOCK_BYTES, directory=directory,
                   sync_method="fdatasync", prealloc="fallocate", payload_bytes=ETCD_BLOCK_BYTES - HEADER.size,
                   target=target, on_timeline=got.append)
     return r, etcd_fio_json(r, got[0])
-
-
-def cmd_bench_preset(args) -> int:
-    """``bench --preset etcd``: called by the bench command."""
-    from .targets import describe, pick_directory
-    fixed = [flag for flag, given in (("--strategy", args.strategy), ("--entries", args.entries),
-                                      ("--duration", args.duration), ("--writers", args.writers != 1),
-                                      ("--payload-bytes", args.payload_bytes != 128),
-                                      ("--sync-method", args.sync_method != "fdatasync"),
-                                      ("--prealloc", args.prealloc != "append")) if given]
-    if fixed:
-        raise ValueError(f"--preset {args.preset} fixes the workload; drop {', '.join(fixed)}")
-    directory = pick_directory(args.dir, log=lambda m: print(m, file=sys.stderr))
-    target = describe(directory)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r, doc = run_etcd_preset(directory, target)
-    if args.json:
-        json.dump(doc, sys.stdout, indent=2)
-        print()
-        return 0
-    job = doc["jobs"][0]
-    p99_ms = doc["fsyncstudy"]["sync_p99_ms"]
-    print(f"target: {target.path} ({target.fstype} on {target.block_device or target.source}), "
-          f"{target.durability}: {target.reason}")
-    print(f"etcd preset: {r.entries} sequential writes of {r.record_bytes} bytes ({r.bytes_written / 2**20:.1f} MiB), "
-          f"fdatasync after each, file preallocated (fallocate), as\n"
-          f"  fio --rw=write --ioengine=sync --fdatasync=1 --size=22m --bs=2300\n")
-    pct = job["sync"]["lat_ns"].get("percentile", {})
-    print("  fdatasync percentiles (usec): " + ", ".join(
-        f"{float(k):g}th=[{v / 1e3:,.0f}]" for k, v in pct.items() if float(k) in (50, 90, 99, 99.9)))
-    print(f"  {r.ops_per_sec:,.0f} ops/sec (write + fdatasync), sync p50 {r.sync_latency_us_p50:,.0f} us, "
-          f"p99 {r.sync_latency_us_p99:,.0f} us, max {r.sync_latency_us_max:,.0f} us\n")
-    ok = doc["fsyncstudy"]["passes"]
-    print(f"p99 fdatasync {p99_ms:.3f} ms: {'PASS' if ok else 'FAIL'} against etcd's guidance "
-          f"(wal_fsync_duration_seconds p99 < {ETCD_P99_LIMIT_MS:g} ms; OpenShift's etcd-perf uses 20 ms)")
-    print(f"one trial: its p99 rests on about {max(1, r.syncs // 100)} tail samples; "
-          "repeat it (or use the sweep) for an interval")
-    return 0

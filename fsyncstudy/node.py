@@ -11,20 +11,15 @@ import argparse
 import json
 import os
 import sys
-import time
-import warnings
 from enum import IntEnum
 from typing import Any, TextIO
 
-from .strategies import StrategyError, parse
-from .targets import describe, pick_directory
-from .trial import DEFAULT_PAYLOAD_BYTES, SPACE_MARGIN_BYTES, TargetFull, TrialResult, run_trial, space_needed
 from .log import HEADER, remove_stale, unwind_on_sigterm
-
-#: Repeat a request's trials in alternating rounds while they fit this budget (seconds) ...
-ROUND_BUDGET_S = 1.5
-#: ... up to this many rounds; each result is the trial with the median ops/sec.
-MAX_ROUNDS = 5
+from .places import pick_directory
+from .strategies import StrategyError, parse
+from .targets import describe, one_line
+from .trial import DEFAULT_PAYLOAD_BYTES, SPACE_MARGIN_BYTES, TargetFull, TrialResult, median_trial, run_rounds, \
+    space_needed
 
 #: Measured fields copied from the median trial into a result, beside the task's four.
 MEASURED = (
@@ -96,7 +91,7 @@ class Node:
         if self._dir is None:
             self._dir = pick_directory(self._explicit_dir, log=self.log)
             t = describe(self._dir)
-            self.log(f"writing trial logs in {self._dir} ({t.fstype}, {t.durability}: {t.reason})")
+            self.log(f"writing trial logs in {one_line(t)}")
             stale = remove_stale(self._dir)
             if stale:
                 self.log(f"removed {len(stale)} trial log(s) left by processes that no longer run: {', '.join(stale)}")
@@ -197,31 +192,14 @@ class Node:
         self.reply(msg, {"type": "fsync_benchmark_ok", "results": [self.result(st, ts) for st, ts in trials]})
 
     def benchmark(self, strategies, entries: int, directory, options: dict) -> list:
-        """Alternating rounds of one trial per strategy, as many as fit ``ROUND_BUDGET_S``."""
-        target = describe(directory)
-        trials: list[list[TrialResult]] = [[] for _ in strategies]
-        order = list(range(len(strategies)))
-        start = time.monotonic()
-        rounds = 0
-        while True:
-            t0 = time.monotonic()
-            for k in (order if rounds % 2 == 0 else order[::-1]):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # the target's verdict is logged once and in each result
-                    trials[k].append(run_trial(strategies[k], entries=entries, directory=directory,
-                                               target=target, **options))
-            rounds += 1
-            spent, last = time.monotonic() - start, time.monotonic() - t0
-            if rounds >= MAX_ROUNDS or spent + last > ROUND_BUDGET_S:
-                break
-        self.log(f"fsync_benchmark: {entries} entries x {len(strategies)} strategies, {rounds} rounds "
-                 f"in {time.monotonic() - start:.3f} s")
+        """The trials of ``trial.run_rounds``: alternating rounds within its time budget."""
+        trials, rounds, spent = run_rounds(strategies, entries, directory, **options)
+        self.log(f"fsync_benchmark: {entries} entries x {len(strategies)} strategies, {rounds} rounds in {spent:.3f} s")
         return list(zip(strategies, trials))
 
     @staticmethod
     def result(st, trials: list[TrialResult]) -> dict:
-        ranked = sorted(trials, key=lambda r: r.ops_per_sec)
-        med = ranked[(len(ranked) - 1) // 2]
+        med = median_trial(trials)
         out = {"strategy": st.name, "ops_per_sec": med.ops_per_sec, "durability": st.durability,
                "data_loss_window": st.data_loss_window}
         for key in MEASURED:

@@ -17,24 +17,27 @@ fio pairs use the same block size (our record: 16-byte header + payload), the sa
 of writes and the same preallocation (``peertools.PREALLOC_TO_FIO``).  pg_test_fsync runs its whole
 suite each round (it has no option to run one section); we read its first section.
 
-Statistics are the standard library's: a 95% t interval over rounds, with t from a table
-(df <= 30) and a Cornish-Fisher expansion beyond (error < 1e-5; tests check it against
-scipy).  The ratio is the geometric mean of the per-round ratios ours/peer, its interval the
-t interval of the log ratios, exponentiated: rounds are paired, so drift cancels.
+Statistics are ``fsyncstudy.intervals`` (standard library): a 95% t interval over rounds;
+the ratio is the geometric mean of the per-round ratios ours/peer, its interval the t interval
+of the log ratios, exponentiated: rounds are paired, so drift cancels.
+
+``run_comparison`` runs ``compare`` on several targets into a dataset (``rounds.csv``).
+The command line and its formatting are in ``fsyncstudy.cli``.
 """
 from __future__ import annotations
 
-import json
-import math
 import os
-import statistics
-import sys
 import warnings
 from dataclasses import asdict, dataclass, field
 
+from . import dataset
+from .intervals import Estimate, against_aim, mean_ci, paired_ratio_ci, where
 from .log import HEADER
-from .peertools import (PREALLOC_TO_FIO, FioRun, PeerFailed, PeerMissing, find_peers, fio_command, fio_version,
-                        run_fio, run_pg_test_fsync)
+from .peertools import PREALLOC_TO_FIO, FioRun, PeerFailed, PeerMissing, find_peers, fio_command, fio_version, \
+    run_fio, run_pg_test_fsync
+from .places import default_targets, pick_directory, resolve_all
+from .targets import describe, table_label
+from .trial import run_trial
 
 #: pg_test_fsync's names for the sync methods of its first section, and ours.
 PG_METHODS = {"open_datasync": "open_dsync", "fdatasync": "fdatasync", "fsync": "fsync", "open_sync": "open_sync"}
@@ -49,63 +52,6 @@ PG_MAX_FRAMED_BYTES = 256 << 20
 #: Seconds each side of a sync pair / the no-sync pair should take when entries are calibrated.
 SYNC_PAIR_S = 0.5
 NOSYNC_PAIR_S = 0.2
-#: Student's t 97.5% quantiles for 1..30 degrees of freedom.
-_T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,
-         2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922, 2.093024, 2.085963,
-         2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272)
-
-
-# -- statistics ----------------------------------------------------------------------------------
-
-def t975(df: int) -> float:
-    """The 97.5% quantile of Student's t with df degrees of freedom (two-sided 95%)."""
-    if df < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = 1.959963984540054
-    g1 = (z ** 3 + z) / 4
-    g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96
-    g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384
-    return z + g1 / df + g2 / df ** 2 + g3 / df ** 3
-
-
-@dataclass
-class Estimate:
-    """A mean over rounds with its 95% t interval (low/high None with fewer than two values)."""
-
-    mean: float | None
-    low: float | None
-    high: float | None
-    n: int
-
-    def contains(self, x: float) -> bool | None:
-        if self.low is None or self.high is None:
-            return None
-        return self.low <= x <= self.high
-
-
-def mean_ci(values) -> Estimate:
-    xs = [float(v) for v in values if v is not None]
-    if not xs:
-        return Estimate(None, None, None, 0)
-    m = statistics.fmean(xs)
-    if len(xs) < 2:
-        return Estimate(m, None, None, 1)
-    h = t975(len(xs) - 1) * statistics.stdev(xs) / math.sqrt(len(xs))
-    return Estimate(m, m - h, m + h, len(xs))
-
-
-def ratio_ci(ours, peer) -> Estimate:
-    """Geometric mean of the paired per-round ratios ours/peer, with a t interval on the log scale."""
-    logs = [math.log(a / b) for a, b in zip(ours, peer) if a and b]
-    e = mean_ci(logs)
-    if e.mean is None:
-        return e
-    return Estimate(math.exp(e.mean), None if e.low is None else math.exp(e.low),
-                    None if e.high is None else math.exp(e.high), e.n)
-
-
 # -- the comparison ------------------------------------------------------------------------------
 
 @dataclass
@@ -151,7 +97,7 @@ class PairResult:
         return len(self.ours_ops_per_sec)
 
     def ratio(self) -> Estimate:
-        return ratio_ci(self.ours_ops_per_sec, self.peer_ops_per_sec)
+        return paired_ratio_ci(self.ours_ops_per_sec, self.peer_ops_per_sec)
 
     def ours_ops(self) -> Estimate:
         return mean_ci(self.ours_ops_per_sec)
@@ -160,17 +106,7 @@ class PairResult:
         return mean_ci(self.peer_ops_per_sec)
 
     def verdict(self) -> str:
-        """Against the issue's aim.  fio-fdatasync (ratio >= 0.95): 'meets' or 'short' when the ratio's
-        interval is wholly on one side, 'unclear' when it straddles 0.95 (one round: the point estimate
-        decides).  pg-*: our mean 'within', 'below' or 'above' pg_test_fsync's 95% interval.  '' where
-        no aim is set or there is too little data."""
-        r, p, o = self.ratio(), self.peer_ops(), self.ours_ops()
-        if self.pair == "fio-fdatasync" and r.mean is not None:
-            lo, hi = (r.mean, r.mean) if r.low is None else (r.low, r.high)
-            return "meets" if lo >= 0.95 else ("short" if hi < 0.95 else "unclear")
-        if self.peer == "pg_test_fsync" and p.low is not None and o.mean is not None:
-            return "within" if p.low <= o.mean <= p.high else ("below" if o.mean < p.low else "above")
-        return ""
+        return pair_verdict(self.pair, self.peer, self.ratio(), self.ours_ops(), self.peer_ops())
 
     def summary(self) -> dict:
         """One flat row: the pair, ratio with CI, both sides' ops/sec with CI, mean p50/p99 over rounds."""
@@ -194,6 +130,21 @@ class PairResult:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "summary": self.summary()}
+
+
+#: The aim of our always/fdatasync against fio's: at least this fraction of its ops/sec.
+FIO_AIM = 0.95
+
+
+def pair_verdict(pair: str, peer: str, ratio: Estimate, ours: Estimate, peer_ops: Estimate) -> str:
+    """A pair against its aim.  fio-fdatasync (ours/fio >= ``FIO_AIM``): 'meets', 'short' or 'unclear'
+    as the ratio's interval lies (``intervals.against_aim``).  pg-*: our mean 'within', 'below' or
+    'above' pg_test_fsync's 95% interval.  '' where no aim is set or there is too little data."""
+    if pair == "fio-fdatasync":
+        return against_aim(ratio, FIO_AIM)
+    if peer == "pg_test_fsync":
+        return where(ours.mean, peer_ops)
+    return ""
 
 
 def to_rows(results: list[PairResult]) -> list[dict]:
@@ -243,9 +194,6 @@ def compare(target_dir=None, rounds: int = 5, peers=("fio", "pg_test_fsync"), pr
     zero-filled 16 MiB file.  ``log`` (a callable) hears progress.  Raises PeerMissing before
     running anything if a requested peer is not installed.
     """
-    from .targets import describe, pick_directory
-    from .trial import run_trial
-
     if not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
     if prealloc not in PREALLOC_TO_FIO:
@@ -278,7 +226,7 @@ def compare(target_dir=None, rounds: int = 5, peers=("fio", "pg_test_fsync"), pr
             pair="fio-fdatasync", peer="fio", peer_test="fio --rw=write --ioengine=sync --fdatasync=1 "
             + " ".join(PREALLOC_TO_FIO[prealloc]), ours=f"always, fdatasync, prealloc {prealloc}",
             strategy="always", sync_method="fdatasync", prealloc=prealloc, overwrite_offset0=False,
-            block_bytes=block, entries=entries, seconds=None, latency="sync", aim="ours/fio >= 0.95",
+            block_bytes=block, entries=entries, seconds=None, latency="sync", aim=f"ours/fio >= {FIO_AIM}",
             peer_command=fio_command(paths["fio"], "<file>", block, entries, True, prealloc), **base)
         fio_sync.peer_version = version
         fio_none = PairResult(
@@ -386,201 +334,50 @@ def _record_fio(pr: PairResult, order: str, ours, fio: FioRun) -> None:
     pr.peer_syncs.append(fio.syncs)
 
 
-# -- the command line ----------------------------------------------------------------------------
-
-def _fmt(v, nd: int = 0) -> str:
-    return "-" if v is None else f"{v:,.{nd}f}"
-
-
-def _ci(e: Estimate, nd: int = 0) -> str:
-    if e.mean is None:
-        return "-"
-    if e.low is None:
-        return _fmt(e.mean, nd)
-    return f"{_fmt(e.mean, nd)} [{_fmt(e.low, nd)}, {_fmt(e.high, nd)}]"
-
-
-def format_results(results: list[PairResult]) -> str:
-    from .cli import table
-    rows = []
-    for pr in results:
-        s = pr.summary()
-        nd = 1 if pr.latency == "write" else 0
-        rows.append([pr.pair, _ci(pr.ratio(), 3), _ci(pr.ours_ops()), _ci(pr.peer_ops()), pr.latency,
-                     f"{_fmt(s['ours_p50_us'], nd)} / {_fmt(s['peer_p50_us'], nd)}",
-                     f"{_fmt(s['ours_p99_us'], nd)} / {_fmt(s['peer_p99_us'], nd)}", pr.verdict() or "-"])
-    out = [table(rows, ["pair", "ours/peer ratio [95% CI]", "ours ops/sec [95% CI]", "peer ops/sec [95% CI]",
-                        "latency", "p50 us ours / peer", "p99 us ours / peer", "aim"])]
-    out.append("")
-    for pr in results:
-        size = f"{pr.entries:,} writes" + (f" (~{pr.seconds:g} s)" if pr.seconds else "")
-        out.append(f"{pr.pair}: {pr.peer_test}  vs  {pr.ours}; {pr.block_bytes} B per write, {size} per side "
-                   f"and round; aim: {pr.aim or 'none (for reference)'}")
-        for n in pr.notes:
-            out.append(f"    note: {n}")
-    return "\n".join(out)
-
-
-def cmd_compare(args) -> int:
-    from .targets import describe, pick_directory
-    peers = [p for group in (args.peers or ["fio,pg_test_fsync"]) for p in group.split(",") if p]
-    directory = pick_directory(args.target, log=lambda m: print(m, file=sys.stderr))
-    try:
-        results = compare(directory, rounds=args.rounds, peers=peers, prealloc=args.prealloc,
-                          payload_bytes=args.payload_bytes, entries=args.entries,
-                          secs_per_test=args.secs_per_test,
-                          log=None if args.json else (lambda m: print(m, file=sys.stderr)))
-    except PeerMissing as e:
-        other = [p for p in ("fio", "pg_test_fsync") if p != e.peer]
-        print(f"error: {e}\n(or compare with the other peer only: --peers {other[0]})", file=sys.stderr)
-        return 3
-    except PeerFailed as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        json.dump([pr.as_dict() for pr in results], sys.stdout, indent=2)
-        print()
-        return 0
-    t = describe(directory)
-    print(f"target: {t.path} ({t.fstype} on {t.block_device or t.source}), {t.durability}: {t.reason}")
-    print(f"{args.rounds} rounds, peer and ours alternating first; ratio = geometric mean of per-round "
-          "ours/peer, 95% t interval\n")
-    print(format_results(results))
-    return 0
-
-
-def cmd_pgtest(args) -> int:
-    from .pgtest import format_report, run_suite
-    from .targets import pick_directory
-    directory = pick_directory(args.target, log=lambda m: print(m, file=sys.stderr))
-    report = run_suite(directory, secs_per_test=args.secs_per_test, trials=args.trials,
-                       log=None if args.json else (lambda m: print(m, file=sys.stderr)))
-    if args.json:
-        json.dump(report.as_dict(), sys.stdout, indent=2)
-        print()
-        return 0
-    print(format_report(report))
-    return 0
-
-
-def register(subparsers) -> None:
-    """Add the ``compare`` and ``pgtest`` commands to the CLI's subparsers."""
-    from .strategies import PREALLOCATIONS
-    c = subparsers.add_parser("compare", help="side by side with fio and pg_test_fsync on the same target")
-    c.add_argument("--target", "--dir", dest="target", metavar="DIR",
-                   help="target directory (default: $FSYNCSTUDY_DIR, else durable storage)")
-    c.add_argument("--rounds", type=int, default=5, metavar="K", help="alternating rounds (default 5)")
-    c.add_argument("--peers", action="append", metavar="NAMES",
-                   help="fio and/or pg_test_fsync, comma separated (default: both)")
-    c.add_argument("--prealloc", default="fallocate", choices=PREALLOCATIONS,
-                   help="fio pairs' preallocation on both sides (default fallocate, fio's own default)")
-    c.add_argument("--payload-bytes", type=int, default=128,
-                   help="fio pairs: our payload; the block is 16 bytes more (default 128: 144-byte writes)")
-    c.add_argument("--entries", type=int, help="fio sync pair: writes per side and round (default: ~0.5 s worth)")
-    c.add_argument("--secs-per-test", type=int, default=1, metavar="S",
-                   help="pg_test_fsync's -s, and our seconds per method (default 1)")
-    c.add_argument("--json", action="store_true", help="every pair with its per-round values, as JSON")
-    c.set_defaults(func=cmd_compare)
-
-    p = subparsers.add_parser("pgtest", help="pg_test_fsync's five sections, measured by fsyncstudy, with CIs")
-    p.add_argument("--target", "--dir", dest="target", metavar="DIR",
-                   help="target directory (default: $FSYNCSTUDY_DIR, else durable storage)")
-    p.add_argument("--secs-per-test", type=float, default=5.0, metavar="S",
-                   help="seconds per test, as pg_test_fsync's -s (default 5), split into --trials trials")
-    p.add_argument("--trials", type=int, default=5, help="trials per test, run in rounds (default 5)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_pgtest)
-
-
 # -- a comparison dataset (what notebook 05 and the report read) ----------------------------------
 
-ROUND_COLUMNS = ["target", "target_label", "pair", "peer", "round", "order", "side", "tool", "config", "ops_per_sec",
-                 "us_per_op", "latency", "p50_us", "p99_us", "syncs", "block_bytes", "prealloc", "entries", "seconds",
-                 "target_path", "target_fstype", "aim", "notes"]
+#: The dataset kind, its table and the table's columns.
+KIND, TABLE = "peers", "rounds.csv"
+SCHEMA = [["target", "str"], ["target_label", "str"], ["pair", "str"], ["peer", "str"], ["round", "int"],
+          ["order", "str"], ["side", "str"], ["tool", "str"], ["config", "str"], ["ops_per_sec", "float"],
+          ["us_per_op", "float"], ["latency", "str"], ["p50_us", "float"], ["p99_us", "float"], ["syncs", "int"],
+          ["block_bytes", "int"], ["prealloc", "str"], ["entries", "int"], ["seconds", "float"],
+          ["target_path", "str"], ["target_fstype", "str"], ["aim", "str"], ["notes", "list"]]
+ROUND_COLUMNS = [name for name, _ in SCHEMA]
 
 
 def run_comparison(out, targets: list[str] | None = None, rounds: int = 5, peers=("fio", "pg_test_fsync"),
                    secs_per_test: int = 1, log=None) -> dict:
-    """``compare`` on each target, into ``out/rounds.csv`` (one row per pair, round and side) and
-    ``out/meta.json``; a target whose rows are there already is skipped (resume).  A peer that is
-    not installed is recorded in meta.json with how to install it, and the other peer still runs."""
-    from pathlib import Path
-
-    from .sweep import TrialLog, default_targets, environment, read_rows, resolve_targets, target_label, \
-        write_json_durably
-    from .targets import describe
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    dirs = resolve_targets(targets or default_targets())
+    """``compare`` on each target, into the dataset ``out`` (``rounds.csv``: one row per pair, round
+    and side); a target whose rows are there already is skipped (resume).  A peer that is not
+    installed is recorded in meta.json's notes with how to install it, and the other peer still
+    runs.  Returns the dataset's meta."""
+    names = targets or default_targets()
+    dirs = resolve_all(names)
     found, missing = {}, {}
     for p in peers:
         try:
             found.update(find_peers([p]))
         except PeerMissing as e:
             missing[p] = str(e)
-    meta_path = out / "meta.json"
-    meta = {"kind": "peers", "rounds": rounds, "peers": list(peers), "secs_per_test": secs_per_test,
-            "targets": dirs, "missing_peers": missing,
-            "target_descriptions": {d: describe(d).as_dict() for d in dirs}}
-    if meta_path.exists():
-        old = json.loads(meta_path.read_text())
-        if any(old.get(k) != meta[k] for k in ("rounds", "peers", "secs_per_test", "targets")):
-            raise ValueError(f"{out} holds a different comparison; choose another directory")
-    else:
-        meta["environment"] = environment()
-        write_json_durably(meta_path, meta)
-    path = out / "rounds.csv"
-    done = {r["target"] for r in read_rows(path)} if path.exists() else set()
-    rows_log = TrialLog(path, ROUND_COLUMNS)
-    try:
+    descriptions = {d: describe(d) for d in dirs}
+    plan = {"rounds": rounds, "peers": list(peers), "secs_per_test": secs_per_test, "targets": dirs}
+    with dataset.open_or_resume(out, KIND, plan, SCHEMA, TABLE, notes={"missing_peers": missing},
+                                targets={d: t.as_dict() for d, t in descriptions.items()}) as ds:
+        done = ds.done(lambda r: r["target"], lambda r: True)
         for d in dirs:
             if d in done or not found:
                 continue
-            t = describe(d)
+            t = descriptions[d]
             (log or (lambda m: None))(f"comparing on {d} ({t.fstype}) with {', '.join(found)}")
             results = compare(d, rounds=rounds, peers=list(found), secs_per_test=secs_per_test, log=log)
             by_pair = {pr.pair: pr for pr in results}
             for row in to_rows(results):
                 pr = by_pair[row["pair"]]
-                rows_log.append({**row, "target": d, "target_label": target_label(t), "aim": pr.aim,
-                                 "notes": pr.notes})
-    finally:
-        rows_log.close()
-    return meta
+                ds.append({**row, "target": d, "target_label": table_label(t), "aim": pr.aim, "notes": pr.notes})
+        return ds.meta
 
 
-def load_comparison(dataset):
+def load(path):
     """A comparison dataset as (rounds DataFrame, meta dict)."""
-    from pathlib import Path
-
-    import pandas as pd
-
-    from .sweep import read_rows
-    d = Path(dataset)
-    meta = json.loads((d / "meta.json").read_text())
-    df = pd.DataFrame(read_rows(d / "rounds.csv"), columns=ROUND_COLUMNS)
-    for c in ("round", "ops_per_sec", "us_per_op", "p50_us", "p99_us", "syncs", "block_bytes", "entries", "seconds"):
-        df[c] = pd.to_numeric(df[c].replace("", None), errors="coerce")
-    return df, meta
-
-
-def summarize_comparison(df):
-    """Per target and pair: the ratio ours/peer (geometric mean of per-round ratios, 95% t interval),
-    both sides' mean ops/sec with intervals, and mean p50/p99 over rounds."""
-    import pandas as pd
-    rows = []
-    for (target, pair), g in df.groupby(["target", "pair"], sort=False):
-        ours = g[g["side"] == "ours"].sort_values("round")
-        peer = g[g["side"] == "peer"].sort_values("round")
-        r = ratio_ci(list(ours["ops_per_sec"]), list(peer["ops_per_sec"]))
-        o, p = mean_ci(list(ours["ops_per_sec"])), mean_ci([x for x in peer["ops_per_sec"] if x == x])
-        rows.append({"target": target, "target_label": g["target_label"].iloc[0], "pair": pair,
-                     "peer_test": peer["config"].iloc[0], "ours": ours["config"].iloc[0], "rounds": len(ours),
-                     "ratio": r.mean, "ratio_low": r.low, "ratio_high": r.high,
-                     "ours_ops": o.mean, "ours_low": o.low, "ours_high": o.high,
-                     "peer_ops": p.mean, "peer_low": p.low, "peer_high": p.high,
-                     "ours_p50_us": ours["p50_us"].mean(), "ours_p99_us": ours["p99_us"].mean(),
-                     "peer_p50_us": peer["p50_us"].mean(), "peer_p99_us": peer["p99_us"].mean(),
-                     "aim": g["aim"].iloc[0], "ci_method": "95% t interval over rounds (ratio: of log ratios)"})
-    return pd.DataFrame(rows)
+    return dataset.load(path, KIND)

@@ -23,17 +23,17 @@ import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
 
-from .peers import (PG_BLOCK_BYTES, PG_FILE_BYTES, PG_MAX_FRAMED_BYTES, PG_METHODS, PG_TRIAL, Estimate,
-                    calibrated_entries, mean_ci)
-from .peertools import PG_SECTIONS
+from .intervals import Estimate, mean_ci
+from .peers import PG_BLOCK_BYTES, PG_FILE_BYTES, PG_MAX_FRAMED_BYTES, PG_METHODS, PG_TRIAL, calibrated_entries
+from .places import pick_directory
+from .targets import describe
+from .trial import run_trial
 
-LABEL_FORMAT = "        %-30s"
-NA_FORMAT = "%21s"
-OPS_FORMAT = "%13.3f ops/sec  %6.0f usecs/op"
 
 #: Section 1 and 2 labels in pg_test_fsync's order; fsync_writethrough exists only on macOS and Windows.
 SYNC_LABELS = ("open_datasync", "fdatasync", "fsync", "fsync_writethrough", "open_sync")
 OPEN_SYNC_SIZES_KB = (16, 8, 4, 2, 1)
+#: The notes pg_test_fsync prints under its section headers.
 SECTION_NOTES = {
     1: "(in wal_sync_method preference order, except fdatasync is Linux's default)",
     2: "(in wal_sync_method preference order, except fdatasync is Linux's default)",
@@ -198,9 +198,6 @@ def _tests() -> list[PgTest]:
 
 def run_suite(directory=None, secs_per_test: float = 5.0, trials: int = 5, log=None) -> PgTestReport:
     """Run the five sections; each test gets ``secs_per_test`` seconds split into ``trials`` trials."""
-    from .targets import describe, pick_directory
-    from .trial import run_trial
-
     if not secs_per_test > 0:
         raise ValueError(f"secs_per_test must be positive, got {secs_per_test!r}")
     if not isinstance(trials, int) or trials < 1:
@@ -247,36 +244,3 @@ def run_suite(directory=None, secs_per_test: float = 5.0, trials: int = 5, log=N
         loops.remove()
     return PgTestReport(target_path=target.path, target_fstype=target.fstype, target_durability=target.durability,
                         secs_per_test=secs_per_test, trials=trials, trial_s=trial_s, tests=tests)
-
-
-def format_report(rep: PgTestReport) -> str:
-    """pg_test_fsync's report layout and line format, each line followed by our 95% CI."""
-    secs = f"{rep.secs_per_test:g}"
-    lines = [f"{secs} second{'s' if secs != '1' else ''} per test "
-             f"({rep.trials} trials of {rep.trial_s:g} s each, in rounds; fsyncstudy)",
-             "O_DIRECT is not used: fsyncstudy writes through the page cache "
-             "(pg_test_fsync uses O_DIRECT for open_datasync and open_sync).",
-             f"target: {rep.target_path} ({rep.target_fstype}, {rep.target_durability})"]
-    section = 0
-    for t in rep.tests:
-        if t.section != section:
-            section = t.section
-            lines.append("")
-            lines.append(PG_SECTIONS[section - 1])
-            if section in SECTION_NOTES:
-                lines.append(SECTION_NOTES[section])
-        head = LABEL_FORMAT % t.label
-        e = t.estimate()
-        if t.na or e.mean is None:
-            lines.append(head + NA_FORMAT % (t.na or "n/a"))
-            continue
-        line = head + OPS_FORMAT % (e.mean, 1e6 / e.mean)
-        if e.low is not None:
-            line += f"   95% CI {e.low:.3f}..{e.high:.3f}"
-        lines.append(line)
-    lines += ["", "ops/sec: mean over trials; usecs/op: 1e6 / that mean; 95% CI: t interval over trials.",
-              "Sections 1 and 5 are fsyncstudy's engine (always / none, 8 kB entries at offset 0 of a zero-filled "
-              "16 MiB file);", "sections 2-4 are plain loops of the system calls pg_test_fsync makes.",
-              "Section 5's engine writes a distinct framed 8 kB record per entry (framed inside the timed window), "
-              "pg_test_fsync one hot buffer:", "there the difference is Python's per-write cost, not the storage."]
-    return "\n".join(lines)

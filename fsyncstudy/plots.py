@@ -178,3 +178,22 @@ def loss_window_vs_nominal(rows: pd.DataFrame, title: str, ax=None):
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     ax.figure.tight_layout()
     return ax
+
+
+def peer_ratios(summ: pd.DataFrame, aim: float, title: str):
+    """Ours / peer ops/sec per pair and target, with each ratio's interval, against 1 and the aim."""
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(summ) + 1.5))
+    labels = [f"{r.pair} · {r.target_label}" for r in summ.itertuples()]
+    y = np.arange(len(summ))
+    ax.errorbar(summ["ratio"], y, xerr=_yerr(summ.fillna({"ratio_low": summ["ratio"], "ratio_high": summ["ratio"]}),
+                                             "ratio", "ratio_low", "ratio_high"),
+                fmt="o", capsize=3, color=PALETTE[0])
+    ax.axvline(1, color="grey", lw=1)
+    ax.axvline(aim, color=PALETTE[3], ls=":", lw=1, label=f"aim for always/fdatasync vs fio: {aim:g}")
+    ax.set_yticks(y, labels, fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlabel("ours / peer ops/sec (1 = the same)")
+    ax.set_title(title, loc="left")
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    return fig

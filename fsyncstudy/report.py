@@ -2,16 +2,18 @@
 nbconvert (input hidden) into self-contained HTML pages, plus an index page.
 
     python -m fsyncstudy report --dataset data/NAME [--out reports]
+
+What is measured before (``make report``'s pipeline) is ``fsyncstudy.study``.
 """
 from __future__ import annotations
 
 import html
-import json
 import re
 import sys
 from pathlib import Path
 
-from .sweep import REPO
+from .dataset import DatasetError, read_meta
+from .places import BUILD, REPO
 
 NOTEBOOKS = REPO / "notebooks"
 #: Script tags nbconvert's templates point at a CDN; the report has no JavaScript that needs them.
@@ -64,26 +66,26 @@ def render(executed: list[Path], out_dir: Path, dataset: Path) -> Path:
         page = out_dir / (path.stem + ".html")
         page.write_text(body)
         entries.append((page.name, *_title_and_question(nb)))
-    meta = json.loads((dataset / "meta.json").read_text())
+    meta = read_meta(dataset)
     index = out_dir / "index.html"
     index.write_text(_index_html(entries, meta, dataset))
     return index
 
 
 def _index_html(entries, meta: dict, dataset: Path) -> str:
-    env = meta["environment"]
+    env, plan = meta["environment"], meta["plan"]
     rows = "".join(
         f'<li><a href="{html.escape(href)}">{html.escape(title)}</a><br><span>{html.escape(q)}</span></li>'
         for href, title, q in entries)
     targets = "".join(
         f"<tr><td>{html.escape(p)}</td><td>{html.escape(t['fstype'])}</td><td>{html.escape(str(t.get('block_device') or t['source']))}</td>"
         f"<td>{html.escape(t['durability'])}</td><td>{html.escape(t['reason'])}</td></tr>"
-        for p, t in meta["target_descriptions"].items())
+        for p, t in env["targets"].items())
     skipped = "".join(f"<li><code>{html.escape(name)}</code>: {html.escape(why)}</li>"
-                      for name, why in (meta.get("skipped_targets") or {}).items())
+                      for name, why in (meta["notes"].get("skipped_targets") or {}).items())
     skipped = (f"<p>Targets wanted but not measured here:</p><ul>{skipped}</ul>" if skipped
                else "<p>Every target that was asked for was measured.</p>")
-    prof = meta["profile"]
+    prof = plan["profile"]
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>fsyncstudy report</title>
 <style>
@@ -95,7 +97,7 @@ code {{ background: #f4f4f4; padding: 0 0.2rem; }}
 <h1>fsyncstudy: what each fsync strategy costs</h1>
 <p>Measured on <b>{html.escape(env['host'])}</b> (Linux {html.escape(env['kernel'])}, {html.escape(str(env['cpu']))},
 {env['cores']} cores), profile <b>{html.escape(prof['name'])}</b>: {prof['trials']} trials per configuration after
-{prof['warmup_rounds']} discarded warm-up round, randomized rounds (seed {meta['seed']}), started {html.escape(str(meta.get('created_at')))}.
+{prof['warmup_rounds']} discarded warm-up round, randomized rounds (seed {plan['seed']}), started {html.escape(str(meta['created_at']))}.
 Dataset: <code>{html.escape(dataset.name)}</code>; git {html.escape(str(env['git']['commit'])[:10])}.</p>
 <ol>{rows}</ol>
 <h2>Targets</h2>
@@ -106,78 +108,21 @@ Dataset: <code>{html.escape(dataset.name)}</code>; git {html.escape(str(env['git
 """
 
 
-def build_report(dataset: str | Path, out_dir: str | Path = REPO / "reports", build: str | Path = REPO / "build" / "notebooks",
+def build_report(dataset: str | Path, out_dir: str | Path = REPO / "reports", build: str | Path = BUILD / "notebooks",
                  crash_dataset: str | Path | None = None, peers_dataset: str | Path | None = None, seed: int = 0,
                  n_boot: int = 2000, log=print) -> Path:
     """Execute every notebook on ``dataset`` (and the crash and peers datasets) and render the HTML report."""
-    dataset = Path(dataset).resolve()
-    if not (dataset / "trials.csv").exists():
-        raise FileNotFoundError(f"{dataset} holds no dataset (no trials.csv)")
-    if crash_dataset is not None:
-        crash_dataset = Path(crash_dataset).resolve()
-        if not (crash_dataset / "cuts.csv").exists():
-            raise FileNotFoundError(f"{crash_dataset} holds no crash dataset (no cuts.csv)")
-    params = {"dataset": str(dataset), "crash_dataset": str(crash_dataset) if crash_dataset else None,
-              "peers_dataset": str(Path(peers_dataset).resolve()) if peers_dataset else None,
-              "seed": seed, "n_boot": n_boot}
+    paths = {}
+    for name, path, kind in (("dataset", dataset, "sweep"), ("crash_dataset", crash_dataset, "crash"),
+                             ("peers_dataset", peers_dataset, "peers")):
+        if path is not None:
+            paths[name] = Path(path).resolve()
+            found = read_meta(paths[name])["kind"]
+            if found != kind:
+                raise DatasetError(f"{paths[name]} holds a {found} dataset, not a {kind} dataset")
+    params = {**{k: str(v) for k, v in paths.items()}, "seed": seed, "n_boot": n_boot}
     executed = execute(params, Path(build), log=log)
-    return render(executed, Path(out_dir), dataset)
-
-
-def run_study(profile: str = "standard", targets: list[str] | None = None, use_lab: bool = True, seed: int = 0,
-              progress: bool = True, log=print) -> tuple[Path, Path, Path]:
-    """The measurements behind the report: the sweep, the crash experiment, the peers comparison.
-
-    With ``use_lab`` (and a machine that allows it: root, loop devices, /dev/fuse, the mkfs
-    tools) the storage lab comes up for the duration, its targets join the sweep, and the
-    power cuts run on lab:powercut; whatever cannot come up is recorded with the reason.
-    """
-    from contextlib import nullcontext
-
-    from .analysis import default_crash_out
-    from .crash import run_crash
-    from .sweep import DATA, default_out, default_targets, run_sweep
-
-    skipped: dict[str, str] = {}
-    lab = None
-    if use_lab:
-        try:
-            from .lab import TARGET_NAMES, Lab, requirements
-            needs = requirements(TARGET_NAMES)
-            skipped = {t: r for t, r in needs.items() if r}
-            if len(skipped) < len(needs):
-                lab = Lab(targets=[t[4:] for t, r in needs.items() if not r])
-        except ImportError as e:
-            skipped = {"lab": f"the storage lab cannot be imported ({e})"}
-    else:
-        skipped = {"lab": "not asked for (--no-lab)"}
-    with lab if lab is not None else nullcontext() as up:
-        lab_targets = []
-        if up is not None:
-            skipped.update(up.skipped())
-            lab_targets = up.available()
-            log(f"lab up: {', '.join(lab_targets) or 'nothing'}" + (f"; skipped: {skipped}" if skipped else ""))
-        chosen = targets or default_targets() + lab_targets
-        dataset = default_out(profile)
-        log(f"study: {profile} profile on {len(chosen)} targets into {dataset} (resumes if interrupted)")
-        s = run_sweep(dataset, profile=profile, targets=chosen, seed=seed, progress=progress, skipped=skipped)
-        log(f"{s.ran} trials run ({s.failed} failed), {s.skipped} already done, in {s.elapsed_s:.0f} s")
-        kinds = ("power", "process") if "lab:powercut" in lab_targets else ("process",)
-        crash_profile = "quick" if profile == "quick" else "standard"
-        crash_out = default_crash_out(crash_profile, kinds, DATA)
-        log(f"crash experiment: {crash_profile}, {' and '.join(kinds)} cuts into {crash_out}")
-        c = run_crash(crash_out, kinds=kinds, profile=crash_profile, seed=seed, progress=progress,
-                      lab_dir=up.lab_dir if up is not None else None,
-                      note={} if "power" in kinds else {"power": skipped.get("lab:powercut", "the lab is not up")})
-        log(f"{c.ran} cuts run, {c.skipped} already done, in {c.elapsed_s:.0f} s")
-        for line in c.lost_by_durable:
-            log(f"BUG: {line}")
-    # the peers, on the default targets (not the lab's: fio and pg_test_fsync compare real devices)
-    from .analysis import peers_dataset
-    rounds = 3 if profile == "quick" else 5
-    log(f"peers: fio and pg_test_fsync side by side with us, {rounds} rounds on each default target")
-    peers_out = peers_dataset(None, rounds=rounds, peers=("fio", "pg_test_fsync"), parent=DATA, log=None)
-    return dataset, crash_out, peers_out
+    return render(executed, Path(out_dir), paths["dataset"])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -106,7 +106,7 @@ def wide(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
     return summary[summary["metric"] == metric].reset_index(drop=True)
 
 
-def ratio_ci(x, y, seed: int = 0, n_boot: int = N_BOOT, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+def ratio_of_means_ci(x, y, seed: int = 0, n_boot: int = N_BOOT, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
     """mean(x) / mean(y) with a bootstrap interval resampling x and y independently."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     est = x.mean() / y.mean()
@@ -134,7 +134,7 @@ def relative_to(df: pd.DataFrame, baseline: str = "always/w1/append/fdatasync", 
         if len(base) == 0:
             continue
         for _, g in tg.groupby("config", sort=False):
-            est, lo, hi = ratio_ci(g[metric].to_numpy(dtype=float), base, seed=seed, n_boot=n_boot)
+            est, lo, hi = ratio_of_means_ci(g[metric].to_numpy(dtype=float), base, seed=seed, n_boot=n_boot)
             rows.append({**{k: g.iloc[0][k] for k in keys}, "metric": metric, "baseline": baseline, "ratio": est,
                          "ratio_low": lo, "ratio_high": hi, "n": len(g), "n_baseline": len(base),
                          "ci_method": RATIO_METHOD})

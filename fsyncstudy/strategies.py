@@ -27,11 +27,42 @@ SYNC_METHODS = ("fdatasync", "fsync", "open_dsync", "open_sync")
 #: How the log file is laid out before timing starts.
 PREALLOCATIONS = ("append", "fallocate", "zero-fill")
 
-_INTERVAL = re.compile(r"^(batch|group)_(\d+)ms$")
-
 
 class StrategyError(ValueError):
     """A strategy name that is not one of the defined strategies."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One row of the table above: what a kind of strategy promises.
+
+    ``durability`` and ``data_loss_window`` are the task's labels; ``{n}`` stands for the
+    interval's digits as the name spells them (``batch_010ms`` -> ``every_010ms``).
+    ``window`` is the nominal loss window: ``"zero"``, ``"interval"`` (N ms) or ``"os"``
+    (the kernel decides).
+    """
+
+    name: str
+    acks_durable: bool        # acknowledged only after a sync covering the entry returned
+    has_interval: bool        # named <kind>_<N>ms
+    durability: str
+    data_loss_window: str
+    window: str
+
+
+#: The strategy table as rows; everything below reads it instead of restating it.
+KINDS = {k.name: k for k in (
+    Kind("always", acks_durable=True, has_interval=False, durability="every_write", data_loss_window="0ms",
+         window="zero"),
+    Kind("batch", acks_durable=False, has_interval=True, durability="every_{n}ms", data_loss_window="{n}ms",
+         window="interval"),
+    Kind("group", acks_durable=True, has_interval=True, durability="group_commit", data_loss_window="0ms",
+         window="zero"),
+    Kind("none", acks_durable=False, has_interval=False, durability="os_dependent", data_loss_window="seconds",
+         window="os"),
+)}
+
+_INTERVAL = re.compile(rf"^({'|'.join(k.name for k in KINDS.values() if k.has_interval)})_(\d+)ms$")
 
 
 @dataclass(frozen=True)
@@ -47,50 +78,40 @@ class Strategy:
     interval_ms: int | None = None
 
     @property
+    def row(self) -> Kind:
+        return KINDS[self.kind]
+
+    @property
     def acks_durable(self) -> bool:
         """True when an acknowledgement means a sync covering the entry has returned."""
-        return self.kind in ("always", "group")
+        return self.row.acks_durable
 
     @property
     def durability(self) -> str:
         """The task's ``durability`` label."""
-        if self.kind == "always":
-            return "every_write"
-        if self.kind == "none":
-            return "os_dependent"
-        if self.kind == "batch":
-            return f"every_{self._digits}ms"
-        return "group_commit"
+        return self.row.durability.format(n=self._digits)
 
     @property
     def data_loss_window(self) -> str:
         """The task's ``data_loss_window`` label: the nominal window, not a measurement."""
-        if self.kind == "none":
-            return "seconds"
-        if self.kind == "batch":
-            return f"{self._digits}ms"
-        return "0ms"
+        return self.row.data_loss_window.format(n=self._digits)
 
     @property
     def nominal_loss_window_ms(self) -> float | None:
         """The promised loss window in ms; None for ``none`` (the kernel decides)."""
-        if self.kind == "none":
-            return None
-        if self.kind == "batch":
-            return float(self.interval_ms)
-        return 0.0
+        return {"zero": 0.0, "interval": float(self.interval_ms or 0), "os": None}[self.row.window]
 
     @property
     def _digits(self) -> str:
         # The label repeats the digits as the request spelled them (batch_010ms -> every_010ms).
-        return self.name.split("_", 1)[1][:-2]
+        return self.name.split("_", 1)[1][:-2] if self.row.has_interval else ""
 
 
 def parse(name: object) -> Strategy:
     """Parse a strategy name, or raise StrategyError saying what is accepted."""
     if not isinstance(name, str):
         raise StrategyError(f"strategy must be a string, got {type(name).__name__} {name!r}")
-    if name in ("always", "none"):
+    if name in KINDS and not KINDS[name].has_interval:
         return Strategy(name, name)
     m = _INTERVAL.match(name)
     if m:

@@ -233,46 +233,20 @@ def discover(include_pseudo: bool = False) -> list[Target]:
     return out
 
 
-def resolve_directory(d: str | os.PathLike) -> Path:
-    """A directory, or a storage-lab target (``lab:<name>``) resolved to its mount point."""
-    s = os.fspath(d)
-    if s.startswith("lab:"):
-        from .lab import resolve_target  # only for lab names: the node's start-up never imports the lab
-        return resolve_target(s)
-    return Path(s)
+def device(t: Target) -> str:
+    """The block device's name, or the mount's source where there is none."""
+    return t.block_device or t.source
 
 
-def _writable_dir(d: Path) -> bool:
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return d.is_dir() and os.access(d, os.W_OK | os.X_OK)
+def one_line(t: Target) -> str:
+    """A target in one line, as commands print it before their results."""
+    return f"{t.path} ({t.fstype} on {device(t)}), {t.durability}: {t.reason}"
 
 
-def pick_directory(explicit: str | os.PathLike | None = None, log=None) -> Path:
-    """Where to write logs when the user did not say: durable storage that we can write.
-
-    Order: ``explicit``, then ``$FSYNCSTUDY_DIR`` (either may be a lab target, ``lab:<name>``),
-    then the user's cache directory, the
-    current directory and /var/tmp, skipping any that is volatile (tmpfs) or not
-    writable; last the temp directory, with a warning through ``log`` (a callable).
-    """
-    import tempfile
-    for given, origin in ((explicit, "--dir"), (os.environ.get("FSYNCSTUDY_DIR"), "FSYNCSTUDY_DIR")):
-        if given:
-            d = resolve_directory(given)
-            if not _writable_dir(d):
-                raise PermissionError(f"{origin} {d} is not a directory we can create and write")
-            return d
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fsyncstudy"
-    for d in (cache, Path.cwd(), Path("/var/tmp")):
-        try:
-            if _writable_dir(d) and describe(d).durability != "volatile":
-                return d
-        except OSError:
-            continue
-    d = Path(tempfile.gettempdir())
-    if log:
-        log(f"warning: no durable writable directory found; writing to {d} ({describe(d).fstype})")
-    return d
+def table_label(t: Target) -> str:
+    """A short name for tables and plots: the lab name or filesystem and device, and the verdict."""
+    if t.lab_target:
+        base = t.lab_target + (" (EMULATED)" if t.emulated else "")
+    else:
+        base = f"{t.fstype} on {device(t)}"
+    return f"{base}, {t.durability}"

@@ -9,6 +9,7 @@ import errno
 import os
 import random
 import shutil
+import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -16,7 +17,8 @@ from pathlib import Path
 from . import engine, measures
 from .log import Framer, LogFile, read_log
 from .strategies import Strategy, check_preallocation, check_sync_method, parse
-from .targets import Target, describe, resolve_directory
+from .places import pick_directory, resolve_directory
+from .targets import Target, describe
 
 #: Space reserved up front by fallocate/zero-fill when a trial is bounded by time, not entries.
 DEFAULT_PREALLOC_BYTES = 64 << 20
@@ -24,6 +26,10 @@ DEFAULT_PREALLOC_BYTES = 64 << 20
 DEFAULT_PAYLOAD_BYTES = 128
 #: Leave this much free on the target beyond what a trial needs.
 SPACE_MARGIN_BYTES = 16 << 20
+#: ``run_rounds`` repeats a request's trials in alternating rounds while they fit this budget (seconds) ...
+ROUND_BUDGET_S = 1.5
+#: ... up to this many rounds.
+MAX_ROUNDS = 5
 
 
 class TargetFull(OSError):
@@ -154,7 +160,6 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
         raise ValueError(f"{sync_method} makes every write synchronous, so it only goes with 'always', "
                          f"not {st.name}")
     if directory is None:
-        from .targets import pick_directory
         directory = pick_directory()
     directory = os.fspath(resolve_directory(directory))   # a path, or a lab target such as "lab:xfs"
     if not os.path.isdir(directory):
@@ -204,14 +209,7 @@ def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, 
         sync = log.sync_function()
         stop = engine.Stop(entries or 0, int(duration_s * 1e9) if duration_s else 0)
         write = _pwrite_offset0 if overwrite_offset0 else None
-        if st.kind == "always":
-            tl = engine.run_always(log.fd, sync, framer, first, stop, write=write)
-        elif st.kind == "none":
-            tl = engine.run_none(log.fd, framer, first, stop, write=write)
-        elif st.kind == "batch":
-            tl = engine.run_batch(log.fd, sync, st.interval_ms, framer, first, stop)
-        else:
-            tl = engine.run_group(log.fd, sync, st.interval_ms, writers, framer, first, stop)
+        tl = engine.run(st, log.fd, sync, framer, first, stop, writers=writers, write=write)
         verified, detail = None, ""
         if verify and overwrite_offset0:
             # only the last entry survives, at offset 0
@@ -266,3 +264,36 @@ def summarize(st: Strategy, tl: engine.Timeline, *, sync_method: str, prealloc: 
         verified=verified,
         verify_detail=verify_detail, started_at=started_at, warnings=list(notes or []),
     )
+
+
+def run_rounds(strategies: list[Strategy], entries: int, directory, budget_s: float = ROUND_BUDGET_S,
+               max_rounds: int = MAX_ROUNDS, **options) -> tuple[list[list[TrialResult]], int, float]:
+    """One trial per strategy in alternating rounds (forward, then backward, ...), while another
+    round is expected to fit ``budget_s`` and at most ``max_rounds``; at least one round.
+
+    Returns the trials per strategy (in the order given), the rounds run and the seconds spent.
+    The protocol node answers with this; ``median_trial`` picks each strategy's result.
+    """
+    target = describe(directory)
+    trials: list[list[TrialResult]] = [[] for _ in strategies]
+    order = list(range(len(strategies)))
+    start = time.monotonic()
+    rounds = 0
+    while True:
+        t0 = time.monotonic()
+        for k in (order if rounds % 2 == 0 else order[::-1]):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the target's verdict goes into every result
+                trials[k].append(run_trial(strategies[k], entries=entries, directory=directory, target=target,
+                                           **options))
+        rounds += 1
+        spent, last = time.monotonic() - start, time.monotonic() - t0
+        if rounds >= max_rounds or spent + last > budget_s:
+            return trials, rounds, time.monotonic() - start
+
+
+def median_trial(trials: list[TrialResult]) -> TrialResult:
+    """The trial with the median ops/sec; with an even number of trials, the slower of the middle two
+    (the lower median: a real trial, never an average of two)."""
+    ranked = sorted(trials, key=lambda r: r.ops_per_sec)
+    return ranked[(len(ranked) - 1) // 2]

@@ -4,6 +4,9 @@ import subprocess
 import sys
 
 from fsyncstudy.crash import ProcessCut, load, one_cut, run_crash
+from fsyncstudy.study import PROFILES
+
+QUICK = PROFILES["quick"].crash
 from conftest import REPO, leftovers
 
 
@@ -20,13 +23,13 @@ def test_a_killed_writer_loses_nothing_it_acknowledged(disk_dir):
 
 def test_an_experiment_is_recorded_and_resumes(disk_dir, tmp_path):
     out = tmp_path / "crash"
-    s = run_crash(out, kinds=("process",), profile="quick", strategies=["always", "none"], cuts=2, directory=disk_dir,
+    s = run_crash(out, QUICK, kinds=("process",), strategies=["always", "none"], cuts=2, directory=disk_dir,
                   progress=False)
     assert (s.planned, s.ran, s.errors, s.lost_by_durable) == (4, 4, 0, [])
     df, meta = load(out)
     assert len(df) == 4 and set(df["strategy"]) == {"always", "none"}
-    assert meta["seed"] == 0 and meta["kinds"] == ["process"] and meta["environment"]["kernel"]
-    again = run_crash(out, kinds=("process",), profile="quick", strategies=["always", "none"], cuts=2,
+    assert meta["plan"]["seed"] == 0 and meta["plan"]["kinds"] == ["process"] and meta["environment"]["kernel"]
+    again = run_crash(out, QUICK, kinds=("process",), strategies=["always", "none"], cuts=2,
                       directory=disk_dir, progress=False)
     assert (again.ran, again.skipped) == (0, 4)
 

@@ -12,7 +12,9 @@ from fsyncstudy.crash import load, run_crash
 from fsyncstudy.engine import SyncFailed
 from fsyncstudy.lab import Lab, clear_faults, inject, requirement, reset, status
 from fsyncstudy.node import Node
-from fsyncstudy.sweep import Profile, read_rows, run_sweep
+from fsyncstudy.dataset import read_rows
+from fsyncstudy.study import PROFILES
+from fsyncstudy.sweep import Profile, run_sweep
 from fsyncstudy.trial import TargetFull
 
 REASON = requirement("powercut")
@@ -100,7 +102,7 @@ def test_a_sweep_on_a_full_target_keeps_every_result(pc, tmp_path):
 
 def test_power_cuts_lose_nothing_acknowledged_by_always_or_group(lab, tmp_path):
     out = tmp_path / "crash"
-    s = run_crash(out, kinds=("power",), profile="quick", strategies=["always", "group_0ms", "batch_10ms", "none"],
+    s = run_crash(out, PROFILES["quick"].crash, kinds=("power",), strategies=["always", "group_0ms", "batch_10ms", "none"],
                   cuts=3, lab_dir=lab.lab_dir, progress=False)
     assert s.errors == 0 and s.lost_by_durable == []
     df, _ = load(out)

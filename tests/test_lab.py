@@ -24,7 +24,7 @@ from fsyncstudy.lab import (TARGET_NAMES, Lab, LabError, clear_faults, cut, down
                             requirements, reset, resolve_target, status, unsynced)
 from fsyncstudy.lab import core as lab_core
 from fsyncstudy.log import Framer
-from fsyncstudy.targets import describe
+from fsyncstudy.targets import describe, mounts
 from fsyncstudy.trial import DurabilityWarning, payload_for
 
 LOOP = ["ext4", "ext4-journal", "xfs", "btrfs"]
@@ -470,9 +470,40 @@ def test_lab_down_cleans_up_after_a_crashed_run():
         remove(d)
 
 
+def on_the_machine(base: Path) -> dict[str, list[str]]:
+    """Mounts, loop devices and lab FUSE daemons of labs under ``base`` (the module's shared lab left out),
+    read from the machine itself: /proc/self/mountinfo, /sys/block and /proc/<pid>/cmdline."""
+    prefix = str(base) + "/"
+
+    def ours(path: str) -> bool:
+        return path.startswith(prefix) and not path[len(prefix):].startswith("shared-")
+    mounted = [m.mount_point for m in mounts() if ours(m.mount_point)]
+    loops = [p.read_text().strip() for p in Path("/sys/block").glob("loop*/loop/backing_file")
+             if ours(p.read_text().strip())]
+    daemons = []
+    for p in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = p.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "fsyncstudy.lab.fusefs" in argv and any(ours(a) for a in argv):
+            daemons.append(p.parent.name)
+    return {"mounts": mounted, "loop_devices": loops, "daemons": daemons}
+
+
 def test_nothing_of_the_teardown_tests_is_left_on_the_machine():
-    """Runs after them (pytest keeps file order); the module's shared lab is checked at its teardown."""
-    if LAB_BASE.exists():
-        for d in LAB_BASE.iterdir():
-            if not d.name.startswith("shared-"):
-                assert_nothing_left(d)
+    """Runs after them (pytest keeps file order); the module's shared lab is checked at its own teardown."""
+    assert on_the_machine(LAB_BASE) == {"mounts": [], "loop_devices": [], "daemons": []}
+
+
+@needs_quick
+def test_the_machine_check_sees_a_lab_that_is_up():
+    d = fresh_dir("seen")
+    try:
+        with Lab(d, targets=QUICK):
+            left = on_the_machine(LAB_BASE)
+            assert left["mounts"] and (left["loop_devices"] or "ext4" not in QUICK) and \
+                (left["daemons"] or "powercut" not in QUICK), left
+        assert on_the_machine(LAB_BASE) == {"mounts": [], "loop_devices": [], "daemons": []}
+    finally:
+        remove(d)

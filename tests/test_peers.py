@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from fsyncstudy import peers, peertools, pgtest
+from fsyncstudy import intervals, peers, peertools, pgtest
+from fsyncstudy.cli import format_pgtest
 from conftest import REPO, leftovers
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -38,18 +39,18 @@ def cli(*args, env=None, timeout=120):
 def test_t_quantiles_match_scipy():
     stats = pytest.importorskip("scipy.stats")
     for df in list(range(1, 61)) + [80, 120, 500, 10_000]:
-        assert peers.t975(df) == pytest.approx(stats.t.ppf(0.975, df), rel=2e-6), df
+        assert intervals.t975(df) == pytest.approx(stats.t.ppf(0.975, df), rel=2e-6), df
 
 
 def test_ratio_is_the_geometric_mean_of_paired_rounds_with_an_interval():
-    r = peers.ratio_ci([100, 200, 400], [100, 100, 100])
+    r = intervals.paired_ratio_ci([100, 200, 400], [100, 100, 100])
     assert r.mean == pytest.approx(2.0) and r.n == 3
     assert r.low < 2.0 < r.high and r.low > 0
-    same = peers.ratio_ci([5.0, 7.0], [5.0, 7.0])
+    same = intervals.paired_ratio_ci([5.0, 7.0], [5.0, 7.0])
     assert same.mean == 1.0 and same.low == same.high == 1.0
-    one = peers.ratio_ci([3.0], [2.0])
+    one = intervals.paired_ratio_ci([3.0], [2.0])
     assert one.mean == pytest.approx(1.5) and one.low is None
-    assert peers.ratio_ci([3.0, 4.0], [None, 2.0]).n == 1   # a round the peer could not run is left out
+    assert intervals.paired_ratio_ci([3.0, 4.0], [None, 2.0]).n == 1   # a round the peer could not run is left out
 
 
 # -- fio ----------------------------------------------------------------------------------------------
@@ -102,7 +103,8 @@ def test_compare_command_prints_the_table_and_json(disk_dir):
 def test_fio_lays_the_file_out_as_our_preallocation_does(prealloc, disk_dir):
     fio = need("fio")
     run = peertools.run_fio(disk_dir, block_bytes=144, writes=100, sync=True, prealloc=prealloc, fio=fio)
-    assert run.writes == 100 and run.block_bytes == 144 and run.runtime_ms >= 0
+    assert run.writes == 100 and run.block_bytes == 144 and run.runtime_ms > 0
+    assert run.ops_per_sec == pytest.approx(100 / (run.runtime_ms / 1e3))  # writes over fio's runtime
     assert set(peertools.PREALLOC_TO_FIO[prealloc]) <= set(run.command)
     assert "--fdatasync=1" in run.command and run.syncs in (99, 100)
     assert run.sync_p(99) >= run.sync_p(50) > 0
@@ -268,7 +270,7 @@ def test_etcd_preset_text_and_its_fixed_workload(disk_dir):
 
 def test_pgtest_prints_pg_test_fsyncs_sections_and_lines(disk_dir):
     rep = pgtest.run_suite(disk_dir, secs_per_test=0.2, trials=2)
-    text = pgtest.format_report(rep)
+    text = format_pgtest(rep)
     # our report reads back with the parser of pg_test_fsync's own output: same sections, labels, format
     run = peertools.parse_pg_test_fsync(text)
     check_pg_report(run)

@@ -2,12 +2,13 @@
 import re
 
 from fsyncstudy.report import build_report, notebooks
+from fsyncstudy.study import PROFILES
 from fsyncstudy.sweep import run_sweep
 
 
 def test_the_report_renders_every_notebook_self_contained(disk_dir, tmp_path):
     data = tmp_path / "data"
-    run_sweep(data, profile="quick", targets=[str(disk_dir)], progress=False)
+    run_sweep(data, profile=PROFILES["quick"].sweep, targets=[str(disk_dir)], progress=False)
     index = build_report(data, out_dir=tmp_path / "reports", build=tmp_path / "build", log=lambda m: None)
     pages = sorted(p.name for p in index.parent.glob("*.html"))
     assert pages == sorted(["index.html"] + [nb.stem + ".html" for nb in notebooks()])

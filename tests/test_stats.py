@@ -36,9 +36,9 @@ def test_bca_is_seeded_contains_the_mean_and_handles_degenerate_data():
 
 
 def test_ratio_of_means_with_an_interval():
-    est, lo, hi = stats.ratio_ci([2, 2, 2], [1, 1, 1])
+    est, lo, hi = stats.ratio_of_means_ci([2, 2, 2], [1, 1, 1])
     assert (est, lo, hi) == (2, 2, 2)
-    est, lo, hi = stats.ratio_ci([20, 22, 21, 19], [1, 1.2, 0.9, 1.1], seed=0)
+    est, lo, hi = stats.ratio_of_means_ci([20, 22, 21, 19], [1, 1.2, 0.9, 1.1], seed=0)
     assert est == pytest.approx(82 / 4.2)
     assert lo < est < hi
 

@@ -8,7 +8,9 @@ from collections import Counter
 
 import pytest
 
-from fsyncstudy.sweep import COLUMNS, PROFILES, Config, Profile, load, plan, read_rows, run_sweep
+from fsyncstudy.dataset import read_rows
+from fsyncstudy.study import PROFILES, study_key, sweep_out
+from fsyncstudy.sweep import COLUMNS, Config, Profile, load, plan, run_sweep
 from conftest import REPO, SHM, leftovers
 
 TINY = Profile("tiny", trials=2, warmup_rounds=1, min_duration_s=0.02, min_intervals=3, batch_ms=(0, 10),
@@ -29,18 +31,18 @@ def test_every_round_runs_every_configuration_once_in_a_seeded_order():
 
 
 def test_the_profiles_cover_what_the_study_promises():
-    std = {c.key for c in PROFILES["standard"].configs()}
+    std = {c.key for c in PROFILES["standard"].sweep.configs()}
     assert {f"batch_{n}ms/w1/append/fdatasync" for n in range(0, 101, 5)} <= std
     assert {f"group_{n}ms/w{w}/append/fdatasync" for n in (0, 10, 50) for w in (1, 4, 16)} <= std
     assert {"always/w1/zero-fill/fdatasync", "batch_10ms/w1/zero-fill/fdatasync", "always/w1/append/fdatasync",
             "none/w1/append/fdatasync"} <= std
-    assert PROFILES["standard"].trials == 5 and PROFILES["quick"].trials == 3
-    quick = {c.key for c in PROFILES["quick"].configs()}
+    assert PROFILES["standard"].sweep.trials == 5 and PROFILES["quick"].sweep.trials == 3
+    quick = {c.key for c in PROFILES["quick"].sweep.configs()}
     assert {"batch_0ms/w1/append/fdatasync", "batch_100ms/w1/append/fdatasync", "group_0ms/w4/append/fdatasync"} <= quick
 
 
 def test_a_trial_lasts_the_minimum_and_several_intervals():
-    p = PROFILES["standard"]
+    p = PROFILES["standard"].sweep
     assert p.duration_s(Config("always")) == p.min_duration_s
     assert p.duration_s(Config("batch_100ms")) == max(p.min_duration_s, p.min_intervals * 0.1)
 
@@ -55,10 +57,10 @@ def test_a_sweep_writes_every_trial_with_its_metadata(disk_dir, tmp_path):
     assert len(rows) == n and list(rows[0]) == COLUMNS
     assert all(r["status"] == "ok" for r in rows)
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["seed"] == 3 and meta["profile"]["name"] == "tiny" and meta["targets"] == targets
+    assert meta["plan"]["seed"] == 3 and meta["plan"]["profile"]["name"] == "tiny" and meta["plan"]["targets"] == targets
     env = meta["environment"]
     assert env["kernel"] and env["cpu"] is not None and env["versions"]["python"] and "commit" in env["git"]
-    assert set(meta["target_descriptions"]) == set(targets)
+    assert set(meta["environment"]["targets"]) == set(targets)
     df, _ = load(out)
     assert len(df) == n - len(TINY.configs()) * len(targets)  # the warm-up round is left out
     assert (df["elapsed_s"] >= 0.02).all()
@@ -83,7 +85,7 @@ def test_resuming_into_another_study_is_refused(disk_dir, tmp_path):
     with pytest.raises(ValueError, match="different seed"):
         run_sweep(out, profile=TINY, targets=[str(disk_dir)], seed=99, progress=False)
     with pytest.raises(ValueError, match="different profile"):
-        run_sweep(out, profile="quick", targets=[str(disk_dir)], progress=False)
+        run_sweep(out, profile=PROFILES["quick"].sweep, targets=[str(disk_dir)], progress=False)
 
 
 def test_a_torn_last_row_is_dropped_and_repaired(disk_dir, tmp_path):
@@ -124,7 +126,7 @@ def test_a_sweep_killed_mid_way_keeps_every_finished_trial_and_resumes(sig, disk
     if sig == signal.SIGINT:
         assert "resumes" in err
         assert leftovers(disk_dir) == []  # the interrupted trial removed its log
-    s = run_sweep(out, profile="quick", targets=[str(disk_dir)], progress=False)
+    s = run_sweep(out, profile=PROFILES["quick"].sweep, targets=[str(disk_dir)], progress=False)
     assert s.skipped == len(kept) and s.ran + s.skipped == s.planned
     assert leftovers(disk_dir) == []  # a killed run's log is cleaned up by the next
     keys = Counter((r["round"], r["config"]) for r in read_rows(out / "trials.csv"))
@@ -142,6 +144,5 @@ def test_resuming_a_dataset_with_other_columns_is_refused(disk_dir, tmp_path):
 
 
 def test_default_dataset_names_change_with_the_study_definition():
-    from fsyncstudy.sweep import default_out, study_key
-    assert study_key("quick") != study_key("standard")
-    assert default_out("quick").name.endswith(study_key("quick"))
+    assert study_key(PROFILES["quick"].sweep) != study_key(PROFILES["standard"].sweep)
+    assert sweep_out("quick").name.endswith(study_key(PROFILES["quick"].sweep))

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from fsyncstudy.targets import describe, discover, mount_of, pick_directory
+from fsyncstudy.places import pick_directory
+from fsyncstudy.targets import describe, discover, mount_of
 from conftest import REPO, SHM, needs_shm
 
 

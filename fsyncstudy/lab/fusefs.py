@@ -28,11 +28,11 @@ import struct
 import sys
 import threading
 
+from ..targets import LAB_LABEL_XATTR
 from .powercut import Faults, Volume
 
-#: Extended attribute on the mount's root: the target's self-description, read by
-#: ``fsyncstudy.targets.describe`` (JSON: target, label, emulated, reason).
-LABEL_XATTR = "user.fsyncstudy.label"
+# LAB_LABEL_XATTR on the mount's root is the target's self-description, read by
+# ``fsyncstudy.targets.describe`` (JSON: target, label, emulated, reason).
 SOCKET_PREFIX = "fsyncstudy-lab:"
 
 log = logging.getLogger("fsyncstudy.lab.fusefs")
@@ -165,12 +165,12 @@ def make_operations(fuse, vol: Volume, label: dict):
             return 0
 
         def getxattr(self, path, name, position=0):
-            if name == LABEL_XATTR and path == "/":
+            if name == LAB_LABEL_XATTR and path == "/":
                 return label_bytes
             raise fuse.FuseOSError(errno.ENODATA)
 
         def listxattr(self, path):
-            return [LABEL_XATTR] if path == "/" else []
+            return [LAB_LABEL_XATTR] if path == "/" else []
 
     return Ops
 

@@ -14,11 +14,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..targets import describe
+from ..targets import LAB_LABEL_XATTR, describe, device
 from .control import LabError, is_mounted, run, unmount
 
 #: Extended attribute on the image file: the target's self-description (see targets.describe).
-LABEL_XATTR = "user.fsyncstudy.label"
 IMAGE_PREFIX = "fsyncstudy-lab-"
 
 
@@ -108,13 +107,13 @@ class LoopFS:
             "label": f"lab:{self.name}: {self.spec.what} on a loop device backed by a file on the host disk",
             "emulated": False,
             "reason": (f"loop device {self.device} backed by the file {self.image} on the host's "
-                       f"{host.fstype} ({host.block_device or host.source}"
+                       f"{host.fstype} ({device(host)}"
                        f"{', virtual disk' if (host.block_device or '').startswith(('vd', 'xvd')) else ''})"
                        f"{', direct I/O' if self.dio else ', buffered through the host page cache'}: "
                        "a sync's flush becomes an fsync of that file, so it is as durable as the host disk"),
         }
         try:
-            os.setxattr(self.image, LABEL_XATTR, json.dumps(self.label).encode())
+            os.setxattr(self.image, LAB_LABEL_XATTR, json.dumps(self.label).encode())
         except OSError:
             pass                                # the host filesystem has no user xattrs: describe() falls back
 

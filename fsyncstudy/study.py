@@ -1,0 +1,313 @@
+"""The study as ``make report`` runs it, in one place: what each profile measures, where its
+datasets go, the pipeline (storage lab, sweep, crash experiment, peers comparison), and the
+datasets the notebooks open.
+
+A profile (``PROFILES``) names one plan for every part of the study:
+
+=========  =====================================  ==============================  ==========================
+profile    sweep (``sweep.Profile``)              crash (``crash.CrashProfile``)  peers (``PeersPlan``)
+=========  =====================================  ==============================  ==========================
+quick      3 trials, batch 0/10/50/100 ms         8 power / 5 process cuts        fio, 3 rounds
+standard   5 trials, batch 0..100 ms by 5         200 power / 100 process cuts    fio + pg_test_fsync, 5
+full       10 trials, batch 0..100 ms by 2        as standard                     as standard
+=========  =====================================  ==============================  ==========================
+
+The notebooks' parameter ``profile`` and the CLI's ``--profile`` both mean an entry of this table.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import crash, dataset, peers, sweep
+from .crash import CrashProfile
+from .places import BUILD, DATA, REPO, default_targets
+from .sweep import Profile
+
+
+@dataclass(frozen=True)
+class PeersPlan:
+    """The comparison with the peers: alternating rounds per target, which peers, pg_test_fsync's -s."""
+
+    rounds: int
+    peers: tuple[str, ...] = ("fio", "pg_test_fsync")
+    secs_per_test: int = 1
+
+
+@dataclass(frozen=True)
+class StudyProfile:
+    name: str
+    sweep: Profile
+    crash: CrashProfile
+    peers: PeersPlan
+
+
+_CRASH_QUICK = CrashProfile("quick", power=(("always", "group_0ms", "batch_10ms", "batch_50ms", "none"), 8),
+                            process=(("always", "batch_10ms", "none"), 5))
+_CRASH_STANDARD = CrashProfile(
+    "standard", power=(("always", "group_0ms", *(f"batch_{n}ms" for n in (0, 1, 5, 10, 20, 50, 100)), "none"), 200),
+    process=(("always", "batch_10ms", "none"), 100))
+
+PROFILES = {
+    "quick": StudyProfile(
+        "quick", sweep=Profile("quick", trials=3, warmup_rounds=1, min_duration_s=0.15, min_intervals=5,
+                               batch_ms=(0, 10, 50, 100), group=((0, 4),)),
+        crash=_CRASH_QUICK, peers=PeersPlan(rounds=3, peers=("fio",))),
+    "standard": StudyProfile(
+        "standard", sweep=Profile("standard", trials=5, warmup_rounds=1, min_duration_s=0.4, min_intervals=5,
+                                  batch_ms=tuple(range(0, 101, 5)),
+                                  group=tuple((n, w) for n in (0, 10, 50) for w in (1, 4, 16))),
+        crash=_CRASH_STANDARD, peers=PeersPlan(rounds=5)),
+    "full": StudyProfile(
+        "full", sweep=Profile("full", trials=10, warmup_rounds=1, min_duration_s=1.0, min_intervals=10,
+                              batch_ms=tuple(range(0, 101, 2)),
+                              group=tuple((n, w) for n in (0, 1, 5, 10, 50) for w in (1, 2, 4, 8, 16)),
+                              prealloc_modes=("zero-fill", "fallocate")),
+        crash=_CRASH_STANDARD, peers=PeersPlan(rounds=5)),
+}
+
+
+def profile(name: str) -> StudyProfile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}: use one of {', '.join(PROFILES)}") from None
+
+
+# -- where datasets go ------------------------------------------------------------------------------
+
+def _key(*parts) -> str:
+    blob = json.dumps([dataset.FORMAT, *parts], sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:6]
+
+
+def study_key(prof: Profile) -> str:
+    """A short hash of what a sweep's rows mean: the profile's grid, the columns, the format."""
+    return _key(asdict(prof), sweep.SCHEMA)
+
+
+def sweep_out(name: str, parent: Path = DATA) -> Path:
+    """<parent>/<profile>-<host>-<boot>-<key>: a new machine, boot or version of the study starts a new
+    dataset; the same ones resume."""
+    return parent / f"{name}-{dataset.machine_tag()}-{study_key(profile(name).sweep)}"
+
+
+def crash_out(name: str, kinds, parent: Path = DATA) -> Path:
+    """<parent>/crash-<profile>-<kinds>-<host>-<boot>-<key>."""
+    plan = profile(name).crash
+    return parent / f"crash-{plan.name}-{'+'.join(kinds)}-{dataset.machine_tag()}-{_key(asdict(plan), crash.SCHEMA)}"
+
+
+def peers_out(plan: PeersPlan, parent: Path = DATA) -> Path:
+    """<parent>/peers-<peers>-r<rounds>-<host>-<boot>-<key>."""
+    return parent / (f"peers-{'+'.join(plan.peers)}-r{plan.rounds}-{dataset.machine_tag()}-"
+                     f"{_key(asdict(plan), peers.SCHEMA)}")
+
+
+def existing(path: str | os.PathLike, kind: str) -> Path:
+    """``path`` (a relative path also from the repository) if it holds a dataset of ``kind``, else a
+    DatasetError that says what it holds."""
+    p = Path(path)
+    if not p.is_absolute() and not p.exists():
+        p = REPO / p
+    meta = dataset.read_meta(p)
+    if meta["kind"] != kind:
+        raise dataset.DatasetError(f"{p} holds a {meta['kind']} dataset, not a {kind} dataset")
+    return p
+
+
+# -- what the notebooks open ------------------------------------------------------------------------
+
+def sweep_dataset(path=None, profile_name: str = "quick", targets: list[str] | None = None, seed: int = 0,
+                  progress: bool = True) -> Path:
+    """The sweep dataset to analyse: ``path`` if it holds one, else a fresh (resumable) sweep into
+    build/, so that notebooks run one after another share it instead of measuring three times."""
+    if path is not None:
+        return existing(path, sweep.KIND)
+    out = sweep_out(profile_name, BUILD)
+    sweep.run_sweep(out, profile=profile(profile_name).sweep, targets=targets, seed=seed, progress=progress)
+    return out
+
+
+def crash_dataset(path=None, profile_name: str = "quick", seed: int = 0, progress: bool = True, log=print) -> Path:
+    """A crash dataset: ``path`` if it holds one, else a fresh (resumable) experiment in build/.
+
+    The power kind needs the storage lab's power-cut filesystem; it is brought up for the
+    experiment and torn down after.  Where the machine cannot (not root, no /dev/fuse, no
+    libfuse), only the process kind runs, and ``meta.json`` says why.
+    """
+    if path is not None:
+        return existing(path, crash.KIND)
+    plan = profile(profile_name).crash
+    skipped = {}
+    try:
+        from .lab import Lab, LabError
+        lab = Lab(BUILD / "lab", targets=["powercut"])
+    except ImportError as e:
+        lab, skipped["power"] = None, f"the storage lab cannot be imported: {e}"
+    if lab is not None:
+        try:
+            with lab:
+                if "lab:powercut" in lab.available():
+                    out = crash_out(profile_name, ("power", "process"), BUILD)
+                    crash.run_crash(out, plan, kinds=("power", "process"), seed=seed, progress=progress,
+                                    lab_dir=lab.lab_dir)
+                    return out
+                skipped["power"] = lab.skipped().get("lab:powercut", "lab:powercut is not available")
+        except LabError as e:  # e.g. the remains of a crashed run in build/lab: say so, go on without
+            skipped["power"] = str(e)
+    log(f"power cuts skipped: {skipped['power']}; running process crashes only")
+    out = crash_out(profile_name, ("process",), BUILD)
+    crash.run_crash(out, plan, kinds=("process",), seed=seed, progress=progress, note=skipped)
+    return out
+
+
+def peers_dataset(path=None, profile_name: str = "quick", log=None) -> Path:
+    """A comparison dataset: ``path`` if it holds one, else a fresh (resumable) comparison of the
+    profile's peers on the default targets, in build/."""
+    if path is not None:
+        return existing(path, peers.KIND)
+    plan = profile(profile_name).peers
+    out = peers_out(plan, BUILD)
+    peers.run_comparison(out, rounds=plan.rounds, peers=plan.peers, secs_per_test=plan.secs_per_test, log=log)
+    return out
+
+
+@dataclass
+class SweepView:
+    """What notebooks 01-03 open with: the dataset, its trials, its meta and their summary.
+
+    Shown in a notebook, it is the dataset's name, its size and the machine it was measured on.
+    """
+
+    path: Path
+    df: object
+    meta: dict
+    summary: object
+
+    def _repr_html_(self) -> str:
+        from . import analysis
+        head = f"<p>Dataset <code>{self.path.name}</code>: {len(self.df)} trials (warm-up round excluded).</p>"
+        return head + analysis.machine_table(self.meta).to_html()
+
+
+def open_sweep(path=None, profile_name: str = "quick", targets: list[str] | None = None, seed: int = 0,
+               n_boot: int = 2000) -> SweepView:
+    """The opening of notebooks 01-03: find (or measure) the sweep dataset, load it, summarize it."""
+    from . import analysis
+    p = sweep_dataset(path, profile_name, targets=targets, seed=seed)
+    df, meta = sweep.load(p)
+    return SweepView(p, df, meta, analysis.summary(df, seed=seed, n_boot=n_boot))
+
+
+# -- the pipeline behind make report ----------------------------------------------------------------
+
+def run_study(profile_name: str = "standard", targets: list[str] | None = None, use_lab: bool = True, seed: int = 0,
+              progress: bool = True, log=print) -> tuple[Path, Path, Path]:
+    """The measurements behind the report: the sweep, the crash experiment, the peers comparison.
+
+    With ``use_lab`` (and a machine that allows it: root, loop devices, /dev/fuse, the mkfs
+    tools) the storage lab comes up for the duration, its targets join the sweep, and the
+    power cuts run on lab:powercut; whatever cannot come up is recorded with the reason.
+    """
+    prof = profile(profile_name)
+    skipped: dict[str, str] = {}
+    lab = None
+    if use_lab:
+        try:
+            from .lab import TARGET_NAMES, Lab, requirements
+            needs = requirements(TARGET_NAMES)
+            skipped = {t: r for t, r in needs.items() if r}
+            if len(skipped) < len(needs):
+                lab = Lab(targets=[t[4:] for t, r in needs.items() if not r])
+        except ImportError as e:
+            skipped = {"lab": f"the storage lab cannot be imported ({e})"}
+    else:
+        skipped = {"lab": "not asked for (--no-lab)"}
+    with lab if lab is not None else nullcontext() as up:
+        lab_targets = []
+        if up is not None:
+            skipped.update(up.skipped())
+            lab_targets = up.available()
+            log(f"lab up: {', '.join(lab_targets) or 'nothing'}" + (f"; skipped: {skipped}" if skipped else ""))
+        chosen = targets or default_targets() + lab_targets
+        sweep_path = sweep_out(prof.name)
+        log(f"study: {prof.name} profile on {len(chosen)} targets into {sweep_path} (resumes if interrupted)")
+        s = sweep.run_sweep(sweep_path, profile=prof.sweep, targets=chosen, seed=seed, progress=progress,
+                            skipped=skipped)
+        log(f"{s.ran} trials run ({s.failed} failed), {s.skipped} already done, in {s.elapsed_s:.0f} s")
+        kinds = ("power", "process") if "lab:powercut" in lab_targets else ("process",)
+        crash_path = crash_out(prof.name, kinds)
+        log(f"crash experiment: {prof.crash.name}, {' and '.join(kinds)} cuts into {crash_path}")
+        c = crash.run_crash(crash_path, prof.crash, kinds=kinds, seed=seed, progress=progress,
+                            lab_dir=up.lab_dir if up is not None else None,
+                            note={} if "power" in kinds else {"power": skipped.get("lab:powercut", "the lab is not up")})
+        log(f"{c.ran} cuts run, {c.skipped} already done, in {c.elapsed_s:.0f} s")
+        for line in c.lost_by_durable:
+            log(f"BUG: {line}")
+    # the peers, on the default targets (not the lab's: fio and pg_test_fsync compare real devices)
+    log(f"peers: {' and '.join(prof.peers.peers)} side by side with us, {prof.peers.rounds} rounds on each "
+        "default target")
+    peers_path = peers_out(prof.peers)
+    peers.run_comparison(peers_path, rounds=prof.peers.rounds, peers=prof.peers.peers,
+                         secs_per_test=prof.peers.secs_per_test)
+    return sweep_path, crash_path, peers_path
+
+
+# -- datasets written before format 2 ---------------------------------------------------------------
+
+def upgrade(directory: str | os.PathLike) -> dict:
+    """Rewrite a format-1 dataset's meta.json in the format-2 shape; the rows are not touched.
+
+    Format 1 had a meta.json of its own shape for each kind (a sweep's had no kind at all).
+    Returns the new meta; refuses anything but a readable format-1 meta.json.
+    """
+    d = Path(directory)
+    path = d / dataset.META_FILE
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise dataset.DatasetError(f"{path} cannot be read as JSON: {e}") from None
+    if not isinstance(old, dict) or old.get("format", 1) != 1 or not isinstance(old.get("environment"), dict):
+        raise dataset.DatasetError(f"{path} is not a format-1 meta.json (nothing to upgrade)")
+    kind = old.get("kind", "sweep")
+    env = dict(old["environment"])
+    if kind == "sweep":
+        schema, table = sweep.SCHEMA, sweep.TABLE
+        plan = {"profile": old["profile"], "seed": old["seed"], "targets": old["targets"]}
+        env["targets"] = old.get("target_descriptions", {})
+        notes = {"target_names": old.get("target_names", {}), "skipped_targets": old.get("skipped_targets", {}),
+                 "trial_rule": old.get("trial_rule", "")}
+    elif kind == "crash":
+        schema, table = crash.SCHEMA, crash.TABLE
+        plan = {"profile": old["profile"], "kinds": old["kinds"], "seed": old["seed"],
+                "cut_window_ms": old["cut_window_ms"], "strategies": old["plan"],
+                "cuts_per_strategy": old["cuts_per_strategy"]}
+        env["targets"] = {v["label"]: v["description"] for v in old.get("targets", {}).values()}
+        notes = {"targets": {k: v["label"] for k, v in old.get("targets", {}).items()},
+                 "skipped": old.get("skipped", {})}
+    elif kind == "peers":
+        schema, table = peers.SCHEMA, peers.TABLE
+        plan = {"rounds": old["rounds"], "peers": old["peers"], "secs_per_test": old["secs_per_test"],
+                "targets": old["targets"]}
+        env["targets"] = old.get("target_descriptions", {})
+        notes = {"missing_peers": old.get("missing_peers", {})}
+    else:
+        raise dataset.DatasetError(f"{path} is of an unknown kind {kind!r}")
+    try:
+        with open(d / table, newline="") as f:
+            header = next(csv.reader(f), None)
+    except FileNotFoundError:
+        header = None
+    types = dict(schema)
+    columns = [[c, types.get(c, "str")] for c in header] if header else schema
+    new = {"format": dataset.FORMAT, "kind": kind,
+           "created_at": old.get("created_at") or "unknown (format 1 recorded none)", "environment": env,
+           "plan": plan, "table": table, "columns": columns, "notes": notes, "runs": old.get("runs", [])}
+    dataset.write_json_durably(path, new)
+    return new
