@@ -1,0 +1,189 @@
+"""The notebooks' tables and figures on small frames whose answers are known by hand."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from fsyncstudy import analysis, plots, stats  # noqa: E402
+from fsyncstudy.strategies import parse  # noqa: E402
+
+#: (config, ops/sec per trial, worst exposure ms per trial or None when never synced)
+CONFIGS = [
+    ("always/w1/append/fdatasync", [100, 110, 90], [0, 0, 0]),
+    ("always/w1/zero-fill/fdatasync", [150, 165, 135], [0, 0, 0]),
+    ("batch_10ms/w1/append/fdatasync", [10_000, 11_000, 9_000], [14, 15, 16]),
+    ("batch_50ms/w1/append/fdatasync", [9_000, 10_000, 8_000], [60, 61, 62]),   # slower and longer: dominated
+    ("group_0ms/w4/append/fdatasync", [300, 330, 270], [0, 0, 0]),
+    ("none/w1/append/fdatasync", [20_000, 22_000, 18_000], [None, None, None]),
+]
+
+
+def sweep_frame(target="/t", label="ext4 on vda, durable", durability="durable") -> pd.DataFrame:
+    rows = []
+    for config, ops, exp in CONFIGS:
+        strategy, w, prealloc, method = config.split("/")
+        st = parse(strategy)
+        for k, (v, e) in enumerate(zip(ops, exp)):
+            rows.append({"round": k + 1, "target": target, "target_label": label, "target_fstype": "ext4",
+                         "target_durability": durability, "config": config,
+                         "config_label": strategy + ("" if prealloc == "append" else f" ({prealloc})"),
+                         "strategy": strategy, "kind": st.kind, "interval_ms": st.interval_ms, "writers": int(w[1:]),
+                         "prealloc": prealloc, "sync_method": method,
+                         "nominal_loss_window_ms": st.nominal_loss_window_ms, "ops_per_sec": float(v),
+                         "ack_latency_us_p99": 1e6 / v, "exposure_ms_p99": None if e is None else e * 0.9,
+                         "exposure_ms_max": e, "sync_latency_us_p50": 50.0, "writeback_expire_s": 30.0,
+                         "writeback_interval_s": 5.0})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def df():
+    return sweep_frame()
+
+
+@pytest.fixture(scope="module")
+def summ(df):
+    return analysis.summary(df, n_boot=200)
+
+
+def test_the_task_table_has_the_three_strategies_in_order_with_their_ratio(df, summ):
+    rel = stats.relative_to(df, n_boot=200)
+    t = analysis.task_table(summ, rel)
+    assert list(t["strategy"]) == ["always", "batch_10ms", "none"]
+    row = t.set_index("strategy")
+    assert row.loc["always", "ops_per_sec"] == 100 and row.loc["none", "× always"] == pytest.approx(200)
+    assert row.loc["batch_10ms", "measured max exposure ms"] == pytest.approx(15)
+    assert row.loc["batch_10ms", "durability"] == "every_10ms" and row.loc["none", "data_loss_window"] == "seconds"
+    assert np.isnan(row.loc["none", "measured max exposure ms"])  # never synced: nothing measured
+
+
+def test_preallocation_is_a_ratio_of_means_over_the_same_strategy_appending(df):
+    pre = analysis.prealloc_table(df, n_boot=200)
+    assert len(pre) == 1
+    r = pre.iloc[0]
+    assert (r["strategy"], r["prealloc"], r["n"]) == ("always", "zero-fill", 3)
+    assert r["ratio"] == pytest.approx(1.5) and r["ratio_low"] <= 1.5 <= r["ratio_high"]
+
+
+def test_interval_curves_hold_batch_and_group_by_family(summ):
+    c = analysis.interval_curves(summ)
+    assert set(c["family"]) == {"batch (1 writer)", "group commit (4 writers)"}
+    batch = c[c["kind"] == "batch"]
+    assert list(batch["interval_ms"]) == [10, 50]
+    refs = analysis.reference_rows(summ)
+    assert set(refs["strategy"]) == {"always", "none"}
+
+
+def test_the_frontier_keeps_what_nothing_beats_and_draws_none_at_the_kernel_bound(df, summ):
+    pts = analysis.frontier_points(summ, df).set_index("config")
+    assert pts.loc["none/w1/append/fdatasync", "window_source"] == "kernel bound"
+    assert pts.loc["none/w1/append/fdatasync", "loss_window_ms"] == 35_000  # (30 + 5) s
+    front = set(pts.index[pts["pareto"]])
+    # group_0ms beats always and the zero-filled always (faster, same zero window); batch_50ms is beaten by batch_10ms
+    assert front == {"group_0ms/w4/append/fdatasync", "batch_10ms/w1/append/fdatasync", "none/w1/append/fdatasync"}
+    crash = pd.DataFrame({"kind": ["power"], "strategy": ["batch_10ms"], "window_p99_ms": [12.5]})
+    with_crash = analysis.frontier_points(summ, df, crash=crash).set_index("config")
+    assert with_crash.loc["batch_10ms/w1/append/fdatasync", "crash_window_ms"] == 12.5
+    assert np.isnan(with_crash.loc["always/w1/append/fdatasync", "crash_window_ms"])
+
+
+def test_none_against_batch_says_which_way_it_went(df, summ):
+    ops = stats.wide(summ, "ops_per_sec")
+    t = analysis.none_vs_batch(df, ops, n_boot=200)
+    assert t.iloc[0]["none / batch_10ms"] == pytest.approx(2.0) and t.iloc[0]["verdict"] == "none faster"
+    same = df.copy()
+    same.loc[same["config"] == analysis.TASK[2], "ops_per_sec"] = [11_000.0, 9_000.0, 10_000.0]
+    assert analysis.none_vs_batch(same, ops, n_boot=200).iloc[0]["verdict"] == "no significant difference"
+
+
+def cut_frame() -> pd.DataFrame:
+    rows = []
+    for strategy, lost, ages in (("always", [0, 0, 0, 0], [None] * 4), ("batch_10ms", [0, 5, 7, 3], [None, 12, 15, 9])):
+        st = parse(strategy)
+        for k, (n, age) in enumerate(zip(lost, ages)):
+            rows.append({"kind": "power", "strategy": strategy, "cut": k, "acked": 100, "recovered": 100 - n,
+                         "lost_acked": n, "oldest_lost_age_ms": age, "torn": k == 1, "corrupt": False,
+                         "unacked_recovered": 1, "error": "", "nominal_loss_window_ms": st.nominal_loss_window_ms,
+                         "skind": st.kind, "interval_ms": st.interval_ms})
+    rows.append({**rows[-1], "cut": 9, "lost_acked": 99, "oldest_lost_age_ms": 999.0, "error": "RuntimeError: x"})
+    return pd.DataFrame(rows)
+
+
+def test_the_crash_table_counts_cuts_and_losses_and_leaves_failed_cuts_out():
+    t = analysis.crash_table(cut_frame(), n_boot=200).set_index("strategy")
+    assert t.loc["always", "lost_acked"] == 0 and t.loc["always", "cuts_losing"] == 0
+    b = t.loc["batch_10ms"]
+    assert (b["cuts"], b["acked"], b["lost_acked"], b["cuts_losing"], b["torn"]) == (4, 400, 15, 3, 1)
+    assert b["window_max_ms"] == 15 and b["window_median_ms"] == pytest.approx(10.5)
+    assert b["window_max_low"] <= b["window_max_ms"] == b["window_max_high"]  # no resampling can exceed the maximum
+
+
+def rounds_frame(ours_fio, fio, ours_pg, pg) -> pd.DataFrame:
+    rows = []
+    for pair, peer, a, b in (("fio-fdatasync", "fio", ours_fio, fio), ("pg-fdatasync", "pg_test_fsync", ours_pg, pg)):
+        for r, (x, y) in enumerate(zip(a, b)):
+            for side, v in (("ours", x), ("peer", y)):
+                rows.append({"target": "/t", "target_label": "ext4", "pair": pair, "peer": peer, "round": r,
+                             "side": side, "config": f"{side} {pair}", "ops_per_sec": v, "p50_us": 10.0,
+                             "p99_us": 20.0, "aim": ""})
+    return pd.DataFrame(rows)
+
+
+def test_the_peers_summary_gives_the_paired_ratio_and_each_pairs_verdict():
+    s = analysis.peers_summary(rounds_frame([100, 200, 400], [100, 200, 400], [90, 90, 90], [100, 101, 99]),
+                               {"/t": "durable"}).set_index("pair")
+    fio, pg = s.loc["fio-fdatasync"], s.loc["pg-fdatasync"]
+    assert fio["ratio"] == pytest.approx(1.0) and fio["verdict"] == "meets" and fio["target_durability"] == "durable"
+    assert pg["ratio"] == pytest.approx(0.9, rel=1e-3) and pg["verdict"] == "below"
+    assert pg["peer_half_width"] == pytest.approx((pg["peer_high"] - 100) / 100)
+    short = analysis.peers_summary(rounds_frame([80, 81, 79], [100, 100, 100], [100, 101, 99], [100, 101, 99]))
+    assert list(short["verdict"]) == ["short", "within"]
+
+
+def test_machine_and_targets_tables_read_the_meta_shape():
+    meta = {"created_at": "2026-01-01T00:00:00Z",
+            "environment": {"host": "h", "kernel": "6.1", "cpu": "c", "cores": 2, "memory_bytes": 2 ** 33,
+                            "versions": {"python": "3.11", "fsyncstudy": "0.1.0"},
+                            "git": {"commit": "abcdef1234567", "dirty": True},
+                            "targets": {"/t": {"fstype": "ext4", "block_device": "vda", "source": "/dev/vda",
+                                               "rotational": False, "write_cache": "write back",
+                                               "durability": "uncertain", "reason": "virtual disk"}}},
+            "plan": {"profile": {"name": "quick", "trials": 3, "warmup_rounds": 1}, "seed": 4},
+            "notes": {"trial_rule": "each trial runs at least 0.15 s", "skipped_targets": {"lab:xfs": "no mkfs.xfs"}}}
+    m = analysis.machine_table(meta)["value"]
+    assert m["memory"] == "8 GiB" and "uncommitted changes" in m["fsyncstudy"] and "seed 4" in m["profile"]
+    t = analysis.targets_table(meta)
+    assert list(t["target"]) == ["/t", "lab:xfs"] and list(t["verdict"]) == ["uncertain", "skipped"]
+
+
+# -- figures ----------------------------------------------------------------------------------------
+
+def test_the_figures_draw_what_their_tables_hold(df, summ):
+    ops = stats.wide(summ, "ops_per_sec")
+    fig = plots.strategies_by_target(ops, analysis.TASK, "title")
+    ax = fig.axes[0]
+    heights = sorted(round(p.get_height()) for p in ax.patches)
+    assert heights == [100, 10_000, 20_000] and ax.get_yscale() == "log"
+
+    pts = analysis.frontier_points(summ, df)
+    fig, axes = plots.facets(1)
+    plots.durability_vs_throughput(pts, "/t", axes[0])
+    step = [line for line in axes[0].get_lines() if line.get_drawstyle().startswith("steps")]
+    assert len(step) == 1 and len(step[0].get_xdata()) == int(pts["pareto"].sum())
+    plots.finish(fig, axes, "the finding", handles=plots.durability_legend())
+    assert fig._suptitle.get_text() == "the finding"
+
+    summ_peers = analysis.peers_summary(rounds_frame([100, 90, 95], [100, 100, 100], [90, 90, 90], [100, 100, 101]))
+    fig = plots.peer_ratios(summ_peers, 0.95, "t")
+    xs = sorted(line.get_xdata()[0] for line in fig.axes[0].get_lines() if len(set(line.get_xdata())) == 1)
+    assert 0.95 in xs and 1 in xs
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["fio-fdatasync · ext4", "pg-fdatasync · ext4"]
+
+    table = analysis.crash_table(cut_frame(), n_boot=200)
+    ax = plots.loss_window_vs_nominal(table[table["skind"] == "batch"], "t")
+    assert len(ax.get_legend().get_texts()) == 4   # median, p99, max and the nominal line
+    assert "n = 3" in plots.caption([3, 3]) and "n = 3–5" in plots.caption([3, 5])
+    matplotlib.pyplot.close("all")
