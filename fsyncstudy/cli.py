@@ -43,6 +43,11 @@ def say(m: str) -> None:
     print(m, file=sys.stderr)
 
 
+def print_json(obj, indent: int = 2) -> None:
+    json.dump(obj, sys.stdout, indent=indent)
+    print()
+
+
 def cmd_bench(args) -> int:
     if args.preset:
         return cmd_bench_preset(args)
@@ -58,8 +63,7 @@ def cmd_bench(args) -> int:
                                      sync_method=args.sync_method, prealloc=args.prealloc,
                                      payload_bytes=args.payload_bytes, writers=args.writers, target=target))
     if args.json:
-        json.dump([r.as_dict() for r in results], sys.stdout, indent=2)
-        print()
+        print_json([r.as_dict() for r in results])
         return 0
     print(f"target: {one_line(target)}")
     print(f"sync method {args.sync_method}, preallocation {args.prealloc}, payload {args.payload_bytes} B, "
@@ -81,8 +85,7 @@ def cmd_bench(args) -> int:
 def cmd_devices(args) -> int:
     targets = discover()
     if args.json:
-        json.dump([t.as_dict() for t in targets], sys.stdout, indent=2)
-        print()
+        print_json([t.as_dict() for t in targets])
         return 0
     rows = [[t.mount_point, t.fstype, device(t), _fmt(t.rotational), t.write_cache or "-",
              t.model or "-", _fmt(t.free_bytes / 2**30 if t.free_bytes is not None else None), t.durability]
@@ -142,8 +145,7 @@ def cmd_crash(args) -> int:
         return 130
     df, _ = load(out)
     if args.json:
-        json.dump({"dataset": str(out), "cuts": json.loads(df.to_json(orient="records"))}, sys.stdout, indent=1)
-        print()
+        print_json({"dataset": str(out), "cuts": json.loads(df.to_json(orient="records"))}, indent=1)
     else:
         rows = []
         for (kind, strat), g in df.groupby(["kind", "strategy"], sort=False):
@@ -185,8 +187,7 @@ def cmd_bench_preset(args) -> int:
         warnings.simplefilter("ignore")
         r, doc = run_etcd_preset(directory, target)
     if args.json:
-        json.dump(doc, sys.stdout, indent=2)
-        print()
+        print_json(doc)
         return 0
     job = doc["jobs"][0]
     p99_ms = doc["fsyncstudy"]["sync_p99_ms"]
@@ -257,8 +258,7 @@ def cmd_compare(args) -> int:
         say(f"error: {e}")
         return 2
     if args.json:
-        json.dump([pr.as_dict() for pr in results], sys.stdout, indent=2)
-        print()
+        print_json([pr.as_dict() for pr in results])
         return 0
     print(f"target: {one_line(describe(directory))}")
     print(f"{args.rounds} rounds, peer and ours alternating first; ratio = geometric mean of per-round "
@@ -311,8 +311,7 @@ def cmd_pgtest(args) -> int:
     report = run_suite(directory, secs_per_test=args.secs_per_test, trials=args.trials,
                        log=None if args.json else say)
     if args.json:
-        json.dump(report.as_dict(), sys.stdout, indent=2)
-        print()
+        print_json(report.as_dict())
         return 0
     print(format_pgtest(report))
     return 0

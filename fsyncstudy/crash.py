@@ -28,7 +28,7 @@ import signal
 import struct
 import time
 from bisect import bisect_right
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import dataset, engine
@@ -75,10 +75,6 @@ class CutResult:
     nominal_loss_window_ms: float | None
     target: str
     error: str = ""
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
 
 
 class _Reporter:

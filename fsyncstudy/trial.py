@@ -11,7 +11,7 @@ import random
 import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import engine, measures
@@ -93,10 +93,6 @@ class TrialResult:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
 
 
 def writeback_bounds() -> tuple[float | None, float | None]:
