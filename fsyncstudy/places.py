@@ -7,7 +7,6 @@ when a ``lab:`` name is asked for, so the node's start-up never imports it.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from .targets import describe
@@ -80,6 +79,7 @@ def pick_directory(explicit: str | os.PathLike | None = None, log=None) -> Path:
                 return d
         except OSError:
             continue
+    import tempfile  # only for this last resort: it is not on the node's usual start-up path
     d = Path(tempfile.gettempdir())
     if log:
         log(f"warning: no durable writable directory found; writing to {d} ({describe(d).fstype})")
