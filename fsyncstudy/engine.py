@@ -278,6 +278,7 @@ class _GroupCommit:
         self.deadline = 0
         self.write = os.write
         self.error: BaseException | None = None
+        self.halt = threading.Event()     # set by stop_writers(): a waiting leader stops waiting
 
     def _record(self, seq: int) -> bytes:
         # seq grows by one under the lock, so only the current block is ever needed
@@ -330,8 +331,8 @@ class _GroupCommit:
         self.leading = True
         cond.release()
         try:
-            if self.delay_s:
-                time.sleep(self.delay_s)
+            if self.delay_s and self.halt.wait(self.delay_s):
+                return  # stopped while gathering: no sync, nobody acknowledged
             hi = self.next_seq  # every seq below it has its write() returned
             s = clk()
             try:
@@ -348,6 +349,14 @@ class _GroupCommit:
         if hi > self.synced:
             self.synced = hi
 
+    def stop_writers(self, why: BaseException) -> None:
+        """Make every writer return as soon as its current system call does (Ctrl-C, SIGTERM)."""
+        with self.cond:
+            if self.error is None:
+                self.error = why
+            self.halt.set()
+            self.cond.notify_all()
+
 
 def run_group(fd: int, sync, interval_ms: int, writers: int, framer: Framer, first: list[bytes],
               stop: Stop, write=None) -> Timeline:
@@ -359,10 +368,23 @@ def run_group(fd: int, sync, interval_ms: int, writers: int, framer: Framer, fir
                for k in range(writers)]
     tl.start_ns = time.perf_counter_ns()
     gc.deadline = stop.deadline(tl.start_ns)
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    except BaseException as e:
+        # Ctrl-C or SIGTERM in this thread: the writers must be gone before the caller closes the log.
+        # A writer left running would write its next record to whatever file reuses the fd number
+        # (seen: into the pipe of a subprocess started right after, and it could be a dataset's file).
+        gc.stop_writers(e)
+        for th in threads:
+            while th.is_alive():
+                try:
+                    th.join()
+                except BaseException:  # a second interrupt: keep waiting, they return within a syscall
+                    continue
+        raise
     if gc.error is not None:
         raise gc.error
     n = sum(len(o[0]) for o in outs)

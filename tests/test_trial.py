@@ -274,3 +274,21 @@ def test_group_commit_writes_nothing_after_a_failed_write(disk_dir):
             err = group_commit_until_it_fails(disk_dir / "group-write-race.log", slow_sync, writing)
             assert err.errno == errno.EIO and not isinstance(err, SyncFailed)
             assert len(calls) == 40, f"attempt {attempt}: {len(calls) - 40} writes after one failed"
+
+
+@pytest.mark.parametrize("strategy", ["group_0ms", "group_50ms"])
+def test_ctrl_c_in_group_commit_stops_every_writer_before_the_log_is_closed(strategy, disk_dir):
+    # a writer thread left running writes its next record to whatever file reuses the log's fd number
+    import signal
+    import threading
+
+    main = threading.get_ident()
+    timer = threading.Timer(0.3, lambda: signal.pthread_kill(main, signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_trial(strategy, duration_s=30, writers=4, directory=disk_dir)
+    finally:
+        timer.cancel()
+    assert [t.name for t in threading.enumerate() if t.name.startswith("fsyncstudy-")] == []
+    assert leftovers(disk_dir) == []
