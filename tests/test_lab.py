@@ -6,6 +6,7 @@ that still fails to come up is a failure, not a skip.  Every mount and loop devi
 torn down by fixtures, also when a test fails, and the module checks that none leaked.
 """
 import errno
+import json
 import os
 import shutil
 import signal
@@ -55,7 +56,8 @@ def assert_nothing_left(d: Path):
 
 def remove(d: Path):
     """Tear down whatever is left, then delete the directory (never while anything is mounted in it)."""
-    down(d)
+    if lab_core.load_state(d) is not None:
+        down(d)
     if not any(leftovers(d).values()):
         shutil.rmtree(d, ignore_errors=True)
 
@@ -505,5 +507,70 @@ def test_the_machine_check_sees_a_lab_that_is_up():
             assert left["mounts"] and (left["loop_devices"] or "ext4" not in QUICK) and \
                 (left["daemons"] or "powercut" not in QUICK), left
         assert on_the_machine(LAB_BASE) == {"mounts": [], "loop_devices": [], "daemons": []}
+    finally:
+        remove(d)
+
+
+# -- the lab touches only what it made -------------------------------------------------------------
+
+def user_files(d: Path) -> dict[str, str]:
+    """Files a user keeps where a lab would put its own, and their contents."""
+    files = {"images/keep.img": "an image of mine", "backing/notes.txt": "my notes", "mnt/data/x": "mine",
+             "run/other.pid": "1", "report.txt": "mine too"}
+    for rel, text in files.items():
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_text(text)
+    return files
+
+
+def test_lab_down_refuses_a_directory_that_holds_no_lab(tmp_path):
+    files = user_files(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "fsyncstudy", "lab", "down", "--dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "holds no lab" in out.stderr and "Traceback" not in out.stderr
+    assert {rel: (tmp_path / rel).read_text() for rel in files} == files
+    with pytest.raises(LabError, match="holds no lab"):
+        down(tmp_path)
+
+
+def test_teardown_never_leaves_the_lab_directory_even_if_its_state_file_says_so(tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep")
+    lab_dir = tmp_path / "lab"
+    lab_dir.mkdir()
+    (lab_dir / "lab.json").write_text(json.dumps({"made": [{"path": str(victim), "what": "tree"},
+                                                           {"path": str(lab_dir / ".." / "victim"), "what": "tree"},
+                                                           {"path": str(lab_dir / "own"), "what": "dir"}]}))
+    (lab_dir / "own").mkdir()
+    down(lab_dir)
+    assert (victim / "precious").read_text() == "keep" and not (lab_dir / "own").exists()
+
+
+@needs_quick
+def test_a_lab_in_a_directory_with_other_files_leaves_them_as_they_were():
+    d = fresh_dir("userfiles")
+    try:
+        files = user_files(d)
+        with Lab(d, targets=QUICK) as lab:
+            assert lab.available() == [f"lab:{t}" for t in QUICK]
+        assert {rel: (d / rel).read_text() for rel in files} == files
+        assert_nothing_left(d)
+        assert not (d / "lab.json").exists()
+    finally:
+        remove(d)
+
+
+@needs_quick
+def test_a_path_the_lab_would_make_that_exists_already_is_not_taken_over():
+    d = fresh_dir("taken")
+    try:
+        name = QUICK[0]
+        mine = d / ("images/fsyncstudy-lab-ext4.img" if name == "ext4" else "backing/powercut")
+        mine.parent.mkdir(parents=True)
+        (mine.write_text("mine") if name == "ext4" else mine.mkdir())
+        with Lab(d, targets=[name]) as lab:
+            assert lab.available() == [] and "exists already" in lab.skipped()[f"lab:{name}"]
+        assert mine.exists() and (mine.read_text() == "mine" if name == "ext4" else mine.is_dir())
     finally:
         remove(d)

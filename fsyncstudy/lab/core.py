@@ -3,6 +3,13 @@
 
 ``Lab`` is the context manager; ``down(lab_dir)`` cleans whatever a crashed run left
 in a lab directory; ``resolve_target`` maps ``lab:<name>`` to a mounted directory.
+
+The lab touches only what it made.  ``lab.json`` (the state file) is written before anything
+else, and every path is recorded in it before it is made (write-ahead): directories that did
+not exist, the image files, the FUSE backing directories, the pid files.  A path that exists
+already is never claimed (an image or backing directory of that name is an error).  Teardown
+unmounts, stops and detaches only what is recorded, removes only recorded paths inside the lab
+directory, and refuses a directory without a state file.
 """
 from __future__ import annotations
 
@@ -141,15 +148,66 @@ def leftovers(lab_dir: str | os.PathLike) -> dict[str, list]:
             "daemons": pids}
 
 
-def down(lab_dir: str | os.PathLike | None = None) -> dict[str, list]:
-    """Tear down everything of the lab in ``lab_dir``, also what a crashed run left behind.
+def _made(d: Path, state: dict) -> list[tuple[Path, str]]:
+    """What the state file says the lab made, as (path, what): "dir" (removed if empty), "tree" (a FUSE
+    backing directory, removed with its contents), "file".  Only paths inside the lab directory count.
+    A state file of an older version lists its targets only: their paths are what it made."""
+    made = state.get("made")
+    if not isinstance(made, list):
+        made = []
+        for name, t in (state.get("targets") or {}).items():
+            if t.get("kind") == "fuse":
+                made += [{"path": t["backing"], "what": "tree"}, {"path": t["mountpoint"], "what": "dir"},
+                         {"path": str(d / "run" / f"{name}.pid"), "what": "file"}]
+            else:
+                made += [{"path": t["image"], "what": "file"}, {"path": t["mountpoint"], "what": "dir"}]
+    out = []
+    for entry in made:
+        try:
+            path, what = Path(entry["path"]), entry["what"]
+        except (KeyError, TypeError):
+            continue
+        real = Path(os.path.realpath(path))
+        if what in ("dir", "tree", "file") and str(real).startswith(str(d) + "/"):
+            out.append((real, what))
+    return out
 
-    Unmounts (lazily if busy), stops the FUSE daemons, detaches the loop devices, and
-    deletes images, backing directories and mount points.  Returns what it found; raises
-    LabError if something could not be removed (after trying everything else).
+
+def _still_there(made: list[tuple[Path, str]]) -> dict[str, list]:
+    """Of what the lab made: the mounts, the running daemons (by pid file), the loop devices (by image)."""
+    images = {str(p) for p, what in made if what == "file" and p.suffix == ".img"}
+    pids = []
+    for p, what in made:
+        if what == "file" and p.suffix == ".pid":
+            try:
+                pid = int(p.read_text().strip())
+            except (OSError, ValueError):
+                continue
+            if daemon_alive(pid):
+                pids.append(pid)
+    loops = sorted({dev for p in {Path(i).parent for i in images} for dev, backing in loop_devices_under(p)
+                    if backing in images})
+    return {"mounts": sorted(str(p) for p, what in made if what in ("dir", "tree") and is_mounted(p)),
+            "loop_devices": loops, "daemons": pids}
+
+
+def down(lab_dir: str | os.PathLike | None = None) -> dict[str, list]:
+    """Tear down the lab in ``lab_dir``, also what a crashed run left behind: only what its state
+    file says it made.
+
+    Unmounts (lazily if busy), stops the FUSE daemons, detaches the loop devices, and deletes the
+    images, backing directories, pid files and the directories the lab created (daemon logs stay,
+    for a post-mortem).  A directory without the lab's state file is refused and left as it is.
+    Returns what it found; raises LabError if something could not be removed (after trying
+    everything else).
     """
     d = Path(lab_dir or default_lab_dir()).resolve()
-    found = leftovers(d)
+    state = load_state(d)
+    if state is None:
+        raise LabError(f"{d} holds no lab: it has no readable {STATE_FILE}, so nothing in it was made by the lab, "
+                       "and nothing was touched")
+    made = _made(d, state)
+    found = _still_there(made)
     errors = []
     with _deferred_sigint():
         for mp in sorted(found["mounts"], key=len, reverse=True):
@@ -159,22 +217,27 @@ def down(lab_dir: str | os.PathLike | None = None) -> dict[str, list]:
                 errors.append(str(e))
         for pid in found["daemons"]:
             stop_daemon(pid)
-        for dev, _ in loop_devices_under(d / "images"):
+        for dev in found["loop_devices"]:
             detach(dev)
-        for pf in (d / "run").glob("*.pid"):
-            pf.unlink(missing_ok=True)
-        for sub in ("images", "backing"):
-            shutil.rmtree(d / sub, ignore_errors=True)
-        for mp in sorted((d / "mnt").glob("*")) if (d / "mnt").is_dir() else []:
-            if not is_mounted(mp):
+        for path, what in reversed(made):  # the deepest were made last
+            if is_mounted(path):
+                errors.append(f"{path} is still mounted: left in place")
+            elif what == "file":
+                path.unlink(missing_ok=True)
+            elif what == "tree":
+                shutil.rmtree(path, ignore_errors=True)
+            else:
                 try:
-                    mp.rmdir()
-                except OSError as e:
-                    errors.append(f"cannot remove {mp}: {e}")
-        (d / STATE_FILE).unlink(missing_ok=True)
-    left = leftovers(d)
-    if any(left.values()):
-        errors.append(f"still there: {left}")
+                    path.rmdir()
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    pass  # not empty: it holds something the lab did not make (or the logs we keep)
+        left = _still_there(made)
+        if any(left.values()):
+            errors.append(f"still there: {left}")
+        else:
+            (d / STATE_FILE).unlink(missing_ok=True)
     if errors:
         raise LabError(f"lab down in {d}: " + "; ".join(errors))
     return found
@@ -219,6 +282,7 @@ class Lab:
         self.size_mib, self.loop_direct_io, self.seed = size_mib, loop_direct_io, seed
         self._up: dict[str, LoopFS | FuseMount] = {}
         self._skipped: dict[str, str] = {}
+        self._made: list[dict] = []
         self._old_sigterm = None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -226,7 +290,7 @@ class Lab:
     def up(self) -> "Lab":
         self.lab_dir.mkdir(parents=True, exist_ok=True)
         left = leftovers(self.lab_dir)
-        if any(left.values()):
+        if any(left.values()) or (self.lab_dir / STATE_FILE).exists():
             raise LabError(f"a lab is already up in {self.lab_dir} (or a crashed run left it: {left}); "
                            f"run `python -m fsyncstudy lab down --dir {self.lab_dir}` first")
         if describe(self.lab_dir).durability == "volatile":
@@ -234,12 +298,17 @@ class Lab:
                            "directories must be on disk; set FSYNCSTUDY_LAB_DIR or pass lab_dir")
         _ACTIVE.append(self)
         try:
+            self._save()  # first: from here on, lab down finds everything this lab makes
             for name in self.names:
                 reason = requirement(name)
                 if reason:
                     self._skipped[name] = reason
                     continue
-                thing = self._make(name)
+                try:
+                    thing = self._make(name)
+                except LabError as e:
+                    self._skipped[name] = f"could not be built: {e}"
+                    continue
                 try:
                     thing.create() if isinstance(thing, LoopFS) else thing.start()
                 except (LabError, OSError) as e:
@@ -253,9 +322,36 @@ class Lab:
             raise
         return self
 
+    def _record(self, path: Path, what: str) -> None:
+        self._made.append({"path": str(path), "what": what})
+        self._save()
+
+    def _dir(self, path: Path) -> None:
+        """A directory the lab needs; recorded (and so removed at teardown) only if the lab makes it."""
+        if path.is_dir():
+            return
+        self._record(path, "dir")
+        path.mkdir()
+
+    def _fresh(self, path: Path, what: str) -> None:
+        """A path the lab will make (an image, a backing directory, a pid file): it must not exist yet."""
+        if path.exists() or path.is_symlink():
+            raise LabError(f"{path} exists already and the lab did not make it: move it away, or choose "
+                           "another lab directory")
+        self._record(path, what)
+
     def _make(self, name: str):
+        d = self.lab_dir
         if name in LOOP_TARGETS:
-            return LoopFS(LOOP_TARGETS[name], self.lab_dir, self.size_mib, self.loop_direct_io)
+            thing = LoopFS(LOOP_TARGETS[name], d, self.size_mib, self.loop_direct_io)
+            for sub in (d / "images", d / "mnt", thing.mountpoint):
+                self._dir(sub)
+            self._fresh(thing.image, "file")
+            return thing
+        for sub in (d / "backing", d / "mnt", d / "mnt" / name, d / "logs", d / "run"):
+            self._dir(sub)
+        self._fresh(d / "backing" / name, "tree")
+        self._fresh(d / "run" / f"{name}.pid", "file")
         spec = FUSE_TARGETS[name]
         label = {"target": f"lab:{name}", "label": f"lab:{name}: {spec.what}", "emulated": spec.emulated,
                  "reason": (f"lab FUSE filesystem over {self.lab_dir / 'backing' / name}: "
@@ -270,7 +366,8 @@ class Lab:
                          seed=self.seed)
 
     def _save(self) -> None:
-        state = {"lab_dir": str(self.lab_dir), "targets": {}, "skipped": dict(self._skipped)}
+        state = {"lab_dir": str(self.lab_dir), "made": list(self._made), "targets": {},
+                 "skipped": dict(self._skipped)}
         for name, thing in self._up.items():
             if isinstance(thing, LoopFS):
                 state["targets"][name] = thing.state()
@@ -293,7 +390,8 @@ class Lab:
                 except (LabError, OSError) as e:
                     errors.append(f"lab:{name}: {e}")
             try:
-                down(self.lab_dir)
+                if load_state(self.lab_dir) is not None:  # nothing was made before the state file
+                    down(self.lab_dir)
             except LabError as e:
                 errors.append(str(e))
             if self in _ACTIVE:

@@ -81,6 +81,7 @@ class LoopFS:
         self.image = lab_dir / "images" / f"{IMAGE_PREFIX}{spec.name}.img"
         self.mountpoint = lab_dir / "mnt" / spec.name
         self.device: str | None = None
+        self._made_image = False
         self.dio = False
         self.label: dict = {}
 
@@ -94,8 +95,8 @@ class LoopFS:
     def _create(self) -> None:
         self.image.parent.mkdir(parents=True, exist_ok=True)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
-        self.image.unlink(missing_ok=True)
-        with open(self.image, "wb") as f:
+        with open(self.image, "xb") as f:      # never over a file that is there already
+            self._made_image = True
             f.truncate(self.size_mib << 20)     # sparse: costs only what the filesystem writes
         run([*self.spec.mkfs, str(self.image)])
         self.device, self.dio = self._attach()
@@ -142,11 +143,8 @@ class LoopFS:
         for dev in sorted(devices):
             detach(dev)
         self.device = None
-        self.image.unlink(missing_ok=True)
-        try:
-            self.mountpoint.rmdir()
-        except OSError:
-            pass
+        if self._made_image:
+            self.image.unlink(missing_ok=True)
         if errors:
             raise LabError("; ".join(errors))
 
