@@ -215,7 +215,10 @@ def one_cut(cutter, strategy: str, k: int, seed: int, sync_method: str = "fdatas
     try:
         data = cutter.recover_path(name).read_bytes()
     except FileNotFoundError:
-        data = b""
+        # never "recovered 0": the log was there when the writer said it was ready
+        cutter.cleanup(name)
+        raise RuntimeError(f"the writer's log {cutter.recover_path(name)} vanished before it could be read "
+                           "(removed by another process?)") from None
     found = scan(data)
     recovered = found.entries
     lost = max(0, acked - recovered)

@@ -12,6 +12,7 @@ A header of 16 zero bytes ends the log cleanly: it is unwritten preallocated spa
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 import uuid
@@ -138,10 +139,18 @@ def fsync_dir(directory: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def remove_stale(directory: str | os.PathLike) -> list[str]:
-    """Remove trial logs left in ``directory`` by processes that no longer exist (a SIGKILL, a power cut).
+def _ours(name: str) -> bool:
+    parts = name.split("-")
+    return name.startswith(".fsyncstudy-") and name.endswith(".log") and len(parts) >= 3 and parts[1].isdigit()
 
-    Our log files are named ``.fsyncstudy-<pid>-<id>.log``; a live process's files are left alone.
+
+def remove_stale(directory: str | os.PathLike) -> list[str]:
+    """Remove trial logs left in ``directory`` by writers that are gone (a SIGKILL, a power cut).
+
+    Our log files are named ``.fsyncstudy-<pid>-<id>.log`` and each is held under an exclusive
+    flock for its whole life (``LogFile``); the kernel drops the lock when its holder dies, however it
+    dies.  So a log whose lock can be taken is stale, and one whose lock cannot is in use, whatever
+    its pid says: pids mean nothing across PID namespaces (containers sharing a volume).
     """
     removed = []
     try:
@@ -149,22 +158,22 @@ def remove_stale(directory: str | os.PathLike) -> list[str]:
     except OSError:
         return removed
     for name in names:
-        parts = name.split("-")
-        if not (name.startswith(".fsyncstudy-") and name.endswith(".log") and len(parts) >= 3 and parts[1].isdigit()):
+        if not _ours(name):
             continue
-        pid = int(parts[1])
+        path = os.path.join(directory, name)
         try:
-            os.kill(pid, 0)
-            continue  # still running (or not ours to judge)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
-        try:
-            os.unlink(os.path.join(directory, name))
-            removed.append(name)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError:
-            pass
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino:  # still that file
+                os.unlink(path)
+                removed.append(name)
+        except OSError:
+            pass  # in use (its writer holds the lock), or gone already
+        finally:
+            os.close(fd)
     return removed
 
 
@@ -199,6 +208,10 @@ class LogFile:
         self.fd = -1
         self.fd = os.open(self.path, _open_flags(sync_method), 0o644)
         try:
+            # held for the log's whole life: how remove_stale in any process tells a live log from a stale one
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            if os.fstat(self.fd).st_ino != os.stat(self.path).st_ino:
+                raise FileNotFoundError(f"{self.path} was removed as it was being created")
             self._prepare()
         except BaseException:
             self.remove()
@@ -234,11 +247,11 @@ class LogFile:
             os.close(fd)
 
     def remove(self) -> None:
-        self.close()
         try:
-            os.unlink(self.path)
+            os.unlink(self.path)  # while still holding the lock
         except FileNotFoundError:
             pass
+        self.close()
 
     def __enter__(self) -> "LogFile":
         return self

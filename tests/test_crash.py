@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from fsyncstudy.crash import ProcessCut, load, one_cut, run_crash
 from fsyncstudy.study import PROFILES
 
@@ -41,3 +43,14 @@ def test_the_crash_command_prints_json(disk_dir, tmp_path):
     assert p.returncode == 0, p.stderr
     cuts = json.loads(p.stdout)["cuts"]
     assert len(cuts) == 1 and cuts[0]["lost_acked"] == 0 and cuts[0]["acked"] > 0
+
+
+def test_a_log_that_vanished_is_an_error_of_that_cut_never_recovered_zero(disk_dir):
+    class Thief(ProcessCut):
+        def cut(self, pid):
+            super().cut(pid)
+            for p in self.directory.glob(".fsyncstudy-*-crash-*.log"):
+                p.unlink()  # as another process's cleanup might
+    with pytest.raises(RuntimeError, match="vanished"):
+        one_cut(Thief(disk_dir), "always", k=0, seed=1)
+    assert leftovers(disk_dir) == []

@@ -1,6 +1,7 @@
+import os
 import zlib
 
-from fsyncstudy.log import HEADER, Framer, frame, read_log, scan
+from fsyncstudy.log import HEADER, Framer, frame, read_log, remove_stale, scan
 
 
 def log_of(n, payload=b"p" * 10):
@@ -62,3 +63,21 @@ def test_read_log_reads_a_file(tmp_path):
     p = tmp_path / "x.log"
     p.write_bytes(log_of(3))
     assert read_log(p).entries == 3
+
+
+def test_a_log_is_stale_only_once_its_writer_is_gone(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    code = ("import sys, time; from fsyncstudy.log import LogFile; "
+            "log = LogFile(sys.argv[1]); print(log.path, flush=True); time.sleep(60)")
+    p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        path = p.stdout.readline().strip()
+        assert remove_stale(tmp_path) == [] and os.path.exists(path)  # held by a live writer
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=30)
+        assert remove_stale(tmp_path) == [os.path.basename(path)] and not os.path.exists(path)
+    finally:
+        if p.poll() is None:
+            p.kill()

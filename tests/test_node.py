@@ -218,16 +218,24 @@ def test_sigterm_mid_trial_removes_the_log(disk_dir, command, strategy):
     assert leftovers(disk_dir) == []
 
 
-def test_the_node_removes_logs_left_by_a_process_that_no_longer_runs(disk_dir):
+def test_the_node_removes_logs_left_by_dead_writers_and_no_live_one_whatever_its_pid(disk_dir):
+    # liveness is the log's flock, not its pid: a pid means nothing in another PID namespace
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
-    stale = disk_dir / f".fsyncstudy-{int(dead.stdout)}-0123456789ab.log"
+    stale = disk_dir / f".fsyncstudy-{os.getpid()}-0123456789ab.log"  # a live pid, but nobody holds the log
     stale.write_bytes(b"left by a SIGKILL")
-    mine = disk_dir / f".fsyncstudy-{os.getpid()}-0123456789ab.log"  # a live process's log is not touched
-    mine.write_bytes(b"in use")
-    err = io.StringIO()
-    Node(io.StringIO(json.dumps(INIT) + "\n" + json.dumps(bench(2, 20, ["none"])) + "\n"), io.StringIO(), err,
-         directory=disk_dir).run()
-    assert leftovers(disk_dir) == [mine.name]
-    assert stale.name in err.getvalue()
-    mine.unlink()
+    live = disk_dir / f".fsyncstudy-{int(dead.stdout)}-0123456789ab.log"  # a pid unknown here, but locked
+    live.write_bytes(b"in use")
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_WRONLY); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+                               str(live)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        err = io.StringIO()
+        Node(io.StringIO(json.dumps(INIT) + "\n" + json.dumps(bench(2, 20, ["none"])) + "\n"), io.StringIO(), err,
+             directory=disk_dir).run()
+        assert leftovers(disk_dir) == [live.name]
+        assert stale.name in err.getvalue()
+    finally:
+        holder.communicate("")
+    live.unlink()
