@@ -194,6 +194,6 @@ def peer_ratios(summ: pd.DataFrame, aim: float, title: str):
     ax.invert_yaxis()
     ax.set_xlabel("ours / peer ops/sec (1 = the same)")
     ax.set_title(title, loc="left")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small", borderaxespad=0)
     fig.tight_layout()
     return fig
