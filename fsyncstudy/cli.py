@@ -111,7 +111,16 @@ def cmd_sweep(args) -> int:
         print(f"note: {note}", file=sys.stderr)
     print(f"{s.ran} trials run ({s.failed} failed), {s.skipped} already done, in {s.elapsed_s:.0f} s: "
           f"{s.out / 'trials.csv'}")
+    say_why(s.errors, "trials")
     return 1 if s.failed else 0
+
+
+def say_why(errors: dict[str, int], what: str) -> None:
+    """The distinct errors of failed trials or cuts, the most frequent first, on stderr."""
+    for text, n in sorted(errors.items(), key=lambda kv: -kv[1])[:5]:
+        say(f"{n} {what} failed: {text}")
+    if len(errors) > 5:
+        say(f"... and {len(errors) - 5} other errors (see the error column of the dataset)")
 
 
 def cmd_report(args) -> int:
@@ -160,7 +169,8 @@ def cmd_crash(args) -> int:
         print(f"\n{s.ran} cuts run, {s.skipped} already done, in {s.elapsed_s:.0f} s: {out / 'cuts.csv'}")
     for line in s.lost_by_durable:
         say(f"BUG: {line}")
-    return 1 if s.lost_by_durable else 0
+    say_why(s.error_texts, "cuts")
+    return 1 if s.lost_by_durable or s.errors else 0
 
 
 def cmd_upgrade(args) -> int:
@@ -323,6 +333,7 @@ def cmd_pgtest(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m fsyncstudy",
                                  description="How much durability each fsync strategy costs, on your storage.")
+    ap.add_argument("--debug", action="store_true", help="on an error, show the traceback (before the command)")
     sub = ap.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("bench", help="one trial per strategy, as a table or JSON")
@@ -422,9 +433,19 @@ def main(argv: list[str] | None = None) -> int:
     unwind_on_sigterm()  # SIGTERM unwinds like Ctrl-C: trial logs are removed, a lab comes down
     try:
         return args.func(args)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # any input ends in one line and a nonzero exit; --debug shows where
+        if args.debug:
+            raise
+        print(f"error: {one_line_error(e)}", file=sys.stderr)
+        return 2 if isinstance(e, (ValueError, OSError)) else 1
+
+
+def one_line_error(e: BaseException) -> str:
+    """An exception as one bounded line: its message, or its type when the message says nothing."""
+    text = " ".join(str(e).split())[:1000]
+    if isinstance(e, (ValueError, OSError)) and text:
+        return text
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

@@ -300,6 +300,7 @@ class CrashSummary:
     ran: int
     errors: int
     lost_by_durable: list[str] = field(default_factory=list)   # cuts where always/group lost an ack
+    error_texts: dict[str, int] = field(default_factory=dict)   # each failed cut's error, counted
     interrupted: bool = False
     elapsed_s: float = 0.0
 
@@ -323,6 +324,13 @@ def run_crash(out: str | os.PathLike, profile: CrashProfile, kinds=("power", "pr
     """
     if not isinstance(profile, CrashProfile):
         raise TypeError(f"profile must be a crash.CrashProfile, got {profile!r}")
+    if cuts is not None and (not isinstance(cuts, int) or isinstance(cuts, bool) or not 1 <= cuts <= 100_000):
+        raise ValueError(f"cuts must be an integer in 1..100,000 (or left out for the profile's), got {cuts!r}")
+    unknown = [k for k in kinds if k not in ("power", "process")]
+    if unknown or not kinds:
+        raise ValueError(f"kinds must be power and/or process, got {list(kinds)!r}")
+    for s in strategies or []:
+        parse(s)
     kinds = tuple(kinds)
     chosen = {k: tuple(strategies) for k in kinds} if strategies else None
     cutters = {}
@@ -359,6 +367,8 @@ def run_crash(out: str | os.PathLike, profile: CrashProfile, kinds=("power", "pr
             ds.append(asdict(res), ok=not res.error)
             summary.ran += 1
             summary.errors += bool(res.error)
+            if res.error:
+                summary.error_texts[res.error] = summary.error_texts.get(res.error, 0) + 1
             if res.lost_acked and parse(strategy).acks_durable:
                 summary.lost_by_durable.append(f"{kind} cut {k} of {strategy}: {res.lost_acked} acknowledged "
                                                f"entries lost (acked {res.acked}, recovered {res.recovered})")

@@ -25,11 +25,18 @@ from dataclasses import dataclass, field
 from .log import Framer
 from .strategies import Strategy
 
-#: Records framed per block once the pre-framed ones run out (duration-bound trials).
+#: Records framed per block once the pre-framed ones run out (duration-bound trials) ...
 CHUNK = 4096
-#: At most this many records are framed before timing starts (about 45 MB at 128-byte payloads);
-#: beyond it records are framed in blocks of CHUNK as the writer goes.
+#: ... and at most this many bytes of them.
+CHUNK_BYTES = 8 << 20
+#: At most this many records, and this many bytes of records, are framed before timing starts
+#: (about 45 MB at 128-byte payloads; PG_MAX_FRAMED_BYTES of 8 kB records); beyond them records
+#: are framed in blocks as the writer goes.
 PREFRAME_MAX = 1 << 18
+PREFRAME_BYTES = 256 << 20
+#: No run writes more entries than this, whatever its duration: it bounds the per-entry arrays
+#: (8 or 16 bytes an entry; 40 under group commit) to a few hundred MB.
+MAX_ENTRIES = 10_000_000
 #: How long the back-to-back (N = 0) flusher naps when it finds nothing to sync.
 IDLE_POLL_S = 50e-6
 
@@ -40,10 +47,12 @@ class SyncFailed(OSError):
 
 @dataclass
 class Stop:
-    """When a writer stops: after at least ``entries`` entries and ``duration_ns`` since the first write."""
+    """When a writer stops: after at least ``entries`` entries and ``duration_ns`` since the first write,
+    and at the latest after ``max_entries``."""
 
     entries: int = 0
     duration_ns: int = 0
+    max_entries: int = MAX_ENTRIES
 
     def deadline(self, first_write_ns: int) -> int:
         return first_write_ns + self.duration_ns if self.duration_ns else 0
@@ -68,13 +77,29 @@ class Timeline:
         return len(self.latency)
 
 
-def _feed(framer: Framer, first: list[bytes]):
-    """Record blocks: the pre-framed ones, then more framed on demand."""
-    yield first
-    seq = len(first)
-    while True:
-        yield framer.frame_range(seq, seq + CHUNK)
-        seq += CHUNK
+def chunk_records(framer: Framer) -> int:
+    """Records per block framed on demand: CHUNK, or fewer when they are big."""
+    return max(1, min(CHUNK, CHUNK_BYTES // framer.record_bytes))
+
+
+def preframe_records(framer: Framer, entries: int | None) -> int:
+    """How many records to frame before timing: the entries asked for, within PREFRAME_MAX and
+    PREFRAME_BYTES; a duration-bound run (no entries) starts with one block."""
+    if not entries:
+        return chunk_records(framer)
+    return max(1, min(entries, PREFRAME_MAX, PREFRAME_BYTES // framer.record_bytes))
+
+
+def _feed(framer: Framer, first: list[bytes], stop: Stop):
+    """Record blocks: the pre-framed ones, then more framed on demand, ``stop.max_entries`` in all.
+
+    The cap ends the iteration, so the timed loops pay nothing per entry for it."""
+    cap = stop.max_entries
+    yield first if len(first) <= cap else first[:cap]  # no copy inside the timed window
+    seq, step = len(first), chunk_records(framer)
+    while seq < cap:
+        yield framer.frame_range(seq, min(seq + step, cap))
+        seq += step
 
 
 def _short_write(done: int, want: int) -> OSError:
@@ -100,7 +125,7 @@ def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, wr
     i = 0
     tl.start_ns = clk()
     n_min, deadline = stop.entries, stop.deadline(tl.start_ns)
-    for block in _feed(framer, first):
+    for block in _feed(framer, first, stop):
         for rec in block:
             t = clk()
             k = w(fd, rec)
@@ -149,7 +174,7 @@ def run_none(fd: int, framer: Framer, first: list[bytes], stop: Stop, write=None
         i = 0
         t = tl.start_ns = clk()
         n_min, deadline = stop.entries, stop.deadline(tl.start_ns)
-        for block in _feed(framer, first):
+        for block in _feed(framer, first, stop):
             for rec in block:
                 t = clk()
                 k = w(fd, rec)
@@ -222,7 +247,7 @@ def run_batch(fd: int, sync, interval_ms: int, framer: Framer, first: list[bytes
     tl.start_ns = clk()
     n_min, deadline = stop.entries, stop.deadline(tl.start_ns)
     try:
-        for block in _feed(framer, first):
+        for block in _feed(framer, first, stop):
             for rec in block:
                 t = clk()
                 k = w(fd, rec)
@@ -285,7 +310,7 @@ class _GroupCommit:
         k = seq - self.block_base
         if k >= len(self.block):
             self.block_base += len(self.block)
-            self.block = self.framer.frame_range(self.block_base, self.block_base + CHUNK)
+            self.block = self.framer.frame_range(self.block_base, self.block_base + chunk_records(self.framer))
             k = seq - self.block_base
         return self.block[k]
 
@@ -293,14 +318,14 @@ class _GroupCommit:
         seqs, lats, acks = array("q"), array("q"), array("q")
         out.append((seqs, lats, acks))
         clk, w, rl, cond = time.perf_counter_ns, self.write, self.framer.record_bytes, self.cond
-        n_min = self.stop.entries
+        n_min, cap = self.stop.entries, self.stop.max_entries
         while True:
             t = clk()
             with cond:
                 try:
                     if self.error is not None:
                         return
-                    if self.next_seq >= n_min and t >= self.deadline:
+                    if (self.next_seq >= n_min and t >= self.deadline) or self.next_seq >= cap:
                         return
                     seq = self.next_seq
                     k = w(self.fd, self._record(seq))

@@ -4,11 +4,18 @@ Maelstrom convention: one JSON message a line on stdin, replies on stdout, logs 
 stderr; it reads until stdin closes and exits 0.  It answers ``init`` and
 ``fsync_benchmark``; anything else gets error 10.  Standard library only: it calls
 ``fsyncstudy.trial`` and contains no measuring of its own.
+
+Limits (error 12 beyond them, saying which): entries 1..``MAX_ENTRIES``, 1..``MAX_STRATEGIES``
+strategies, payload_bytes 0..``MAX_PAYLOAD_BYTES``, writers 1..``MAX_WRITERS``, and a request
+whose first round is estimated (``trial.estimate_s``, from a probe of the target's sync time)
+to take more than ``MAX_REQUEST_S``.  A line is read up to ``MAX_LINE_BYTES``; a message whose
+``src`` is not a string or whose ``msg_id`` cannot be echoed back is logged and not answered.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from enum import IntEnum
@@ -16,10 +23,19 @@ from typing import Any, TextIO
 
 from .log import HEADER, remove_stale, unwind_on_sigterm
 from .places import pick_directory
-from .strategies import StrategyError, parse
+from .strategies import StrategyError, parse, quote
 from .targets import describe, one_line
-from .trial import DEFAULT_PAYLOAD_BYTES, SPACE_MARGIN_BYTES, TargetFull, TrialResult, median_trial, run_rounds, \
-    space_needed
+from .trial import DEFAULT_PAYLOAD_BYTES, MAX_ENTRIES, MAX_PAYLOAD_BYTES, MAX_WRITERS, SPACE_MARGIN_BYTES, TargetFull, \
+    TrialResult, estimate_s, human_bytes, median_trial, probe_sync_s, run_rounds, space_needed
+
+#: Strategies one request may name (repeats count).
+MAX_STRATEGIES = 16
+#: A request estimated to take longer than this (its first round) is refused.
+MAX_REQUEST_S = 60.0
+#: A sync slower than any disk's but a broken one's: below MAX_REQUEST_S with it, a request needs no probe.
+SLOW_SYNC_S = 0.05
+#: Longer lines are not messages: they are skipped unread (their rest is discarded).
+MAX_LINE_BYTES = 1 << 20
 
 #: Measured fields copied from the median trial into a result, beside the task's four.
 MEASURED = (
@@ -50,12 +66,24 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _positive_int(body: dict, key: str, default: Any = None) -> int:
+def _int_field(body: dict, key: str, lo: int, hi: int, default: Any = None) -> int:
     v = body.get(key, default)
-    if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-        got = "missing" if key not in body else f"{v!r}"
-        raise RPCError(Error.MALFORMED_REQUEST, f"{key} must be a positive integer; got {got}")
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        got = "missing" if key not in body else quote(v)
+        raise RPCError(Error.MALFORMED_REQUEST, f"{key} must be an integer in {lo:,}..{hi:,}; got {got}")
     return v
+
+
+def _unanswerable(msg: dict) -> str | None:
+    """Why a reply to ``msg`` cannot be sent, or None."""
+    if "msg_id" not in msg["body"]:
+        return "it has no msg_id: there is nobody to answer"
+    if not isinstance(msg["src"], str):
+        return f"its src {quote(msg['src'], 40)} is not a string: there is nowhere to answer"
+    mid = msg["body"]["msg_id"]
+    if isinstance(mid, float) and not math.isfinite(mid):
+        return f"its msg_id {quote(mid, 40)} is not a finite number: a reply could not name it"
+    return None
 
 
 class Node:
@@ -68,6 +96,7 @@ class Node:
         self.next_msg_id = 0
         self._explicit_dir = directory
         self._dir = None
+        self._sync_s: float | None = None
         self.handlers = {"init": self.handle_init, "fsync_benchmark": self.handle_fsync_benchmark}
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -87,6 +116,15 @@ class Node:
     def error(self, req: dict, code: Error, text: str) -> None:
         self.reply(req, {"type": "error", "code": int(code), "text": text})
 
+    def sync_s(self) -> float:
+        """One write + fdatasync in the node's directory, probed once (for the run-time estimate)."""
+        if self._sync_s is None:
+            try:
+                self._sync_s = probe_sync_s(self.directory())
+            except OSError:
+                return 0.0  # no estimate: the trial itself will meet the error and report it
+        return self._sync_s
+
     def directory(self):
         if self._dir is None:
             self._dir = pick_directory(self._explicit_dir, log=self.log)
@@ -99,12 +137,23 @@ class Node:
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> int:
-        for raw in self.stdin:
+        read = self.stdin.readline
+        while True:
+            raw = read(MAX_LINE_BYTES + 1)
+            if not raw:
+                return 0
+            nl = b"\n" if isinstance(raw, bytes) else "\n"
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(nl):
+                size = len(raw)
+                while raw and not raw.endswith(nl):  # discard the rest, a bounded piece at a time
+                    raw = read(MAX_LINE_BYTES)
+                    size += len(raw)
+                self.log(f"skipping a line of {size:,} bytes: longer than {MAX_LINE_BYTES:,}, not a message")
+                continue
             try:
                 self.handle_line(raw)
             except Exception as e:  # a last guard: one line never ends the node
-                self.log(f"dropped a line after an unexpected {type(e).__name__}: {e}")
-        return 0
+                self.log(f"dropped a line after an unexpected {type(e).__name__}: {str(e)[:200]}")
 
     def handle_line(self, raw: str | bytes) -> None:
         if isinstance(raw, bytes):
@@ -114,7 +163,7 @@ class Node:
             return
         try:
             msg = json.loads(line, parse_constant=_reject_constant)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the parser goes
             self.log(f"skipping a line that is not JSON ({e}): {line[:200]!r}")
             return
         if not isinstance(msg, dict) or not isinstance(msg.get("body"), dict) or "src" not in msg:
@@ -127,52 +176,58 @@ class Node:
     def handle(self, msg: dict) -> None:
         body = msg["body"]
         kind = body.get("type")
-        has_id = "msg_id" in body
+        why = _unanswerable(msg)
+        has_id = why is None
         try:
             handler = self.handlers.get(kind) if isinstance(kind, str) else None
             if handler is None:
                 if not isinstance(kind, str):
                     raise RPCError(Error.MALFORMED_REQUEST, f"message body has no string type: {json.dumps(body)[:200]}")
-                raise RPCError(Error.NOT_SUPPORTED, f"message type {kind!r} is not supported; "
+                raise RPCError(Error.NOT_SUPPORTED, f"message type {quote(kind)} is not supported; "
                                                     "this node answers init and fsync_benchmark")
             if not has_id:
-                self.log(f"skipping a {kind} request without msg_id: there is nobody to answer")
+                self.log(f"skipping a {quote(kind, 40)} request: {why}")
                 return
             handler(msg)
         except RPCError as e:
-            self.log(f"error {int(e.code)} for {kind!r}: {e.text}")
+            self.log(f"error {int(e.code)} for {quote(kind, 40)}: {e.text}")
             if has_id:
                 self.error(msg, e.code, e.text)
         except Exception as e:  # never die on one bad request
-            self.log(f"crash while handling {kind!r}: {type(e).__name__}: {e}")
+            text = f"{type(e).__name__}: {str(e)[:500]}"
+            self.log(f"crash while handling {quote(kind, 40)}: {text}")
             if has_id:
-                self.error(msg, Error.CRASH, f"{type(e).__name__}: {e}")
+                self.error(msg, Error.CRASH, text)
 
     # -- handlers -------------------------------------------------------------------------------
     def handle_init(self, msg: dict) -> None:
         node_id = msg["body"].get("node_id")
         if not isinstance(node_id, str) or not node_id:
-            raise RPCError(Error.MALFORMED_REQUEST, f"init needs a node_id string; got {node_id!r}")
+            raise RPCError(Error.MALFORMED_REQUEST, f"init needs a node_id string; got {quote(node_id)}")
         self.node_id = node_id
         self.reply(msg, {"type": "init_ok"})
 
     def handle_fsync_benchmark(self, msg: dict) -> None:
         body = msg["body"]
-        entries = _positive_int(body, "entries")
+        entries = _int_field(body, "entries", 1, MAX_ENTRIES)
         names = body.get("strategies")
-        if not isinstance(names, list) or not names:
-            raise RPCError(Error.MALFORMED_REQUEST, f"strategies must be a non-empty list of names; got {names!r}")
+        if not isinstance(names, list) or not 1 <= len(names) <= MAX_STRATEGIES:
+            raise RPCError(Error.MALFORMED_REQUEST, f"strategies must be a list of 1..{MAX_STRATEGIES} names; "
+                                                    f"got {quote(names)}")
         try:
             strategies = [parse(n) for n in names]
         except StrategyError as e:
             raise RPCError(Error.MALFORMED_REQUEST, str(e)) from None
         options = {}
-        for key, kind in (("sync_method", str), ("prealloc", str), ("payload_bytes", int), ("writers", int)):
+        for key in ("sync_method", "prealloc"):
             if key in body:
-                v = body[key]
-                if not isinstance(v, kind) or isinstance(v, bool):
-                    raise RPCError(Error.MALFORMED_REQUEST, f"{key} must be a {kind.__name__}; got {v!r}")
-                options[key] = v
+                if not isinstance(body[key], str):
+                    raise RPCError(Error.MALFORMED_REQUEST, f"{key} must be a string; got {quote(body[key])}")
+                options[key] = body[key]
+        if "payload_bytes" in body:
+            options["payload_bytes"] = _int_field(body, "payload_bytes", 0, MAX_PAYLOAD_BYTES)
+        if "writers" in body:
+            options["writers"] = _int_field(body, "writers", 1, MAX_WRITERS)
         payload = options.get("payload_bytes", DEFAULT_PAYLOAD_BYTES)
         directory = self.directory()
         free = os.statvfs(directory)
@@ -181,8 +236,19 @@ class Node:
                             entries * (HEADER.size + payload))
         if need + SPACE_MARGIN_BYTES > free_bytes:
             raise RPCError(Error.MALFORMED_REQUEST,
-                           f"{entries} entries need {need / 2**20:.1f} MiB (plus a {SPACE_MARGIN_BYTES >> 20} MiB "
-                           f"margin) but {directory} has {free_bytes / 2**20:.1f} MiB free")
+                           f"{entries:,} entries need {human_bytes(need)} (plus a {human_bytes(SPACE_MARGIN_BYTES)} "
+                           f"margin) but {directory} has {human_bytes(free_bytes)} free")
+        writers = options.get("writers", 1)
+        # the target's sync time is probed only when a slow disk's could break the limit
+        took = estimate_s(strategies, entries, writers, SLOW_SYNC_S)
+        if took > MAX_REQUEST_S:
+            took = estimate_s(strategies, entries, writers, self.sync_s())
+        if took > MAX_REQUEST_S:
+            raise RPCError(Error.MALFORMED_REQUEST,
+                           f"this request would take at least {took:,.0f} s (a sync here takes about "
+                           f"{self.sync_s() * 1e3:.2g} ms; group_<N>ms waits N ms for each sync it shares among "
+                           f"its writers), more than this node's limit of {MAX_REQUEST_S:g} s: ask for fewer "
+                           "entries, or run it with `python -m fsyncstudy bench`")
         try:
             trials = self.benchmark(strategies, entries, directory, options)
         except (ValueError, TargetFull) as e:

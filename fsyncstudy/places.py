@@ -61,16 +61,20 @@ def _writable_dir(d: Path) -> bool:
 def pick_directory(explicit: str | os.PathLike | None = None, log=None) -> Path:
     """Where to write logs when the user did not say: durable storage that we can write.
 
-    Order: ``explicit``, then ``$FSYNCSTUDY_DIR`` (either may be a lab target, ``lab:<name>``),
-    then the user's cache directory, the current directory and /var/tmp, skipping any that is
-    volatile (tmpfs) or not writable; last the temp directory, with a warning through ``log``
-    (a callable).
+    Order: ``explicit``, then ``$FSYNCSTUDY_DIR`` (either may be a lab target, ``lab:<name>``;
+    either must be an existing directory: a typo must not measure another disk), then the
+    user's cache directory (created if need be), the current directory and /var/tmp, skipping
+    any that is volatile (tmpfs) or not writable; last the temp directory, with a warning
+    through ``log`` (a callable).
     """
     for given, origin in ((explicit, "--dir"), (os.environ.get("FSYNCSTUDY_DIR"), "FSYNCSTUDY_DIR")):
         if given:
             d = resolve_directory(given)
-            if not _writable_dir(d):
-                raise PermissionError(f"{origin} {d} is not a directory we can create and write")
+            if not d.is_dir():
+                raise FileNotFoundError(f"{origin} {d} does not exist (or is not a directory): create it, or "
+                                        "name one that exists")
+            if not os.access(d, os.W_OK | os.X_OK):
+                raise PermissionError(f"{origin} {d} is not a directory we can write")
             return d
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fsyncstudy"
     for d in (cache, Path.cwd(), Path("/var/tmp")):

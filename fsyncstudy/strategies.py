@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 #: Largest interval accepted for batch_<N>ms and group_<N>ms (one minute).
 MAX_INTERVAL_MS = 60_000
+#: Longest strategy name accepted (leading zeros are allowed, and repeated in the labels).
+MAX_NAME_CHARS = 64
 
 #: The sync methods a run can choose; fdatasync is Linux's default in PostgreSQL, etcd and Redis.
 SYNC_METHODS = ("fdatasync", "fsync", "open_dsync", "open_sync")
@@ -30,6 +32,12 @@ PREALLOCATIONS = ("append", "fallocate", "zero-fill")
 
 class StrategyError(ValueError):
     """A strategy name that is not one of the defined strategies."""
+
+
+def quote(value, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error message never echoes a huge input back."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 20] + f"... ({len(text):,} chars)"
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,8 @@ KINDS = {k.name: k for k in (
          window="os"),
 )}
 
-_INTERVAL = re.compile(rf"^({'|'.join(k.name for k in KINDS.values() if k.has_interval)})_(\d+)ms$")
+# ASCII digits only, the whole name (re's $ would also match before a trailing newline)
+_INTERVAL = re.compile(rf"({'|'.join(k.name for k in KINDS.values() if k.has_interval)})_([0-9]+)ms")
 
 
 @dataclass(frozen=True)
@@ -110,28 +119,31 @@ class Strategy:
 def parse(name: object) -> Strategy:
     """Parse a strategy name, or raise StrategyError saying what is accepted."""
     if not isinstance(name, str):
-        raise StrategyError(f"strategy must be a string, got {type(name).__name__} {name!r}")
+        raise StrategyError(f"strategy must be a string, got {type(name).__name__} {quote(name)}")
     if name in KINDS and not KINDS[name].has_interval:
         return Strategy(name, name)
-    m = _INTERVAL.match(name)
+    if len(name) > MAX_NAME_CHARS:
+        raise StrategyError(f"strategy {quote(name)} is longer than {MAX_NAME_CHARS} characters: use always, none, "
+                            f"batch_<N>ms or group_<N>ms with N an integer 0..{MAX_INTERVAL_MS}")
+    m = _INTERVAL.fullmatch(name)
     if m:
-        interval = int(m.group(2))
-        if interval > MAX_INTERVAL_MS:
-            raise StrategyError(f"{name!r}: the interval must be 0..{MAX_INTERVAL_MS} ms")
-        return Strategy(name, m.group(1), interval)
+        digits = m.group(2).lstrip("0") or "0"
+        if len(digits) > len(str(MAX_INTERVAL_MS)) or int(digits) > MAX_INTERVAL_MS:
+            raise StrategyError(f"{quote(name)}: the interval must be 0..{MAX_INTERVAL_MS} ms")
+        return Strategy(name, m.group(1), int(digits))
     raise StrategyError(
-        f"unknown strategy {name!r}: use always, none, batch_<N>ms or group_<N>ms "
+        f"unknown strategy {quote(name)}: use always, none, batch_<N>ms or group_<N>ms "
         f"with N an integer 0..{MAX_INTERVAL_MS}"
     )
 
 
 def check_sync_method(method: str) -> str:
     if method not in SYNC_METHODS:
-        raise ValueError(f"unknown sync method {method!r}: use one of {', '.join(SYNC_METHODS)}")
+        raise ValueError(f"unknown sync method {quote(method)}: use one of {', '.join(SYNC_METHODS)}")
     return method
 
 
 def check_preallocation(prealloc: str) -> str:
     if prealloc not in PREALLOCATIONS:
-        raise ValueError(f"unknown preallocation {prealloc!r}: use one of {', '.join(PREALLOCATIONS)}")
+        raise ValueError(f"unknown preallocation {quote(prealloc)}: use one of {', '.join(PREALLOCATIONS)}")
     return prealloc

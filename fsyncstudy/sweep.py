@@ -123,6 +123,7 @@ class SweepSummary:
     ran: int
     failed: int
     retried: int = 0                 # trials whose earlier row said they failed, run again
+    errors: dict[str, int] = field(default_factory=dict)   # each failed trial's error, counted
     interrupted: bool = False
     elapsed_s: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -178,6 +179,8 @@ def run_sweep(out: str | os.PathLike, profile: Profile, targets: list[str] | Non
             ds.append(row, ok=_ok(row))
             summary.ran += 1
             summary.failed += not _ok(row)
+            if not _ok(row):
+                summary.errors[row["error"]] = summary.errors.get(row["error"], 0) + 1
             summary.retried += p.ident in failed_before
             bar.update(1)
     if summary.interrupted:

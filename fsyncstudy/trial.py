@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import engine, measures
 from .log import Framer, LogFile, read_log
-from .strategies import Strategy, check_preallocation, check_sync_method, parse
+from .strategies import Strategy, check_preallocation, check_sync_method, parse, quote
 from .places import pick_directory, resolve_directory
 from .targets import Target, describe
 
@@ -26,6 +26,13 @@ DEFAULT_PREALLOC_BYTES = 64 << 20
 DEFAULT_PAYLOAD_BYTES = 128
 #: Leave this much free on the target beyond what a trial needs.
 SPACE_MARGIN_BYTES = 16 << 20
+#: Bounds on what one trial may be asked, so that no request exhausts memory or runs for days:
+#: entries (engine.MAX_ENTRIES, which also ends a duration-bound trial), payload bytes per entry,
+#: group commit's writers (threads), and seconds.
+MAX_ENTRIES = engine.MAX_ENTRIES
+MAX_PAYLOAD_BYTES = 1 << 20
+MAX_WRITERS = 64
+MAX_DURATION_S = 3600.0
 #: ``run_rounds`` repeats a request's trials in alternating rounds while they fit this budget (seconds) ...
 ROUND_BUDGET_S = 1.5
 #: ... up to this many rounds.
@@ -106,6 +113,22 @@ def writeback_bounds() -> tuple[float | None, float | None]:
     return out[0], out[1]
 
 
+def human_bytes(n: float) -> str:
+    """A byte count as people read it: 512 B, 144 kiB, 16.0 MiB, 1.50 TiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}" if abs(n) < 1000 else f"{n:,.0f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _check_int(name: str, v, lo: int, hi: int, allow_none: bool = False) -> None:
+    if v is None and allow_none:
+        return
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise ValueError(f"{name} must be an integer in {lo:,}..{hi:,}, got {quote(v)}")
+
+
 def payload_for(nbytes: int) -> bytes:
     """The same incompressible payload every run (compressing filesystems would flatter zeros)."""
     return random.Random(0x5EED).randbytes(nbytes)
@@ -140,14 +163,13 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
     check_preallocation(prealloc)
     if entries is None and duration_s is None:
         raise ValueError("give entries, duration_s or both")
-    if entries is not None and (not isinstance(entries, int) or isinstance(entries, bool) or entries < 1):
-        raise ValueError(f"entries must be a positive integer, got {entries!r}")
-    if duration_s is not None and not duration_s > 0:
-        raise ValueError(f"duration_s must be positive, got {duration_s!r}")
-    if not isinstance(payload_bytes, int) or payload_bytes < 0:
-        raise ValueError(f"payload_bytes must be a non-negative integer, got {payload_bytes!r}")
-    if not isinstance(writers, int) or writers < 1:
-        raise ValueError(f"writers must be a positive integer, got {writers!r}")
+    _check_int("entries", entries, 1, MAX_ENTRIES, allow_none=True)
+    if duration_s is not None and not (isinstance(duration_s, (int, float)) and 0 < duration_s <= MAX_DURATION_S):
+        raise ValueError(f"duration_s must be a number of seconds in (0, {MAX_DURATION_S:g}], got {quote(duration_s)}")
+    _check_int("payload_bytes", payload_bytes, 0, MAX_PAYLOAD_BYTES)
+    _check_int("writers", writers, 1, MAX_WRITERS)
+    if prealloc_bytes is not None:
+        _check_int("prealloc_bytes", prealloc_bytes, 0, 1 << 40)
     if writers > 1 and st.kind != "group":
         raise ValueError(f"{st.name}: several writers are only meaningful for group_<N>ms (group commit)")
     if overwrite_offset0 and st.kind not in ("always", "none"):
@@ -172,8 +194,8 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
     need = space_needed(1 if overwrite_offset0 else entries, framer.record_bytes, prealloc, prealloc_bytes)
     free = shutil.disk_usage(directory).free
     if need + SPACE_MARGIN_BYTES > free:
-        raise TargetFull(28, f"{directory} has {free / 2**20:.1f} MiB free; this trial needs "
-                             f"{need / 2**20:.1f} MiB plus a {SPACE_MARGIN_BYTES >> 20} MiB margin")
+        raise TargetFull(28, f"{directory} has {human_bytes(free)} free; this trial needs {human_bytes(need)} "
+                             f"plus a {human_bytes(SPACE_MARGIN_BYTES)} margin")
 
     notes = []
     if not tgt.can_be_durable:
@@ -181,7 +203,7 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
         warnings.warn(msg, DurabilityWarning, stacklevel=2)
         notes.append(msg)
 
-    first = framer.frame_range(0, min(entries, engine.PREFRAME_MAX) if entries else engine.CHUNK)
+    first = framer.frame_range(0, engine.preframe_records(framer, entries))
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     try:
         tl, verified, detail = _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, first,
@@ -189,9 +211,11 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise TargetFull(errno.ENOSPC, f"{directory} ({tgt.fstype}) ran out of space during the trial: it had "
-                                           f"{free / 2**20:.1f} MiB free, the trial needed about {need / 2**20:.1f} MiB "
+                                           f"{human_bytes(free)} free, the trial needed about {human_bytes(need)} "
                                            "plus what the filesystem keeps for itself; its log was removed") from e
         raise
+    if duration_s and tl.entries >= MAX_ENTRIES and tl.end_ns - tl.start_ns < duration_s * 1e9:
+        notes.append(f"stopped at {MAX_ENTRIES:,} entries (the most one trial writes) before {duration_s:g} s")
     return summarize(st, tl, sync_method=sync_method, prealloc=prealloc, payload_bytes=payload_bytes,
                      writers=writers, target=tgt, prealloc_bytes=prealloc_bytes if prealloc != "append" else 0,
                      verified=verified, verify_detail=detail, started_at=started_at, notes=notes,
@@ -203,7 +227,7 @@ def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, 
     """One engine run on a fresh log that is removed afterwards, also after an error."""
     with LogFile(directory, sync_method, prealloc, prealloc_bytes) as log:
         sync = log.sync_function()
-        stop = engine.Stop(entries or 0, int(duration_s * 1e9) if duration_s else 0)
+        stop = engine.Stop(entries or 0, int(duration_s * 1e9) if duration_s else 0, MAX_ENTRIES)
         write = _pwrite_offset0 if overwrite_offset0 else None
         tl = engine.run(st, log.fd, sync, framer, first, stop, writers=writers, write=write)
         verified, detail = None, ""
@@ -293,3 +317,35 @@ def median_trial(trials: list[TrialResult]) -> TrialResult:
     (the lower median: a real trial, never an average of two)."""
     ranked = sorted(trials, key=lambda r: r.ops_per_sec)
     return ranked[(len(ranked) - 1) // 2]
+
+
+#: What one write() of a small record costs at the least, for estimates (measured ~1 us here).
+MIN_WRITE_S = 0.5e-6
+
+
+def probe_sync_s(directory, n: int = 8) -> float:
+    """The median time of one small write + fdatasync in ``directory``: what the node's estimates use."""
+    with LogFile(directory, "fdatasync", "append", 0) as log:
+        times = []
+        rec = Framer(payload_for(DEFAULT_PAYLOAD_BYTES)).frame(0)
+        for _ in range(n):
+            t = time.perf_counter()
+            os.write(log.fd, rec)
+            os.fdatasync(log.fd)
+            times.append(time.perf_counter() - t)
+    return sorted(times)[n // 2]
+
+
+def estimate_s(strategies: list[Strategy], entries: int, writers: int, sync_s: float) -> float:
+    """About how long one round of ``run_rounds`` takes at the least: a sync per entry for ``always``,
+    one per ``writers`` entries for group commit, each after its N ms wait, a write per entry for all."""
+    total = 0.0
+    for st in strategies:
+        total += entries * MIN_WRITE_S
+        if st.kind == "always":
+            total += entries * sync_s
+        elif st.kind == "group":
+            total += -(-entries // writers) * (st.interval_ms / 1000 + sync_s)
+        elif st.kind == "batch":
+            total += sync_s
+    return total

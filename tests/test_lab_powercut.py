@@ -189,6 +189,9 @@ def test_fault_settings_are_checked():
         check_faults(Faults(fsync_eio="sometimes"))
     with pytest.raises(ValueError, match="enospc_after_bytes"):
         check_faults(Faults(enospc_after_bytes=-1))
+    for bad in (float("inf"), float("nan"), -1.0, 1e300):
+        with pytest.raises(ValueError, match="sync_delay_ms must be a number of milliseconds"):
+            check_faults(Faults(sync_delay_ms=bad))
 
 
 def test_unknown_fault_setting_is_refused(vol):

@@ -78,7 +78,26 @@ def test_results_follow_the_requested_order_with_repeats(disk_dir):
     ({"type": "fsync_benchmark", "msg_id": 2, "entries": 10, "strategies": "always"}, 12, "strategies"),
     ({"type": "fsync_benchmark", "msg_id": 2, "entries": 10, "strategies": ["always", "sometimes"]}, 12, "sometimes"),
     ({"type": "fsync_benchmark", "msg_id": 2, "entries": 10, "strategies": [7]}, 12, "string"),
-    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 10**13, "strategies": ["none"]}, 12, "MiB free"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 10**13, "strategies": ["none"]}, 12, "1..10,000,000"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 10**7, "strategies": ["none"], "payload_bytes": 2**20}, 12,
+     "free"),
+    # the limits of issue 10: threads, memory, time, and a name int() cannot read
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 5, "strategies": ["group_0ms"], "writers": 10**13}, 12,
+     "writers must be an integer in 1..64"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 5 * 10**7, "strategies": ["none"], "payload_bytes": 0}, 12,
+     "entries must be an integer in 1..10,000,000"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 2000, "strategies": ["none"], "payload_bytes": 2**21}, 12,
+     "payload_bytes must be an integer in 0..1,048,576"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 1, "strategies": ["group_60000ms", "group_60000ms"]}, 12,
+     "would take at least 120 s"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 1, "strategies": ["none"] * 17}, 12, "1..16 names"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 10, "strategies": ["batch_" + "9" * 5000 + "ms"]}, 12,
+     "64 characters"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 10, "strategies": ["batch_" + "0" * 30 + "9" * 6 + "ms"]}, 12,
+     "the interval must be 0..60000 ms"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 10, "strategies": ["batch_10ms\n"]}, 12, "unknown strategy"),
+    ({"type": "fsync_benchmark", "msg_id": 2, "entries": 10, "strategies": ["batch_\u0661\u0660ms"]}, 12,
+     "unknown strategy"),
     ({"type": "fsync_benchmark", "msg_id": 2, "entries": 10, "strategies": ["none"], "sync_method": "x"}, 12,
      "sync method"),
     ({"msg_id": 2}, 12, "type"),
@@ -87,7 +106,7 @@ def test_bad_requests_get_the_protocol_error_and_the_node_keeps_serving(body, co
     replies, _, _ = run_node([INIT, {"src": "c1", "dest": "n1", "body": body}, bench(3, 20, ["none"])], disk_dir)
     err = replies[1]["body"]
     assert (err["type"], err["in_reply_to"], err["code"], err["msg_id"]) == ("error", 2, code, 1)
-    assert text in err["text"]
+    assert text in err["text"] and len(err["text"]) < 600  # what it quotes is cut
     assert replies[2]["body"]["type"] == "fsync_benchmark_ok" and replies[2]["body"]["msg_id"] == 2
 
 
@@ -97,6 +116,26 @@ def test_lines_that_are_not_messages_are_logged_and_skipped(disk_dir):
                                  disk_dir)
     assert raw == INIT_OK + "\n"
     assert err.count("skipping") == 6
+
+
+def test_a_message_that_cannot_be_answered_is_logged_and_the_node_goes_on(disk_dir):
+    # a msg_id or src of 1e400 reads as infinity: a reply naming it could not be written as JSON
+    lines = ['{"src": "c1", "dest": "n1", "body": {"type": "fsync_benchmark", "msg_id": 1e400, "entries": 5}}',
+             '{"src": 1e400, "dest": "n1", "body": {"type": "fsync_benchmark", "msg_id": 7, "entries": 5}}',
+             '{"src": ["c1"], "dest": "n1", "body": {"type": "init", "msg_id": 8, "node_id": "n1"}}',
+             INIT, bench(2, 20, ["none"])]
+    replies, raw, err = run_node(lines, disk_dir)
+    assert [r["body"]["type"] for r in replies] == ["init_ok", "fsync_benchmark_ok"]
+    assert "not a finite number" in err and err.count("is not a string") == 2
+    assert "dropped a line" not in err
+
+
+def test_a_line_of_megabytes_is_skipped_unread_and_the_next_one_answered(disk_dir):
+    huge = '{"src": "c1", "dest": "n1", "body": {"type": "fsync_benchmark", "msg_id": 5, "strategies": ["' \
+        + "x" * (3 << 20) + '"]}}'
+    replies, raw, err = run_node([huge, INIT, bench(2, 20, ["none"])], disk_dir)
+    assert [r["body"]["type"] for r in replies] == ["init_ok", "fsync_benchmark_ok"]
+    assert "skipping a line of 3,145,8" in err and len(raw) < 10_000
 
 
 def test_an_io_error_becomes_an_error_reply(disk_dir, monkeypatch):
@@ -192,7 +231,8 @@ def test_sigterm_mid_trial_removes_the_log(disk_dir, command, strategy):
     # SIGTERM's default would kill the process where it stands and leave the trial's log behind
     if command == "node":
         cmd = node_cmd("--dir", str(disk_dir))
-        lines = json.dumps(INIT) + "\n" + json.dumps(bench(2, 10**7, [strategy])) + "\n"
+        # long enough to be cut mid-trial, short enough for the node's run-time limit
+        lines = json.dumps(INIT) + "\n" + json.dumps(bench(2, 50_000, [strategy])) + "\n"
     else:
         cmd = [sys.executable, "-m", "fsyncstudy", "bench", "--strategy", strategy, "--entries", str(10**7),
                "--dir", str(disk_dir)]

@@ -75,7 +75,17 @@ def test_the_default_directory_is_never_tmpfs_when_a_disk_is_writable(monkeypatc
 
 
 def test_explicit_and_environment_directories_win(monkeypatch, tmp_path):
+    (tmp_path / "env").mkdir()
+    (tmp_path / "flag").mkdir()
     monkeypatch.setenv("FSYNCSTUDY_DIR", str(tmp_path / "env"))
     assert pick_directory() == tmp_path / "env"
     assert pick_directory(tmp_path / "flag") == tmp_path / "flag"
-    assert (tmp_path / "flag").is_dir()
+
+
+def test_a_named_directory_that_does_not_exist_is_an_error_not_created(monkeypatch, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        pick_directory(tmp_path / "typo")
+    monkeypatch.setenv("FSYNCSTUDY_DIR", str(tmp_path / "typo-env"))
+    with pytest.raises(FileNotFoundError, match="FSYNCSTUDY_DIR .* does not exist"):
+        pick_directory()
+    assert list(tmp_path.iterdir()) == []

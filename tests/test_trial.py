@@ -8,10 +8,10 @@ import warnings
 
 import pytest
 
-from fsyncstudy import engine
+from fsyncstudy import engine, trial
 from fsyncstudy.engine import SyncFailed
 from fsyncstudy.log import Framer
-from fsyncstudy.trial import DurabilityWarning, TargetFull, run_trial
+from fsyncstudy.trial import MAX_ENTRIES, DurabilityWarning, TargetFull, run_trial
 from conftest import SHM, leftovers, needs_shm
 
 STRATEGIES = ["always", "batch_0ms", "batch_5ms", "none", "group_0ms", "group_2ms"]
@@ -125,7 +125,7 @@ def test_fsync_method_calls_fsync(disk_dir, monkeypatch):
     (dict(strategy="always", writers=4), "group"),
     (dict(strategy="always", sync_method="O_DIRECT"), "unknown sync method"),
     (dict(strategy="always", prealloc="sparse"), "unknown preallocation"),
-    (dict(strategy="always", entries=0), "positive"),
+    (dict(strategy="always", entries=0), "integer in 1.."),
     (dict(strategy="sometimes"), "unknown strategy"),
 ])
 def test_bad_options_are_refused_before_anything_is_written(kwargs, match, disk_dir):
@@ -151,8 +151,39 @@ def test_a_failed_sync_is_an_error_not_a_retry_and_the_file_is_removed(disk_dir,
 
 
 def test_a_trial_that_cannot_fit_says_how_much_it_needs(disk_dir):
-    with pytest.raises(TargetFull, match="MiB free"):
-        run_trial("none", entries=10**12, directory=disk_dir)
+    with pytest.raises(TargetFull, match=r"free; this trial needs 9.54 TiB plus a 16 MiB margin"):
+        run_trial("none", entries=MAX_ENTRIES, payload_bytes=2**20 - 16, directory=disk_dir)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(duration_s=float("inf")), "duration_s must be a number of seconds"),
+    (dict(duration_s=1e300), "duration_s must be a number of seconds"),
+    (dict(duration_s=float("nan")), "duration_s must be a number of seconds"),
+    (dict(entries=10, payload_bytes=10**12), "payload_bytes must be an integer in 0..1,048,576"),
+    (dict(entries=10**8), "entries must be an integer in 1..10,000,000"),
+    (dict(entries=10, writers=10**13, strategy="group_0ms"), "writers must be an integer in 1..64"),
+    (dict(entries=10, prealloc_bytes=-1), "prealloc_bytes"),
+])
+def test_requests_beyond_the_limits_are_refused_before_anything_is_allocated(kwargs, match, disk_dir):
+    kwargs.setdefault("strategy", "none")
+    with pytest.raises(ValueError, match=match):
+        run_trial(directory=disk_dir, **kwargs)
+    assert leftovers(disk_dir) == []
+
+
+def test_big_records_are_framed_in_bounded_blocks(disk_dir):
+    # 1 MiB records: at most PREFRAME_BYTES framed before the first write, CHUNK_BYTES at a time after
+    framer = Framer(bytes(2**20 - 16))
+    assert engine.preframe_records(framer, 2000) == engine.PREFRAME_BYTES // 2**20
+    assert engine.chunk_records(framer) == engine.CHUNK_BYTES // 2**20
+    r = run_trial("none", entries=300, payload_bytes=2**20 - 16, directory=disk_dir, verify=True)
+    assert r.verified and r.entries == 300
+
+
+def test_a_duration_bound_trial_stops_at_the_entry_cap(disk_dir, monkeypatch):
+    monkeypatch.setattr(trial, "MAX_ENTRIES", 5000)
+    r = run_trial("none", duration_s=30, directory=disk_dir)
+    assert r.entries == 5000 and r.elapsed_s < 30 and "stopped at" in " ".join(r.warnings)
 
 
 def test_missing_directory_is_a_clear_error(tmp_path):

@@ -20,18 +20,22 @@ def cmd_up(args) -> int:
     from ..targets import describe
     from .core import Lab
     lab = Lab(args.dir, targets=_targets(args.targets), size_mib=args.size_mib).up()
+    up = lab.available()
+    if not up:
+        lab.down()  # nothing to leave up: no state file either
     if args.json:
         _print_json({"lab_dir": str(lab.lab_dir),
-                     "targets": {t: describe(lab.directory(t)).as_dict() for t in lab.available()},
+                     "targets": {t: describe(lab.directory(t)).as_dict() for t in up},
                      "skipped": lab.skipped()})
-        return 0
+        return 0 if up else 1
     print(f"lab in {lab.lab_dir}")
-    for t in lab.available():
+    for t in up:
         print(f"  {t:18} {lab.directory(t)}\n  {'':18} {describe(lab.directory(t)).label}")
     for t, reason in lab.skipped().items():
         print(f"  {t:18} skipped: {reason}")
-    if not lab.available():
-        print("nothing came up: the study goes on with the machine's own targets", file=sys.stderr)
+    if not up:
+        print("error: no lab target came up (each one's reason is above)", file=sys.stderr)
+        return 1
     print(f"tear down with: python -m fsyncstudy lab down --dir {lab.lab_dir}")
     return 0
 

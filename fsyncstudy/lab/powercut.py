@@ -773,6 +773,10 @@ class Volume:
             self.handles.clear()
 
 
+#: The longest sync delay an injection accepts (ms): an hour.
+MAX_SYNC_DELAY_MS = 3_600_000.0
+
+
 def check_faults(f: Faults) -> Faults:
     """Validate a fault setting; ValueError says what is wrong."""
     if f.fsync_eio not in (None, "once", "always"):
@@ -781,8 +785,11 @@ def check_faults(f: Faults) -> Faults:
         raise ValueError(f"fsync_eio_after must be a non-negative integer, not {f.fsync_eio_after!r}")
     if f.enospc_after_bytes is not None and (not isinstance(f.enospc_after_bytes, int) or f.enospc_after_bytes < 0):
         raise ValueError(f"enospc_after_bytes must be None or a non-negative integer, not {f.enospc_after_bytes!r}")
-    if not f.sync_delay_ms >= 0 or not f.sync_delay_spread_ms >= 0:
-        raise ValueError("sync_delay_ms and sync_delay_spread_ms must be non-negative")
+    for name in ("sync_delay_ms", "sync_delay_spread_ms"):
+        v = getattr(f, name)
+        # a delay of an hour or more is a mistake, and inf would make every sync fail with EINVAL
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= MAX_SYNC_DELAY_MS:
+            raise ValueError(f"{name} must be a number of milliseconds in 0..{MAX_SYNC_DELAY_MS:g}, not {v!r}")
     if f.sync_delay_dist not in DELAY_DISTRIBUTIONS:
         raise ValueError(f"sync_delay_dist must be one of {', '.join(DELAY_DISTRIBUTIONS)}, not {f.sync_delay_dist!r}")
     return f

@@ -1,0 +1,115 @@
+"""Every command, given bad input or meeting a failure, ends in one line on stderr and a nonzero exit."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from fsyncstudy import cli
+
+
+def run(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "fsyncstudy", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=timeout)
+
+
+def assert_one_line_error(p, code, text):
+    assert p.returncode == code, (p.returncode, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("error: ") and text in lines[-1], p.stderr
+    assert "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--duration", "inf"], "duration_s must be a number of seconds"),
+    (["--duration", "1e300"], "duration_s must be a number of seconds"),
+    (["--duration", "nan"], "duration_s must be a number of seconds"),
+    (["--payload-bytes", "1000000000000"], "payload_bytes must be an integer in 0..1,048,576"),
+    (["--entries", "0"], "entries must be an integer in 1.."),
+    (["--strategy", "group_0ms", "--writers", "10000000000000"], "writers must be an integer in 1..64"),
+    (["--strategy", "batch_" + "9" * 5000 + "ms"], "longer than 64 characters"),
+])
+def test_bench_refuses_what_it_cannot_run_in_one_line(args, text, disk_dir):
+    assert_one_line_error(run("bench", "--dir", str(disk_dir), *args), 2, text)
+
+
+def test_a_directory_that_does_not_exist_is_an_error_and_is_not_created(tmp_path):
+    missing = tmp_path / "typo" / "dir"
+    assert_one_line_error(run("bench", "--dir", str(missing), "--entries", "10"), 2, "does not exist")
+    assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("cuts", ["0", "-1"])
+def test_crash_refuses_a_number_of_cuts_below_one(cuts, disk_dir, tmp_path):
+    p = run("crash", "--kind", "process", "--cuts", cuts, "--dir", str(disk_dir), "--out", str(tmp_path / "c"))
+    assert_one_line_error(p, 2, "cuts must be an integer in 1..")
+
+
+def tmpfs(d, options: str):
+    d.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(d)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    return d
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A read-only filesystem: every trial there fails."""
+    try:
+        yield tmpfs(tmp_path / "ro", "ro,size=256m")
+    finally:
+        subprocess.run(["umount", str(tmp_path / "ro")], capture_output=True)
+
+
+@pytest.fixture
+def full(tmp_path):
+    """A filesystem of 1 MiB: a crash writer fills it within milliseconds and fails before its cut."""
+    try:
+        yield tmpfs(tmp_path / "full", "size=1m")
+    finally:
+        subprocess.run(["umount", str(tmp_path / "full")], capture_output=True)
+
+
+def test_a_sweep_where_every_trial_failed_says_why_and_exits_nonzero(read_only, tmp_path):
+    p = run("sweep", "--profile", "quick", "--target", str(read_only), "--out", str(tmp_path / "s"), "--quiet")
+    assert p.returncode == 1, p.stderr
+    assert "trials failed: " in p.stderr and "Read-only file system" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_crash_experiment_where_every_cut_failed_says_why_and_exits_nonzero(full, tmp_path):
+    p = run("crash", "--kind", "process", "--strategy", "none", "--cuts", "2", "--dir", str(full),
+            "--out", str(tmp_path / "c"), "--quiet")
+    assert p.returncode == 1, p.stderr
+    assert "2 cuts failed: the writer failed before the cut" in p.stderr and "[Errno 28]" in p.stderr, p.stderr
+
+
+def test_lab_up_with_nothing_up_exits_nonzero_and_leaves_nothing(tmp_path):
+    taken = tmp_path / "images" / "fsyncstudy-lab-ext4.img"
+    taken.parent.mkdir()
+    taken.write_text("mine")
+    p = run("lab", "up", "--targets", "ext4", "--dir", str(tmp_path))
+    assert_one_line_error(p, 1, "no lab target came up")
+    assert taken.read_text() == "mine" and not (tmp_path / "lab.json").exists()
+
+
+def test_lab_inject_refuses_an_infinite_delay(tmp_path):
+    p = run("lab", "inject", "lab:powercut", "--sync-delay-ms", "inf", "--dir", str(tmp_path))
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+
+
+def test_any_other_failure_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
+    def exhausted():
+        raise MemoryError()
+    monkeypatch.setattr(cli, "discover", exhausted)
+    assert cli.main(["devices"]) == 1
+    assert capsys.readouterr().err.strip() == "error: MemoryError"
+    with pytest.raises(MemoryError):
+        cli.main(["--debug", "devices"])
+
+
+def test_the_commands_say_so_when_they_fail_for_good_reason_only(disk_dir):
+    # a control: a good command exits 0
+    p = run("bench", "--dir", str(disk_dir), "--entries", "20", "--strategy", "none")
+    assert p.returncode == 0 and p.stderr.count("\n") <= 1, p.stderr
+    assert os.listdir(disk_dir) == []
