@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
+import socket
 import sys
 import warnings
 from pathlib import Path
 
-from . import study
+from . import __version__, study
+from .dataset import now_utc
 from .etcd import ETCD_P99_LIMIT_MS, run_etcd_preset
 from .intervals import Estimate
 from .log import unwind_on_sigterm
@@ -20,7 +23,7 @@ from .peers import compare
 from .peertools import PG_SECTIONS, PeerFailed, PeerMissing
 from .pgtest import SECTION_NOTES, PgTestReport, run_suite
 from .places import DATA, pick_directory
-from .strategies import PREALLOCATIONS, SYNC_METHODS
+from .strategies import PREALLOCATIONS, SYNC_METHODS, parse
 from .targets import describe, device, discover, one_line
 from .trial import run_trial
 
@@ -43,9 +46,20 @@ def say(m: str) -> None:
     print(m, file=sys.stderr)
 
 
+def envelope(target=None) -> dict:
+    """Where and when a command's JSON output was made, and by which command: it heads every --json."""
+    return {"tool": "fsyncstudy", "version": __version__, "command": "python -m fsyncstudy " + " ".join(sys.argv[1:]),
+            "time": now_utc(), "host": socket.gethostname(), "kernel": platform.release(),
+            "python": platform.python_version(), "target": target.as_dict() if target is not None else None}
+
+
 def print_json(obj, indent: int = 2) -> None:
     json.dump(obj, sys.stdout, indent=indent)
     print()
+
+
+#: bench runs each batch_<N>ms / group_<N>ms trial for at least this many intervals (as the sweep's rule).
+BENCH_INTERVALS = 5
 
 
 def cmd_bench(args) -> int:
@@ -56,18 +70,25 @@ def cmd_bench(args) -> int:
     if target.durability == "volatile":
         print(f"warning: {directory} is {target.fstype}: {target.reason}", file=sys.stderr)
     results = []
+    strategies = [parse(name) for name in args.strategy or ["always", "batch_10ms", "none"]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name in args.strategy or ["always", "batch_10ms", "none"]:
-            results.append(run_trial(name, entries=args.entries, duration_s=args.duration, directory=directory,
+        for st in strategies:
+            # long enough for its flusher or its group to act a few times, whatever the entries
+            duration = max(args.duration or 0, st.span_s(BENCH_INTERVALS)) or None
+            results.append(run_trial(st, entries=args.entries, duration_s=duration, directory=directory,
                                      sync_method=args.sync_method, prealloc=args.prealloc,
                                      payload_bytes=args.payload_bytes, writers=args.writers, target=target))
     if args.json:
-        print_json([r.as_dict() for r in results])
+        print_json({"fsyncstudy": envelope(target), "results": [r.as_dict() for r in results]})
         return 0
     print(f"target: {one_line(target)}")
     print(f"sync method {args.sync_method}, preallocation {args.prealloc}, payload {args.payload_bytes} B, "
-          f"one trial per strategy (the sweep repeats trials and gives confidence intervals)\n")
+          f"one trial per strategy (the sweep repeats trials and gives confidence intervals); each trial "
+          f"runs {'at least ' + format(args.entries, ',') + ' entries' if args.entries else ''}"
+          f"{' and ' if args.entries and args.duration else ''}"
+          f"{'at least ' + format(args.duration, 'g') + ' s' if args.duration else ''}"
+          f", and batch_<N>ms and group_<N>ms at least {BENCH_INTERVALS} intervals\n")
     rows = [[r.strategy, _fmt(r.ops_per_sec, 0), _fmt(r.entries), _fmt(r.elapsed_s, 3), _fmt(r.syncs),
              _fmt(r.ack_latency_us_p50), _fmt(r.ack_latency_us_p99), _fmt(r.sync_latency_us_p50),
              _fmt(r.sync_latency_us_p99), _fmt(r.exposure_ms_p99, 3), _fmt(r.exposure_ms_max, 3),
@@ -85,7 +106,7 @@ def cmd_bench(args) -> int:
 def cmd_devices(args) -> int:
     targets = discover()
     if args.json:
-        print_json([t.as_dict() for t in targets])
+        print_json({"fsyncstudy": envelope(), "devices": [t.as_dict() for t in targets]})
         return 0
     rows = [[t.mount_point, t.fstype, device(t), _fmt(t.rotational), t.write_cache or "-",
              t.model or "-", _fmt(t.free_bytes / 2**30 if t.free_bytes is not None else None), t.durability]
@@ -154,7 +175,8 @@ def cmd_crash(args) -> int:
         return 130
     df, _ = load(out)
     if args.json:
-        print_json({"dataset": str(out), "cuts": json.loads(df.to_json(orient="records"))}, indent=1)
+        print_json({"fsyncstudy": envelope(), "dataset": str(out), "cuts": json.loads(df.to_json(orient="records"))},
+                   indent=1)
     else:
         rows = []
         for (kind, strat), g in df.groupby(["kind", "strategy"], sort=False):
@@ -197,6 +219,7 @@ def cmd_bench_preset(args) -> int:
         warnings.simplefilter("ignore")
         r, doc = run_etcd_preset(directory, target)
     if args.json:
+        doc["fsyncstudy"]["envelope"] = envelope(target)  # the rest stays fio-shaped for etcd's checks
         print_json(doc)
         return 0
     job = doc["jobs"][0]
@@ -268,7 +291,7 @@ def cmd_compare(args) -> int:
         say(f"error: {e}")
         return 2
     if args.json:
-        print_json([pr.as_dict() for pr in results])
+        print_json({"fsyncstudy": envelope(describe(directory)), "pairs": [pr.as_dict() for pr in results]})
         return 0
     print(f"target: {one_line(describe(directory))}")
     print(f"{args.rounds} rounds, peer and ours alternating first; ratio = geometric mean of per-round "
@@ -321,7 +344,7 @@ def cmd_pgtest(args) -> int:
     report = run_suite(directory, secs_per_test=args.secs_per_test, trials=args.trials,
                        log=None if args.json else say)
     if args.json:
-        print_json(report.as_dict())
+        print_json({"fsyncstudy": envelope(describe(directory)), "report": report.as_dict()})
         return 0
     print(format_pgtest(report))
     return 0
@@ -334,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m fsyncstudy",
                                  description="How much durability each fsync strategy costs, on your storage.")
     ap.add_argument("--debug", action="store_true", help="on an error, show the traceback (before the command)")
+    ap.add_argument("--version", action="version", version=f"fsyncstudy {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("bench", help="one trial per strategy, as a table or JSON")
@@ -341,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="always, none, batch_<N>ms or group_<N>ms; repeat the flag (default: the task's three)")
     b.add_argument("--entries", type=int, help="entries per trial (default 10000 unless --duration is given)")
     b.add_argument("--duration", type=float, metavar="SECONDS", help="run each trial at least this long")
-    b.add_argument("--dir", help="target directory (default: $FSYNCSTUDY_DIR, else durable storage)")
+    b.add_argument("--target", "--dir", dest="dir", metavar="DIR",
+                   help="target directory or lab:NAME (default: $FSYNCSTUDY_DIR, else durable storage)")
     b.add_argument("--sync-method", default="fdatasync", choices=SYNC_METHODS)
     b.add_argument("--prealloc", default="append", choices=PREALLOCATIONS)
     b.add_argument("--payload-bytes", type=int, default=128)
@@ -356,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_devices)
     s = sub.add_parser("sweep", help="the study: every configuration on every target, repeated, resumable")
     s.add_argument("--profile", default="standard", choices=list(study.PROFILES))
-    s.add_argument("--target", action="append", metavar="DIR",
+    s.add_argument("--target", "--dir", action="append", dest="target", metavar="DIR",
                    help="a directory or lab:NAME; repeat the flag (default: the filesystem of data/ and /dev/shm)")
     s.add_argument("--out", help="dataset directory (default: data/<profile>-<host>-<boot id>)")
     s.add_argument("--seed", type=int, default=0, help="seed of the randomized round order (recorded)")
@@ -370,7 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--cuts", type=int, help="cuts per strategy (default: the profile's)")
     c.add_argument("--profile", default="standard", choices=list(study.PROFILES),
                    help="whose crash plan (full's is standard's)")
-    c.add_argument("--dir", help="where process-crash writers write (default: durable storage, as bench)")
+    c.add_argument("--target", "--dir", dest="dir", metavar="DIR",
+                   help="where process-crash writers write (default: durable storage, as bench)")
     c.add_argument("--out", help="dataset directory (default: data/crash-<profile>-<kinds>-<host>-<boot id>)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--json", action="store_true", help="print every cut as JSON")
@@ -379,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="run (or resume) the study, then render the notebooks into reports/")
     r.add_argument("--profile", default="standard", choices=list(study.PROFILES))
-    r.add_argument("--target", action="append", metavar="DIR", help="as for sweep")
+    r.add_argument("--target", "--dir", action="append", dest="target", metavar="DIR", help="as for sweep")
     r.add_argument("--dataset", help="render this existing dataset instead of measuring")
     r.add_argument("--crash-dataset", help="with --dataset: the crash dataset for notebooks 03 and 04")
     r.add_argument("--peers-dataset", help="with --dataset: the comparison dataset for notebook 05")

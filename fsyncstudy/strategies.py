@@ -110,6 +110,11 @@ class Strategy:
         """The promised loss window in ms; None for ``none`` (the kernel decides)."""
         return {"zero": 0.0, "interval": float(self.interval_ms or 0), "os": None}[self.row.window]
 
+    def span_s(self, intervals: int) -> float:
+        """How long ``intervals`` of this strategy's N ms last (0 without an interval): a trial of
+        batch_<N>ms or group_<N>ms shorter than a few of them measures no flusher or no group."""
+        return intervals * (self.interval_ms or 0) / 1000
+
     @property
     def _digits(self) -> str:
         # The label repeats the digits as the request spelled them (batch_010ms -> every_010ms).

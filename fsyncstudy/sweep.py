@@ -77,8 +77,7 @@ class Profile:
         return out
 
     def duration_s(self, config: Config) -> float:
-        interval = parse(config.strategy).interval_ms or 0
-        return max(self.min_duration_s, self.min_intervals * interval / 1000)
+        return max(self.min_duration_s, parse(config.strategy).span_s(self.min_intervals))
 
 
 #: Columns of trials.csv with their types: the plan's, then every field of TrialResult.

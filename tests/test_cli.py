@@ -113,3 +113,22 @@ def test_the_commands_say_so_when_they_fail_for_good_reason_only(disk_dir):
     p = run("bench", "--dir", str(disk_dir), "--entries", "20", "--strategy", "none")
     assert p.returncode == 0 and p.stderr.count("\n") <= 1, p.stderr
     assert os.listdir(disk_dir) == []
+
+
+def test_version_and_one_target_flag_for_every_command(disk_dir, tmp_path):
+    p = run("--version")
+    assert p.returncode == 0 and p.stdout.strip() == f"fsyncstudy {cli.__version__}"
+    for command in ("bench", "sweep", "crash", "report", "compare", "pgtest"):
+        helptext = run(command, "--help").stdout
+        assert "--target" in helptext and "--dir" in helptext, command
+
+
+def test_bench_json_carries_where_when_and_how_it_was_measured(disk_dir):
+    import json
+    p = run("bench", "--target", str(disk_dir), "--strategy", "batch_20ms", "--entries", "100", "--json")
+    doc = json.loads(p.stdout)
+    env, (r,) = doc["fsyncstudy"], doc["results"]
+    assert env["version"] == cli.__version__ and env["host"] and env["kernel"] and env["time"]
+    assert env["target"]["path"] == str(disk_dir) and "bench --target" in env["command"]
+    # 100 entries would take a millisecond: the trial runs 5 intervals so that its flusher acts
+    assert r["elapsed_s"] >= 0.1 and r["syncs"] >= 4

@@ -92,7 +92,8 @@ def test_compare_command_prints_the_table_and_json(disk_dir):
     out = cli("compare", "--peers", "fio", "--rounds", "1", "--entries", "100", "--prealloc", "append",
               "--target", str(disk_dir), "--json")
     assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
+    env, doc = json.loads(out.stdout)["fsyncstudy"], json.loads(out.stdout)["pairs"]
+    assert env["target"]["path"] == str(disk_dir) and env["command"].startswith("python -m fsyncstudy compare")
     assert [d["pair"] for d in doc] == ["fio-fdatasync", "fio-nosync"]
     assert doc[0]["prealloc"] == "append" and "--fallocate=none" in doc[0]["peer_command"]
     assert doc[0]["summary"]["peer_ops_per_sec"] > 0
@@ -248,6 +249,7 @@ def test_etcd_preset_prints_fio_shaped_json(disk_dir):
     assert ours["sync_p99_ms"] == pytest.approx(pct["99.000000"] / 1e6, rel=1e-6)
     assert ours["passes"] == (ours["sync_p99_ms"] < 10)
     assert ours["result"]["record_bytes"] == 2300 and ours["result"]["prealloc"] == "fallocate"
+    assert ours["envelope"]["version"] and ours["envelope"]["target"]["path"] == str(disk_dir)
     assert leftovers(disk_dir) == []
 
 

@@ -53,7 +53,9 @@ def test_discover_lists_writable_filesystems_and_not_pseudo_ones():
 def test_devices_command_prints_json_and_a_table():
     p = subprocess.run([sys.executable, "-m", "fsyncstudy", "devices", "--json"], capture_output=True, text=True,
                        cwd=REPO, timeout=60)
-    rows = json.loads(p.stdout)
+    doc = json.loads(p.stdout)
+    rows = doc["devices"]
+    assert doc["fsyncstudy"]["host"] and doc["fsyncstudy"]["kernel"]
     assert any(r["mount_point"] == "/" for r in rows)
     assert {"fstype", "rotational", "write_cache", "model", "free_bytes", "durability", "reason"} <= rows[0].keys()
     p = subprocess.run([sys.executable, "-m", "fsyncstudy", "devices"], capture_output=True, text=True, cwd=REPO,
