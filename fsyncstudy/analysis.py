@@ -222,3 +222,47 @@ def peers_summary(df: pd.DataFrame, durability: dict[str, str] | None = None) ->
                      "aim": g["aim"].iloc[0], "verdict": pair_verdict(pair, g["peer"].iloc[0], r, o, p),
                      "ci_method": intervals.RATIO_METHOD})
     return pd.DataFrame(rows)
+
+
+# -- two runs side by side --------------------------------------------------------------------------
+
+def pair_targets(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, str]:
+    """Which target of run B stands for each target of run A: the same directory, else the same label,
+    else, when each run has one target, that one."""
+    ta, tb = list(dict.fromkeys(a["target"])), list(dict.fromkeys(b["target"]))
+    la = dict(zip(a["target"], a["target_label"]))
+    lb = {label: t for t, label in zip(b["target"], b["target_label"])}
+    out = {t: t for t in ta if t in tb}
+    for t in ta:
+        if t not in out and la[t] in lb and lb[la[t]] not in out.values():
+            out[t] = lb[la[t]]
+    if not out and len(ta) == 1 and len(tb) == 1:
+        out[ta[0]] = tb[0]
+    return out
+
+
+def diff_runs(a: pd.DataFrame, b: pd.DataFrame, metric: str = "ops_per_sec") -> pd.DataFrame:
+    """Run B against run A, per target and configuration both hold: each side's mean with its 95% t
+    interval, the ratio B/A of geometric means with Welch's 95% interval (the runs share no rounds),
+    and whether B is significantly higher, lower, or neither.  Rows of trials that failed must be
+    left out before (``sweep.load`` does)."""
+    rows = []
+    for ta, tb in pair_targets(a, b).items():
+        ga, gb = a[a["target"] == ta], b[b["target"] == tb]
+        for config in dict.fromkeys(ga["config"]):
+            xa = ga.loc[ga["config"] == config, metric].dropna().tolist()
+            xb = gb.loc[gb["config"] == config, metric].dropna().tolist()
+            if not xa or not xb:
+                continue
+            ea, eb = intervals.mean_ci(xa), intervals.mean_ci(xb)
+            r = intervals.unpaired_ratio_ci(xb, xa)
+            verdict = ("too few trials for an interval" if r.low is None else
+                       "B higher" if r.low > 1 else "B lower" if r.high < 1 else "no significant difference")
+            first = ga[ga["config"] == config].iloc[0]
+            rows.append({"target_a": ta, "target_b": tb, "target_label": first["target_label"], "config": config,
+                         "config_label": first["config_label"], "metric": metric,
+                         "n_a": ea.n, "mean_a": ea.mean, "low_a": ea.low, "high_a": ea.high,
+                         "n_b": eb.n, "mean_b": eb.mean, "low_b": eb.low, "high_b": eb.high,
+                         "ratio": r.mean, "ratio_low": r.low, "ratio_high": r.high, "verdict": verdict,
+                         "ci_method": "ratio of geometric means, Welch's 95% t interval of the log difference"})
+    return pd.DataFrame(rows)

@@ -350,6 +350,45 @@ def cmd_pgtest(args) -> int:
     return 0
 
 
+# -- diff: two runs side by side -------------------------------------------------------------------
+
+def format_diff(diff, name_a: str, name_b: str) -> str:
+    rows = [[r.target_label, r.config_label, f"{_num(r.mean_a)} [{_num(r.low_a)}, {_num(r.high_a)}] n={r.n_a}",
+             f"{_num(r.mean_b)} [{_num(r.low_b)}, {_num(r.high_b)}] n={r.n_b}",
+             _ci(Estimate(r.ratio, None if r.ratio_low != r.ratio_low else r.ratio_low,
+                          None if r.ratio_high != r.ratio_high else r.ratio_high, 0), 3), r.verdict]
+            for r in diff.itertuples()]
+    metric = diff["metric"].iloc[0]
+    return "\n".join([f"A: {name_a}", f"B: {name_b}", "",
+                      table(rows, ["target", "configuration", f"A {metric} [95% CI]", f"B {metric} [95% CI]",
+                                   "B/A [95% CI]", "verdict"]), "",
+                      f"{diff['ci_method'].iloc[0]}; each side's interval: 95% t over its trials"])
+
+
+def cmd_diff(args) -> int:
+    from . import analysis
+    a, name_a = study.load_run(args.a)
+    b, name_b = study.load_run(args.b)
+    if args.metric not in a.columns or args.metric not in b.columns:
+        raise ValueError(f"no metric {args.metric!r} in both runs: try ops_per_sec, ack_latency_us_p99, "
+                         "sync_latency_us_p50, exposure_ms_max")
+    diff = analysis.diff_runs(a, b, args.metric)
+    if diff.empty:
+        raise ValueError(f"{name_a} and {name_b} have no target and configuration in common (targets are "
+                         "paired by directory, else by label, else one to one)")
+    if args.plot:
+        from . import plots
+        fig = plots.run_ratios(diff, f"{name_b} over {name_a}")
+        fig.savefig(args.plot, dpi=110, bbox_inches="tight")
+        say(f"figure: {args.plot}")
+    if args.json:
+        print_json({"fsyncstudy": envelope(), "a": str(args.a), "b": str(args.b),
+                    "rows": json.loads(diff.to_json(orient="records"))})
+        return 0
+    print(format_diff(diff, name_a, name_b))
+    return 0
+
+
 # -- the parser -------------------------------------------------------------------------------------
 
 
@@ -439,6 +478,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=5, help="trials per test, run in rounds (default 5)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_pgtest)
+
+    d = sub.add_parser("diff", help="two runs side by side (datasets or bench --json files): each side with its "
+                                    "interval, the ratio and whether it is significant")
+    d.add_argument("a", help="run A: a dataset directory or a file saved from bench --json")
+    d.add_argument("b", help="run B, the same")
+    d.add_argument("--metric", default="ops_per_sec", help="a column of the trials (default ops_per_sec)")
+    d.add_argument("--json", action="store_true")
+    d.add_argument("--plot", metavar="PNG", help="also draw B/A per configuration into this PNG")
+    d.set_defaults(func=cmd_diff)
 
     u = sub.add_parser("upgrade", help="rewrite a dataset written by an older fsyncstudy (format 1) in "
                                        "today's meta.json shape; its rows are not touched")

@@ -5,6 +5,8 @@ comparison, pg_test_fsync's sections, and their command lines).
 - ``paired_ratio_ci``: the geometric mean of paired per-round ratios, with the t interval of
   the log ratios exponentiated (rounds are paired, so drift on a shared machine cancels; the
   interval is never negative);
+- ``unpaired_ratio_ci``: the ratio of two runs' geometric means, with Welch's t interval of the
+  difference of their log means (two runs share no rounds);
 - ``against_aim`` and ``where``: how an interval stands against a threshold or another interval.
 
 t quantiles come from a table (df <= 30) and a Cornish-Fisher expansion beyond (error < 1e-5;
@@ -80,6 +82,29 @@ def paired_ratio_ci(numerator, denominator) -> Estimate:
         return e
     return Estimate(math.exp(e.mean), None if e.low is None else math.exp(e.low),
                     None if e.high is None else math.exp(e.high), e.n)
+
+
+def _positive_logs(values) -> list[float]:
+    return [math.log(v) for v in _finite(values) if v > 0]
+
+
+def unpaired_ratio_ci(numerator, denominator) -> Estimate:
+    """geomean(numerator) / geomean(denominator), with Welch's 95% t interval of the difference of
+    the log means, exponentiated (degrees of freedom by Welch-Satterthwaite, rounded down: a little
+    wider, never narrower).  ``n`` is the smaller side's count; no interval below two values a side."""
+    a, b = _positive_logs(numerator), _positive_logs(denominator)
+    if not a or not b:
+        return Estimate(None, None, None, 0)
+    d = statistics.fmean(a) - statistics.fmean(b)
+    if len(a) < 2 or len(b) < 2:
+        return Estimate(math.exp(d), None, None, min(len(a), len(b)))
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return Estimate(math.exp(d), math.exp(d), math.exp(d), min(len(a), len(b)))
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    h = t975(max(1, int(df))) * se
+    return Estimate(math.exp(d), math.exp(d - h), math.exp(d + h), min(len(a), len(b)))
 
 
 def against_aim(e: Estimate, aim: float) -> str:

@@ -180,20 +180,32 @@ def loss_window_vs_nominal(rows: pd.DataFrame, title: str, ax=None):
     return ax
 
 
-def peer_ratios(summ: pd.DataFrame, aim: float, title: str):
-    """Ours / peer ops/sec per pair and target, with each ratio's interval, against 1 and the aim."""
-    fig, ax = plt.subplots(figsize=(10, 0.45 * len(summ) + 1.5))
-    labels = [f"{r.pair} · {r.target_label}" for r in summ.itertuples()]
-    y = np.arange(len(summ))
-    ax.errorbar(summ["ratio"], y, xerr=_yerr(summ.fillna({"ratio_low": summ["ratio"], "ratio_high": summ["ratio"]}),
-                                             "ratio", "ratio_low", "ratio_high"),
-                fmt="o", capsize=3, color=PALETTE[0])
+def ratios(frame: pd.DataFrame, labels: list[str], title: str, xlabel: str, aim: tuple[float, str] | None = None):
+    """One row per ratio with its interval (a forest plot), against 1 and, if given, an aim line."""
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(frame) + 1.5))
+    y = np.arange(len(frame))
+    filled = frame.fillna({"ratio_low": frame["ratio"], "ratio_high": frame["ratio"]})
+    ax.errorbar(frame["ratio"], y, xerr=_yerr(filled, "ratio", "ratio_low", "ratio_high"), fmt="o", capsize=3,
+                color=PALETTE[0])
     ax.axvline(1, color="grey", lw=1)
-    ax.axvline(aim, color=PALETTE[3], ls=":", lw=1, label=f"aim for always/fdatasync vs fio: {aim:g}")
+    if aim is not None:
+        ax.axvline(aim[0], color=PALETTE[3], ls=":", lw=1, label=aim[1])
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small", borderaxespad=0)
     ax.set_yticks(y, labels, fontsize="small")
     ax.invert_yaxis()
-    ax.set_xlabel("ours / peer ops/sec (1 = the same)")
+    ax.set_xlabel(xlabel)
     ax.set_title(title, loc="left")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small", borderaxespad=0)
     fig.tight_layout()
     return fig
+
+
+def peer_ratios(summ: pd.DataFrame, aim: float, title: str):
+    """Ours / peer ops/sec per pair and target, with each ratio's interval, against 1 and the aim."""
+    return ratios(summ, [f"{r.pair} · {r.target_label}" for r in summ.itertuples()], title,
+                  "ours / peer ops/sec (1 = the same)", (aim, f"aim for always/fdatasync vs fio: {aim:g}"))
+
+
+def run_ratios(diff: pd.DataFrame, title: str):
+    """Run B over run A per configuration and target (``analysis.diff_runs``)."""
+    return ratios(diff, [f"{r.config_label} · {r.target_label}" for r in diff.itertuples()], title,
+                  f"B / A {diff['metric'].iloc[0] if len(diff) else ''} (1 = the same)")

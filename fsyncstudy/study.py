@@ -205,6 +205,33 @@ def open_sweep(path=None, profile_name: str = "quick", targets: list[str] | None
     return SweepView(p, df, meta, analysis.summary(df, seed=seed, n_boot=n_boot))
 
 
+def load_run(path: str | os.PathLike):
+    """A run to put beside another (``analysis.diff_runs``): a sweep dataset's trials, or the results
+    of ``bench --json`` saved to a file (one trial per strategy).  Returns (DataFrame, name)."""
+    import pandas as pd
+
+    from .targets import Target, table_label
+    p = Path(path)
+    if p.is_dir():
+        df, _ = sweep.load(existing(p, sweep.KIND))
+        return df, p.name
+    try:
+        doc = json.loads(p.read_text())
+        env, results = doc["fsyncstudy"], doc["results"]
+        target = Target(**env["target"])
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{p} does not exist: give a dataset directory or a `bench --json` file") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise dataset.DatasetError(f"{p} is neither a dataset directory nor the output of `bench --json` "
+                                   f"({type(e).__name__}: {str(e)[:100]})") from None
+    rows = []
+    for r in results:
+        c = sweep.Config(r["strategy"], r["writers"], r["prealloc"], r["sync_method"])
+        rows.append({**r, "target": target.path, "target_label": table_label(target), "config": c.key,
+                     "config_label": c.label})
+    return pd.DataFrame(rows), p.name
+
+
 # -- the pipeline behind make report ----------------------------------------------------------------
 
 def run_study(profile_name: str = "standard", targets: list[str] | None = None, use_lab: bool = True, seed: int = 0,

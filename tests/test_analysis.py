@@ -187,3 +187,31 @@ def test_the_figures_draw_what_their_tables_hold(df, summ):
     assert len(ax.get_legend().get_texts()) == 4   # median, p99, max and the nominal line
     assert "n = 3" in plots.caption([3, 3]) and "n = 3–5" in plots.caption([3, 5])
     matplotlib.pyplot.close("all")
+
+
+# -- two runs side by side --------------------------------------------------------------------------
+
+def test_two_runs_are_paired_by_directory_else_label_else_one_to_one(df):
+    moved = df.assign(target="/elsewhere")
+    assert analysis.pair_targets(df, moved) == {"/t": "/elsewhere"}          # same label
+    other = df.assign(target="/x", target_label="xfs on sdb, durable")
+    assert analysis.pair_targets(df, other) == {"/t": "/x"}                  # one target each
+    two = pd.concat([other, df.assign(target="/y", target_label="btrfs on sdc, durable")])
+    assert analysis.pair_targets(df, two) == {}                              # nothing says which
+    assert analysis.pair_targets(df, df) == {"/t": "/t"}
+
+
+def test_diff_runs_gives_each_side_the_ratio_and_the_verdict(df):
+    faster = df.copy()
+    faster.loc[faster["config"] == analysis.TASK[0], "ops_per_sec"] *= 2
+    d = analysis.diff_runs(df, faster).set_index("config")
+    assert d.loc[analysis.TASK[0], "ratio"] == pytest.approx(2.0) and d.loc[analysis.TASK[0], "verdict"] == "B higher"
+    same = d.loc[analysis.TASK[2]]
+    # the same values on both sides: ratio 1, but two runs share no rounds, so each side's spread counts
+    assert same["ratio"] == pytest.approx(1.0) and same["ratio_low"] < 1 < same["ratio_high"]
+    assert same["verdict"] == "no significant difference"
+    assert (same["n_a"], same["n_b"], same["mean_a"]) == (3, 3, 20_000)
+    noisy = df.copy()
+    noisy.loc[noisy["config"] == analysis.TASK[1], "ops_per_sec"] = [9_500.0, 12_000.0, 8_600.0]
+    assert analysis.diff_runs(df, noisy).set_index("config").loc[analysis.TASK[1], "verdict"] == \
+        "no significant difference"

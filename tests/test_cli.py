@@ -132,3 +132,23 @@ def test_bench_json_carries_where_when_and_how_it_was_measured(disk_dir):
     assert env["target"]["path"] == str(disk_dir) and "bench --target" in env["command"]
     # 100 entries would take a millisecond: the trial runs 5 intervals so that its flusher acts
     assert r["elapsed_s"] >= 0.1 and r["syncs"] >= 4
+
+
+def test_diff_puts_two_runs_side_by_side(disk_dir, tmp_path):
+    import json
+    files = []
+    for k in range(2):
+        p = run("bench", "--target", str(disk_dir), "--strategy", "none", "--strategy", "always", "--entries", "300",
+                "--json")
+        files.append(tmp_path / f"run{k}.json")
+        files[-1].write_text(p.stdout)
+    p = run("diff", *map(str, files), "--plot", str(tmp_path / "d.png"))
+    assert p.returncode == 0, p.stderr
+    assert "B/A [95% CI]" in p.stdout and "too few trials for an interval" in p.stdout  # one trial a side
+    assert (tmp_path / "d.png").stat().st_size > 10_000
+    doc = json.loads(run("diff", *map(str, files), "--json").stdout)
+    assert [r["config"] for r in doc["rows"]] == ["none/w1/append/fdatasync", "always/w1/append/fdatasync"]
+    assert all(r["ratio"] > 0 for r in doc["rows"]) and doc["fsyncstudy"]["version"]
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    assert_one_line_error(run("diff", str(files[0]), str(tmp_path / "bad.json")), 2, "neither a dataset directory")
+    assert_one_line_error(run("diff", str(files[0]), str(tmp_path / "none.json")), 2, "does not exist")

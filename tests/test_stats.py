@@ -75,3 +75,20 @@ def test_throughput_relative_to_always():
 def test_pareto_front():
     pts = pd.DataFrame({"ops_per_sec": [10, 20, 15, 30, 30], "loss_window_ms": [0, 5, 10, 50, 60]})
     assert stats.pareto_front(pts).tolist() == [True, True, False, True, False]
+
+
+def test_unpaired_ratio_is_welchs_interval_of_the_log_difference():
+    from scipy import stats as st
+
+    from fsyncstudy import intervals
+    a, b = [10.0, 12.0, 11.0, 13.0], [20.0, 25.0, 22.0]
+    r = intervals.unpaired_ratio_ci(b, a)
+    la, lb = np.log(a), np.log(b)
+    assert r.mean == pytest.approx(math.exp(lb.mean() - la.mean()))
+    va, vb = la.var(ddof=1) / 4, lb.var(ddof=1) / 3
+    df = (va + vb) ** 2 / (va ** 2 / 3 + vb ** 2 / 2)
+    half = st.t.ppf(0.975, int(df)) * math.sqrt(va + vb)   # df rounded down: a little wider, never narrower
+    assert r.low == pytest.approx(math.exp(lb.mean() - la.mean() - half), rel=1e-5)
+    assert r.high == pytest.approx(math.exp(lb.mean() - la.mean() + half), rel=1e-5)
+    assert intervals.unpaired_ratio_ci([5.0], [2.0, 3.0]).low is None
+    assert intervals.unpaired_ratio_ci([], [1.0]).mean is None
