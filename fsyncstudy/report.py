@@ -8,7 +8,9 @@ What is measured before (``make report``'s pipeline) is ``fsyncstudy.study``.
 from __future__ import annotations
 
 import html
+import os
 import re
+import tempfile
 import sys
 from pathlib import Path
 
@@ -34,20 +36,34 @@ def _title_and_question(nb) -> tuple[str, str]:
     return "", ""
 
 
+def _ipc_kernel_manager(directory: str):
+    """A kernel manager whose kernel talks over Unix sockets in ``directory``: no TCP port is opened
+    (and the kernel has no "running over TCP without encryption" to warn about)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+            self.ip = os.path.join(directory, "kernel")
+    return IPCKernelManager
+
+
 def execute(params: dict, build: Path, log=print) -> list[Path]:
     """Run every notebook with papermill, giving each the parameters it declares."""
     import papermill as pm
 
     build.mkdir(parents=True, exist_ok=True)
     out = []
-    for nb in notebooks():
-        target = build / nb.name
-        declared = pm.inspect_notebook(str(nb))
-        mine = {k: v for k, v in params.items() if k in declared and v is not None}
-        log(f"executing {nb.name} with {', '.join(f'{k}={v}' for k, v in mine.items())}")
-        pm.execute_notebook(str(nb), str(target), parameters=mine, cwd=str(NOTEBOOKS), kernel_name="python3",
-                            progress_bar=False)
-        out.append(target)
+    with tempfile.TemporaryDirectory(prefix="fsyncstudy-kernel-") as sockets:
+        for nb in notebooks():
+            target = build / nb.name
+            declared = pm.inspect_notebook(str(nb))
+            mine = {k: v for k, v in params.items() if k in declared and v is not None}
+            log(f"executing {nb.name} with {', '.join(f'{k}={v}' for k, v in mine.items())}")
+            pm.execute_notebook(str(nb), str(target), parameters=mine, cwd=str(NOTEBOOKS), kernel_name="python3",
+                                progress_bar=False, kernel_manager_class=_ipc_kernel_manager(sockets))
+            out.append(target)
     return out
 
 
