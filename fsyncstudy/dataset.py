@@ -447,6 +447,26 @@ class _NoBar:
     def close(self) -> None: ...
 
 
+class _LineBar(_NoBar):
+    """Progress for a log that is not a terminal: one line at each tenth done, at most every 30 s."""
+
+    def __init__(self, total: int, desc: str, unit: str):
+        self.total, self.desc, self.unit, self.done = total, desc, unit, 0
+        self.start = self.last = time.monotonic()
+        self.next_tenth = 1
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.done * 10 >= self.next_tenth * self.total and (now - self.last >= 30 or self.done == self.total):
+            self.next_tenth = self.done * 10 // self.total + 1
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            left = (self.total - self.done) / rate if rate else 0
+            print(f"{self.desc}: {self.done:,}/{self.total:,} {self.unit}s ({100 * self.done / self.total:.0f}%), "
+                  f"{now - self.start:.0f} s so far, about {left:.0f} s to go", file=sys.stderr, flush=True)
+
+
 @contextmanager
 def filling(ds: Dataset, summary, total: int, desc: str, unit: str, progress: bool):
     """The loop that fills a dataset, as the sweep and the crash experiment run it.
@@ -455,10 +475,12 @@ def filling(ds: Dataset, summary, total: int, desc: str, unit: str, progress: bo
     ends the loop and sets ``summary.interrupted``; whatever happens the bar is closed, the
     run is recorded and the lock released (``Dataset.close``), and ``summary.elapsed_s`` is set.
     """
-    if progress and total:
+    if progress and total and sys.stderr.isatty():
         from tqdm.auto import tqdm
         tqdm.monitor_interval = 0  # no monitor thread: the crash experiment forks
         bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
+    elif progress and total:
+        bar = _LineBar(total, desc, unit)  # a log file gets lines, not a bar's frames
     else:
         bar = _NoBar()
     start = time.monotonic()

@@ -234,6 +234,28 @@ def load_run(path: str | os.PathLike):
 
 # -- the pipeline behind make report ----------------------------------------------------------------
 
+#: Seconds a phase costs beyond what its plan says, per unit, as measured on the CI machine
+#: (2026-11-26/28: 1,836 sweep trials in 832 s, 2,300 cuts in 545 s, 10 peer rounds in about 3 min).
+SWEEP_OVERHEAD_S = 0.05
+CUT_S = 0.24
+PEER_ROUND_S = {"fio": 2.5, "pg_test_fsync": 15.5}
+NOTEBOOKS_S = 40
+
+
+def eta(prof: StudyProfile, targets: int, default_targets: int, kinds) -> dict[str, float]:
+    """About how long each phase of ``run_study`` takes, in seconds (an estimate to plan by)."""
+    sp = prof.sweep
+    trials = sum(sp.duration_s(c) + SWEEP_OVERHEAD_S for c in sp.configs()) * (sp.trials + sp.warmup_rounds)
+    cuts = sum(len(getattr(prof.crash, k)[0]) * getattr(prof.crash, k)[1] for k in kinds)
+    return {"sweep": trials * targets, "crash": cuts * CUT_S,
+            "peers": prof.peers.rounds * default_targets * sum(PEER_ROUND_S.get(p, 10) for p in prof.peers.peers),
+            "notebooks": NOTEBOOKS_S}
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
 def run_study(profile_name: str = "standard", targets: list[str] | None = None, use_lab: bool = True, seed: int = 0,
               progress: bool = True, log=print) -> tuple[Path, Path, Path]:
     """The measurements behind the report: the sweep, the crash experiment, the peers comparison.
@@ -263,12 +285,15 @@ def run_study(profile_name: str = "standard", targets: list[str] | None = None, 
             lab_targets = up.available()
             log(f"lab up: {', '.join(lab_targets) or 'nothing'}" + (f"; skipped: {skipped}" if skipped else ""))
         chosen = targets or default_targets() + lab_targets
+        kinds = ("power", "process") if "lab:powercut" in lab_targets else ("process",)
+        plan = eta(prof, len(chosen), len(default_targets()), kinds)
+        log(f"make report, {prof.name} profile: about {_minutes(sum(plan.values()))} in all ("
+            + ", ".join(f"{k} ~{_minutes(v)}" for k, v in plan.items()) + "; resumed work is skipped)")
         sweep_path = sweep_out(prof.name)
         log(f"study: {prof.name} profile on {len(chosen)} targets into {sweep_path} (resumes if interrupted)")
         s = sweep.run_sweep(sweep_path, profile=prof.sweep, targets=chosen, seed=seed, progress=progress,
                             skipped=skipped)
         log(f"{s.ran} trials run ({s.failed} failed), {s.skipped} already done, in {s.elapsed_s:.0f} s")
-        kinds = ("power", "process") if "lab:powercut" in lab_targets else ("process",)
         crash_path = crash_out(prof.name, kinds)
         log(f"crash experiment: {prof.crash.name}, {' and '.join(kinds)} cuts into {crash_path}")
         c = crash.run_crash(crash_path, prof.crash, kinds=kinds, seed=seed, progress=progress,
@@ -282,7 +307,7 @@ def run_study(profile_name: str = "standard", targets: list[str] | None = None, 
         "default target")
     peers_path = peers_out(prof.peers)
     peers.run_comparison(peers_path, rounds=prof.peers.rounds, peers=prof.peers.peers,
-                         secs_per_test=prof.peers.secs_per_test)
+                         secs_per_test=prof.peers.secs_per_test, log=(lambda m: log(f"peers: {m}")) if progress else None)
     return sweep_path, crash_path, peers_path
 
 

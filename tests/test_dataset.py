@@ -215,3 +215,21 @@ def test_the_committed_datasets_read_with_their_own_columns():
             assert len(df) > 0 and list(df.columns) == [c for c, _ in meta["columns"]]
             found[meta["kind"]] = len(df)
     assert set(found) == {"sweep", "crash", "peers"}
+
+
+def test_progress_in_a_log_is_lines_not_a_bars_frames(capsys, monkeypatch):
+    class Summary:
+        interrupted, elapsed_s = False, 0.0
+
+    class Closing:
+        def close(self, interrupted):
+            self.closed = interrupted
+
+    clock = iter(range(0, 10_000, 40))   # every update 40 s later: each tenth gets its line
+    monkeypatch.setattr(dataset.time, "monotonic", lambda: next(clock))
+    with dataset.filling(Closing(), Summary(), 20, "tiny study", "trial", progress=True) as bar:
+        for _ in range(20):
+            bar.update(1)
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.count("\n") == 10
+    assert "tiny study: 20/20 trials (100%)" in err and "to go" in err

@@ -146,3 +146,14 @@ def test_resuming_a_dataset_with_other_columns_is_refused(disk_dir, tmp_path):
 def test_default_dataset_names_change_with_the_study_definition():
     assert study_key(PROFILES["quick"].sweep) != study_key(PROFILES["standard"].sweep)
     assert sweep_out("quick").name.endswith(study_key(PROFILES["quick"].sweep))
+
+
+def test_the_report_pipeline_plans_its_time_from_each_phase():
+    from fsyncstudy import study
+    q = PROFILES["quick"]
+    e = study.eta(q, targets=2, default_targets=2, kinds=("process",))
+    per_round = sum(q.sweep.duration_s(c) + study.SWEEP_OVERHEAD_S for c in q.sweep.configs())
+    assert e["sweep"] == pytest.approx(2 * 4 * per_round)        # 2 targets, 1 warm-up + 3 rounds
+    assert e["crash"] == pytest.approx(3 * 5 * study.CUT_S)       # 3 strategies, 5 process cuts each
+    assert e["peers"] == pytest.approx(3 * 2 * study.PEER_ROUND_S["fio"])
+    assert study.eta(PROFILES["standard"], 9, 2, ("power", "process"))["crash"] > 500
