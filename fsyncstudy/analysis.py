@@ -11,6 +11,7 @@ import pandas as pd
 from . import intervals, stats
 from .peers import pair_verdict
 from .strategies import parse
+from .targets import strip_verdict
 
 BASELINE = "always/w1/append/fdatasync"
 TASK = ["always/w1/append/fdatasync", "batch_10ms/w1/append/fdatasync", "none/w1/append/fdatasync"]
@@ -266,3 +267,90 @@ def diff_runs(a: pd.DataFrame, b: pd.DataFrame, metric: str = "ops_per_sec") -> 
                          "ratio": r.mean, "ratio_low": r.low, "ratio_high": r.high, "verdict": verdict,
                          "ci_method": "ratio of geometric means, Welch's 95% t interval of the log difference"})
     return pd.DataFrame(rows)
+
+
+# -- the answer at a glance -------------------------------------------------------------------------
+
+def _paired_by_round(df: pd.DataFrame, target: str, num: str, den: str, metric: str = "ops_per_sec"):
+    """num / den on one target, paired by round (both ran in every round, in shuffled order)."""
+    g = df[df["target"] == target].pivot_table(index="round", columns="config", values=metric, aggfunc="mean")
+    if num not in g or den not in g:
+        return intervals.Estimate(None, None, None, 0)
+    g = g[[num, den]].dropna()
+    return intervals.paired_ratio_ci(g[num].tolist(), g[den].tolist())
+
+
+def headline(df: pd.DataFrame) -> list[dict]:
+    """Per target that can be durable: what ``always`` sustains, the fastest configuration that loses
+    nothing acknowledged (always or group commit), and ``batch_10ms`` against ``always`` with how long
+    it left an acknowledged entry exposed; each with its 95% interval (means: t over trials; ratios:
+    paired by round, t of the log ratios)."""
+    out = []
+    durable = df[df["target_durability"] != "volatile"]
+    # the machine's own disks first, then the lab's filesystems, then its emulations
+    order = sorted(dict.fromkeys(durable["target"]),
+                   key=lambda t: (durable.loc[durable["target"] == t, "target_label"].iloc[0].startswith("lab:"),
+                                  "EMULATED" in durable.loc[durable["target"] == t, "target_label"].iloc[0]))
+    for target in order:
+        g = durable[durable["target"] == target]
+        always = g.loc[g["config"] == TASK[0], "ops_per_sec"]
+        if always.empty:
+            continue
+        zero = g[g["kind"].isin(["always", "group"]) & (g["prealloc"] == "append")]
+        best = zero.groupby("config")["ops_per_sec"].mean().idxmax()
+        b = g.loc[g["config"] == TASK[1]]
+        out.append({
+            "target": target, "target_label": display_label(g["target_label"].iloc[0]),
+            "durability": g["target_durability"].iloc[0], "n": len(always),
+            "always": intervals.mean_ci(always.tolist()),
+            "best_zero_loss": best, "best_zero_loss_label": zero.loc[zero["config"] == best, "config_label"].iloc[0],
+            "best_zero_loss_ops": intervals.mean_ci(zero.loc[zero["config"] == best, "ops_per_sec"].tolist()),
+            "best_zero_loss_ratio": _paired_by_round(df, target, best, TASK[0]),
+            "batch10_ratio": _paired_by_round(df, target, TASK[1], TASK[0]),
+            "batch10_exposure_ms": intervals.mean_ci(b["exposure_ms_max"].tolist()),
+            "batch10_exposure_max_ms": float(b["exposure_ms_max"].max()) if len(b) else None,
+        })
+    return out
+
+
+def _ci(e, fmt) -> str:
+    return fmt(e.mean) + ("" if e.low is None else f" (95% CI {fmt(e.low)}–{fmt(e.high)})")
+
+
+def headline_lines(rows: list[dict]) -> list[str]:
+    """The headline as sentences, one per target (plain text; the report's index wraps them in HTML)."""
+    ops, ratio = (lambda x: f"{x:,.0f}"), fmt_ratio
+    lines = []
+    for h in rows:
+        text = f"**{h['target_label']}**: `always` sustains {_ci(h['always'], ops)} ops/s"
+        if h["best_zero_loss"] != TASK[0]:
+            text += (f"; the fastest choice that loses nothing acknowledged is `{h['best_zero_loss_label']}`, "
+                     f"{_ci(h['best_zero_loss_ratio'], ratio)}× that")
+        if h["batch10_ratio"].mean is not None:
+            text += (f"; `batch_10ms` runs {_ci(h['batch10_ratio'], ratio)}× `always`, and its worst exposure of an "
+                     f"acknowledged entry averaged {h['batch10_exposure_ms'].mean:.1f} ms per trial "
+                     f"({h['batch10_exposure_max_ms']:.1f} ms at most)")
+        lines.append(text + f" [n = {h['n']} trials each]")
+    return lines
+
+
+def display_label(label: str) -> str:
+    """A target's label without a durability verdict (older datasets stored one in it)."""
+    return strip_verdict(label)
+
+
+class Checks:
+    """The invariants a notebook asserts on its data.  Each ``check(ok, what, detail)`` fails at once
+    (AssertionError, so nbval and the report stop) when ``ok`` is false; shown in a notebook, the
+    object is one line: how many held, and which."""
+
+    def __init__(self):
+        self.held: list[str] = []
+
+    def __call__(self, ok, what: str, detail=None) -> None:
+        if not bool(ok):
+            raise AssertionError(f"{what}: does not hold" + ("" if detail is None else f"\n{detail}"))
+        self.held.append(what)
+
+    def _repr_markdown_(self) -> str:
+        return f"**{len(self.held)} checks on this data hold**: " + "; ".join(self.held) + "."

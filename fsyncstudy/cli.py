@@ -158,6 +158,10 @@ def cmd_report(args) -> int:
             return 130
     index = build_report(dataset, out_dir=args.out, crash_dataset=crash, peers_dataset=peers, seed=args.seed, log=say)
     print(f"report: {index.resolve()}")
+    from . import analysis, sweep
+    df, _ = sweep.load(Path(dataset).resolve())
+    for line in analysis.headline_lines(analysis.headline(df)):
+        print(f"- {line}")
     return 0
 
 

@@ -36,7 +36,7 @@ from .log import HEADER
 from .peertools import PREALLOC_TO_FIO, FioRun, PeerFailed, PeerMissing, find_peers, fio_command, fio_version, \
     run_fio, run_pg_test_fsync
 from .places import default_targets, pick_directory, resolve_all
-from .targets import describe, table_label
+from .targets import describe, strip_verdict, table_label
 from .trial import run_trial
 
 #: pg_test_fsync's names for the sync methods of its first section, and ours.
@@ -380,4 +380,6 @@ def run_comparison(out, targets: list[str] | None = None, rounds: int = 5, peers
 
 def load(path):
     """A comparison dataset as (rounds DataFrame, meta dict)."""
-    return dataset.load(path, KIND)
+    df, meta = dataset.load(path, KIND)
+    df["target_label"] = df["target_label"].map(strip_verdict)  # the verdict has its own column
+    return df, meta

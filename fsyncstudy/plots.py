@@ -118,21 +118,27 @@ KIND_COLORS = {"always": 0, "batch": 1, "group": 2, "none": 3}
 
 
 def durability_vs_throughput(points: pd.DataFrame, target: str, ax):
-    """One panel: loss window (measured, and nominal) against ops/sec, CI error bars, the Pareto frontier."""
+    """One panel: loss window (measured, and nominal) against ops/sec, the Pareto frontier.
+
+    The frontier's points carry their intervals (x: ops/sec, y: the window); the others are drawn
+    small and faint without error bars, so that 20 batch intervals do not hide the frontier."""
     p = points[points["target"] == target]
     for kind, g in p.groupby("kind"):
         color = PALETTE[KIND_COLORS.get(kind, 4)]
         meas = g[g["window_source"] == "measured exposure"]
-        if len(meas):
-            filled = meas.fillna({"window_low": meas["loss_window_ms"], "window_high": meas["loss_window_ms"]})
-            ax.errorbar(meas["ops_per_sec"], meas["loss_window_ms"],
-                        xerr=_yerr(meas, "ops_per_sec", "ops_low", "ops_high"),
+        front, rest = meas[meas["pareto"]], meas[~meas["pareto"]]
+        if len(rest):
+            ax.scatter(rest["ops_per_sec"], rest["loss_window_ms"], s=10, color=color, alpha=0.35, lw=0)
+        if len(front):
+            filled = front.fillna({"window_low": front["loss_window_ms"], "window_high": front["loss_window_ms"]})
+            ax.errorbar(front["ops_per_sec"], front["loss_window_ms"],
+                        xerr=_yerr(front, "ops_per_sec", "ops_low", "ops_high"),
                         yerr=_yerr(filled, "loss_window_ms", "window_low", "window_high"),
-                        fmt="o", ms=3.5, capsize=2, color=color)
-        ax.scatter(g["ops_per_sec"], g["nominal_window_ms"], marker="_", s=120, color=color, alpha=0.9)
+                        fmt="o", ms=4, capsize=2, color=color)
+        ax.scatter(g["ops_per_sec"], g["nominal_window_ms"], marker="_", s=60, color=color, alpha=0.5)
         if "crash_window_ms" in g:
             cw = g.dropna(subset=["crash_window_ms"])
-            ax.scatter(cw["ops_per_sec"], cw["crash_window_ms"], marker="x", s=40, color=color)
+            ax.scatter(cw["ops_per_sec"], cw["crash_window_ms"], marker="x", s=30, color=color)
         bound = g[g["window_source"] == "kernel bound"]
         if len(bound):
             ax.errorbar(bound["ops_per_sec"], bound["loss_window_ms"],
@@ -152,7 +158,9 @@ def durability_vs_throughput(points: pd.DataFrame, target: str, ax):
 
 def durability_legend(with_crash: bool = False) -> list:
     handles = [Line2D([], [], color=PALETTE[c], marker="o", ls="", label=k) for k, c in KIND_COLORS.items()]
-    handles += [Line2D([], [], color="grey", marker="o", ls="", label="measured exposure (worst per trial)"),
+    handles += [Line2D([], [], color="grey", marker="o", ls="", label="on the frontier: worst exposure per trial, "
+                       "with intervals"),
+                Line2D([], [], color="grey", marker="o", ms=3, alpha=0.35, ls="", label="not on the frontier"),
                 Line2D([], [], color="grey", marker="_", ms=12, ls="", label="nominal window")]
     if with_crash:
         handles.append(Line2D([], [], color="grey", marker="x", ls="", label="loss window by power cuts (p99)"))

@@ -82,44 +82,57 @@ def render(executed: list[Path], out_dir: Path, dataset: Path) -> Path:
         page = out_dir / (path.stem + ".html")
         page.write_text(body)
         entries.append((page.name, *_title_and_question(nb)))
-    meta = read_meta(dataset)
+    from . import analysis, sweep
+    df, meta = sweep.load(dataset)
     index = out_dir / "index.html"
-    index.write_text(_index_html(entries, meta, dataset))
+    index.write_text(_index_html(entries, meta, dataset, analysis.headline_lines(analysis.headline(df))))
     return index
 
 
-def _index_html(entries, meta: dict, dataset: Path) -> str:
-    env, plan = meta["environment"], meta["plan"]
+def inline(text: str) -> str:
+    """Escape text for HTML, with Markdown's `code` spans as <code> and **bold** as <b>."""
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
+
+
+def _index_html(entries, meta: dict, dataset: Path, answer: list[str]) -> str:
+    from . import analysis
+    plan = meta["plan"]
     rows = "".join(
-        f'<li><a href="{html.escape(href)}">{html.escape(title)}</a><br><span>{html.escape(q)}</span></li>'
+        f'<li><a href="{html.escape(href)}">{html.escape(title)}</a><br><span>{inline(q)}</span></li>'
         for href, title, q in entries)
-    targets = "".join(
-        f"<tr><td>{html.escape(p)}</td><td>{html.escape(t['fstype'])}</td><td>{html.escape(str(t.get('block_device') or t['source']))}</td>"
-        f"<td>{html.escape(t['durability'])}</td><td>{html.escape(t['reason'])}</td></tr>"
-        for p, t in env["targets"].items())
-    skipped = "".join(f"<li><code>{html.escape(name)}</code>: {html.escape(why)}</li>"
-                      for name, why in (meta["notes"].get("skipped_targets") or {}).items())
-    skipped = (f"<p>Targets wanted but not measured here:</p><ul>{skipped}</ul>" if skipped
-               else "<p>Every target that was asked for was measured.</p>")
+    machine = "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                                  for k, v in analysis.machine_table(meta)["value"].items()) + "</table>"
+    targets = analysis.targets_table(meta).to_html(border=0, index=False, na_rep="")
     prof = plan["profile"]
+    answer_html = "".join(f"<li>{inline(line)}</li>" for line in answer) or \
+        "<li>No target in this dataset can make data durable: every number in it measures the CPU, not storage.</li>"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>fsyncstudy report</title>
 <style>
-body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5; color: #222; }}
-li {{ margin: 0.8rem 0; }} li span {{ color: #555; }}
-table {{ border-collapse: collapse; font-size: 0.9rem; }} td, th {{ border: 1px solid #ccc; padding: 0.2rem 0.5rem; text-align: left; }}
+body {{ font-family: system-ui, sans-serif; max-width: 64rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5; color: #222; }}
+li {{ margin: 0.6rem 0; }} li span {{ color: #555; }}
+table {{ border-collapse: collapse; font-size: 0.88rem; margin: 0.5rem 0 1rem; }}
+td, th {{ border: 1px solid #ddd; padding: 0.2rem 0.5rem; text-align: left; vertical-align: top; }}
+th {{ background: #f6f6f6; }}
 code {{ background: #f4f4f4; padding: 0 0.2rem; }}
+.answer li {{ font-size: 1.02rem; }}
 </style></head><body>
 <h1>fsyncstudy: what each fsync strategy costs</h1>
-<p>Measured on <b>{html.escape(env['host'])}</b> (Linux {html.escape(env['kernel'])}, {html.escape(str(env['cpu']))},
-{env['cores']} cores), profile <b>{html.escape(prof['name'])}</b>: {prof['trials']} trials per configuration after
-{prof['warmup_rounds']} discarded warm-up round, randomized rounds (seed {plan['seed']}), started {html.escape(str(meta['created_at']))}.
-Dataset: <code>{html.escape(dataset.name)}</code>; git {html.escape(str(env['git']['commit'])[:10])}.</p>
+<h2>The answer, per target that can be durable</h2>
+<ul class="answer">{answer_html}</ul>
+<p>Means over trials with 95% t intervals; ratios are paired by round (every configuration ran once in each
+shuffled round) with the 95% t interval of the log ratios. Definitions of the strategies: the table in the
+project's README.</p>
+<h2>The pages</h2>
 <ol>{rows}</ol>
+<h2>Where it was measured</h2>
+<p>Dataset <code>{html.escape(dataset.name)}</code>, profile <b>{html.escape(prof['name'])}</b>: {prof['trials']}
+trials per configuration after {prof['warmup_rounds']} discarded warm-up round, randomized rounds (seed
+{plan['seed']}).</p>
+{machine}
 <h2>Targets</h2>
-<table><tr><th>directory</th><th>filesystem</th><th>device</th><th>verdict</th><th>why</th></tr>{targets}</table>
-{skipped}
-<p>Every figure states its n and its interval method. Definitions of the strategies: the table in the project's README.</p>
+{targets}
 </body></html>
 """
 

@@ -182,7 +182,8 @@ def peers_dataset(path=None, profile_name: str = "quick", log=None) -> Path:
 class SweepView:
     """What notebooks 01-03 open with: the dataset, its trials, its meta and their summary.
 
-    Shown in a notebook, it is the dataset's name, its size and the machine it was measured on.
+    Shown in a notebook, it is the dataset's name and size (the machine and the targets are on the
+    report's index, or ``analysis.machine_table(meta)`` and ``analysis.targets_table(meta)``).
     """
 
     path: Path
@@ -191,9 +192,10 @@ class SweepView:
     summary: object
 
     def _repr_html_(self) -> str:
-        from . import analysis
-        head = f"<p>Dataset <code>{self.path.name}</code>: {len(self.df)} trials (warm-up round excluded).</p>"
-        return head + analysis.machine_table(self.meta).to_html()
+        env = self.meta["environment"]
+        return (f"<p>Dataset <code>{self.path.name}</code>: {len(self.df)} trials (warm-up round excluded), "
+                f"measured on {env['host']} (Linux {env['kernel']}) from {self.meta['created_at']}. The machine and "
+                "the targets: the report's index.</p>")
 
 
 def open_sweep(path=None, profile_name: str = "quick", targets: list[str] | None = None, seed: int = 0,

@@ -19,7 +19,7 @@ from . import dataset
 from .log import remove_stale
 from .places import default_targets, resolve_all
 from .strategies import parse
-from .targets import Target, describe, table_label
+from .targets import Target, describe, strip_verdict, table_label
 from .trial import TrialResult, run_trial
 
 #: The dataset kind, and its table.
@@ -211,6 +211,7 @@ def load(path: str | os.PathLike, include_warmup: bool = False):
     """A sweep dataset as (trials DataFrame, meta dict): the trials that count, warm-up rounds left
     out by default, failed trials always (their rows are history)."""
     df, meta = dataset.load(path, KIND)
+    df["target_label"] = df["target_label"].map(strip_verdict)  # the verdict has its own column
     if not include_warmup:
         df = df[~df["warmup"]]
     return df[df["status"] == "ok"].reset_index(drop=True), meta

@@ -244,9 +244,16 @@ def one_line(t: Target) -> str:
 
 
 def table_label(t: Target) -> str:
-    """A short name for tables and plots: the lab name or filesystem and device, and the verdict."""
+    """A short name for tables and plots: the lab name, or the filesystem and its device.  (The
+    verdict has its own column; datasets written before kept it in the label: ``strip_verdict``.)"""
     if t.lab_target:
-        base = t.lab_target + (" (EMULATED)" if t.emulated else "")
-    else:
-        base = f"{t.fstype} on {device(t)}"
-    return f"{base}, {t.durability}"
+        return t.lab_target + (" (EMULATED)" if t.emulated else "")
+    return f"{t.fstype} on {device(t)}"
+
+
+def strip_verdict(label: str) -> str:
+    """A label as ``table_label`` writes it now, from one that ends in ", <verdict>"."""
+    for verdict in ("durable", "uncertain", "volatile"):
+        if label.endswith(", " + verdict):
+            return label[:-len(verdict) - 2]
+    return label
