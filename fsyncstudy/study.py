@@ -91,10 +91,13 @@ def study_key(prof: Profile) -> str:
     return _key(asdict(prof), sweep.SCHEMA)
 
 
-def sweep_out(name: str, parent: Path = DATA) -> Path:
+def sweep_out(name: str, parent: Path = DATA, targets: list[str] | None = None) -> Path:
     """<parent>/<profile>-<host>-<boot>-<key>: a new machine, boot or version of the study starts a new
-    dataset; the same ones resume."""
-    return parent / f"{name}-{dataset.machine_tag()}-{study_key(profile(name).sweep)}"
+    dataset; the same ones resume.  Targets named explicitly are part of the key (other targets,
+    another dataset)."""
+    key = study_key(profile(name).sweep) if targets is None else _key(asdict(profile(name).sweep), sweep.SCHEMA,
+                                                                        sorted(targets))
+    return parent / f"{name}-{dataset.machine_tag()}-{key}"
 
 
 def crash_out(name: str, kinds, parent: Path = DATA) -> Path:
@@ -109,33 +112,74 @@ def peers_out(plan: PeersPlan, parent: Path = DATA) -> Path:
                      f"{_key(asdict(plan), peers.SCHEMA)}")
 
 
+def datasets(kind: str) -> list[tuple[Path, dict]]:
+    """Every readable dataset of ``kind`` in data/ and build/, newest first."""
+    found = []
+    for parent in (DATA, BUILD):
+        for d in sorted(parent.glob("*/meta.json")) if parent.is_dir() else []:
+            try:
+                meta = dataset.read_meta(d.parent)
+            except dataset.DatasetError:
+                continue
+            if meta["kind"] == kind:
+                found.append((d.parent, meta))
+    # a dataset upgraded from format 1 may not know when it was made: it sorts as the oldest
+    return sorted(found, key=lambda x: x[1]["created_at"] if x[1]["created_at"][:1].isdigit() else "", reverse=True)
+
+
+def _available(kind: str) -> str:
+    names = [str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p) for p, _ in datasets(kind)]
+    return ("the " + kind + " datasets here: " + ", ".join(names)) if names else f"there is no {kind} dataset here yet"
+
+
+def newest(kind: str) -> Path:
+    """The newest dataset of ``kind`` measured on this machine, else the newest in data/ (the committed
+    ones); a DatasetError saying how to make one when there is none."""
+    found = datasets(kind)
+    fp = dataset.machine_fingerprint()
+    here = [p for p, m in found if {k: m["environment"]["fingerprint"].get(k) for k in ("hostname", "machine_id")}
+            == {k: fp[k] for k in ("hostname", "machine_id")}]
+    committed = [p for p, _ in found if p.parent == DATA]
+    if here or committed:
+        return (here or committed)[0]
+    raise dataset.DatasetError(f"there is no {kind} dataset in {DATA} or {BUILD}: measure one (`make report`, "
+                               "or set measure = True in the notebook)")
+
+
 def existing(path: str | os.PathLike, kind: str) -> Path:
     """``path`` (a relative path also from the repository) if it holds a dataset of ``kind``, else a
-    DatasetError that says what it holds."""
+    DatasetError that says what it holds, and which datasets there are."""
     p = Path(path)
     if not p.is_absolute() and not p.exists():
         p = REPO / p
+    if not (p / dataset.META_FILE).exists():
+        raise dataset.DatasetError(f"{p} holds no dataset; {_available(kind)}")
     meta = dataset.read_meta(p)
     if meta["kind"] != kind:
-        raise dataset.DatasetError(f"{p} holds a {meta['kind']} dataset, not a {kind} dataset")
+        raise dataset.DatasetError(f"{p} holds a {meta['kind']} dataset, not a {kind} dataset; {_available(kind)}")
     return p
 
 
 # -- what the notebooks open ------------------------------------------------------------------------
 
 def sweep_dataset(path=None, profile_name: str = "quick", targets: list[str] | None = None, seed: int = 0,
-                  progress: bool = True) -> Path:
-    """The sweep dataset to analyse: ``path`` if it holds one, else a fresh (resumable) sweep into
-    build/, so that notebooks run one after another share it instead of measuring three times."""
+                  progress: bool = True, measure: bool = False) -> Path:
+    """The sweep dataset to analyse: ``path`` if it holds one; else, unless asked to ``measure`` (or
+    given ``targets``), the newest of this machine or the newest committed one; else a fresh
+    (resumable) sweep into build/, so that notebooks run one after another share it."""
     if path is not None:
         return existing(path, sweep.KIND)
-    out = sweep_out(profile_name, BUILD)
+    if not measure and targets is None:
+        return newest(sweep.KIND)
+    out = sweep_out(profile_name, BUILD, targets)
     sweep.run_sweep(out, profile=profile(profile_name).sweep, targets=targets, seed=seed, progress=progress)
     return out
 
 
-def crash_dataset(path=None, profile_name: str = "quick", seed: int = 0, progress: bool = True, log=print) -> Path:
-    """A crash dataset: ``path`` if it holds one, else a fresh (resumable) experiment in build/.
+def crash_dataset(path=None, profile_name: str = "quick", seed: int = 0, progress: bool = True, log=print,
+                  measure: bool = False) -> Path:
+    """A crash dataset: ``path`` if it holds one, else the newest one of this machine (or committed),
+    else (or with ``measure``) a fresh (resumable) experiment in build/.
 
     The power kind needs the storage lab's power-cut filesystem; it is brought up for the
     experiment and torn down after.  Where the machine cannot (not root, no /dev/fuse, no
@@ -143,6 +187,11 @@ def crash_dataset(path=None, profile_name: str = "quick", seed: int = 0, progres
     """
     if path is not None:
         return existing(path, crash.KIND)
+    if not measure:
+        try:
+            return newest(crash.KIND)
+        except dataset.DatasetError:
+            pass
     plan = profile(profile_name).crash
     skipped = {}
     try:
@@ -167,11 +216,17 @@ def crash_dataset(path=None, profile_name: str = "quick", seed: int = 0, progres
     return out
 
 
-def peers_dataset(path=None, profile_name: str = "quick", log=None) -> Path:
-    """A comparison dataset: ``path`` if it holds one, else a fresh (resumable) comparison of the
-    profile's peers on the default targets, in build/."""
+def peers_dataset(path=None, profile_name: str = "quick", log=None, measure: bool = False) -> Path:
+    """A comparison dataset: ``path`` if it holds one, else the newest one of this machine (or
+    committed), else (or with ``measure``) a fresh (resumable) comparison of the profile's peers on
+    the default targets, in build/."""
     if path is not None:
         return existing(path, peers.KIND)
+    if not measure:
+        try:
+            return newest(peers.KIND)
+        except dataset.DatasetError:
+            pass
     plan = profile(profile_name).peers
     out = peers_out(plan, BUILD)
     peers.run_comparison(out, rounds=plan.rounds, peers=plan.peers, secs_per_test=plan.secs_per_test, log=log)
@@ -199,10 +254,10 @@ class SweepView:
 
 
 def open_sweep(path=None, profile_name: str = "quick", targets: list[str] | None = None, seed: int = 0,
-               n_boot: int = 2000) -> SweepView:
+               n_boot: int = 2000, measure: bool = False) -> SweepView:
     """The opening of notebooks 01-03: find (or measure) the sweep dataset, load it, summarize it."""
     from . import analysis
-    p = sweep_dataset(path, profile_name, targets=targets, seed=seed)
+    p = sweep_dataset(path, profile_name, targets=targets, seed=seed, measure=measure)
     df, meta = sweep.load(p)
     return SweepView(p, df, meta, analysis.summary(df, seed=seed, n_boot=n_boot))
 
