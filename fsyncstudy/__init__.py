@@ -16,7 +16,7 @@ functions too, and fails on a cycle or an import that goes the other way):
 10. ``sweep`` ``crash`` ``peertools`` ``peers`` ``pgtest`` ``etcd``: measurements that fill datasets
 11. ``stats``: intervals and effect sizes over trials (pandas, scipy)
 12. ``analysis``: the tables the notebooks show (frames in, tables out)
-13. ``plots``: every figure
+13. ``plots`` ``explore``: every figure; the notebooks' widgets (ipywidgets) over them
 14. ``study``: the profiles and the ``make report`` pipeline; the datasets notebooks open
 15. ``report``: notebooks executed and rendered to HTML
 16. ``cli`` ``node`` ``__main__``: the shells (commands and their formatting; the protocol node)

@@ -72,8 +72,11 @@ def render(executed: list[Path], out_dir: Path, dataset: Path) -> Path:
     from nbconvert import HTMLExporter
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    from nbconvert.preprocessors import TagRemovePreprocessor
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
                             embed_images=True)
+    # the widgets' cells work in JupyterLab only; the static figures say the same in the report
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags={"explore"}), enabled=True)
     entries = []
     for path in executed:
         nb = nbformat.read(path, as_version=4)

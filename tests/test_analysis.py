@@ -215,3 +215,16 @@ def test_diff_runs_gives_each_side_the_ratio_and_the_verdict(df):
     noisy.loc[noisy["config"] == analysis.TASK[1], "ops_per_sec"] = [9_500.0, 12_000.0, 8_600.0]
     assert analysis.diff_runs(df, noisy).set_index("config").loc[analysis.TASK[1], "verdict"] == \
         "no significant difference"
+
+
+def test_the_exploration_view_follows_what_is_picked(df, summ):
+    from fsyncstudy import explore
+    c = explore.choices(df)
+    assert c["target"] == ["ext4 on vda"] and "batch" in c["kind"] and c["prealloc"] == ["any", "append", "zero-fill"]
+    fig, table = explore.sweep_view(summ, "ext4 on vda", kind="batch")
+    assert list(table["configuration"]) == ["batch_10ms", "batch_50ms"] and len(fig.axes[0].patches) == 2
+    _, table = explore.sweep_view(summ, "ext4 on vda", metric="exposure_ms_max", prealloc="append")
+    assert "worst exposure per trial (ms)" in table.columns and "always (zero-fill)" not in set(table["configuration"])
+    box = explore.sweep(df, summ)
+    assert [w.description for w in box.children[0].children] == ["target", "metric", "kind"]
+    matplotlib.pyplot.close("all")

@@ -21,3 +21,5 @@ def test_the_report_renders_every_notebook_self_contained(disk_dir, tmp_path):
         assert "analysis.dataset(" not in page                            # input hidden
         assert "Traceback" not in page
     assert "Question" in (index.parent / "01-three-strategies.html").read_text()
+    assert "Explore (in JupyterLab)" not in (index.parent / "02-interval-sweep.html").read_text()  # widgets: no
+    assert "The answer, per target that can be durable" in text and "sustains" in text
