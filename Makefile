@@ -26,7 +26,7 @@ all: report
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test]'  # compat: a .pth, no import hook, no warning
 	touch $@
 
 system-deps:

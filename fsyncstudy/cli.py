@@ -24,7 +24,7 @@ from .peertools import PG_SECTIONS, PeerFailed, PeerMissing
 from .pgtest import SECTION_NOTES, PgTestReport, run_suite
 from .places import DATA, pick_directory
 from .strategies import PREALLOCATIONS, SYNC_METHODS, parse
-from .targets import describe, device, discover, one_line
+from .targets import advice, describe, device, discover, machine_advice, one_line
 from .trial import run_trial
 
 
@@ -106,14 +106,21 @@ def cmd_bench(args) -> int:
 def cmd_devices(args) -> int:
     targets = discover()
     if args.json:
-        print_json({"fsyncstudy": envelope(), "devices": [t.as_dict() for t in targets]})
+        print_json({"fsyncstudy": envelope(), "devices": [{**t.as_dict(), "advice": advice(t)} for t in targets],
+                    "machine_advice": machine_advice()})
         return 0
-    rows = [[t.mount_point, t.fstype, device(t), _fmt(t.rotational), t.write_cache or "-",
+    rows = [[t.mount_point, t.fstype, device(t), _fmt(t.rotational), t.write_cache or "-", t.scheduler or "-",
              t.model or "-", _fmt(t.free_bytes / 2**30 if t.free_bytes is not None else None), t.durability]
             for t in targets]
-    print(table(rows, ["mount point", "fs", "device", "rotational", "write cache", "model", "free GiB", "verdict"]))
+    print(table(rows, ["mount point", "fs", "device", "rotational", "write cache", "scheduler", "model", "free GiB",
+                       "verdict"]))
     for t in targets:
-        print(f"  {t.mount_point}: {t.reason}")
+        print(f"\n  {t.mount_point}: {t.reason}")
+        for line in advice(t):
+            print(f"    - {line}")
+    print("\nthis machine:")
+    for line in machine_advice():
+        print(f"  - {line}")
     return 0
 
 

@@ -67,6 +67,8 @@ class Target:
     emulated: bool = False
     #: "lab:<name>" when the directory is on a storage-lab target (fsyncstudy.lab).
     lab_target: str | None = None
+    #: The block device's I/O scheduler (the one in use), where there is one.
+    scheduler: str | None = None
 
     @property
     def can_be_durable(self) -> bool:
@@ -133,6 +135,8 @@ def _block_info(major_minor: str) -> dict:
     # virtio and NVMe put a PCI id in vendor; only a named model says what the drive is
     info["model"] = " ".join(x for x in (vendor, model) if x) if model else None
     info["loop_backing_file"] = _read(disk / "loop" / "backing_file")
+    sched = _read(disk / "queue" / "scheduler") or ""
+    info["scheduler"] = next((w[1:-1] for w in sched.split() if w.startswith("[")), sched or None)
     info["disk"] = disk.name
     return info
 
@@ -257,3 +261,57 @@ def strip_verdict(label: str) -> str:
         if label.endswith(", " + verdict):
             return label[:-len(verdict) - 2]
     return label
+
+
+def _sysctl(name: str) -> str | None:
+    return _read(Path("/proc/sys/vm") / name)
+
+
+def machine_advice() -> list[str]:
+    """What on this machine changes results and can be changed, with what to do (as ``pyperf system``)."""
+    out = []
+    govs = sorted({g for g in (_read(p) for p in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/scaling_governor"))
+                   if g})
+    if not govs:
+        out.append("CPU frequency governor: not exposed here (a virtual machine, or no cpufreq driver): the host "
+                   "decides; expect more noise than on bare metal")
+    elif govs != ["performance"]:
+        out.append(f"CPU frequency governor: {', '.join(govs)}: `cpupower frequency-set -g performance` makes the "
+                   "CPU-bound numbers (batch, none) steadier")
+    else:
+        out.append("CPU frequency governor: performance: good for measuring")
+    exp, wb = _sysctl("dirty_expire_centisecs"), _sysctl("dirty_writeback_centisecs")
+    if exp and wb:
+        out.append(f"vm.dirty_expire_centisecs={exp}, vm.dirty_writeback_centisecs={wb}: unsynced data (`none`) is "
+                   f"written back within about {(int(exp) + int(wb)) / 100:g} s on disk filesystems; lowering them "
+                   "shortens what `none` can lose and makes its writes compete with syncs")
+    ratio, bg = _sysctl("dirty_ratio"), _sysctl("dirty_background_ratio")
+    if ratio and bg:
+        out.append(f"vm.dirty_ratio={ratio}%, vm.dirty_background_ratio={bg}%: above these, writers are throttled "
+                   "or writeback starts: long `none`/`batch` runs can hit them")
+    return out
+
+
+def advice(t: Target) -> list[str]:
+    """What about this target changes results and can be changed."""
+    out = []
+    opts = t.mount_options.split(",")
+    if t.scheduler:
+        out.append(f"I/O scheduler {t.scheduler}" + (": `none` avoids scheduling overhead on fast SSD/NVMe and "
+                                                      "virtual disks" if t.scheduler not in ("none", "noop") else
+                                                      ": requests go straight to the device"))
+    if t.fstype == "ext4":
+        commit = next((o.split("=", 1)[1] for o in opts if o.startswith("commit=")), "5")
+        data = next((o.split("=", 1)[1] for o in opts if o.startswith("data=")), "ordered")
+        out.append(f"ext4 commit={commit} s, data={data}: a sync of a growing file also commits the journal; "
+                   "data=journal writes file data twice")
+    if "nobarrier" in opts or "barrier=0" in opts:
+        out.append("mounted without barriers: syncs do not flush the drive's cache, so they measure no durability")
+    if "sync" in opts:
+        out.append("mounted with -o sync: every write is synchronous already, so the strategies do not differ")
+    if t.write_cache == "write back" and (t.block_device or "").startswith(VIRTUAL_DISKS):
+        out.append("virtual disk with a write-back cache: the hypervisor's cache mode (QEMU cache=none, writeback, "
+                   "unsafe) decides what a flush means; it is not visible from inside the guest")
+    elif t.write_cache == "write back":
+        out.append("drive write cache on: flushes reach the drive; check it has power-loss protection")
+    return out

@@ -91,3 +91,25 @@ def test_a_named_directory_that_does_not_exist_is_an_error_not_created(monkeypat
     with pytest.raises(FileNotFoundError, match="FSYNCSTUDY_DIR .* does not exist"):
         pick_directory()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_advice_names_what_changes_results_and_can_be_changed():
+    from fsyncstudy.targets import Target, advice, machine_advice
+    t = Target(path="/d", fstype="ext4", mount_point="/d", mount_options="rw,nobarrier,commit=60,data=journal",
+               source="/dev/vdb", block_device="vdb", write_cache="write back", scheduler="mq-deadline")
+    text = " | ".join(advice(t))
+    assert "I/O scheduler mq-deadline" in text and "commit=60 s, data=journal" in text
+    assert "without barriers" in text and "hypervisor's cache mode" in text
+    assert advice(Target(path="/m", fstype="tmpfs", mount_point="/m", mount_options="rw", source="tmpfs")) == []
+    m = " | ".join(machine_advice())
+    assert "CPU frequency governor" in m and "vm.dirty_expire_centisecs" in m
+
+
+def test_devices_json_carries_the_advice():
+    p = subprocess.run([sys.executable, "-m", "fsyncstudy", "devices", "--json"], capture_output=True, text=True,
+                       cwd=REPO, timeout=60)
+    doc = json.loads(p.stdout)
+    root = next(d for d in doc["devices"] if d["mount_point"] == "/")
+    assert isinstance(root["advice"], list) and doc["machine_advice"]
+    if root["fstype"] == "ext4":
+        assert any("commit=" in a for a in root["advice"])
