@@ -69,7 +69,7 @@ def cmd_bench(args) -> int:
     target = describe(directory)
     if target.durability == "volatile":
         print(f"warning: {directory} is {target.fstype}: {target.reason}", file=sys.stderr)
-    results = []
+    results, timelines = [], []
     strategies = [parse(name) for name in args.strategy or ["always", "batch_10ms", "none"]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -78,7 +78,15 @@ def cmd_bench(args) -> int:
             duration = max(args.duration or 0, st.span_s(BENCH_INTERVALS)) or None
             results.append(run_trial(st, entries=args.entries, duration_s=duration, directory=directory,
                                      sync_method=args.sync_method, prealloc=args.prealloc,
-                                     payload_bytes=args.payload_bytes, writers=args.writers, target=target))
+                                     payload_bytes=args.payload_bytes, writers=args.writers, target=target,
+                                     on_timeline=timelines.append if args.plot else None))
+    if args.plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        from . import plots
+        plots.bench_run(results, timelines, f"bench on {target.path} ({target.fstype} on {device(target)}), "
+                                            f"{target.durability}").savefig(args.plot, dpi=100)
+        say(f"figure: {args.plot}")
     if args.json:
         print_json({"fsyncstudy": envelope(target), "results": [r.as_dict() for r in results]})
         return 0
@@ -422,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--payload-bytes", type=int, default=128)
     b.add_argument("--writers", type=int, default=1, help="concurrent writers (group_<N>ms only)")
     b.add_argument("--json", action="store_true", help="print the full results as JSON")
+    b.add_argument("--plot", metavar="PNG", help="also draw each trial's latency histogram and timeline into a PNG")
     b.add_argument("--preset", choices=["etcd"], help="etcd: fio's etcd disk check (2300-byte writes, fdatasync "
                    "after each, 22 MiB), its p99 against 10 ms; --json prints fio-shaped JSON")
     b.set_defaults(func=cmd_bench)

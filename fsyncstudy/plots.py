@@ -217,3 +217,40 @@ def run_ratios(diff: pd.DataFrame, title: str):
     """Run B over run A per configuration and target (``analysis.diff_runs``)."""
     return ratios(diff, [f"{r.config_label} · {r.target_label}" for r in diff.itertuples()], title,
                   f"B / A {diff['metric'].iloc[0] if len(diff) else ''} (1 = the same)")
+
+
+def bench_run(results, timelines, title: str):
+    """One bench run: per strategy, its ack latency histogram (log scale) and its timeline (entries
+    acknowledged against time, with each sync's end marked)."""
+    n = len(results)
+    fig, axes = plt.subplots(n, 2, figsize=(12, 2.6 * n + 0.6), squeeze=False)
+    for k, (r, tl) in enumerate(zip(results, timelines)):
+        lat_us = np.asarray(tl.latency, dtype=float) / 1e3
+        ax = axes[k][0]
+        if len(lat_us):
+            bins = np.logspace(np.log10(max(lat_us.min(), 0.1)), np.log10(max(lat_us.max(), 0.2)), 60)
+            ax.hist(lat_us, bins=bins, color=PALETTE[KIND_COLORS.get(r.kind, 4)])
+            ax.set_xscale("log")
+        ax.set_xlabel("ack latency (µs, log)")
+        ax.set_ylabel("entries")
+        ax.set_title(f"{r.strategy}: {r.entries:,} entries, {r.ops_per_sec:,.0f} ops/s, p99 "
+                     f"{r.ack_latency_us_p99:,.1f} µs", loc="left", fontsize="small")
+        ax = axes[k][1]
+        if len(tl.acks):
+            t_ms = (np.asarray(tl.acks, dtype=float) - tl.start_ns) / 1e6
+            ax.plot(t_ms, np.arange(1, len(t_ms) + 1), color=PALETTE[KIND_COLORS.get(r.kind, 4)], lw=1,
+                    label="entries acknowledged")
+            if len(tl.sync_ends) <= 200:
+                for e in (np.asarray(tl.sync_ends, dtype=float) - tl.start_ns) / 1e6:
+                    ax.axvline(e, color="grey", lw=0.5, alpha=0.6)
+                ax.set_title(f"{len(tl.sync_ends):,} syncs (grey: each one's end)", loc="left", fontsize="small")
+            else:
+                ax.set_title(f"{len(tl.sync_ends):,} syncs (too many to mark)", loc="left", fontsize="small")
+        else:
+            ax.text(0.5, 0.5, "no acknowledgement times kept (none: nothing is ever synced)", ha="center",
+                    va="center", transform=ax.transAxes, fontsize="small")
+        ax.set_xlabel("time since the first write (ms)")
+        ax.set_ylabel("entries")
+    fig.suptitle(title, x=0.02, ha="left")
+    fig.tight_layout()
+    return fig

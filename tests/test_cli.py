@@ -152,3 +152,9 @@ def test_diff_puts_two_runs_side_by_side(disk_dir, tmp_path):
     (tmp_path / "bad.json").write_text("[1, 2]")
     assert_one_line_error(run("diff", str(files[0]), str(tmp_path / "bad.json")), 2, "neither a dataset directory")
     assert_one_line_error(run("diff", str(files[0]), str(tmp_path / "none.json")), 2, "does not exist")
+
+
+def test_bench_draws_its_run_into_a_png(disk_dir, tmp_path):
+    p = run("bench", "--target", str(disk_dir), "--entries", "500", "--plot", str(tmp_path / "b.png"))
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / "b.png").stat().st_size > 20_000
