@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# In a conda environment (environment.yml), use its python and skip the venv:
+#   make report PY=python STAMP=      make test PY=python STAMP=
+PYABS = $(if $(findstring /,$(PY)),$(abspath $(PY)),$(PY))
 # Debian packages the tests use (installed when missing and we are root):
 # - the storage lab: mkfs for xfs and btrfs (ext4's comes with the base system), libfuse 3 for the
 #   power-cut FUSE filesystem (mfusepy loads libfuse3.so.3), losetup and mount;
@@ -37,7 +40,7 @@ report: system-deps $(STAMP)
 
 test: system-deps $(STAMP)
 	$(PY) -m pytest tests
-	cd notebooks && PYDEVD_DISABLE_FILE_VALIDATION=1 ../$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider .
+	cd notebooks && PYDEVD_DISABLE_FILE_VALIDATION=1 $(PYABS) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider .
 
 bench-overhead: $(STAMP)
 	$(PY) benchmarks/overhead.py

@@ -34,3 +34,13 @@ def test_environment_yml_lists_the_same_packages_and_bounds_as_pyproject():
 def test_environment_yml_installs_the_package_itself():
     text = (REPO / "environment.yml").read_text()
     assert "- conda-forge" in text and "- nodefaults" in text and "- -e ." in text
+
+
+def test_make_runs_in_a_conda_environment_without_a_venv():
+    import subprocess
+    for target in ("test", "report"):
+        out = subprocess.run(["make", "-n", target, "PY=python", "STAMP="], capture_output=True, text=True, cwd=REPO,
+                             timeout=60).stdout
+        assert ".venv" not in out and "python -m " in out, out
+    out = subprocess.run(["make", "-n", "test"], capture_output=True, text=True, cwd=REPO, timeout=60).stdout
+    assert f"{REPO}/.venv/bin/python -m pytest --nbval-lax" in out
