@@ -474,7 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_report)
 
-    c = sub.add_parser("compare", help="side by side with fio and pg_test_fsync on the same target")
+    c = sub.add_parser("peers", aliases=["compare"],
+                       help="side by side with fio and pg_test_fsync on the same target (two runs of ours: diff)")
     c.add_argument("--target", "--dir", dest="target", metavar="DIR",
                    help="target directory (default: $FSYNCSTUDY_DIR, else durable storage)")
     c.add_argument("--rounds", type=int, default=5, metavar="K", help="alternating rounds (default 5)")

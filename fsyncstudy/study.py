@@ -146,6 +146,12 @@ def newest(kind: str) -> Path:
                                "or set measure = True in the notebook)")
 
 
+def reference_for(path: Path) -> Path | None:
+    """The newest committed sweep dataset (in data/) other than ``path``, to put beside it; None if none."""
+    others = [p for p, _ in datasets(sweep.KIND) if p.parent == DATA and p.resolve() != Path(path).resolve()]
+    return others[0] if others else None
+
+
 def existing(path: str | os.PathLike, kind: str) -> Path:
     """``path`` (a relative path also from the repository) if it holds a dataset of ``kind``, else a
     DatasetError that says what it holds, and which datasets there are."""

@@ -158,3 +158,9 @@ def test_bench_draws_its_run_into_a_png(disk_dir, tmp_path):
     p = run("bench", "--target", str(disk_dir), "--entries", "500", "--plot", str(tmp_path / "b.png"))
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / "b.png").stat().st_size > 20_000
+
+
+def test_peers_is_the_fio_and_pg_test_fsync_command_and_compare_still_works():
+    for name in ("peers", "compare"):
+        p = run(name, "--help")
+        assert p.returncode == 0 and "pg_test_fsync" in p.stdout
