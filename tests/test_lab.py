@@ -414,7 +414,10 @@ faulthandler.enable()
 from fsyncstudy.lab import Lab
 with Lab(sys.argv[1], targets=sys.argv[2].split(",")) as lab:
     print("up", lab.available(), flush=True)
-    time.sleep(120)
+    # short sleeps: a signal handled just before a long sleep began would only act when it ends
+    # (Python checks for signals between bytecodes, not before the sleep's system call)
+    for _ in range(1200):
+        time.sleep(0.1)
 """
 
 
