@@ -10,7 +10,8 @@ functions too, and fails on a cycle or an import that goes the other way):
 4. ``targets``: what a directory is stored on, and whether a sync there is durable
 5. ``lab``: loop filesystems, the power-cut FUSE filesystem, fault injection (optional, root)
 6. ``places``: a path or ``lab:`` name to a directory; the default targets
-7. ``trial``: one measured run, ``run_trial`` -> ``TrialResult``; the node's rounds
+7. ``trial`` ``load``: one measured run, ``run_trial`` -> ``TrialResult`` (closed loop; the node's rounds);
+   ``run_load_trial`` -> ``LoadResult`` (open loop: entries arrive at a rate)
 8. ``fsyncstudy`` itself (this file: the names most users need)
 9. ``dataset``: environment metadata, durable tables, the lock, ``open_or_resume``, typed loading
 10. ``sweep`` ``crash`` ``peertools`` ``peers`` ``pgtest`` ``etcd``: measurements that fill datasets

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -577,3 +578,24 @@ def test_a_path_the_lab_would_make_that_exists_already_is_not_taken_over():
         assert mine.exists() and (mine.read_text() == "mine" if name == "ext4" else mine.is_dir())
     finally:
         remove(d)
+
+
+# -- open-loop load on an emulated disk --------------------------------------------------------------
+
+@need("hdd-emulated")
+def test_coordinated_omission_is_caught_on_the_emulated_disk(lab):
+    from fsyncstudy.load import run_load_trial
+    d = target_dir(lab, "hdd-emulated")   # syncs of 4-12 ms: always sustains about 120 entries/s
+    seen = []
+    over = run_load_trial("always", 300, duration_s=1.0, directory=d, on_timeline=seen.append)
+    tl = seen[0]
+    lat = [(a - i) / 1e6 for a, i in zip(tl.acks, tl.intended)]
+    svc = [(a - s) / 1e6 for a, s in zip(tl.acks, tl.started)]
+    third = len(lat) // 3
+    # above capacity the wait from arrival grows through the trial, while each write + sync takes the same
+    assert statistics.median(lat[-third:]) > 3 * statistics.median(lat[:third]), (lat[:5], lat[-5:])
+    assert 3 <= statistics.median(svc) <= 20 and over.saturated and over.unserved > 0
+    # at a fifth of capacity, latency from arrival stays near the service time
+    light = run_load_trial("always", 24, duration_s=1.5, directory=d)
+    assert not light.saturated
+    assert light.latency_us_p50 <= 1.5 * light.service_us_p50 + 1000, (light.latency_us_p50, light.service_us_p50)
