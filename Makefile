@@ -15,12 +15,13 @@ PYABS = $(if $(findstring /,$(PY)),$(abspath $(PY)),$(PY))
 SYSTEM_PACKAGES := xfsprogs btrfs-progs fuse3 libfuse3-3 mount fio postgresql
 
 # make report PROFILE=quick            a faster, rougher study
-# make report DATASET=data/NAME [CRASH_DATASET=data/CRASH] [PEERS_DATASET=data/PEERS]
+# make report DATASET=data/NAME [CRASH_DATASET=data/CRASH] [PEERS_DATASET=data/PEERS] [LOAD_DATASET=data/LOAD]
 #                                      render existing datasets, measure nothing
 PROFILE ?= standard
 DATASET ?=
 CRASH_DATASET ?=
 PEERS_DATASET ?=
+LOAD_DATASET ?=
 
 .PHONY: all report test test-package test-notebooks bench-overhead clean distclean system-deps
 
@@ -36,7 +37,7 @@ system-deps:
 	bash .ci/system-deps $(SYSTEM_PACKAGES)
 
 report: system-deps $(STAMP)
-	$(PY) -m fsyncstudy report --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) $(if $(CRASH_DATASET),--crash-dataset $(CRASH_DATASET)) $(if $(PEERS_DATASET),--peers-dataset $(PEERS_DATASET))
+	$(PY) -m fsyncstudy report --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) $(if $(CRASH_DATASET),--crash-dataset $(CRASH_DATASET)) $(if $(PEERS_DATASET),--peers-dataset $(PEERS_DATASET)) $(if $(LOAD_DATASET),--load-dataset $(LOAD_DATASET))
 
 test: system-deps $(STAMP)
 	$(PY) -m pytest tests

@@ -354,3 +354,150 @@ class Checks:
 
     def _repr_markdown_(self) -> str:
         return f"**{len(self.held)} checks on this data hold**: " + "; ".join(self.held) + "."
+
+
+# -- at your rate (open-loop load) ------------------------------------------------------------------
+
+#: A rate is below the knee while its p99 latency from arrival stays within this factor of the
+#: unloaded p99 (the lowest rate's), its upper 95% bound included, and no trial left entries queued.
+KNEE_FACTOR = 2.0
+LOAD_METHOD = "geometric mean over trials, 95% t interval of the logs"
+
+
+def _geo(values) -> intervals.Estimate:
+    """Geometric mean with the t interval of the logs (latencies are positive and skewed)."""
+    import math
+    logs = [math.log(v) for v in values if v is not None and v == v and v > 0]
+    e = intervals.mean_ci(logs)
+    if e.mean is None:
+        return e
+    return intervals.Estimate(math.exp(e.mean), None if e.low is None else math.exp(e.low),
+                              None if e.high is None else math.exp(e.high), e.n)
+
+
+def load_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per target, configuration and offered rate: the achieved rate, latency from arrival (p50, p99,
+    p99.9), service p99 and batch exposure (geometric means over trials with 95% intervals), how many
+    trials left entries queued, the generator's lateness and the CPU per entry."""
+    rows = []
+    for (target, config, rate), g in df.groupby(["target", "config", "rate"], sort=False):
+        row = {"target": target, "target_label": g["target_label"].iloc[0],
+               "target_durability": g["target_durability"].iloc[0], "config": config,
+               "config_label": g["config_label"].iloc[0], "strategy": g["strategy"].iloc[0], "kind": g["kind"].iloc[0],
+               "rate": rate, "n": len(g), "achieved_rate": g["achieved_rate"].mean(),
+               "saturated_trials": int(g["saturated"].astype(bool).sum()),
+               "lateness_us_p99": g["lateness_us_p99"].max(), "cpu_us_per_entry": g["cpu_us_per_entry"].mean(),
+               "ci_method": LOAD_METHOD}
+        for col in ("latency_us_p50", "latency_us_p99", "latency_us_p999", "service_us_p99", "exposure_ms_max"):
+            e = _geo(g[col])
+            row[col], row[col + "_low"], row[col + "_high"] = e.mean, e.low, e.high
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    return out.sort_values(["target", "config", "rate"]).reset_index(drop=True) if len(out) else out
+
+
+def knees(df: pd.DataFrame, factor: float = KNEE_FACTOR) -> pd.DataFrame:
+    """Per target and configuration, from a load study's trials: the knee, the highest offered rate up
+    to which p99 latency from arrival stays within ``factor`` of the unloaded p99 (the lowest rate's)
+    with no entries left queued.  Found in each round separately (a round runs every rate once), so
+    the knee comes with its spread over rounds: the median round's knee, and the lowest and highest.
+    0 means: already past it at the lowest rate measured."""
+    import statistics
+    rows = []
+    for (target, config), g in df.groupby(["target", "config"], sort=False):
+        rates = sorted(set(g["rate"]))
+        per_round = []
+        for _, r in g.groupby("round"):
+            p99 = dict(zip(r["rate"], r["latency_us_p99"]))
+            sat = dict(zip(r["rate"], r["saturated"].astype(bool)))
+            if rates[0] not in p99:
+                continue
+            knee = 0.0
+            for rate in rates:
+                if rate not in p99 or sat[rate] or not p99[rate] <= factor * p99[rates[0]]:
+                    break
+                knee = rate
+            per_round.append(knee)
+        if not per_round:
+            continue
+        median = statistics.median_low(per_round)
+        later = [r for r in rates if r > median]
+        base = _geo(g.loc[g["rate"] == rates[0], "latency_us_p99"])
+        rows.append({"target": target, "target_label": g["target_label"].iloc[0], "config": config,
+                     "config_label": g["config_label"].iloc[0], "kind": g["kind"].iloc[0],
+                     "unloaded_p99_us": base.mean, "bound_us": factor * base.mean if base.mean else None,
+                     "knee_rate": median, "knee_low": min(per_round), "knee_high": max(per_round),
+                     "next_rate": later[0] if later else None, "rounds": len(per_round),
+                     "capacity_seen": g["achieved_rate"].max(), "rates": len(rates)})
+    out = pd.DataFrame(rows)
+    return out.sort_values(["target_label", "config"]).reset_index(drop=True) if len(out) else out
+
+
+def _window_ms(row) -> tuple[float | None, float | None, str]:
+    """What an acknowledgement risks at this rate: (estimate, upper bound, how it is known)."""
+    if row["kind"] in ("always", "group"):
+        return 0.0, 0.0, "acknowledged after its sync"
+    if row["kind"] == "batch":
+        return row["exposure_ms_max"], row["exposure_ms_max_high"], "measured worst exposure per trial"
+    return None, None, "never synced: the kernel decides (seconds)"
+
+
+def advise(summ: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: float | None = None) -> pd.DataFrame:
+    """Per target: among the configurations measured at ``rate`` or the next rate above it, those that
+    lose at most ``loss_budget_ms`` of acknowledged entries (the upper bound of the measured window) and
+    keep p99 latency from arrival within ``p99_budget_ms`` (its upper bound) without saturating; the one
+    with the lowest p99 is the advice.  Every candidate is listed with its evidence and verdict."""
+    rows = []
+    for target, g in summ.groupby("target", sort=False):
+        above = sorted(r for r in set(g["rate"]) if r >= rate)
+        if not above:
+            rows.append({"target": target, "target_label": g["target_label"].iloc[0], "config": None,
+                         "verdict": f"not measured at {rate:,.0f}/s or above (highest: {g['rate'].max():,.0f}/s)"})
+            continue
+        at = above[0]
+        for _, r in g[g["rate"] == at].iterrows():
+            w, w_hi, how = _window_ms(r)
+            if r["saturated_trials"]:
+                verdict = "cannot keep up"
+            elif w_hi is None or w_hi > loss_budget_ms:
+                verdict = "loses too much"
+            elif p99_budget_ms is not None and (r["latency_us_p99_high"] or r["latency_us_p99"]) > p99_budget_ms * 1e3:
+                verdict = "too slow"
+            else:
+                verdict = "meets both"
+            rows.append({"target": target, "target_label": r["target_label"], "config": r["config"],
+                         "config_label": r["config_label"], "kind": r["kind"], "measured_at": at,
+                         "p99_ms": r["latency_us_p99"] / 1e3,
+                         "p99_ms_low": (r["latency_us_p99_low"] or r["latency_us_p99"]) / 1e3,
+                         "p99_ms_high": (r["latency_us_p99_high"] or r["latency_us_p99"]) / 1e3,
+                         "window_ms": w, "window_ms_high": w_hi, "window_source": how,
+                         "entries_at_risk": None if w is None else rate * w / 1e3, "verdict": verdict})
+    out = pd.DataFrame(rows)
+    if len(out) and "p99_ms" in out:
+        out["advised"] = False
+        for target, g in out[out["verdict"] == "meets both"].groupby("target"):
+            out.loc[g["p99_ms"].idxmin(), "advised"] = True
+    return out
+
+
+def advice_lines(adv: pd.DataFrame, rate: float, loss_budget_ms: float) -> list[str]:
+    """The advice as sentences, one per target."""
+    lines = []
+    for target, g in adv.groupby("target", sort=False):
+        label = g["target_label"].iloc[0]
+        if g["config"].isna().all():
+            lines.append(f"**{label}**: {g['verdict'].iloc[0]}")
+            continue
+        best = g[g.get("advised", False) == True]  # noqa: E712
+        if best.empty:
+            lines.append(f"**{label}**: nothing measured keeps up at {rate:,.0f}/s within a loss budget of "
+                         f"{loss_budget_ms:g} ms")
+            continue
+        b = best.iloc[0]
+        risk = ("loses nothing acknowledged" if b["window_ms"] == 0 else
+                f"risks the last {b['window_ms']:.1f} ms (up to {b['window_ms_high']:.1f}), about "
+                f"{b['entries_at_risk']:,.0f} entries at a power cut")
+        lines.append(f"**{label}** at {rate:,.0f} entries/s, losing at most {loss_budget_ms:g} ms: `{b['config_label']}` "
+                     f"answers with p99 {b['p99_ms']:.2f} ms (95% CI {b['p99_ms_low']:.2f}–{b['p99_ms_high']:.2f}, "
+                     f"measured at {b['measured_at']:,.0f}/s) and {risk}")
+    return lines

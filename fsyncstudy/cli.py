@@ -163,15 +163,16 @@ def cmd_report(args) -> int:
     from .report import build_report
 
     if args.dataset:
-        dataset, crash, peers = args.dataset, args.crash_dataset, args.peers_dataset  # measure nothing
+        dataset, crash, peers, loads = args.dataset, args.crash_dataset, args.peers_dataset, args.load_dataset
     else:
         try:
-            dataset, crash, peers = study.run_study(args.profile, targets=args.target, use_lab=not args.no_lab,
+            dataset, crash, peers, loads = study.run_study(args.profile, targets=args.target, use_lab=not args.no_lab,
                                                     seed=args.seed, progress=not args.quiet, log=say)
         except KeyboardInterrupt as e:
             say(f"\n{e.args[0] if e.args else 'interrupted'}")
             return 130
-    index = build_report(dataset, out_dir=args.out, crash_dataset=crash, peers_dataset=peers, seed=args.seed, log=say)
+    index = build_report(dataset, out_dir=args.out, crash_dataset=crash, peers_dataset=peers, load_dataset=loads,
+                         seed=args.seed, log=say)
     print(f"report: {index.resolve()}")
     from . import analysis, sweep
     df, _ = sweep.load(Path(dataset).resolve())
@@ -369,6 +370,89 @@ def cmd_pgtest(args) -> int:
     return 0
 
 
+# -- load and advise: at your rate -----------------------------------------------------------------
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--rate takes entries per second, comma separated (e.g. 500,2000), got {text!r}") from None
+    if not rates:
+        raise ValueError("--rate needs at least one rate")
+    return rates
+
+
+def cmd_load(args) -> int:
+    from . import loadstudy
+    from .load import run_load_trial
+    if args.profile:
+        if args.strategy or args.rate:
+            raise ValueError("--profile runs the load study's own plan: drop --strategy and --rate")
+        plan = study.profile(args.profile).load
+        out = Path(args.out) if args.out else study.load_out(args.profile)
+        targets = args.target or [str(DATA)]
+        say(f"load study: {plan.name} profile ({len(plan.rates)} rates x {len(plan.strategies)} strategies x "
+            f"{len(targets)} targets x {plan.trials + plan.warmup_rounds} rounds of {plan.duration_s:g} s) into {out}")
+        s = loadstudy.run_load_study(out, plan, targets, seed=args.seed, progress=not args.quiet)
+        print(f"{s.ran} load trials run ({s.failed} failed), {s.skipped} already done, in {s.elapsed_s:.0f} s: "
+              f"{s.out / loadstudy.TABLE}")
+        say_why(s.errors, "trials")
+        return 1 if s.failed else 0
+    if not args.strategy or not args.rate:
+        raise ValueError("give --strategy and --rate (a one-off run), or --profile (the load study)")
+    directory = pick_directory(args.target[0] if args.target else None, log=say)
+    target = describe(directory)
+    results = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in args.strategy:
+            for rate in _rates(",".join(args.rate)):
+                results.append(run_load_trial(name, rate, duration_s=args.duration, directory=directory,
+                                              arrivals=args.arrivals, clients=args.clients if parse(name).kind == "group"
+                                              else 1, seed=args.seed, work_us=args.work_us, target=target))
+    if args.json:
+        print_json({"fsyncstudy": envelope(target), "results": [r.as_dict() for r in results]})
+        return 0
+    print(f"target: {one_line(target)}")
+    print(f"{args.arrivals} arrivals for {args.duration:g} s; latency is timed from each entry's intended arrival, "
+          "service from its write() (one trial each: the load study repeats them)\n")
+    ms = lambda us: "-" if us is None else f"{us / 1e3:,.3f}"   # noqa: E731
+    rows = [[r.strategy + (f" x{r.clients}" if r.clients > 1 else ""), _fmt(r.offered_rate, 0), _fmt(r.achieved_rate, 0),
+             "SATURATED" if r.saturated else "keeps up", ms(r.latency_us_p50), ms(r.latency_us_p99),
+             ms(r.latency_us_p999), ms(r.service_us_p99), _fmt(r.exposure_ms_max, 2), _fmt(r.lateness_us_p99, 1)]
+            for r in results]
+    print(table(rows, ["strategy", "offered/s", "achieved/s", "", "latency p50 ms", "p99 ms", "p99.9 ms",
+                       "service p99 ms", "exposure max ms", "lateness p99 us"]))
+    if any(r.saturated for r in results):
+        print("\nSATURATED: the target did not keep up; those latencies are lower bounds (entries still queued "
+              "count with their wait so far).")
+    return 0
+
+
+def cmd_advise(args) -> int:
+    from . import analysis, loadstudy
+    path = study.load_dataset(args.dataset) if args.dataset else study.newest(loadstudy.KIND)
+    df, _ = loadstudy.load(path)
+    summ = analysis.load_summary(df)
+    adv = analysis.advise(summ, args.rate, args.loss_budget_ms, args.p99_budget_ms)
+    if args.json:
+        print_json({"fsyncstudy": envelope(), "dataset": str(path), "rate": args.rate,
+                    "loss_budget_ms": args.loss_budget_ms, "p99_budget_ms": args.p99_budget_ms,
+                    "candidates": json.loads(adv.to_json(orient="records"))})
+        return 0
+    print(f"from the load study {path.name}:\n")
+    for line in analysis.advice_lines(adv, args.rate, args.loss_budget_ms):
+        print("- " + line.replace("**", "").replace("`", ""))
+    rows = [[r.target_label, r.config_label, f"{r.measured_at:,.0f}", f"{r.p99_ms:.2f} [{r.p99_ms_low:.2f}, {r.p99_ms_high:.2f}]",
+             "-" if r.window_ms != r.window_ms or r.window_ms is None else f"{r.window_ms:.1f}", r.verdict,
+             "<- advised" if r.advised else ""]
+            for r in adv.dropna(subset=["config"]).itertuples()]
+    if rows:
+        print()
+        print(table(rows, ["target", "strategy", "measured at /s", "p99 ms [95% CI]", "window ms", "verdict", ""]))
+    return 0
+
+
 # -- diff: two runs side by side -------------------------------------------------------------------
 
 def format_diff(diff, name_a: str, name_b: str) -> str:
@@ -468,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dataset", help="render this existing dataset instead of measuring")
     r.add_argument("--crash-dataset", help="with --dataset: the crash dataset for notebooks 03 and 04")
     r.add_argument("--peers-dataset", help="with --dataset: the comparison dataset for notebook 05")
+    r.add_argument("--load-dataset", help="with --dataset: the load dataset for notebook 06 and the index")
     r.add_argument("--no-lab", action="store_true", help="leave the storage lab out of the study")
     r.add_argument("--out", default="reports", help="where the HTML goes (default: reports/)")
     r.add_argument("--seed", type=int, default=0)
@@ -499,6 +584,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=5, help="trials per test, run in rounds (default 5)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_pgtest)
+
+    lo = sub.add_parser("load", help="open-loop load: entries arrive at a rate; latency from each one's arrival "
+                                      "(one-off runs, or --profile for the load study)")
+    lo.add_argument("--strategy", action="append", metavar="NAME", help="repeat the flag")
+    lo.add_argument("--rate", action="append", metavar="R[,R...]", help="entries per second; several: comma separated")
+    lo.add_argument("--arrivals", default="poisson", choices=["constant", "poisson"])
+    lo.add_argument("--clients", type=int, default=4, help="group_<N>ms: writers sharing the rate (default 4)")
+    lo.add_argument("--duration", type=float, default=1.0, metavar="SECONDS", help="per trial (default 1)")
+    lo.add_argument("--work-us", type=float, default=0.0, help="CPU the writer spends between entries (an application)")
+    lo.add_argument("--target", "--dir", action="append", dest="target", metavar="DIR",
+                    help="a directory or lab:NAME (one-off: the first; --profile: each; default: the disk of data/)")
+    lo.add_argument("--profile", choices=list(study.PROFILES), help="run the load study of this profile")
+    lo.add_argument("--out", help="with --profile: the dataset (default: data/load-<profile>-<host>-<boot>-<key>)")
+    lo.add_argument("--seed", type=int, default=0)
+    lo.add_argument("--json", action="store_true")
+    lo.add_argument("--quiet", action="store_true")
+    lo.set_defaults(func=cmd_load)
+
+    ad = sub.add_parser("advise", help="at your rate and loss budget, which strategy, from a load study's data")
+    ad.add_argument("--rate", type=float, required=True, help="your entries per second")
+    ad.add_argument("--loss-budget-ms", type=float, required=True,
+                    help="how much acknowledged data a power cut may take (ms; 0: nothing)")
+    ad.add_argument("--p99-budget-ms", type=float, help="and the p99 latency you can afford (ms)")
+    ad.add_argument("--dataset", help="a load dataset (default: the newest of this machine, else the committed one)")
+    ad.add_argument("--json", action="store_true")
+    ad.set_defaults(func=cmd_advise)
 
     d = sub.add_parser("diff", help="two runs side by side (datasets or bench --json files): each side with its "
                                     "interval, the ratio and whether it is significant")

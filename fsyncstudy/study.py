@@ -24,8 +24,9 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import crash, dataset, peers, sweep
+from . import crash, dataset, loadstudy, peers, sweep
 from .crash import CrashProfile
+from .loadstudy import LoadProfile
 from .places import BUILD, DATA, REPO, default_targets
 from .sweep import Profile
 
@@ -45,6 +46,7 @@ class StudyProfile:
     sweep: Profile
     crash: CrashProfile
     peers: PeersPlan
+    load: LoadProfile
 
 
 _CRASH_QUICK = CrashProfile("quick", power=(("always", "group_0ms", "batch_10ms", "batch_50ms", "none"), 8),
@@ -57,18 +59,22 @@ PROFILES = {
     "quick": StudyProfile(
         "quick", sweep=Profile("quick", trials=3, warmup_rounds=1, min_duration_s=0.15, min_intervals=5,
                                batch_ms=(0, 10, 50, 100), group=((0, 4),)),
-        crash=_CRASH_QUICK, peers=PeersPlan(rounds=3, peers=("fio",))),
+        crash=_CRASH_QUICK, peers=PeersPlan(rounds=3, peers=("fio",)),
+        load=LoadProfile("quick", rates=(500, 2000, 5000, 20000), lab_targets=("lab:hdd-emulated",))),
     "standard": StudyProfile(
         "standard", sweep=Profile("standard", trials=5, warmup_rounds=1, min_duration_s=0.4, min_intervals=5,
                                   batch_ms=tuple(range(0, 101, 5)),
                                   group=tuple((n, w) for n in (0, 10, 50) for w in (1, 4, 16))),
-        crash=_CRASH_STANDARD, peers=PeersPlan(rounds=5)),
+        crash=_CRASH_STANDARD, peers=PeersPlan(rounds=5),
+        load=LoadProfile("standard", rates=(200, 500, 1000, 2000, 5000, 10000, 50000))),
     "full": StudyProfile(
         "full", sweep=Profile("full", trials=10, warmup_rounds=1, min_duration_s=1.0, min_intervals=10,
                               batch_ms=tuple(range(0, 101, 2)),
                               group=tuple((n, w) for n in (0, 1, 5, 10, 50) for w in (1, 2, 4, 8, 16)),
                               prealloc_modes=("zero-fill", "fallocate")),
-        crash=_CRASH_STANDARD, peers=PeersPlan(rounds=5)),
+        crash=_CRASH_STANDARD, peers=PeersPlan(rounds=5),
+        load=LoadProfile("full", rates=(100, 200, 500, 1000, 2000, 3000, 5000, 8000, 10000, 20000, 50000), trials=5,
+                         duration_s=1.0)),
 }
 
 
@@ -150,6 +156,12 @@ def reference_for(path: Path) -> Path | None:
     """The newest committed sweep dataset (in data/) other than ``path``, to put beside it; None if none."""
     others = [p for p, _ in datasets(sweep.KIND) if p.parent == DATA and p.resolve() != Path(path).resolve()]
     return others[0] if others else None
+
+
+def load_out(name: str, parent: Path = DATA) -> Path:
+    """<parent>/load-<profile>-<host>-<boot>-<key>."""
+    plan = profile(name).load
+    return parent / f"load-{plan.name}-{dataset.machine_tag()}-{_key(asdict(plan), loadstudy.SCHEMA)}"
 
 
 def existing(path: str | os.PathLike, kind: str) -> Path:
@@ -239,6 +251,22 @@ def peers_dataset(path=None, profile_name: str = "quick", log=None, measure: boo
     return out
 
 
+def load_dataset(path=None, profile_name: str = "quick", targets: list[str] | None = None, seed: int = 0,
+                 measure: bool = False, progress: bool = True) -> Path:
+    """A load dataset: ``path`` if it holds one, else the newest one of this machine (or committed), else
+    (or with ``measure``) the profile's load study on ``targets`` (default: the disk of data/) in build/."""
+    if path is not None:
+        return existing(path, loadstudy.KIND)
+    if not measure and targets is None:
+        try:
+            return newest(loadstudy.KIND)
+        except dataset.DatasetError:
+            pass
+    out = load_out(profile_name, BUILD)
+    loadstudy.run_load_study(out, profile(profile_name).load, targets or [str(DATA)], seed=seed, progress=progress)
+    return out
+
+
 @dataclass
 class SweepView:
     """What notebooks 01-03 open with: the dataset, its trials, its meta and their summary.
@@ -303,14 +331,18 @@ SWEEP_OVERHEAD_S = 0.05
 CUT_S = 0.24
 PEER_ROUND_S = {"fio": 2.5, "pg_test_fsync": 15.5}
 NOTEBOOKS_S = 40
+LOAD_OVERHEAD_S = 0.03
 
 
-def eta(prof: StudyProfile, targets: int, default_targets: int, kinds) -> dict[str, float]:
+def eta(prof: StudyProfile, targets: int, default_targets: int, kinds, lab_targets=()) -> dict[str, float]:
     """About how long each phase of ``run_study`` takes, in seconds (an estimate to plan by)."""
     sp = prof.sweep
     trials = sum(sp.duration_s(c) + SWEEP_OVERHEAD_S for c in sp.configs()) * (sp.trials + sp.warmup_rounds)
     cuts = sum(len(getattr(prof.crash, k)[0]) * getattr(prof.crash, k)[1] for k in kinds)
-    return {"sweep": trials * targets, "crash": cuts * CUT_S,
+    lp = prof.load
+    load_targets = 1 + sum(1 for t in lp.lab_targets if t in lab_targets)
+    load = (lp.trials + lp.warmup_rounds) * len(lp.cells()) * load_targets * (lp.duration_s + LOAD_OVERHEAD_S)
+    return {"sweep": trials * targets, "crash": cuts * CUT_S, "load": load,
             "peers": prof.peers.rounds * default_targets * sum(PEER_ROUND_S.get(p, 10) for p in prof.peers.peers),
             "notebooks": NOTEBOOKS_S}
 
@@ -349,7 +381,7 @@ def run_study(profile_name: str = "standard", targets: list[str] | None = None, 
             log(f"lab up: {', '.join(lab_targets) or 'nothing'}" + (f"; skipped: {skipped}" if skipped else ""))
         chosen = targets or default_targets() + lab_targets
         kinds = ("power", "process") if "lab:powercut" in lab_targets else ("process",)
-        plan = eta(prof, len(chosen), len(default_targets()), kinds)
+        plan = eta(prof, len(chosen), len(default_targets()), kinds, lab_targets)
         log(f"make report, {prof.name} profile: about {_minutes(sum(plan.values()))} in all ("
             + ", ".join(f"{k} ~{_minutes(v)}" for k, v in plan.items()) + "; resumed work is skipped)")
         sweep_path = sweep_out(prof.name)
@@ -365,13 +397,18 @@ def run_study(profile_name: str = "standard", targets: list[str] | None = None, 
         log(f"{c.ran} cuts run, {c.skipped} already done, in {c.elapsed_s:.0f} s")
         for line in c.lost_by_durable:
             log(f"BUG: {line}")
+        load_targets = [str(DATA)] + [t for t in prof.load.lab_targets if t in lab_targets]
+        load_path = load_out(prof.name)
+        log(f"load study: {prof.load.name}, {len(prof.load.rates)} rates on {', '.join(load_targets)} into {load_path}")
+        ls = loadstudy.run_load_study(load_path, prof.load, load_targets, seed=seed, progress=progress)
+        log(f"{ls.ran} load trials run ({ls.failed} failed), {ls.skipped} already done, in {ls.elapsed_s:.0f} s")
     # the peers, on the default targets (not the lab's: fio and pg_test_fsync compare real devices)
     log(f"peers: {' and '.join(prof.peers.peers)} side by side with us, {prof.peers.rounds} rounds on each "
         "default target")
     peers_path = peers_out(prof.peers)
     peers.run_comparison(peers_path, rounds=prof.peers.rounds, peers=prof.peers.peers,
                          secs_per_test=prof.peers.secs_per_test, log=(lambda m: log(f"peers: {m}")) if progress else None)
-    return sweep_path, crash_path, peers_path
+    return sweep_path, crash_path, peers_path, load_path
 
 
 # -- datasets written before format 2 ---------------------------------------------------------------

@@ -1,0 +1,150 @@
+"""The load study: each strategy on each target at rates from light load to past its capacity,
+open loop (``fsyncstudy.load``), repeated in randomized rounds after a warm-up round, every trial
+appended durably to the ``load.csv`` of a dataset; resumable, a failed trial run again.
+
+The named profiles are ``fsyncstudy.study.PROFILES[name].load``; the knee and the advice are
+computed from the dataset by ``fsyncstudy.analysis`` (``load_summary``, ``knees``, ``advise``).
+"""
+from __future__ import annotations
+
+import os
+import random
+import warnings
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import dataset
+from .load import LoadResult, run_load_trial
+from .log import remove_stale
+from .places import resolve_all
+from .strategies import parse
+from .targets import describe, strip_verdict, table_label
+
+KIND, TABLE = "load", "load.csv"
+
+
+@dataclass(frozen=True)
+class LoadProfile:
+    """What the load study measures: ``strategies`` as (name, clients), each at every rate on every
+    target, ``trials`` rounds after ``warmup_rounds``, each trial ``duration_s`` long."""
+
+    name: str
+    rates: tuple[int, ...]
+    strategies: tuple[tuple[str, int], ...] = (("always", 1), ("batch_10ms", 1), ("none", 1), ("group_0ms", 4))
+    trials: int = 3
+    warmup_rounds: int = 1
+    duration_s: float = 0.5
+    arrivals: str = "poisson"
+    #: the storage lab's targets that join the host's disk when the lab is up
+    lab_targets: tuple[str, ...] = ("lab:ext4", "lab:hdd-emulated")
+
+    def cells(self) -> list[tuple[str, int, int]]:
+        return [(s, c, r) for s, c in self.strategies for r in self.rates]
+
+
+def config_key(strategy: str, clients: int) -> str:
+    return f"{strategy}/c{clients}"
+
+
+def config_label(strategy: str, clients: int) -> str:
+    return strategy + (f" ({clients} clients)" if clients > 1 else "")
+
+
+PLAN_COLUMNS = [["round", "int"], ["warmup", "bool"], ["position", "int"], ["target", "str"],
+                ["target_label", "str"], ["config", "str"], ["config_label", "str"], ["rate", "float"],
+                ["seed", "int"], ["status", "str"], ["error", "str"]]
+SCHEMA = PLAN_COLUMNS + dataset.columns_of(LoadResult)
+COLUMNS = [name for name, _ in SCHEMA]
+
+
+def plan(profile: LoadProfile, targets: list[str], seed: int) -> list[dict]:
+    """Every trial in order: rounds of every (target, strategy, rate) once, each round shuffled by the seed."""
+    cells = [(t, s, c, r) for t in targets for s, c, r in profile.cells()]
+    out = []
+    for rnd in range(profile.warmup_rounds + profile.trials):
+        order = list(cells)
+        random.Random(f"{seed}/load/{rnd}").shuffle(order)
+        out += [{"round": rnd, "warmup": rnd < profile.warmup_rounds, "position": k, "target": t, "strategy": s,
+                 "clients": c, "rate": float(r)} for k, (t, s, c, r) in enumerate(order)]
+    return out
+
+
+def _key(row) -> tuple:
+    return (int(row["round"]), row["target"], row["config"], float(row["rate"]))
+
+
+def _ok(row) -> bool:
+    return row["status"] == "ok"
+
+
+@dataclass
+class LoadSummary:
+    out: Path
+    planned: int
+    skipped: int
+    ran: int
+    failed: int
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def run_load_study(out, profile: LoadProfile, targets: list[str], seed: int = 0, progress: bool = True,
+                   limit: int | None = None) -> LoadSummary:
+    """Run (or resume) the load study into the dataset ``out``."""
+    if not isinstance(profile, LoadProfile):
+        raise TypeError(f"profile must be a loadstudy.LoadProfile, got {profile!r}")
+    dirs = resolve_all(targets)
+    descriptions = {d: describe(d) for d in dirs}
+    ds = dataset.open_or_resume(out, KIND, {"profile": asdict(profile), "seed": seed, "targets": dirs}, SCHEMA, TABLE,
+                                targets={d: t.as_dict() for d, t in descriptions.items()},
+                                notes={"target_names": dict(zip(dirs, targets))})
+    for d in dirs:
+        remove_stale(d)
+    done = ds.done(_key, _ok)
+    todo = [p for p in plan(profile, dirs, seed)
+            if (p["round"], p["target"], config_key(p["strategy"], p["clients"]), p["rate"]) not in done]
+    summary = LoadSummary(out=ds.path, planned=len(todo) + len(done), skipped=len(done), ran=0, failed=0)
+    with dataset.filling(ds, summary, len(todo), f"{profile.name} load study", "trial", progress) as bar:
+        for p in todo:
+            if limit is not None and summary.ran >= limit:
+                break
+            bar.set_postfix_str(f"round {p['round']}: {p['strategy']} at {p['rate']:,.0f}/s on "
+                                f"{Path(p['target']).name or p['target']}")
+            row = _run_one(p, profile, descriptions[p["target"]], seed)
+            ds.append(row, ok=_ok(row))
+            summary.ran += 1
+            if not _ok(row):
+                summary.failed += 1
+                summary.errors[row["error"]] = summary.errors.get(row["error"], 0) + 1
+            bar.update(1)
+    if summary.interrupted:
+        raise KeyboardInterrupt(f"load study interrupted after {summary.ran} new trials; {ds.path / TABLE} keeps every "
+                                "finished one and the same command resumes")
+    return summary
+
+
+def _run_one(p: dict, profile: LoadProfile, target, seed: int) -> dict:
+    row = {"round": p["round"], "warmup": p["warmup"], "position": p["position"], "target": p["target"],
+           "target_label": table_label(target), "config": config_key(p["strategy"], p["clients"]),
+           "config_label": config_label(p["strategy"], p["clients"]), "rate": p["rate"],
+           "seed": zlib.crc32(f"{seed}/{p['round']}/{p['strategy']}/{p['rate']}".encode()), "status": "ok", "error": ""}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = run_load_trial(parse(p["strategy"]), p["rate"], duration_s=profile.duration_s, directory=p["target"],
+                               arrivals=profile.arrivals, clients=p["clients"], seed=row["seed"], target=target)
+        row.update(r.as_dict())
+    except (OSError, ValueError) as e:
+        row.update(status="error", error=f"{type(e).__name__}: {e}", strategy=p["strategy"])
+    return row
+
+
+def load(path: str | os.PathLike, include_warmup: bool = False):
+    """A load dataset as (trials DataFrame, meta): the trials that count, warm-up left out by default."""
+    df, meta = dataset.load(path, KIND)
+    df["target_label"] = df["target_label"].map(strip_verdict)
+    if not include_warmup:
+        df = df[~df["warmup"]]
+    return df[df["status"] == "ok"].reset_index(drop=True), meta
