@@ -490,8 +490,12 @@ def advice_lines(adv: pd.DataFrame, rate: float, loss_budget_ms: float) -> list[
             continue
         best = g[g.get("advised", False) == True]  # noqa: E712
         if best.empty:
-            lines.append(f"**{label}**: nothing measured keeps up at {rate:,.0f}/s within a loss budget of "
-                         f"{loss_budget_ms:g} ms")
+            why = "; ".join(f"`{r.config_label}` {r.verdict}" + (f" ({r.window_ms:.1f} ms window)" if r.verdict ==
+                                                                  "loses too much" and r.window_ms == r.window_ms
+                                                                  and r.window_ms is not None else "")
+                            for r in g.itertuples())
+            lines.append(f"**{label}**: no strategy measured both keeps up at {rate:,.0f}/s and loses at most "
+                         f"{loss_budget_ms:g} ms: {why}")
             continue
         b = best.iloc[0]
         risk = ("loses nothing acknowledged" if b["window_ms"] == 0 else
@@ -501,3 +505,18 @@ def advice_lines(adv: pd.DataFrame, rate: float, loss_budget_ms: float) -> list[
                      f"answers with p99 {b['p99_ms']:.2f} ms (95% CI {b['p99_ms_low']:.2f}–{b['p99_ms_high']:.2f}, "
                      f"measured at {b['measured_at']:,.0f}/s) and {risk}")
     return lines
+
+
+#: The rate and the loss budgets the report's index answers for.
+DEFAULT_RATE = 2000
+DEFAULT_LOSS_BUDGETS_MS = (0, 20)
+
+
+def at_rate_lines(load_df: pd.DataFrame, rate: float = DEFAULT_RATE,
+                  budgets=DEFAULT_LOSS_BUDGETS_MS) -> list[str]:
+    """The index's answer at a default rate: the advice for each loss budget, per target."""
+    summ = load_summary(load_df)
+    out = []
+    for budget in budgets:
+        out += advice_lines(advise(summ, rate, budget), rate, budget)
+    return out

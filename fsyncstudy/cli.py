@@ -178,6 +178,10 @@ def cmd_report(args) -> int:
     df, _ = sweep.load(Path(dataset).resolve())
     for line in analysis.headline_lines(analysis.headline(df)):
         print(f"- {line}")
+    if loads:
+        from . import loadstudy
+        for line in analysis.at_rate_lines(loadstudy.load(Path(loads).resolve())[0]):
+            print(f"- {line}")
     return 0
 
 

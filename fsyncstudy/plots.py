@@ -254,3 +254,38 @@ def bench_run(results, timelines, title: str):
     fig.suptitle(title, x=0.02, ha="left")
     fig.tight_layout()
     return fig
+
+
+def latency_vs_rate(summ: pd.DataFrame, knees: pd.DataFrame, target: str, ax):
+    """One panel: p99 latency from arrival against the offered rate per strategy (t-interval bands on the
+    log scale), the closed loop's view beside it (service time p99, dashed), the knee marked."""
+    s = summ[summ["target"] == target]
+    configs = list(dict.fromkeys(s.sort_values("kind")["config"]))
+    for k, config in enumerate(configs):
+        g = s[s["config"] == config].sort_values("rate")
+        color = PALETTE[KIND_COLORS.get(g["kind"].iloc[0], 4 + k)]
+        label = g["config_label"].iloc[0]
+        ax.plot(g["rate"], g["latency_us_p99"] / 1e3, marker="o", ms=3, color=color, label=f"{label}: from arrival")
+        ax.fill_between(g["rate"], g["latency_us_p99_low"] / 1e3, g["latency_us_p99_high"] / 1e3, color=color,
+                        alpha=0.2, lw=0)
+        ax.plot(g["rate"], g["service_us_p99"] / 1e3, ls="--", lw=1, color=color, alpha=0.8)
+        kn = knees[(knees["target"] == target) & (knees["config"] == config)]
+        if len(kn) and kn["knee_rate"].iloc[0] > 0:
+            at = g[g["rate"] == kn["knee_rate"].iloc[0]]
+            ax.scatter(at["rate"], at["latency_us_p99"] / 1e3, marker="D", s=40, color=color, edgecolor="black",
+                       zorder=3)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered rate (entries/s, log)")
+    ax.set_ylabel("p99 latency (ms, log)")
+    ax.set_title(s["target_label"].iloc[0] if len(s) else target, fontsize="small")
+    return ax
+
+
+def latency_legend(summ: pd.DataFrame) -> list:
+    handles = [Line2D([], [], color=PALETTE[KIND_COLORS.get(kind, 4)], marker="o", ms=4, label=label)
+               for kind, label in dict.fromkeys(zip(summ["kind"], summ["config_label"]))]
+    handles += [Line2D([], [], color="grey", marker="o", ms=4, label="p99 from intended arrival (open loop)"),
+                Line2D([], [], color="grey", ls="--", label="p99 service time (what a closed loop sees)"),
+                Line2D([], [], color="grey", marker="D", ls="", markeredgecolor="black", label="the knee")]
+    return handles

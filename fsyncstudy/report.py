@@ -67,7 +67,7 @@ def execute(params: dict, build: Path, log=print) -> list[Path]:
     return out
 
 
-def render(executed: list[Path], out_dir: Path, dataset: Path) -> Path:
+def render(executed: list[Path], out_dir: Path, dataset: Path, load_dataset: Path | None = None) -> Path:
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -88,7 +88,11 @@ def render(executed: list[Path], out_dir: Path, dataset: Path) -> Path:
     from . import analysis, sweep
     df, meta = sweep.load(dataset)
     index = out_dir / "index.html"
-    index.write_text(_index_html(entries, meta, dataset, analysis.headline_lines(analysis.headline(df))))
+    at_rate = []
+    if load_dataset is not None:
+        from . import loadstudy
+        at_rate = analysis.at_rate_lines(loadstudy.load(load_dataset)[0])
+    index.write_text(_index_html(entries, meta, dataset, analysis.headline_lines(analysis.headline(df)), at_rate))
     return index
 
 
@@ -98,7 +102,7 @@ def inline(text: str) -> str:
     return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
 
 
-def _index_html(entries, meta: dict, dataset: Path, answer: list[str]) -> str:
+def _index_html(entries, meta: dict, dataset: Path, answer: list[str], at_rate: list[str] = ()) -> str:
     from . import analysis
     plan = meta["plan"]
     rows = "".join(
@@ -108,6 +112,10 @@ def _index_html(entries, meta: dict, dataset: Path, answer: list[str]) -> str:
                                   for k, v in analysis.machine_table(meta)["value"].items()) + "</table>"
     targets = analysis.targets_table(meta).to_html(border=0, index=False, na_rep="")
     prof = plan["profile"]
+    from .analysis import DEFAULT_RATE
+    at_rate_html = (f"<h2>At {DEFAULT_RATE:,} entries a second</h2><p>From the load study (open loop: latency timed from "
+                    "each entry's intended arrival; page 06):</p><ul class=\"answer\">"
+                    + "".join(f"<li>{inline(line)}</li>" for line in at_rate) + "</ul>") if at_rate else ""
     answer_html = "".join(f"<li>{inline(line)}</li>" for line in answer) or \
         "<li>No target in this dataset can make data durable: every number in it measures the CPU, not storage.</li>"
     return f"""<!DOCTYPE html>
@@ -127,6 +135,7 @@ code {{ background: #f4f4f4; padding: 0 0.2rem; }}
 <p>Means over trials with 95% t intervals; ratios are paired by round (every configuration ran once in each
 shuffled round) with the 95% t interval of the log ratios. Definitions of the strategies: the table in the
 project's README.</p>
+{at_rate_html}
 <h2>The pages</h2>
 <ol>{rows}</ol>
 <h2>Where it was measured</h2>
@@ -155,7 +164,7 @@ def build_report(dataset: str | Path, out_dir: str | Path = REPO / "reports", bu
                 raise DatasetError(f"{paths[name]} holds a {found} dataset, not a {kind} dataset")
     params = {**{k: str(v) for k, v in paths.items()}, "seed": seed, "n_boot": n_boot}
     executed = execute(params, Path(build), log=log)
-    return render(executed, Path(out_dir), paths["dataset"])
+    return render(executed, Path(out_dir), paths["dataset"], paths.get("load_dataset"))
 
 
 if __name__ == "__main__":  # pragma: no cover
