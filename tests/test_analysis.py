@@ -228,3 +228,55 @@ def test_the_exploration_view_follows_what_is_picked(df, summ):
     box = explore.sweep(df, summ)
     assert [w.description for w in box.children[0].children] == ["target", "metric", "kind"]
     matplotlib.pyplot.close("all")
+
+
+# -- at your rate -----------------------------------------------------------------------------------
+
+def load_frame() -> pd.DataFrame:
+    """Two strategies on one target: always saturates above 2,000/s, batch keeps up everywhere."""
+    rows = []
+    for rnd in (1, 2, 3):
+        for rate in (500, 1000, 2000, 5000):
+            for kind, config in (("always", "always/c1"), ("batch", "batch_10ms/c1")):
+                sat = kind == "always" and rate == 5000
+                p99 = (400 + rnd if rate < 2000 else 900 if rate == 2000 else 300_000) if kind == "always" else 50 + rnd
+                rows.append({"round": rnd, "target": "/t", "target_label": "ext4 on vda", "target_durability": "uncertain",
+                             "config": config, "config_label": config.split("/")[0], "strategy": config.split("/")[0],
+                             "kind": kind, "rate": float(rate), "achieved_rate": 2500.0 if sat else float(rate),
+                             "offered_rate": float(rate), "unserved": 900 if sat else 0, "saturated": sat,
+                             "latency_us_p50": p99 / 2, "latency_us_p99": p99, "latency_us_p999": p99 * 1.2,
+                             "service_us_p50": (180.0 if kind == "always" else 3.0), "service_us_p99": 300.0,
+                             "exposure_ms_max": None if kind == "always" else 10.0 + rnd / 10,
+                             "lateness_us_p99": 3.0, "cpu_us_per_entry": 20.0})
+    return pd.DataFrame(rows)
+
+
+def test_the_knee_is_the_last_rate_within_twice_the_unloaded_p99_and_keeping_up():
+    k = analysis.knees(load_frame()).set_index("config")
+    assert (k.loc["always/c1", "knee_rate"], k.loc["always/c1", "next_rate"]) == (1000, 2000)  # 900 > 2 x 401
+    assert k.loc["batch_10ms/c1", "knee_rate"] == 5000 and k.loc["batch_10ms/c1", "knee_low"] == 5000
+    assert k.loc["always/c1", "unloaded_p99_us"] == pytest.approx(402, rel=0.01)
+
+
+def test_advice_picks_the_fastest_strategy_within_both_budgets_and_says_why_not_the_others():
+    summ = analysis.load_summary(load_frame())
+    adv = analysis.advise(summ, 1500, loss_budget_ms=0).set_index("config")
+    assert adv.loc["always/c1", "measured_at"] == 2000 and adv.loc["always/c1", "verdict"] == "meets both"
+    assert adv.loc["always/c1", "advised"] and adv.loc["batch_10ms/c1", "verdict"] == "loses too much"
+    adv = analysis.advise(summ, 2000, loss_budget_ms=20).set_index("config")
+    assert adv.loc["batch_10ms/c1", "advised"] and adv.loc["batch_10ms/c1", "entries_at_risk"] == pytest.approx(20.4, rel=0.02)
+    adv = analysis.advise(summ, 3000, loss_budget_ms=0, p99_budget_ms=1)
+    assert adv.set_index("config").loc["always/c1", "verdict"] == "cannot keep up" and not adv["advised"].any()
+    assert "no strategy measured both keeps up at 3,000/s" in analysis.advice_lines(adv, 3000, 0)[0]
+    assert "not measured" in analysis.advise(summ, 9000, 0)["verdict"].iloc[0]
+
+
+def test_the_latency_figure_marks_the_knee(df):
+    lf = load_frame()
+    summ, k = analysis.load_summary(lf), analysis.knees(lf)
+    fig, axes = plots.facets(1)
+    plots.latency_vs_rate(summ, k, "/t", axes[0])
+    assert axes[0].get_xscale() == axes[0].get_yscale() == "log"
+    knee_marks = [c for c in axes[0].collections if isinstance(c, matplotlib.collections.PathCollection)]
+    assert len(knee_marks) == 2   # a knee per strategy
+    matplotlib.pyplot.close("all")

@@ -68,3 +68,49 @@ def test_batch_exposure_at_a_rate_and_the_final_covering_sync(disk_dir):
 def test_bad_load_options_are_refused(kwargs, match, disk_dir):
     with pytest.raises(ValueError, match=match):
         load.run_load_trial(rate=100, directory=disk_dir, **{"duration_s": 0.1, **kwargs})
+
+
+
+def tiny_profile():
+    from fsyncstudy.loadstudy import LoadProfile
+    return LoadProfile("tiny", rates=(300, 3000), strategies=(("always", 1), ("batch_10ms", 1)), trials=2,
+                       warmup_rounds=1, duration_s=0.15, lab_targets=())
+
+
+def test_the_load_study_is_durable_and_resumable_and_its_advice_follows(disk_dir, tmp_path):
+    from fsyncstudy import analysis, loadstudy
+    out = tmp_path / "load"
+    first = loadstudy.run_load_study(out, tiny_profile(), [str(disk_dir)], progress=False, limit=5)
+    assert first.ran == 5 and first.planned == 2 * 2 * 3
+    second = loadstudy.run_load_study(out, tiny_profile(), [str(disk_dir)], progress=False)
+    assert (second.skipped, second.ran, second.failed) == (5, 7, 0)
+    df, meta = loadstudy.load(out)
+    assert len(df) == 8 and meta["kind"] == "load" and set(df["rate"]) == {300.0, 3000.0}
+    assert df["latency_hist"].str.len().min() > 20            # the histogram is kept, encoded
+    k = analysis.knees(df)
+    assert set(k["config"]) == {"always/c1", "batch_10ms/c1"} and (k["rounds"] == 2).all()
+    assert leftovers(disk_dir) == []
+
+
+def test_the_load_and_advise_commands(disk_dir, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    run = lambda *a: subprocess.run([sys.executable, "-m", "fsyncstudy", *a], capture_output=True, text=True,  # noqa: E731
+                                    cwd=REPO, timeout=120)
+    p = run("load", "--strategy", "always", "--strategy", "none", "--rate", "500,50000", "--duration", "0.2",
+            "--target", str(disk_dir))
+    assert p.returncode == 0, p.stderr
+    assert "SATURATED" in p.stdout and "keeps up" in p.stdout and "latency p50 ms" in p.stdout
+    doc = json.loads(run("load", "--strategy", "none", "--rate", "1000", "--duration", "0.2", "--target", str(disk_dir),
+                         "--json").stdout)
+    assert doc["results"][0]["offered_rate"] > 0 and doc["fsyncstudy"]["target"]["path"] == str(disk_dir)
+    from fsyncstudy import loadstudy
+    loadstudy.run_load_study(tmp_path / "l", tiny_profile(), [str(disk_dir)], progress=False)
+    p = run("advise", "--rate", "300", "--loss-budget-ms", "0", "--dataset", str(tmp_path / "l"))
+    assert p.returncode == 0, p.stderr
+    assert "<- advised" in p.stdout and "always" in p.stdout
+    p = run("load", "--rate", "100")
+    assert p.returncode == 2 and "give --strategy and --rate" in p.stderr
