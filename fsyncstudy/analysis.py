@@ -380,6 +380,8 @@ def load_summary(df: pd.DataFrame) -> pd.DataFrame:
     p99.9), service p99 and batch exposure (geometric means over trials with 95% intervals), how many
     trials left entries queued, the generator's lateness and the CPU per entry."""
     rows = []
+    if "busy" in df:
+        df = df[~df["busy"]]   # the busy-writer cells are not part of the rate sweep (busy_summary)
     for (target, config, rate), g in df.groupby(["target", "config", "rate"], sort=False):
         row = {"target": target, "target_label": g["target_label"].iloc[0],
                "target_durability": g["target_durability"].iloc[0], "config": config,
@@ -404,6 +406,8 @@ def knees(df: pd.DataFrame, factor: float = KNEE_FACTOR) -> pd.DataFrame:
     0 means: already past it at the lowest rate measured."""
     import statistics
     rows = []
+    if "busy" in df:
+        df = df[~df["busy"]]
     for (target, config), g in df.groupby(["target", "config"], sort=False):
         rates = sorted(set(g["rate"]))
         per_round = []
@@ -483,7 +487,12 @@ def advise(summ: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms
 def advice_lines(adv: pd.DataFrame, rate: float, loss_budget_ms: float) -> list[str]:
     """The advice as sentences, one per target."""
     lines = []
-    for target, g in adv.groupby("target", sort=False):
+    # the machine's own disks first, then the lab's filesystems, then its emulations
+    order = sorted(dict.fromkeys(adv["target"]), key=lambda t: (
+        adv.loc[adv["target"] == t, "target_label"].iloc[0].startswith("lab:"),
+        "EMULATED" in adv.loc[adv["target"] == t, "target_label"].iloc[0]))
+    for target in order:
+        g = adv[adv["target"] == target]
         label = g["target_label"].iloc[0]
         if g["config"].isna().all():
             lines.append(f"**{label}**: {g['verdict'].iloc[0]}")
@@ -520,3 +529,26 @@ def at_rate_lines(load_df: pd.DataFrame, rate: float = DEFAULT_RATE,
     for budget in budgets:
         out += advice_lines(advise(summ, rate, budget), rate, budget)
     return out
+
+
+def busy_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """When the writer's thread does work between entries: per target and strategy at the busy rate,
+    batch's worst exposure and p99 latency from arrival at each amount of work, 0 included (from the
+    rate sweep's cell at the same rate)."""
+    if "busy" not in df or not df["busy"].any():
+        return pd.DataFrame()
+    busy = df[df["busy"]]
+    rate = busy["rate"].iloc[0]
+    base_configs = {c.rsplit("/w", 1)[0] for c in busy["config"]}
+    plain = df[~df["busy"] & (df["rate"] == rate) & df["config"].isin(base_configs)]
+    rows = []
+    for (target, config, work), g in pd.concat([plain, busy]).groupby(["target", "config", "work_us"], sort=False):
+        e, lat = _geo(g["exposure_ms_max"]), _geo(g["latency_us_p99"])
+        rows.append({"target": target, "target_label": g["target_label"].iloc[0], "strategy": g["strategy"].iloc[0],
+                     "kind": g["kind"].iloc[0], "clients": int(g["clients"].iloc[0]), "rate": rate,
+                     "work_us": work, "cpu_busy_share": work * 1e-6 * rate, "n": len(g),
+                     "exposure_ms_max": e.mean, "exposure_ms_max_low": e.low, "exposure_ms_max_high": e.high,
+                     "latency_us_p99": lat.mean, "latency_us_p99_low": lat.low, "latency_us_p99_high": lat.high,
+                     "saturated_trials": int(g["saturated"].astype(bool).sum())})
+    out = pd.DataFrame(rows)
+    return out.sort_values(["target_label", "strategy", "work_us"]).reset_index(drop=True)

@@ -372,3 +372,14 @@ def run_load_trial(strategy: str | Strategy, rate: float, duration_s: float = 1.
         cpu_us_per_entry=cpu / served if served else None, syncs=len(tl.sync_ends),
         target_path=tgt.path, target_fstype=tgt.fstype, target_durability=tgt.durability,
         latency_hist=hist.encode().decode())
+
+
+def pooled(encoded: list[str]):
+    """One HdrHistogram of the latencies of several trials (their ``latency_hist`` columns): the
+    percentiles of all their entries together, not an average of percentiles."""
+    from hdrh.histogram import HdrHistogram
+    total = HdrHistogram(1, HIST_MAX_US, 3)
+    for e in encoded:
+        if e:
+            total.add(HdrHistogram.decode(e.encode() if isinstance(e, str) else e))
+    return total

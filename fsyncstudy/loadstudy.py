@@ -38,17 +38,24 @@ class LoadProfile:
     arrivals: str = "poisson"
     #: the storage lab's targets that join the host's disk when the lab is up
     lab_targets: tuple[str, ...] = ("lab:ext4", "lab:hdd-emulated")
+    #: an application that does work: these (strategy, clients) at ``busy_rate`` with the writer's thread
+    #: spending each of ``busy_work_us`` microseconds of CPU between entries (the interpreter lock busy)
+    busy: tuple[tuple[str, int], ...] = (("batch_10ms", 1), ("group_0ms", 4))
+    busy_rate: int = 2000
+    busy_work_us: tuple[float, ...] = (100.0, 300.0)
 
-    def cells(self) -> list[tuple[str, int, int]]:
-        return [(s, c, r) for s, c in self.strategies for r in self.rates]
+    def cells(self) -> list[tuple[str, int, int, float]]:
+        plain = [(s, c, r, 0.0) for s, c in self.strategies for r in self.rates]
+        return plain + [(s, c, self.busy_rate, w) for s, c in self.busy for w in self.busy_work_us]
 
 
-def config_key(strategy: str, clients: int) -> str:
-    return f"{strategy}/c{clients}"
+def config_key(strategy: str, clients: int, work_us: float = 0.0) -> str:
+    return f"{strategy}/c{clients}" + (f"/w{work_us:g}" if work_us else "")
 
 
-def config_label(strategy: str, clients: int) -> str:
-    return strategy + (f" ({clients} clients)" if clients > 1 else "")
+def config_label(strategy: str, clients: int, work_us: float = 0.0) -> str:
+    return (strategy + (f" ({clients} clients)" if clients > 1 else "")
+            + (f", {work_us:g} us of work an entry" if work_us else ""))
 
 
 PLAN_COLUMNS = [["round", "int"], ["warmup", "bool"], ["position", "int"], ["target", "str"],
@@ -60,13 +67,13 @@ COLUMNS = [name for name, _ in SCHEMA]
 
 def plan(profile: LoadProfile, targets: list[str], seed: int) -> list[dict]:
     """Every trial in order: rounds of every (target, strategy, rate) once, each round shuffled by the seed."""
-    cells = [(t, s, c, r) for t in targets for s, c, r in profile.cells()]
+    cells = [(t, *cell) for t in targets for cell in profile.cells()]
     out = []
     for rnd in range(profile.warmup_rounds + profile.trials):
         order = list(cells)
         random.Random(f"{seed}/load/{rnd}").shuffle(order)
         out += [{"round": rnd, "warmup": rnd < profile.warmup_rounds, "position": k, "target": t, "strategy": s,
-                 "clients": c, "rate": float(r)} for k, (t, s, c, r) in enumerate(order)]
+                 "clients": c, "rate": float(r), "work_us": w} for k, (t, s, c, r, w) in enumerate(order)]
     return out
 
 
@@ -104,7 +111,7 @@ def run_load_study(out, profile: LoadProfile, targets: list[str], seed: int = 0,
         remove_stale(d)
     done = ds.done(_key, _ok)
     todo = [p for p in plan(profile, dirs, seed)
-            if (p["round"], p["target"], config_key(p["strategy"], p["clients"]), p["rate"]) not in done]
+            if (p["round"], p["target"], config_key(p["strategy"], p["clients"], p["work_us"]), p["rate"]) not in done]
     summary = LoadSummary(out=ds.path, planned=len(todo) + len(done), skipped=len(done), ran=0, failed=0)
     with dataset.filling(ds, summary, len(todo), f"{profile.name} load study", "trial", progress) as bar:
         for p in todo:
@@ -127,14 +134,15 @@ def run_load_study(out, profile: LoadProfile, targets: list[str], seed: int = 0,
 
 def _run_one(p: dict, profile: LoadProfile, target, seed: int) -> dict:
     row = {"round": p["round"], "warmup": p["warmup"], "position": p["position"], "target": p["target"],
-           "target_label": table_label(target), "config": config_key(p["strategy"], p["clients"]),
-           "config_label": config_label(p["strategy"], p["clients"]), "rate": p["rate"],
+           "target_label": table_label(target), "config": config_key(p["strategy"], p["clients"], p["work_us"]),
+           "config_label": config_label(p["strategy"], p["clients"], p["work_us"]), "rate": p["rate"],
            "seed": zlib.crc32(f"{seed}/{p['round']}/{p['strategy']}/{p['rate']}".encode()), "status": "ok", "error": ""}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             r = run_load_trial(parse(p["strategy"]), p["rate"], duration_s=profile.duration_s, directory=p["target"],
-                               arrivals=profile.arrivals, clients=p["clients"], seed=row["seed"], target=target)
+                               arrivals=profile.arrivals, clients=p["clients"], seed=row["seed"], target=target,
+                               work_us=p["work_us"])
         row.update(r.as_dict())
     except (OSError, ValueError) as e:
         row.update(status="error", error=f"{type(e).__name__}: {e}", strategy=p["strategy"])
@@ -145,6 +153,7 @@ def load(path: str | os.PathLike, include_warmup: bool = False):
     """A load dataset as (trials DataFrame, meta): the trials that count, warm-up left out by default."""
     df, meta = dataset.load(path, KIND)
     df["target_label"] = df["target_label"].map(strip_verdict)
+    df["busy"] = df["work_us"].fillna(0) > 0     # the application-does-work cells, apart from the rate sweep
     if not include_warmup:
         df = df[~df["warmup"]]
     return df[df["status"] == "ok"].reset_index(drop=True), meta

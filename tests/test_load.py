@@ -71,10 +71,10 @@ def test_bad_load_options_are_refused(kwargs, match, disk_dir):
 
 
 
-def tiny_profile():
+def tiny_profile(**kw):
     from fsyncstudy.loadstudy import LoadProfile
     return LoadProfile("tiny", rates=(300, 3000), strategies=(("always", 1), ("batch_10ms", 1)), trials=2,
-                       warmup_rounds=1, duration_s=0.15, lab_targets=())
+                       warmup_rounds=1, duration_s=0.15, lab_targets=(), **{"busy": (), **kw})
 
 
 def test_the_load_study_is_durable_and_resumable_and_its_advice_follows(disk_dir, tmp_path):
@@ -114,3 +114,25 @@ def test_the_load_and_advise_commands(disk_dir, tmp_path):
     assert "<- advised" in p.stdout and "always" in p.stdout
     p = run("load", "--rate", "100")
     assert p.returncode == 2 and "give --strategy and --rate" in p.stderr
+
+
+def test_a_busy_writer_is_measured_beside_an_idle_one(disk_dir, tmp_path):
+    from fsyncstudy import analysis, loadstudy
+    prof = tiny_profile(busy=(("batch_10ms", 1),), busy_rate=300, busy_work_us=(2000.0,))
+    loadstudy.run_load_study(tmp_path / "l", prof, [str(disk_dir)], progress=False)
+    df, _ = loadstudy.load(tmp_path / "l")
+    assert set(df.loc[df["busy"], "config"]) == {"batch_10ms/c1/w2000"}
+    assert "batch_10ms/c1/w2000" not in set(analysis.knees(df)["config"])     # not part of the rate sweep
+    b = analysis.busy_summary(df)
+    assert list(b["work_us"]) == [0.0, 2000.0] and b["cpu_busy_share"].iloc[1] == pytest.approx(0.6)
+    busy = df[df["busy"]]
+    assert (busy["cpu_us_per_entry"] >= 1500).all()     # the work shows in the CPU per entry
+
+
+def test_trial_histograms_pool_into_the_percentiles_of_all_their_entries(disk_dir):
+    a = load.run_load_trial("always", 300, duration_s=0.3, directory=disk_dir)
+    b = load.run_load_trial("none", 300, duration_s=0.3, directory=disk_dir)
+    h = load.pooled([a.latency_hist, b.latency_hist])
+    assert h.get_total_count() == a.served + b.served
+    assert b.latency_us_p50 <= h.get_value_at_percentile(50) <= a.latency_us_p50 * 1.01
+    assert h.get_max_value() >= max(a.latency_us_max, b.latency_us_max) * 0.99
