@@ -60,7 +60,8 @@ PROFILES = {
         "quick", sweep=Profile("quick", trials=3, warmup_rounds=1, min_duration_s=0.15, min_intervals=5,
                                batch_ms=(0, 10, 50, 100), group=((0, 4),)),
         crash=_CRASH_QUICK, peers=PeersPlan(rounds=3, peers=("fio",)),
-        load=LoadProfile("quick", rates=(500, 2000, 5000, 20000), lab_targets=("lab:hdd-emulated",))),
+        load=LoadProfile("quick", rates=(500, 2000, 5000, 20000), duration_s=0.4, lab_targets=("lab:hdd-emulated",),
+                         busy=())),
     "standard": StudyProfile(
         "standard", sweep=Profile("standard", trials=5, warmup_rounds=1, min_duration_s=0.4, min_intervals=5,
                                   batch_ms=tuple(range(0, 101, 5)),
