@@ -359,8 +359,10 @@ class Checks:
 # -- at your rate (open-loop load) ------------------------------------------------------------------
 
 #: A rate is below the knee while its p99 latency from arrival stays within this factor of the
-#: unloaded p99 (the lowest rate's), its upper 95% bound included, and no trial left entries queued.
+#: unloaded p99 (the lowest rate's), or within KNEE_FLOOR_US of it, whichever is larger (doubling a
+#: 60 us p99 is noise, not a knee), and no trial left entries queued.
 KNEE_FACTOR = 2.0
+KNEE_FLOOR_US = 1000.0
 LOAD_METHOD = "geometric mean over trials, 95% t interval of the logs"
 
 
@@ -398,10 +400,10 @@ def load_summary(df: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["target", "config", "rate"]).reset_index(drop=True) if len(out) else out
 
 
-def knees(df: pd.DataFrame, factor: float = KNEE_FACTOR) -> pd.DataFrame:
+def knees(df: pd.DataFrame, factor: float = KNEE_FACTOR, floor_us: float = KNEE_FLOOR_US) -> pd.DataFrame:
     """Per target and configuration, from a load study's trials: the knee, the highest offered rate up
-    to which p99 latency from arrival stays within ``factor`` of the unloaded p99 (the lowest rate's)
-    with no entries left queued.  Found in each round separately (a round runs every rate once), so
+    to which p99 latency from arrival stays within ``factor`` of the unloaded p99 (the lowest rate's),
+    or within ``floor_us`` of it if that is more, with no entries left queued.  Found in each round separately (a round runs every rate once), so
     the knee comes with its spread over rounds: the median round's knee, and the lowest and highest.
     0 means: already past it at the lowest rate measured."""
     import statistics
@@ -418,7 +420,7 @@ def knees(df: pd.DataFrame, factor: float = KNEE_FACTOR) -> pd.DataFrame:
                 continue
             knee = 0.0
             for rate in rates:
-                if rate not in p99 or sat[rate] or not p99[rate] <= factor * p99[rates[0]]:
+                if rate not in p99 or sat[rate] or not p99[rate] <= max(factor * p99[rates[0]], p99[rates[0]] + floor_us):
                     break
                 knee = rate
             per_round.append(knee)
@@ -429,7 +431,8 @@ def knees(df: pd.DataFrame, factor: float = KNEE_FACTOR) -> pd.DataFrame:
         base = _geo(g.loc[g["rate"] == rates[0], "latency_us_p99"])
         rows.append({"target": target, "target_label": g["target_label"].iloc[0], "config": config,
                      "config_label": g["config_label"].iloc[0], "kind": g["kind"].iloc[0],
-                     "unloaded_p99_us": base.mean, "bound_us": factor * base.mean if base.mean else None,
+                     "unloaded_p99_us": base.mean,
+                     "bound_us": max(factor * base.mean, base.mean + floor_us) if base.mean else None,
                      "knee_rate": median, "knee_low": min(per_round), "knee_high": max(per_round),
                      "next_rate": later[0] if later else None, "rounds": len(per_round),
                      "capacity_seen": g["achieved_rate"].max(), "rates": len(rates)})

@@ -253,7 +253,10 @@ def load_frame() -> pd.DataFrame:
 
 def test_the_knee_is_the_last_rate_within_twice_the_unloaded_p99_and_keeping_up():
     k = analysis.knees(load_frame()).set_index("config")
-    assert (k.loc["always/c1", "knee_rate"], k.loc["always/c1", "next_rate"]) == (1000, 2000)  # 900 > 2 x 401
+    # 900 us at 2,000/s: more than twice the unloaded 401 us, but within its 1 ms floor; 5,000/s saturates
+    assert (k.loc["always/c1", "knee_rate"], k.loc["always/c1", "next_rate"]) == (2000, 5000)
+    strict = analysis.knees(load_frame(), floor_us=0).set_index("config")
+    assert (strict.loc["always/c1", "knee_rate"], strict.loc["always/c1", "next_rate"]) == (1000, 2000)
     assert k.loc["batch_10ms/c1", "knee_rate"] == 5000 and k.loc["batch_10ms/c1", "knee_low"] == 5000
     assert k.loc["always/c1", "unloaded_p99_us"] == pytest.approx(402, rel=0.01)
 
