@@ -1,0 +1,89 @@
+"""The engine's loops: what `none` times, exact counts, short writes, and the harness's own cost."""
+import errno
+import math
+import os
+
+import pytest
+
+from fsyncstudy import engine
+from fsyncstudy.engine import SAMPLE_EVERY, TIME_ALL_UP_TO, Stop, run_none
+from fsyncstudy.log import Framer
+from fsyncstudy.trial import run_trial
+
+
+@pytest.fixture
+def log_fd(tmp_path):
+    fd = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    yield fd, tmp_path / "log"
+    os.close(fd)
+
+
+def _framer():
+    return Framer(bytes(100))
+
+
+def test_none_writes_exactly_the_count_and_times_a_sample(log_fd):
+    fd, path = log_fd
+    framer, n = _framer(), 40_000
+    tl = run_none(fd, framer, framer.frame_range(0, 1000), Stop(n))
+    assert tl.entries == n
+    assert path.stat().st_size == n * framer.record_bytes
+    expected = n / SAMPLE_EVERY
+    assert 0.8 * expected < len(tl.latency) < 1.2 * expected
+    assert all(x > 0 for x in tl.latency)
+    assert tl.end_ns > tl.start_ns
+
+
+def test_none_times_every_write_of_a_short_run(log_fd):
+    fd, path = log_fd
+    framer = _framer()
+    n = min(1000, TIME_ALL_UP_TO)
+    tl = run_none(fd, framer, framer.frame_range(0, n), Stop(n))
+    assert tl.entries == len(tl.latency) == n
+    assert path.stat().st_size == n * framer.record_bytes
+
+
+def test_none_bounded_by_time_counts_every_write(log_fd):
+    fd, path = log_fd
+    framer = _framer()
+    tl = run_none(fd, framer, framer.frame_range(0, 100), Stop(entries=10, duration_ns=50_000_000))
+    assert tl.entries >= 10 and tl.entries > len(tl.latency)
+    assert path.stat().st_size == tl.entries * framer.record_bytes
+    assert tl.end_ns - tl.start_ns >= 50_000_000
+
+
+def test_the_sample_positions_are_random_not_every_sixteenth():
+    gaps = list(engine._GAPS[:4000])
+    assert len(set(gaps)) > 10                      # a fixed stride would give one value
+    assert abs(sum(gaps) / len(gaps) - (SAMPLE_EVERY - 1)) < 1.5
+    assert list(engine._sample_gaps(100)) == list(engine._sample_gaps(100))   # seeded
+
+
+def test_none_catches_a_short_write_between_timed_ones(log_fd):
+    fd, _ = log_fd
+    framer, calls = _framer(), [0]
+
+    def short(f, rec):
+        calls[0] += 1
+        return os.write(f, rec[:-1] if calls[0] == 7 else rec)
+
+    with pytest.raises(OSError) as e:
+        run_none(fd, framer, framer.frame_range(0, 20_000), Stop(20_000), write=short)
+    assert e.value.errno == errno.ENOSPC and "short write" in str(e.value)
+
+
+@pytest.mark.parametrize("kind", ["always", "batch", "group", "none"])
+def test_the_harness_cost_is_measured_per_kind(kind):
+    ns = engine.harness_ns(kind)
+    assert math.isfinite(ns) and 0 <= ns < 100_000
+    assert engine.harness_ns(kind) == ns            # measured once per process
+
+
+def test_a_trial_says_how_many_entries_its_latencies_rest_on(tmp_path):
+    r = run_trial("none", entries=20_000, directory=tmp_path)
+    assert r.entries == 20_000
+    assert 0 < r.timed_entries < r.entries / 8
+    assert r.harness_ns_per_entry == engine.harness_ns("none")
+    a = run_trial("always", entries=50, directory=tmp_path)
+    assert a.timed_entries == a.entries == 50
+    assert a.harness_ns_per_entry is not None and a.harness_ns_per_entry >= 0
