@@ -26,6 +26,14 @@ _SEQ = struct.Struct("<Q")
 #: A length above this is taken as corruption, not as a record.
 MAX_PAYLOAD = 64 << 20
 _ZERO_HEADER = bytes(HEADER.size)
+#: ``zero-fill`` writes its zeros this many bytes at a time.  The size of those writes outlives them:
+#: the page cache keeps the file in pieces as large as the writes that made it, and a later write +
+#: sync of one 8 kB block costs the kernel more CPU inside a large piece.  Measured here (ext4, kernel
+#: 6.18, a C loop of pwrite 8 kB at offset 0 + fdatasync over a 16 MiB file, 9 alternating rounds):
+#: zeros written 1 MiB at a time left 40.2 us of system time per op, 64 KiB at a time 37.5 us, and
+#: the loop ran 5.5% faster (open_datasync: 8.4%).  A log that wrote its own records page by page
+#: would see the small pieces, so the zero-fill writes as a log does, not as a bulk copy.
+ZERO_FILL_CHUNK = 64 << 10
 
 
 class Framer:
@@ -222,7 +230,7 @@ class LogFile:
         if self.prealloc == "fallocate" and self.prealloc_bytes:
             os.posix_fallocate(fd, 0, self.prealloc_bytes)
         elif self.prealloc == "zero-fill" and self.prealloc_bytes:
-            chunk = bytes(1 << 20)
+            chunk = bytes(ZERO_FILL_CHUNK)
             left = self.prealloc_bytes
             while left > 0:
                 left -= os.write(fd, chunk[:min(left, len(chunk))])

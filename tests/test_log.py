@@ -81,3 +81,20 @@ def test_a_log_is_stale_only_once_its_writer_is_gone(tmp_path):
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def test_zero_fill_writes_as_a_log_does_not_as_a_bulk_copy(tmp_path, monkeypatch):
+    # 1 MiB writes left large page-cache pieces that made every later 8 kB write+sync cost ~3 us
+    # more system time (see ZERO_FILL_CHUNK); the zeros go in 64 KiB writes, and all of them land
+    import fsyncstudy.log as logmod
+    sizes, real_write = [], os.write
+
+    def spy(fd, data):
+        sizes.append(len(data))
+        return real_write(fd, data)
+    monkeypatch.setattr(logmod.os, "write", spy)
+    with logmod.LogFile(tmp_path, "fdatasync", "zero-fill", (1 << 20) + 100) as log:
+        assert os.path.getsize(log.path) == (1 << 20) + 100
+        with open(log.path, "rb") as f:
+            assert f.read() == bytes((1 << 20) + 100)
+    assert sum(sizes) == (1 << 20) + 100 and max(sizes) <= 64 << 10 and len(sizes) == 17
