@@ -61,8 +61,7 @@ def task_table(summ: pd.DataFrame, rel: pd.DataFrame) -> pd.DataFrame:
         e = exp["mean"].get((target, config), np.nan)
         rows.append({
             "target": r["target_label"], "strategy": st.name,
-            "ops_per_sec": r["mean"], "t 95% CI": f"{r['t_low']:,.0f} – {r['t_high']:,.0f}",
-            "BCa 95% CI": f"{r['bca_low']:,.0f} – {r['bca_high']:,.0f}", "n": int(r["n"]),
+            "ops_per_sec": r["estimate"], "95% CI": f"{r['t_low']:,.0f} – {r['t_high']:,.0f}", "n": int(r["n"]),
             "× always": ratio["ratio"].get((target, config), np.nan),
             "durability": st.durability, "data_loss_window": st.data_loss_window,
             "measured max exposure ms": e,
@@ -143,8 +142,10 @@ def loss_windows(cuts: pd.DataFrame) -> pd.DataFrame:
 
 
 def crash_table(cuts: pd.DataFrame, seed: int = 0, n_boot: int = stats.N_BOOT) -> pd.DataFrame:
-    """Per kind and strategy: cuts, acknowledged and lost entries, and the loss window's median,
-    p99 and max over cuts with 95% percentile-bootstrap intervals (over cuts)."""
+    """Per kind and strategy: cuts, acknowledged and lost entries (with the 95% upper bound on the
+    share of cuts that lose, and of acknowledged entries lost, when none did), and the loss window's
+    median, p99 and max over cuts with 95% distribution-free intervals where the number of cuts
+    allows one (``stats.quantile_interval``; the max never gets one)."""
     rows = []
     c = loss_windows(cuts)
     for (kind, strategy), g in c.groupby(["kind", "strategy"], sort=False):
@@ -154,18 +155,22 @@ def crash_table(cuts: pd.DataFrame, seed: int = 0, n_boot: int = stats.N_BOOT) -
                "acked": int(g["acked"].sum()), "lost_acked": int(g["lost_acked"].sum()),
                "cuts_losing": int((g["lost_acked"] > 0).sum()), "torn": int(g["torn"].sum()),
                "corrupt": int(g["corrupt"].sum()), "unacked_recovered": int(g["unacked_recovered"].sum())}
+        row["cuts_losing_upper95"] = (stats.zero_events_upper(len(g)) if row["cuts_losing"] == 0 else np.nan)
+        row["lost_acked_upper95"] = (stats.zero_events_upper(row["acked"]) if row["lost_acked"] == 0 else np.nan)
         for name, q in (("median", 50), ("p99", 99), ("max", 100)):
-            est, lo, hi = stats.quantile_ci(w, q, seed=seed, n_boot=n_boot)
-            row[f"window_{name}_ms"], row[f"window_{name}_low"], row[f"window_{name}_high"] = est, lo, hi
+            iv = stats.quantile_interval(w, q)
+            row[f"window_{name}_ms"], row[f"window_{name}_low"], row[f"window_{name}_high"] = iv.estimate, iv.low, iv.high
+            row[f"window_{name}_method"] = iv.method
         rows.append(row)
     out = pd.DataFrame(rows)
     out["ci_method"] = stats.QUANTILE_METHOD
     return out
 
 
+
 def prealloc_table(df: pd.DataFrame, seed: int = 0, n_boot: int = stats.N_BOOT) -> pd.DataFrame:
-    """What preallocation buys: each preallocated configuration's mean ops/sec over the same strategy
-    appending, on the same target, as a ratio with its bootstrap interval."""
+    """What preallocation buys: each preallocated configuration's ops/sec over the same strategy
+    appending, on the same target, as a ratio paired by round (``stats.paired_by_round``)."""
     rows = []
     pre = df[df["prealloc"] != "append"]
     for (target, config), g in pre.groupby(["target", "config"], sort=False):
@@ -173,25 +178,24 @@ def prealloc_table(df: pd.DataFrame, seed: int = 0, n_boot: int = stats.N_BOOT) 
         base = df[(df["target"] == target) & (df["config"] == f"{strategy}/{writers}/append/{method}")]
         if base.empty:
             continue
-        est, lo, hi = stats.ratio_of_means_ci(g["ops_per_sec"].to_numpy(float), base["ops_per_sec"].to_numpy(float),
-                                     seed=seed, n_boot=n_boot)
+        iv = stats.paired_by_round(g, base)
+        est, lo, hi = iv.estimate, iv.low, iv.high
         rows.append({"target": target, "target_label": g["target_label"].iloc[0],
                      "target_durability": g["target_durability"].iloc[0], "strategy": strategy,
-                     "prealloc": prealloc, "ops_per_sec": g["ops_per_sec"].mean(),
-                     "append_ops_per_sec": base["ops_per_sec"].mean(), "ratio": est, "ratio_low": lo,
-                     "ratio_high": hi, "n": len(g), "ci_method": stats.RATIO_METHOD})
+                     "prealloc": prealloc, "ops_per_sec": stats.mean_interval(g["ops_per_sec"].tolist()).estimate,
+                     "append_ops_per_sec": stats.mean_interval(base["ops_per_sec"].tolist()).estimate, "ratio": est, "ratio_low": lo,
+                     "ratio_high": hi, "n": len(g), "ci_method": iv.method})
     return pd.DataFrame(rows)
 
 
 def none_vs_batch(df: pd.DataFrame, ops: pd.DataFrame, seed: int = 0, n_boot: int = stats.N_BOOT) -> pd.DataFrame:
-    """Per target: none's mean ops/sec over batch_10ms's (ratio of means with its bootstrap interval), and
+    """Per target: none's ops/sec over batch_10ms's (paired by round, ``stats.paired_by_round``), and
     which way it went: 'none faster', 'batch_10ms faster' or 'no significant difference'."""
     rows = []
     for target, g in ops.groupby("target", sort=False):
         pick = df["target"] == target
-        est, lo, hi = stats.ratio_of_means_ci(df.loc[pick & (df["config"] == TASK[2]), "ops_per_sec"],
-                                              df.loc[pick & (df["config"] == TASK[1]), "ops_per_sec"],
-                                              seed=seed, n_boot=n_boot)
+        iv = stats.paired_by_round(df[pick & (df["config"] == TASK[2])], df[pick & (df["config"] == TASK[1])])
+        est, lo, hi = iv.estimate, iv.low, iv.high
         verdict = "none faster" if lo > 1 else "batch_10ms faster" if hi < 1 else "no significant difference"
         rows.append({"target": g["target_label"].iloc[0], "none / batch_10ms": est, "95% CI low": lo,
                      "95% CI high": hi, "verdict": verdict})
@@ -220,7 +224,8 @@ def peers_summary(df: pd.DataFrame, durability: dict[str, str] | None = None) ->
                      "peer_half_width": (p.high - p.mean) / p.mean if p.low is not None and p.mean else np.nan,
                      "ours_p50_us": ours["p50_us"].mean(), "ours_p99_us": ours["p99_us"].mean(),
                      "peer_p50_us": peer["p50_us"].mean(), "peer_p99_us": peer["p99_us"].mean(),
-                     "aim": g["aim"].iloc[0], "verdict": pair_verdict(pair, g["peer"].iloc[0], r, o, p),
+                     "aim": g["aim"].iloc[0], "verdict": pair_verdict(pair, g["peer"].iloc[0], ours["ops_per_sec"].tolist(),
+                                                               peer["ops_per_sec"].tolist()),
                      "ci_method": intervals.RATIO_METHOD})
     return pd.DataFrame(rows)
 

@@ -4,14 +4,17 @@ Each trial is one independent run (a fresh file, its own timing window), summari
 the engine into one number per metric (its ops/sec, its p99 ack latency, ...).  The
 uncertainty we report is across trials of a configuration:
 
-* a 95% Student t-interval for the mean (assumes roughly normal per-trial values);
-* a 95% BCa bootstrap interval for the mean (``scipy.stats.bootstrap``, fixed seed), which
-  does not assume normality but is itself rough at small n;
-* throughput relative to ``always`` on the same target as a ratio of means, with a 95%
-  bootstrap interval that resamples both configurations' trials independently;
+* ``mean_interval``: for positive metrics, the geometric mean with a 95% t interval on the log
+  scale (never a negative bound), else the mean with its t interval;
+* ``ratio_interval``: throughput relative to ``always`` on the same target, paired by round when
+  the trials carry their round (the geometric mean of per-round ratios, t interval of the log
+  ratios), else the ratio of geometric means with Welch's interval;
+* a BCa bootstrap interval only from 20 values up: below that it covered 70-87% where it claimed
+  95% (``tests/test_coverage.py`` has the simulation for the t intervals);
 * outliers by Tukey's fences (below Q1 - 1.5 IQR or above Q3 + 1.5 IQR), counted and
   reported, never dropped.
 
+The interval functions live in ``intervals`` (standard library only) and are re-exported here.
 Every table carries ``n`` and ``ci_method`` so a figure never loses where its interval came from.
 """
 from __future__ import annotations
@@ -22,11 +25,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
+from .intervals import (Interval, mean_interval, quantile_interval, ratio_interval,  # noqa: F401
+                        zero_events_upper)
+
 CONFIDENCE = 0.95
 N_BOOT = 2000
-T_METHOD = "95% Student t-interval over trials"
-BCA_METHOD = "95% BCa bootstrap over trials"
-RATIO_METHOD = "ratio of means, 95% bootstrap over trials (BCa, both sides resampled)"
+T_METHOD = "geometric mean, 95% t interval on the log scale, over trials"
+BCA_METHOD = "95% BCa bootstrap over trials (from 20 trials)"
+#: BCa intervals below this many values are not given (their coverage fell to 70-87%).
+BCA_MIN_N = 20
+RATIO_METHOD = "geometric mean of per-round ratios, 95% t interval of the log ratios"
 #: Columns that describe a configuration, carried into every summary row.
 CONFIG_COLUMNS = ["target", "target_label", "target_fstype", "target_durability", "config", "config_label",
                   "strategy", "kind", "interval_ms", "writers", "prealloc", "sync_method", "nominal_loss_window_ms"]
@@ -71,17 +79,20 @@ def bca_interval(values, seed: int = 0, n_boot: int = N_BOOT, confidence: float 
 
 
 def describe_values(values, seed: int = 0, n_boot: int = N_BOOT) -> dict:
-    """n, mean, sd, median, t and BCa 95% intervals of the mean, Tukey outlier counts."""
+    """n; ``mean`` (= ``estimate``), ``t_low``, ``t_high``: ``mean_interval``, so for positive values the
+    geometric mean and its t interval on the log scale, else the mean and its t interval;
+    ``arith_mean``, sd, median; BCa bounds from ``BCA_MIN_N`` values up (NaN below); Tukey outlier
+    counts."""
     x = np.asarray(values, dtype=float)
     x = x[np.isfinite(x)]
     n = len(x)
     lo_out, hi_out = tukey_outliers(x)
-    t_lo, t_hi = t_interval(x)
-    b_lo, b_hi = bca_interval(x, seed=seed, n_boot=n_boot)
-    return {"n": n, "mean": x.mean() if n else np.nan, "sd": x.std(ddof=1) if n > 1 else np.nan,
-            "median": float(np.median(x)) if n else np.nan, "t_low": t_lo, "t_high": t_hi,
-            "bca_low": b_lo, "bca_high": b_hi, "outliers_low": lo_out, "outliers_high": hi_out,
-            "outliers": lo_out + hi_out}
+    iv = mean_interval(x.tolist())
+    b_lo, b_hi = bca_interval(x, seed=seed, n_boot=n_boot) if n >= BCA_MIN_N else (np.nan, np.nan)
+    return {"n": n, "mean": iv.estimate, "arith_mean": x.mean() if n else np.nan, "sd": x.std(ddof=1) if n > 1 else np.nan,
+            "median": float(np.median(x)) if n else np.nan, "estimate": iv.estimate, "t_low": iv.low,
+            "t_high": iv.high, "interval_method": iv.method, "bca_low": b_lo, "bca_high": b_hi,
+            "outliers_low": lo_out, "outliers_high": hi_out, "outliers": lo_out + hi_out}
 
 
 def summarize(df: pd.DataFrame, metrics=("ops_per_sec", "ack_latency_us_p99"), seed: int = 0,
@@ -95,7 +106,8 @@ def summarize(df: pd.DataFrame, metrics=("ops_per_sec", "ack_latency_us_p99"), s
             d = describe_values(g[m].to_numpy(), seed=seed, n_boot=n_boot)
             if d["n"] == 0:
                 continue
-            rows.append({**{k: first[k] for k in keys}, "metric": m, **d, "ci_method": f"{T_METHOD}; {BCA_METHOD}"})
+            method = d["interval_method"] + (f"; {BCA_METHOD}" if d["n"] >= BCA_MIN_N else "")
+            rows.append({**{k: first[k] for k in keys}, "metric": m, **d, "ci_method": method})
     out = pd.DataFrame(rows)
     return out.sort_values(["target", "kind", "interval_ms", "writers", "prealloc", "metric"],
                            na_position="first").reset_index(drop=True) if len(out) else out
@@ -106,39 +118,30 @@ def wide(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
     return summary[summary["metric"] == metric].reset_index(drop=True)
 
 
-def ratio_of_means_ci(x, y, seed: int = 0, n_boot: int = N_BOOT, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """mean(x) / mean(y) with a bootstrap interval resampling x and y independently."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    est = x.mean() / y.mean()
-    if len(x) < 2 or len(y) < 2:
-        return est, np.nan, np.nan
-    if np.all(x == x[0]) and np.all(y == y[0]):
-        return est, est, est
-
-    def ratio(a, b, axis=-1):
-        return a.mean(axis=axis) / b.mean(axis=axis)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = st.bootstrap((x, y), ratio, vectorized=True, paired=False, n_resamples=n_boot,
-                           confidence_level=confidence, method="BCa", rng=np.random.default_rng(seed))
-    return est, float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
 def relative_to(df: pd.DataFrame, baseline: str = "always/w1/append/fdatasync", metric: str = "ops_per_sec",
                 seed: int = 0, n_boot: int = N_BOOT) -> pd.DataFrame:
-    """Each configuration's mean ``metric`` over the baseline configuration's on the same target."""
+    """Each configuration's ``metric`` over the baseline configuration's on the same target
+    (``ratio_interval``: paired by round when the trials have a ``round`` column)."""
     rows = []
     keys = [c for c in CONFIG_COLUMNS if c in df.columns]
     for _, tg in df.groupby("target", sort=False):
-        base = tg.loc[tg["config"] == baseline, metric].to_numpy(dtype=float)
-        if len(base) == 0:
+        bt = tg.loc[tg["config"] == baseline]
+        if len(bt) == 0:
             continue
         for _, g in tg.groupby("config", sort=False):
-            est, lo, hi = ratio_of_means_ci(g[metric].to_numpy(dtype=float), base, seed=seed, n_boot=n_boot)
-            rows.append({**{k: g.iloc[0][k] for k in keys}, "metric": metric, "baseline": baseline, "ratio": est,
-                         "ratio_low": lo, "ratio_high": hi, "n": len(g), "n_baseline": len(base),
-                         "ci_method": RATIO_METHOD})
+            iv = paired_by_round(g, bt, metric)
+            rows.append({**{k: g.iloc[0][k] for k in keys}, "metric": metric, "baseline": baseline,
+                         "ratio": iv.estimate, "ratio_low": iv.low, "ratio_high": iv.high, "n": len(g),
+                         "n_baseline": len(bt), "n_pairs": iv.n, "ci_method": iv.method})
     return pd.DataFrame(rows)
+
+
+def paired_by_round(num: pd.DataFrame, den: pd.DataFrame, metric: str = "ops_per_sec") -> Interval:
+    """``ratio_interval`` of two groups of trials, paired by their ``round`` when both have one."""
+    x, y = num[metric].to_numpy(dtype=float), den[metric].to_numpy(dtype=float)
+    if "round" in num.columns and "round" in den.columns:
+        return ratio_interval(x, y, pairs=(num["round"].tolist(), den["round"].tolist()))
+    return ratio_interval(x, y)
 
 
 def pareto_front(points: pd.DataFrame, x: str = "ops_per_sec", y: str = "loss_window_ms") -> pd.Series:
@@ -151,26 +154,6 @@ def pareto_front(points: pd.DataFrame, x: str = "ops_per_sec", y: str = "loss_wi
     return pd.Series(keep, index=points.index)
 
 
-QUANTILE_METHOD = "95% percentile bootstrap over cuts"
-
-
-def quantile_ci(values, q: float, seed: int = 0, n_boot: int = N_BOOT,
-                confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """A quantile (q in 0..100; 100 = the maximum) with a percentile-bootstrap interval.
-
-    BCa is not used here: quantiles of data with ties (many cuts lose nothing, window 0)
-    make its acceleration estimate degenerate.  For the maximum the bootstrap interval's
-    upper end is the sample maximum itself: the true worst case may be worse, and no
-    resampling can show it.
-    """
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    if len(x) == 0:
-        return (np.nan, np.nan, np.nan)
-    est = float(np.percentile(x, q))
-    if len(x) < 2 or np.all(x == x[0]):
-        return (est, est, est)
-    rng = np.random.default_rng(seed)
-    boot = np.percentile(rng.choice(x, size=(n_boot, len(x)), replace=True), q, axis=1)
-    a = (1 - confidence) / 2
-    return est, float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a))
+#: How the crash table's quantiles over cuts get their intervals (``quantile_interval``).
+QUANTILE_METHOD = ("95% distribution-free intervals from order statistics, over cuts, where the number of "
+                   "cuts allows one; none for the max")

@@ -122,8 +122,12 @@ def test_verdicts_follow_the_interval_not_just_the_point():
     assert pair("fio-fdatasync", "fio", [99, 98, 100], [100, 100, 100]).verdict() == "meets"
     assert pair("fio-fdatasync", "fio", [80, 82, 81], [100, 100, 100]).verdict() == "short"
     assert pair("fio-fdatasync", "fio", [70, 120, 95], [100, 100, 100]).verdict() == "unclear"
-    assert pair("pg-fsync", "pg_test_fsync", [100, 101], [99, 102]).verdict() == "within"
+    # pg pairs: an equivalence test with a 5% margin on the paired ratio
+    assert pair("pg-fsync", "pg_test_fsync", [100, 101, 99, 100], [99, 102, 100, 101]).verdict() == "equivalent"
     assert pair("pg-fsync", "pg_test_fsync", [50, 51], [99, 100]).verdict() == "below"
+    assert pair("pg-fsync", "pg_test_fsync", [130, 131, 129], [99, 100, 101]).verdict() == "above"
+    # within pg's interval on the means, but too noisy to show equivalence: not a pass
+    assert pair("pg-fsync", "pg_test_fsync", [90, 110, 100], [100, 100, 100]).verdict() == "unclear"
     assert pair("fio-nosync", "fio", [1, 2], [1, 2]).verdict() == ""
 
 

@@ -23,7 +23,8 @@ def test_tukey_fences_count_outliers_without_dropping_them():
     assert stats.tukey_outliers([-50, 2, 3, 4, 5]) == (1, 0)
     assert stats.tukey_outliers([1, 2, 3]) == (0, 0)
     d = stats.describe_values([1, 2, 3, 4, 100])
-    assert (d["n"], d["mean"], d["median"], d["outliers"]) == (5, 22, 3, 1)
+    assert (d["n"], d["arith_mean"], d["median"], d["outliers"]) == (5, 22, 3, 1)
+    assert d["mean"] == d["estimate"] == pytest.approx((1 * 2 * 3 * 4 * 100) ** (1 / 5))
 
 
 def test_bca_is_seeded_contains_the_mean_and_handles_degenerate_data():
@@ -35,12 +36,15 @@ def test_bca_is_seeded_contains_the_mean_and_handles_degenerate_data():
     assert all(math.isnan(v) for v in stats.bca_interval([4.0]))
 
 
-def test_ratio_of_means_with_an_interval():
-    est, lo, hi = stats.ratio_of_means_ci([2, 2, 2], [1, 1, 1])
-    assert (est, lo, hi) == (2, 2, 2)
-    est, lo, hi = stats.ratio_of_means_ci([20, 22, 21, 19], [1, 1.2, 0.9, 1.1], seed=0)
-    assert est == pytest.approx(82 / 4.2)
-    assert lo < est < hi
+def test_ratio_interval_pairs_by_round_and_is_never_negative():
+    iv = stats.ratio_interval([2, 2, 2], [1, 1, 1], pairs=True)
+    assert (iv.estimate, iv.low, iv.high) == pytest.approx((2, 2, 2))
+    # round 3 has two numerator trials (their geometric mean), round 4 only a numerator (left out)
+    iv = stats.ratio_interval([20, 22, 21, 25, 30], [1, 1.1, 1.0], pairs=([1, 2, 3, 3, 4], [1, 2, 3]))
+    assert iv.n == 3 and iv.estimate == pytest.approx((20 / 1 * 22 / 1.1 * math.sqrt(21 * 25) / 1.0) ** (1 / 3))
+    assert 0 < iv.low < iv.estimate < iv.high
+    with pytest.raises(ValueError):
+        stats.ratio_interval([1, 2], [1, 2, 3], pairs=[1, 2])
 
 
 def frame():
@@ -59,10 +63,13 @@ def frame():
 def test_summaries_carry_n_and_the_method():
     s = stats.summarize(frame())
     ops = stats.wide(s, "ops_per_sec").set_index("config")
-    assert ops.loc["none/w1/append/fdatasync", "mean"] == 1000
+    assert ops.loc["none/w1/append/fdatasync", "arith_mean"] == 1000
     assert ops.loc["none/w1/append/fdatasync", "n"] == 3
     assert ops.loc["always/w1/append/fdatasync", "sd"] == pytest.approx(10)
-    assert s["ci_method"].str.contains("t-interval").all() and s["ci_method"].str.contains("BCa").all()
+    # three trials each: the t interval on the log scale, and no BCa (it covered 70-87% at such n)
+    assert s["ci_method"].str.contains("t interval on the log scale").all() and not s["ci_method"].str.contains("BCa").any()
+    assert s["bca_low"].isna().all()
+    assert ops.loc["none/w1/append/fdatasync", "estimate"] == pytest.approx((1000 * 1100 * 900) ** (1 / 3))
 
 
 def test_throughput_relative_to_always():
