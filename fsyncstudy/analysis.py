@@ -85,12 +85,39 @@ def reference_rows(summ: pd.DataFrame, metric: str = "ops_per_sec") -> pd.DataFr
     return w[w["config"].isin(["always/w1/append/fdatasync", "none/w1/append/fdatasync"])].reset_index(drop=True)
 
 
-def frontier_points(summ: pd.DataFrame, df: pd.DataFrame, crash: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One point per (target, configuration): mean ops/sec with CI, nominal and measured loss window.
+def writeback_applies(fstype: str, durability: str) -> bool:
+    """Whether the kernel's periodic writeback bounds what ``none`` can lose here: not on a volatile
+    target (nothing is ever durable) nor on the lab's FUSE targets (their daemon keeps unsynced data
+    in its own cache until a sync, so a power cut loses all of it, however old)."""
+    return durability != "volatile" and str(fstype) not in ("tmpfs", "ramfs") and not str(fstype).startswith("fuse")
 
-    The measured window is the mean over trials of each trial's largest exposure; for
-    ``none`` nothing is ever synced, so its window is the kernel's writeback bound
-    (dirty_expire + dirty_writeback), marked ``window_source = "kernel bound"``.
+
+def writeback_phrase(fstype: str, durability: str, bound_s: float) -> str:
+    """What bounds an unsynced entry's exposure on this target, in words."""
+    if durability == "volatile" or str(fstype) in ("tmpfs", "ramfs"):
+        return "nothing there ever reaches durable storage"
+    if str(fstype).startswith("fuse"):
+        return "this FUSE target writes nothing back before a sync, so a power cut loses every unsynced entry"
+    return f"the kernel writes back after about {bound_s:.0f} s"
+
+
+#: Where the crash experiment's power cuts ran: its loss windows belong on this target's panel only.
+CRASH_TARGET = "lab:powercut"
+
+
+def frontier_points(summ: pd.DataFrame, df: pd.DataFrame, crash: pd.DataFrame | None = None,
+                    crash_target: str = CRASH_TARGET) -> pd.DataFrame:
+    """One point per (target, configuration): ops/sec with CI, nominal and measured loss window.
+
+    The measured window is the geometric mean over trials of each trial's largest exposure (its
+    arithmetic mean where a trial saw 0).  ``none`` is never synced: where the kernel's writeback
+    applies (``writeback_applies``) its window is that bound (dirty_expire + dirty_writeback,
+    ``window_source = "kernel bound"``); on a FUSE target nothing writes back (``"unbounded"``, an
+    infinite window); on a volatile target every configuration loses everything at a power cut
+    (``"volatile"``, infinite).  ``pareto``: on the frontier of the estimates; ``pareto_maybe``: not
+    beaten with confidence (``stats.pareto_front_uncertain``).  ``crash_window_ms``: the p99 loss
+    window that power cuts measured for the same strategy, on ``crash_target`` only, not for none
+    (its "window" there is the cut's moment: everything since the start is lost).
     """
     ops = stats.wide(summ, "ops_per_sec").set_index(["target", "config"])
     exp = stats.wide(summ, "exposure_ms_max").set_index(["target", "config"])
@@ -98,26 +125,35 @@ def frontier_points(summ: pd.DataFrame, df: pd.DataFrame, crash: pd.DataFrame | 
     bound_ms = float(bound.iloc[0]) * 1000 if len(bound) else np.nan
     rows = []
     for key, r in ops.iterrows():
-        if key in exp.index:
+        fstype = r.get("target_fstype", "")
+        if r["target_durability"] == "volatile":
+            measured, lo, hi, src = np.inf, np.nan, np.nan, "volatile"
+        elif key in exp.index:
             e = exp.loc[key]
             measured, lo, hi, src = e["mean"], e["t_low"], e["t_high"], "measured exposure"
-        else:
+        elif writeback_applies(fstype, r["target_durability"]):
             measured, lo, hi, src = bound_ms, np.nan, np.nan, "kernel bound"
+        else:
+            measured, lo, hi, src = np.inf, np.nan, np.nan, "unbounded"
         nominal = r["nominal_loss_window_ms"]
         rows.append({"target": key[0], "target_label": r["target_label"], "config": key[1],
                      "config_label": r["config_label"], "kind": r["kind"], "target_durability": r["target_durability"],
+                     "target_fstype": fstype,
                      "ops_per_sec": r["mean"], "ops_low": r["t_low"], "ops_high": r["t_high"], "n": int(r["n"]),
-                     "nominal_window_ms": bound_ms if pd.isna(nominal) else nominal,
+                     "nominal_window_ms": (bound_ms if src == "kernel bound" else np.inf) if pd.isna(nominal) else nominal,
                      "loss_window_ms": measured, "window_low": lo, "window_high": hi, "window_source": src})
     pts = pd.DataFrame(rows)
+    pts["crash_window_ms"] = np.nan
     if crash is not None and len(crash):
-        # the p99 loss window that power cuts measured for the same strategy (one writer, append, fdatasync)
         power = crash[crash["kind"] == "power"].set_index("strategy")["window_p99_ms"]
-        pts["crash_window_ms"] = [power.get(c.split("/")[0], np.nan) if c.endswith("/w1/append/fdatasync") else np.nan
-                                  for c in pts["config"]]
+        on = ((pts["target"] == crash_target) | (pts["target_label"] == crash_target)) & (pts["kind"] != "none") \
+            & pts["config"].str.endswith("/w1/append/fdatasync")
+        pts.loc[on, "crash_window_ms"] = [power.get(c.split("/")[0], np.nan) for c in pts.loc[on, "config"]]
     pts["pareto"] = False
+    pts["pareto_maybe"] = False
     for _, g in pts.groupby("target"):
         pts.loc[g.index, "pareto"] = stats.pareto_front(g, "ops_per_sec", "loss_window_ms")
+        pts.loc[g.index, "pareto_maybe"] = stats.pareto_front_uncertain(g)
     return pts
 
 
@@ -126,6 +162,15 @@ def fmt_ratio(x: float) -> str:
     if not np.isfinite(x):
         return "n/a"
     return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:,.0f}"
+
+
+def span(values, fmt=fmt_ratio) -> str:
+    """'a–b' over the values, or one number when both ends print the same ('0.99', not '0.99–0.99')."""
+    vals = [v for v in values if v == v]
+    if not vals:
+        return "n/a"
+    lo, hi = fmt(min(vals)), fmt(max(vals))
+    return lo if lo == hi else f"{lo}–{hi}"
 
 
 def ratio_text(est: float, low: float, high: float) -> str:

@@ -144,7 +144,7 @@ def durability_vs_throughput(points: pd.DataFrame, target: str, ax):
             ax.errorbar(bound["ops_per_sec"], bound["loss_window_ms"],
                         xerr=_yerr(bound, "ops_per_sec", "ops_low", "ops_high"), fmt="s", ms=5, capsize=2,
                         color=color)
-    front = p[p["pareto"]].sort_values("ops_per_sec")
+    front = p[p["pareto"] & np.isfinite(p["loss_window_ms"])].sort_values("ops_per_sec")
     ax.step(front["ops_per_sec"], front["loss_window_ms"], where="pre", color="black", lw=1, alpha=0.6)
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(NullFormatter())

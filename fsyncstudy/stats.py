@@ -154,6 +154,27 @@ def pareto_front(points: pd.DataFrame, x: str = "ops_per_sec", y: str = "loss_wi
     return pd.Series(keep, index=points.index)
 
 
+def pareto_front_uncertain(points: pd.DataFrame, x: str = "ops_per_sec", y: str = "loss_window_ms",
+                           x_low: str = "ops_low", x_high: str = "ops_high", y_low: str = "window_low",
+                           y_high: str = "window_high") -> pd.Series:
+    """True for points that no other point beats with confidence: another beats a point only if its
+    x interval lies wholly above the point's (faster beyond doubt) and its y is no larger even at the
+    ends of the intervals (its upper end at or below the point's lower end; a missing interval is the
+    estimate), or the same the other way round (exposed less beyond doubt, no slower).  Where the
+    intervals overlap, both stay: frontier membership that rests on overlapping intervals is not
+    decided by the estimates alone."""
+    xl = points[x_low].fillna(points[x]).to_numpy(dtype=float)
+    xh = points[x_high].fillna(points[x]).to_numpy(dtype=float)
+    yl = points[y_low].fillna(points[y]).to_numpy(dtype=float)
+    yh = points[y_high].fillna(points[y]).to_numpy(dtype=float)
+    keep = []
+    for i in range(len(points)):
+        faster = (xl > xh[i]) & (yh <= yl[i])
+        safer = (yh < yl[i]) & (xl >= xh[i])
+        keep.append(not (faster | safer).any())
+    return pd.Series(keep, index=points.index)
+
+
 #: How the crash table's quantiles over cuts get their intervals (``quantile_interval``).
 QUANTILE_METHOD = ("95% distribution-free intervals from order statistics, over cuts, where the number of "
                    "cuts allows one; none for the max")

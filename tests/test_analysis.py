@@ -84,10 +84,41 @@ def test_the_frontier_keeps_what_nothing_beats_and_draws_none_at_the_kernel_boun
     front = set(pts.index[pts["pareto"]])
     # group_0ms beats always and the zero-filled always (faster, same zero window); batch_50ms is beaten by batch_10ms
     assert front == {"group_0ms/w4/append/fdatasync", "batch_10ms/w1/append/fdatasync", "none/w1/append/fdatasync"}
-    crash = pd.DataFrame({"kind": ["power"], "strategy": ["batch_10ms"], "window_p99_ms": [12.5]})
-    with_crash = analysis.frontier_points(summ, df, crash=crash).set_index("config")
+    crash = pd.DataFrame({"kind": ["power", "power"], "strategy": ["batch_10ms", "none"], "window_p99_ms": [12.5, 396.0]})
+    with_crash = analysis.frontier_points(summ, df, crash=crash, crash_target="/t").set_index("config")
     assert with_crash.loc["batch_10ms/w1/append/fdatasync", "crash_window_ms"] == 12.5
     assert np.isnan(with_crash.loc["always/w1/append/fdatasync", "crash_window_ms"])
+    # none's "window" in a power cut is the cut's moment, not a loss window: never drawn
+    assert np.isnan(with_crash.loc["none/w1/append/fdatasync", "crash_window_ms"])
+    # the cuts ran on lab:powercut: another target's panel gets none of them
+    assert analysis.frontier_points(summ, df, crash=crash)["crash_window_ms"].isna().all()
+
+
+def test_none_has_no_kernel_bound_where_nothing_writes_back():
+    fuse = sweep_frame(target="lab:powercut", label="lab:powercut")
+    fuse["target_fstype"] = "fuse.fsyncstudy"
+    pts = analysis.frontier_points(analysis.summary(fuse, n_boot=200), fuse).set_index("config")
+    assert pts.loc["none/w1/append/fdatasync", "window_source"] == "unbounded"
+    assert pts.loc["none/w1/append/fdatasync", "loss_window_ms"] == np.inf
+    assert pts.loc["batch_10ms/w1/append/fdatasync", "window_source"] == "measured exposure"
+    tmp = sweep_frame(target="/dev/shm", label="tmpfs", durability="volatile")
+    tmp["target_fstype"] = "tmpfs"
+    pts = analysis.frontier_points(analysis.summary(tmp, n_boot=200), tmp)
+    # on a volatile target even always loses everything at a power cut: no window is 0 there
+    assert (pts["window_source"] == "volatile").all() and (pts["loss_window_ms"] == np.inf).all()
+    assert "ever reaches durable" in analysis.writeback_phrase("tmpfs", "volatile", 35)
+    assert "FUSE" in analysis.writeback_phrase("fuse.fsyncstudy", "durable", 35)
+    assert "about 35 s" in analysis.writeback_phrase("ext4", "uncertain", 35)
+
+
+def test_the_uncertain_frontier_keeps_what_is_not_beaten_beyond_doubt():
+    pts = pd.DataFrame({"ops_per_sec": [100, 104, 200, 90], "ops_low": [95, 99, 190, 85],
+                        "ops_high": [105, 109, 210, 95], "loss_window_ms": [0, 0, 10, 0],
+                        "window_low": [0, 0, 8, 0], "window_high": [0, 0, 12, 0]})
+    # 104 beats 100 on the estimates; their intervals overlap, so both may be on the frontier;
+    # 90 (85-95) is beaten beyond doubt by 104 (99-109) at the same zero window
+    assert stats.pareto_front(pts).tolist() == [False, True, True, False]
+    assert stats.pareto_front_uncertain(pts).tolist() == [True, True, True, False]
 
 
 def test_none_against_batch_says_which_way_it_went(df, summ):
