@@ -12,6 +12,7 @@ from . import intervals, stats
 from .peers import pair_verdict
 from .strategies import parse
 from .targets import strip_verdict
+from .trial import CPU_BOUND_SHARE
 
 BASELINE = "always/w1/append/fdatasync"
 TASK = ["always/w1/append/fdatasync", "batch_10ms/w1/append/fdatasync", "none/w1/append/fdatasync"]
@@ -27,7 +28,23 @@ def machine_table(meta: dict) -> pd.DataFrame:
             ("profile", f"{plan['profile']['name']}: {plan['profile']['trials']} trials per configuration after "
                         f"{plan['profile']['warmup_rounds']} discarded warm-up round, seed {plan['seed']}"),
             ("trial length", meta["notes"].get("trial_rule", "")), ("measured", meta["created_at"])]
+    # what later datasets record too (older ones lack it: shown as not recorded)
+    sysctl = env.get("sysctl") or {}
+    peers_ = env.get("peers") or {}
+    rows += [("engine digest", env.get("engine_sha256") or "not recorded"),
+             ("writeback sysctls", ", ".join(f"{k.removeprefix('vm.')}={v}" for k, v in sysctl.items()) or "not recorded"),
+             ("interpreter switch interval", f"{env['switch_interval_s'] * 1e3:g} ms" if env.get("switch_interval_s")
+              else "not recorded"),
+             ("peers", ", ".join(f"{v}" for v in peers_.values() if v) or "not recorded"),
+             ("rendered by", f"fsyncstudy git {rendering_commit()}")]
     return pd.DataFrame(rows, columns=["", "value"]).set_index("")
+
+
+def rendering_commit() -> str:
+    """The commit of the code rendering this report (beside the one that measured the data)."""
+    from .dataset import _git_commit
+    g = _git_commit()
+    return f"{str(g['commit'])[:10]}{', uncommitted changes' if g['dirty'] else ''}"
 
 
 def targets_table(meta: dict) -> pd.DataFrame:
@@ -155,6 +172,29 @@ def frontier_points(summ: pd.DataFrame, df: pd.DataFrame, crash: pd.DataFrame | 
         pts.loc[g.index, "pareto"] = stats.pareto_front(g, "ops_per_sec", "loss_window_ms")
         pts.loc[g.index, "pareto_maybe"] = stats.pareto_front_uncertain(g)
     return pts
+
+
+def cpu_bound_text(df: pd.DataFrame, target: str, configs: list[str]) -> str:
+    """A computed sentence on whether these configurations' ops/sec measure the storage or the CPU
+    on one target: from the trials' ``bound`` (CPU time over elapsed time) where the dataset has it,
+    else '' (datasets measured before CPU accounting)."""
+    if "bound" not in df.columns:
+        return ""
+    g = df[(df["target"] == target) & df["config"].isin(configs) & (df["bound"].fillna("") != "")]
+    if g.empty:
+        return ""
+    cpu = g[g["bound"] == "cpu"]
+    names = " and ".join(f"`{c.split('/')[0]}`" for c in configs)
+    if len(cpu) == len(g):
+        return (f"{names} were CPU-bound in all {len(g)} trials (the process on a CPU for at least "
+                f"{CPU_SHARE_TEXT} of the time, {g['cpu_us_per_entry'].median():.2f} µs of CPU per entry at the median): "
+                "their ops/sec measure the write loop and the kernel's copy, not the storage.")
+    if cpu.empty:
+        return f"{names} were storage-bound in all {len(g)} trials."
+    return f"{names} were CPU-bound in {len(cpu)} of {len(g)} trials."
+
+
+CPU_SHARE_TEXT = f"{CPU_BOUND_SHARE:.0%}"
 
 
 def fmt_ratio(x: float) -> str:

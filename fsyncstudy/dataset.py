@@ -34,9 +34,11 @@ import csv
 import errno
 import fcntl
 import io
+import hashlib
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -86,6 +88,53 @@ def machine_tag() -> str:
     return f"{fp['hostname']}-{(fp['boot_id'] or 'unknown')[:8]}"
 
 
+#: The modules whose code decides what a measurement means: a change to any of them changes the digest,
+#: and with it the default dataset names, so a changed engine starts a new dataset.
+ENGINE_SOURCES = ("engine.py", "trial.py", "log.py", "strategies.py", "measures.py", "load.py", "crash.py")
+
+
+def engine_digest() -> str:
+    """sha256 (first 12 hex digits) of the measuring modules' source."""
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for name in ENGINE_SOURCES:
+        h.update(name.encode())
+        try:
+            h.update((here / name).read_bytes())
+        except OSError:
+            h.update(b"missing")
+    return h.hexdigest()[:12]
+
+
+def _tool_version(*cmd: str) -> str | None:
+    exe = shutil.which(cmd[0])
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else None
+
+
+def peer_versions() -> dict:
+    """fio's and pg_test_fsync's versions where they are installed (None where not)."""
+    pg = None
+    for exe in sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_test_fsync"), reverse=True):
+        try:
+            pg = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+        break
+    return {"fio": _tool_version("fio", "--version"), "pg_test_fsync": pg or _tool_version("pg_test_fsync", "--version")}
+
+
+def _sysctls() -> dict:
+    names = ("dirty_expire_centisecs", "dirty_writeback_centisecs", "dirty_ratio", "dirty_background_ratio",
+             "dirty_bytes", "dirty_background_bytes")
+    return {f"vm.{n}": _read(f"/proc/sys/vm/{n}") for n in names}
+
+
 def _git_commit() -> dict:
     def git(*args):
         try:
@@ -125,6 +174,8 @@ def environment(targets: dict | None = None) -> dict:
         "dirty_expire_centisecs": _read("/proc/sys/vm/dirty_expire_centisecs"),
         "dirty_writeback_centisecs": _read("/proc/sys/vm/dirty_writeback_centisecs"),
         "fingerprint": machine_fingerprint(), "targets": targets or {},
+        "engine_sha256": engine_digest(), "sysctl": _sysctls(), "switch_interval_s": sys.getswitchinterval(),
+        "peers": peer_versions(),
     }
 
 
@@ -416,6 +467,9 @@ def open_or_resume(out: str | os.PathLike, kind: str, plan: dict, columns: list[
                     problems.append(f"a different {key}")
             if meta["columns"] != _as_stored(columns):
                 problems.append("other columns (written by another version of fsyncstudy)")
+            old_digest = meta["environment"].get("engine_sha256")
+            if old_digest and old_digest != engine_digest():
+                problems.append(f"another engine (its measuring code's digest {old_digest}, now {engine_digest()})")
             if meta["environment"]["fingerprint"] != machine_fingerprint():
                 problems.append("another machine or boot (hostname, machine-id or boot id differ)")
             if problems:

@@ -75,6 +75,7 @@ class Timeline:
     record_bytes: int = 0
     final_sync: bool = False        # the last sync is batch's end-of-run sync, not a flusher tick
     count: int = -1                 # entries written, where not every one is timed (none)
+    cpu_ns: int | None = None       # the process's CPU time over the run (every thread), when measured
 
     @property
     def entries(self) -> int:

@@ -89,7 +89,7 @@ def profile(name: str) -> StudyProfile:
 # -- where datasets go ------------------------------------------------------------------------------
 
 def _key(*parts) -> str:
-    blob = json.dumps([dataset.FORMAT, *parts], sort_keys=True, default=str)
+    blob = json.dumps([dataset.FORMAT, dataset.engine_digest(), *parts], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:6]
 
 

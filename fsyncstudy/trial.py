@@ -100,6 +100,13 @@ class TrialResult:
     #: What the harness's own bookkeeping costs per entry (ns), measured for this kind of loop against a
     #: bare loop of the same system calls on /dev/null (``engine.harness_ns``).
     harness_ns_per_entry: float | None = None
+    #: CPU time of the whole process (every thread, user + system) over the run, per entry, and as a
+    #: share of the elapsed time; ``bound`` is "cpu" when that share is at least CPU_BOUND_SHARE (the
+    #: result measures the write loop and the kernel's copy, not the storage), else "storage".
+    cpu_s: float | None = None
+    cpu_us_per_entry: float | None = None
+    cpu_share: float | None = None
+    bound: str = ""
     started_at: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -132,6 +139,10 @@ def _check_int(name: str, v, lo: int, hi: int, allow_none: bool = False) -> None
         return
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
         raise ValueError(f"{name} must be an integer in {lo:,}..{hi:,}, got {quote(v)}")
+
+
+#: A trial whose process was on a CPU for at least this share of its elapsed time is CPU-bound.
+CPU_BOUND_SHARE = 0.8
 
 
 def payload_for(nbytes: int) -> bytes:
@@ -234,7 +245,9 @@ def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, 
         sync = log.sync_function()
         stop = engine.Stop(entries or 0, int(duration_s * 1e9) if duration_s else 0, MAX_ENTRIES)
         write = _pwrite_offset0 if overwrite_offset0 else None
+        cpu0 = time.process_time_ns()
         tl = engine.run(st, log.fd, sync, framer, first, stop, writers=writers, write=write)
+        tl.cpu_ns = time.process_time_ns() - cpu0
         verified, detail = None, ""
         if verify and overwrite_offset0:
             # only the last entry survives, at offset 0
@@ -248,6 +261,15 @@ def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, 
         if on_timeline is not None:
             on_timeline(tl)  # while the log still exists
     return tl, verified, detail
+
+
+def cpu_fields(cpu_ns: int | None, entries: int, elapsed_ns: int) -> dict:
+    """cpu_s, cpu_us_per_entry, cpu_share and bound for a run (empty values without a CPU time)."""
+    if cpu_ns is None or elapsed_ns <= 0:
+        return {"cpu_s": None, "cpu_us_per_entry": None, "cpu_share": None, "bound": ""}
+    share = cpu_ns / elapsed_ns
+    return {"cpu_s": cpu_ns / 1e9, "cpu_us_per_entry": cpu_ns / 1e3 / entries if entries else None,
+            "cpu_share": share, "bound": "cpu" if share >= CPU_BOUND_SHARE else "storage"}
 
 
 def summarize(st: Strategy, tl: engine.Timeline, *, sync_method: str, prealloc: str, payload_bytes: int,
@@ -289,6 +311,7 @@ def summarize(st: Strategy, tl: engine.Timeline, *, sync_method: str, prealloc: 
         verified=verified,
         verify_detail=verify_detail, started_at=started_at, warnings=list(notes or []),
         timed_entries=len(tl.latency), harness_ns_per_entry=engine.harness_ns(st.kind),
+        **cpu_fields(tl.cpu_ns, n, elapsed_ns),
     )
 
 

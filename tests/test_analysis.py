@@ -321,3 +321,15 @@ def test_the_latency_figure_marks_the_knee(df):
     knee_marks = [c for c in axes[0].collections if isinstance(c, matplotlib.collections.PathCollection)]
     assert len(knee_marks) == 2   # a knee per strategy
     matplotlib.pyplot.close("all")
+
+
+def test_cpu_bound_results_are_said_to_measure_the_loop_not_the_storage(df):
+    assert analysis.cpu_bound_text(df, "/t", analysis.TASK[1:]) == ""   # no CPU accounting: nothing claimed
+    d = df.copy()
+    d["bound"], d["cpu_us_per_entry"] = "storage", 50.0
+    pick = d["config"].isin(analysis.TASK[1:])
+    d.loc[pick, "bound"], d.loc[pick, "cpu_us_per_entry"] = "cpu", 1.5
+    text = analysis.cpu_bound_text(d, "/t", analysis.TASK[1:])
+    assert "CPU-bound in all 6 trials" in text and "1.50 µs" in text and "not the storage" in text
+    d.loc[d.index[pick][0], "bound"] = "storage"
+    assert analysis.cpu_bound_text(d, "/t", analysis.TASK[1:]).endswith("CPU-bound in 5 of 6 trials.")

@@ -111,3 +111,14 @@ def test_the_garbage_collector_never_runs_inside_the_timed_window(tmp_path, stra
         gc.callbacks.remove(seen)
     (s, e), = window
     assert [t for t in starts if s <= t <= e] == []
+
+
+def test_every_trial_says_whether_it_was_cpu_bound(tmp_path):
+    from fsyncstudy.trial import CPU_BOUND_SHARE, cpu_fields
+    # none never waits for the device: the process is on a CPU for the whole run
+    r = run_trial("none", entries=200_000, directory=tmp_path)
+    assert r.bound == "cpu" and r.cpu_share >= CPU_BOUND_SHARE
+    assert r.cpu_us_per_entry * r.entries == pytest.approx(r.cpu_s * 1e6)
+    assert r.cpu_s <= r.elapsed_s * 2.5   # at most the machine's cores (plus rounding) over the run
+    assert cpu_fields(800, 10, 1000)["bound"] == "cpu" and cpu_fields(790, 10, 1000)["bound"] == "storage"
+    assert cpu_fields(None, 10, 1000) == {"cpu_s": None, "cpu_us_per_entry": None, "cpu_share": None, "bound": ""}
