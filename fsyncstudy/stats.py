@@ -175,6 +175,42 @@ def pareto_front_uncertain(points: pd.DataFrame, x: str = "ops_per_sec", y: str 
     return pd.Series(keep, index=points.index)
 
 
+def variance_components(df: pd.DataFrame, metric: str = "ops_per_sec", block: str = "round",
+                        unit: str = "config") -> dict:
+    """How much of the spread of log ``metric`` comes from the block (a round: one process, one stretch
+    of time) and how much from the trial within it, from a two-way additive model without replication
+    (every ``unit`` measured once per ``block``): log y = unit effect + block effect + residual.
+
+    Returns the block and residual standard deviations on the log scale (0.01 = 1%), the block's share
+    of the variance of one trial, the F test of "no block effect" with its p-value, and the numbers of
+    units and blocks.  Only units measured in every block take part.
+    """
+    d = df[[unit, block, metric]].dropna()
+    d = d[d[metric] > 0]
+    blocks = sorted(d[block].unique())
+    counts = d.groupby(unit)[block].nunique()
+    d = d[d[unit].isin(counts[counts == len(blocks)].index)]
+    if d.empty or len(blocks) < 2:
+        return {"sd_block": np.nan, "sd_trial": np.nan, "block_share": np.nan, "F": np.nan, "p": np.nan,
+                "units": 0, "blocks": len(blocks)}
+    y = np.log(d.pivot_table(index=unit, columns=block, values=metric, aggfunc="mean").to_numpy(float))
+    u, b = y.shape
+    grand = y.mean()
+    ss_block = u * ((y.mean(axis=0) - grand) ** 2).sum()
+    resid = y - y.mean(axis=1, keepdims=True) - y.mean(axis=0, keepdims=True) + grand
+    ss_resid = (resid ** 2).sum()
+    df_b, df_r = b - 1, (u - 1) * (b - 1)
+    if df_r == 0:
+        return {"sd_block": np.nan, "sd_trial": np.nan, "block_share": np.nan, "F": np.nan, "p": np.nan,
+                "units": u, "blocks": b}
+    ms_b, ms_r = ss_block / df_b, ss_resid / df_r
+    var_block = max(0.0, (ms_b - ms_r) / u)
+    F = ms_b / ms_r if ms_r > 0 else np.inf
+    return {"sd_block": float(np.sqrt(var_block)), "sd_trial": float(np.sqrt(ms_r)),
+            "block_share": float(var_block / (var_block + ms_r)) if var_block + ms_r > 0 else 0.0,
+            "F": float(F), "p": float(st.f.sf(F, df_b, df_r)), "units": u, "blocks": b}
+
+
 #: How the crash table's quantiles over cuts get their intervals (``quantile_interval``).
 QUANTILE_METHOD = ("95% distribution-free intervals from order statistics, over cuts, where the number of "
                    "cuts allows one; none for the max")

@@ -99,3 +99,21 @@ def test_unpaired_ratio_is_welchs_interval_of_the_log_difference():
     assert r.high == pytest.approx(math.exp(lb.mean() - la.mean() + half), rel=1e-5)
     assert intervals.unpaired_ratio_ci([5.0], [2.0, 3.0]).low is None
     assert intervals.unpaired_ratio_ci([], [1.0]).mean is None
+
+
+def test_variance_components_find_a_round_effect_and_its_size():
+    rng = np.random.default_rng(3)
+    rows = []
+    rounds = rng.normal(0, 0.05, 12)            # each round moves every configuration by ~5%
+    for c in range(20):
+        for r in range(12):
+            rows.append({"config": c, "round": r, "ops_per_sec": 1000 * (c + 1) * np.exp(rounds[r] + rng.normal(0, 0.02))})
+    v = stats.variance_components(pd.DataFrame(rows))
+    assert v["p"] < 1e-6 and v["units"] == 20 and v["blocks"] == 12
+    assert v["sd_trial"] == pytest.approx(0.02, rel=0.15)
+    assert v["sd_block"] == pytest.approx(np.std(rounds, ddof=1), rel=0.15) and v["block_share"] > 0.8
+    # no round effect: the test says so, and the block's share is near 0
+    flat = pd.DataFrame(rows)
+    flat["ops_per_sec"] = [1000 * (c + 1) * np.exp(rng.normal(0, 0.02)) for c in flat["config"]]
+    w = stats.variance_components(flat)
+    assert w["p"] > 0.001 and w["block_share"] < 0.2
