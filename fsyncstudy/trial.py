@@ -107,6 +107,13 @@ class TrialResult:
     cpu_us_per_entry: float | None = None
     cpu_share: float | None = None
     bound: str = ""
+    #: The ack and sync latencies of the trial as log-linear histograms in ns (``measures.histogram``,
+    #: encoded 'bucket:count ...'), so percentiles over trials pooled together can be recomputed.
+    ack_latency_hist: str = ""
+    sync_latency_hist: str = ""
+    #: Fewer than PERCENTILE_MIN_N values: the "p99" is the largest value, and is labelled so.
+    ack_p99_is_max: bool = False
+    sync_p99_is_max: bool = False
     started_at: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -141,6 +148,8 @@ def _check_int(name: str, v, lo: int, hi: int, allow_none: bool = False) -> None
         raise ValueError(f"{name} must be an integer in {lo:,}..{hi:,}, got {quote(v)}")
 
 
+#: A nearest-rank p99 of fewer values than this is the maximum (with 99 values, the 99th is the 99th of 99).
+PERCENTILE_MIN_N = 100
 #: A trial whose process was on a CPU for at least this share of its elapsed time is CPU-bound.
 CPU_BOUND_SHARE = 0.8
 
@@ -279,9 +288,11 @@ def summarize(st: Strategy, tl: engine.Timeline, *, sync_method: str, prealloc: 
     """Turn a raw timeline into a TrialResult."""
     n = tl.entries
     elapsed_ns = tl.end_ns - tl.start_ns
-    ack = measures.summary(tl.latency, 1e3)
+    ack_sorted = sorted(tl.latency)
+    ack = measures.summary(ack_sorted, 1e3, presorted=True)
     syncs = len(tl.sync_ends)
-    sync_lat = measures.summary([e - s for s, e in zip(tl.sync_starts, tl.sync_ends)], 1e3)
+    sync_sorted = sorted(e - s for s, e in zip(tl.sync_starts, tl.sync_ends))
+    sync_lat = measures.summary(sync_sorted, 1e3, presorted=True)
     flush = {"mean": None, "p99": None}
     if st.kind == "batch":
         ticks = tl.sync_starts[:-1] if tl.final_sync else tl.sync_starts
@@ -312,6 +323,9 @@ def summarize(st: Strategy, tl: engine.Timeline, *, sync_method: str, prealloc: 
         verify_detail=verify_detail, started_at=started_at, warnings=list(notes or []),
         timed_entries=len(tl.latency), harness_ns_per_entry=engine.harness_ns(st.kind),
         **cpu_fields(tl.cpu_ns, n, elapsed_ns),
+        ack_latency_hist=measures.encode_histogram(measures.histogram(ack_sorted, presorted=True)),
+        sync_latency_hist=measures.encode_histogram(measures.histogram(sync_sorted, presorted=True)),
+        ack_p99_is_max=0 < len(ack_sorted) < PERCENTILE_MIN_N, sync_p99_is_max=0 < len(sync_sorted) < PERCENTILE_MIN_N,
     )
 
 

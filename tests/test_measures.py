@@ -41,3 +41,32 @@ def test_syncs_must_be_in_order():
 
 def test_intervals_between_sync_starts():
     assert intervals([0, 10, 25]) == [10, 15]
+
+
+def test_histogram_buckets_tile_the_line_and_stay_within_a_sixteenth():
+    from fsyncstudy.measures import bucket_bounds, bucket_of
+    prev = 0
+    for i in range(600):
+        lo, hi = bucket_bounds(i)
+        assert lo == prev and hi > lo and (hi - lo) <= max(1, lo // 16)
+        prev = hi
+    for v in (1, 15, 16, 17, 1000, 123_456, 10 ** 10):
+        lo, hi = bucket_bounds(bucket_of(v))
+        assert lo <= v < hi
+
+
+def test_pooled_percentiles_from_trial_histograms_match_the_pooled_values():
+    import random
+    from fsyncstudy.measures import (decode_histogram, encode_histogram, histogram, histogram_percentile,
+                                     merge_histograms, percentile)
+    rng = random.Random(5)
+    trials = [[int(rng.lognormvariate(10 + k * 0.3, 0.8)) for _ in range(rng.randrange(50, 5000))] for k in range(6)]
+    stored = [encode_histogram(histogram(t)) for t in trials]        # what the dataset keeps per trial
+    pooled = merge_histograms(decode_histogram(s) for s in stored)
+    values = sorted(v for t in trials for v in t)
+    assert sum(pooled.values()) == len(values)
+    for p in (50, 90, 99, 99.9, 100):
+        exact = percentile(values, p)
+        # the bucket's upper end: never below the exact value, above it by at most a sixteenth
+        assert exact <= histogram_percentile(pooled, p) <= exact * (1 + 1 / 16) + 1
+    assert histogram_percentile({}, 50) is None

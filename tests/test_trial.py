@@ -323,3 +323,11 @@ def test_ctrl_c_in_group_commit_stops_every_writer_before_the_log_is_closed(stra
         timer.cancel()
     assert [t.name for t in threading.enumerate() if t.name.startswith("fsyncstudy-")] == []
     assert leftovers(disk_dir) == []
+
+
+def test_a_p99_of_too_few_values_is_labelled_the_maximum(tmp_path):
+    from fsyncstudy.trial import run_trial
+    few = run_trial("always", entries=40, directory=tmp_path)
+    assert few.ack_p99_is_max and few.sync_p99_is_max and few.ack_latency_us_p99 == few.ack_latency_us_max
+    many = run_trial("none", entries=5000, directory=tmp_path)
+    assert not many.ack_p99_is_max and not many.sync_p99_is_max   # none never syncs: no sync p99 at all
