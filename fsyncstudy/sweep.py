@@ -9,8 +9,14 @@ profiles are ``fsyncstudy.study.PROFILES``.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
+import signal
+import socket
+import subprocess
+import sys
+import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -81,9 +87,13 @@ class Profile:
 
 
 #: Columns of trials.csv with their types: the plan's, then every field of TrialResult.
+#: The levels above a trial: its round ran in one worker process (``worker_pid``), within one
+#: invocation (``run_id``), on one boot (``boot_id``) of one host: a later run, boot or host is one
+#: more level of the same table.
 PLAN_COLUMNS = [["round", "int"], ["warmup", "bool"], ["position", "int"], ["target", "str"],
                 ["target_label", "str"], ["config", "str"], ["config_label", "str"], ["duration_rule_s", "float"],
-                ["status", "str"], ["error", "str"]]
+                ["status", "str"], ["error", "str"], ["worker_pid", "int"], ["run_id", "str"], ["boot_id", "str"],
+                ["host", "str"]]
 SCHEMA = PLAN_COLUMNS + dataset.columns_of(TrialResult)
 COLUMNS = [name for name, _ in SCHEMA]
 
@@ -138,12 +148,14 @@ def _key(row: dict) -> tuple[int, str, str]:
 
 def run_sweep(out: str | os.PathLike, profile: Profile, targets: list[str] | None = None, seed: int = 0,
               progress: bool = True, limit: int | None = None,
-              skipped: dict[str, str] | None = None) -> SweepSummary:
+              skipped: dict[str, str] | None = None, fresh_process: bool = True) -> SweepSummary:
     """Run (or resume) a study into directory ``out``; returns what was done.
 
     ``profile`` is a ``Profile`` (the named ones: ``fsyncstudy.study.PROFILES[name].sweep``).
     ``limit`` stops after that many new trials (for tests and dry runs); ``skipped`` names
     targets that were wanted but could not be measured, with the reason (kept in meta.json).
+    ``fresh_process``: each round runs in a fresh worker process (``Worker``); False runs every trial
+    in this process (tests that replace ``run_trial`` use it).
     """
     if not isinstance(profile, Profile):
         raise TypeError(f"profile must be a sweep.Profile, got {profile!r} (named profiles: fsyncstudy.study.PROFILES)")
@@ -169,30 +181,186 @@ def run_sweep(out: str | os.PathLike, profile: Profile, targets: list[str] | Non
     for d, t in descriptions.items():
         if t.durability == "volatile":
             summary.notes.append(f"{d} is {t.fstype}: {t.reason} (kept as the volatile reference)")
+    levels = {"run_id": uuid.uuid4().hex[:12], "boot_id": (dataset.machine_fingerprint()["boot_id"] or "")[:36],
+              "host": socket.gethostname()}
+    if limit is not None:
+        todo = todo[:limit]
     with dataset.filling(ds, summary, len(todo), f"{profile.name} study", "trial", progress) as bar:
-        for p in todo:
-            if limit is not None and summary.ran >= limit:
-                break
-            bar.set_postfix_str(f"round {p.round}: {p.config.label} on {Path(p.target).name or p.target}")
-            row = _run_planned(p, profile, descriptions[p.target])
-            ds.append(row, ok=_ok(row))
-            summary.ran += 1
-            summary.failed += not _ok(row)
-            if not _ok(row):
-                summary.errors[row["error"]] = summary.errors.get(row["error"], 0) + 1
-            summary.retried += p.ident in failed_before
-            bar.update(1)
+        for rnd in _rounds(todo):
+            with (Worker(sorted({p.target for p in rnd})) if fresh_process else InProcess()) as worker:
+                for p in rnd:
+                    bar.set_postfix_str(f"round {p.round}: {p.config.label} on {Path(p.target).name or p.target}")
+                    row = worker.run(p, profile, descriptions[p.target])
+                    row.update(levels)
+                    ds.append(row, ok=_ok(row))
+                    summary.ran += 1
+                    summary.failed += not _ok(row)
+                    if not _ok(row):
+                        summary.errors[row["error"]] = summary.errors.get(row["error"], 0) + 1
+                    summary.retried += p.ident in failed_before
+                    bar.update(1)
     if summary.interrupted:
         raise KeyboardInterrupt(f"sweep interrupted after {summary.ran} new trials; {ds.path / TABLE} keeps every "
                                 "finished one and the same command resumes")
     return summary
 
 
-def _run_planned(p: Planned, prof: Profile, target: Target) -> dict:
-    dur = prof.duration_s(p.config)
-    row = {"round": p.round, "warmup": p.warmup, "position": p.position, "target": p.target,
-           "target_label": table_label(target), "config": p.config.key, "config_label": p.config.label,
-           "duration_rule_s": dur, "status": "ok", "error": ""}
+def _rounds(todo: list[Planned]) -> list[list[Planned]]:
+    """The planned trials grouped by round, in plan order."""
+    out: list[list[Planned]] = []
+    for p in todo:
+        if out and out[-1][0].round == p.round:
+            out[-1].append(p)
+        else:
+            out.append([p])
+    return out
+
+
+#: Marks the worker's row lines on its stdout (anything else there is ignored).
+_ROW = "FSYNCSTUDY-ROW "
+
+
+class Worker:
+    """One fresh Python process for one round of trials (as pyperf runs each benchmark in fresh
+    processes): what one process carries from trial to trial (allocator state, caches, the
+    interpreter's warm paths) then varies between rounds, where the analysis can see it, instead
+    of being shared by every trial of the study.  Before its first trial it runs a short untimed
+    warm-up on each of its targets.  A worker that dies fails the trial it was running (recorded,
+    and run again on resume) and the next trial starts a new one.  The worker runs in its own
+    session; on Ctrl-C the sweep interrupts it so that its trial log is removed, then stops.
+    """
+
+    def __init__(self, targets: list[str]):
+        self.targets = targets
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Worker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _start(self) -> subprocess.Popen:
+        here = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1",
+               "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)}
+        return subprocess.Popen([sys.executable, "-m", "fsyncstudy.sweep", "--worker", *self.targets],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                                start_new_session=True)
+
+    def run(self, p: Planned, prof: Profile, target: Target) -> dict:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = self._start()
+        job = {"planned": {"round": p.round, "warmup": p.warmup, "position": p.position, "target": p.target,
+                           "config": asdict(p.config)},
+               "duration_s": prof.duration_s(p.config), "target": target.as_dict()}
+        try:
+            self.proc.stdin.write(json.dumps(job) + "\n")
+            self.proc.stdin.flush()
+            while True:
+                line = self.proc.stdout.readline()
+                if not line:
+                    break
+                if line.startswith(_ROW):
+                    row = json.loads(line[len(_ROW):])
+                    row["worker_pid"] = self.proc.pid
+                    return row
+        except BrokenPipeError:
+            pass
+        except KeyboardInterrupt:
+            self.close(interrupt=True)
+            raise
+        code = self.proc.wait()
+        self.proc = None
+        row = _planned_row(p, prof, target)
+        row.update(status="error", error=f"WorkerDied: the worker process ended (exit status {code}) during this trial",
+                   strategy=p.config.strategy)
+        return row
+
+    def close(self, interrupt: bool = False) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        try:
+            if interrupt and proc.poll() is None:
+                proc.send_signal(signal.SIGINT)     # its trial removes its log on the way out
+            proc.stdin.close()
+            proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+        finally:
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+class InProcess:
+    """``Worker``'s interface, running each trial in this process."""
+
+    def __enter__(self) -> "InProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def run(self, p: Planned, prof: Profile, target: Target) -> dict:
+        return _run_planned(p, prof, target)
+
+
+def _worker_main(targets: list[str]) -> int:
+    """The worker's side: warm up on each target, then run one trial per job line on stdin."""
+    out = sys.stdout
+    sys.stdout = sys.stderr            # nothing but rows on the pipe
+    _interrupt_when_orphaned()
+    try:
+        return _worker_loop(targets, out)
+    except (KeyboardInterrupt, BrokenPipeError):
+        return 130                      # the sweep stopped us; the trial's log is already removed
+
+
+def _interrupt_when_orphaned() -> None:
+    """Ask Linux to send this process SIGINT when its parent dies (a killed sweep), so a worker never
+    outlives its sweep by more than the clean-up of its trial."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGINT), 0, 0, 0)     # PR_SET_PDEATHSIG
+        if os.getppid() == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker_loop(targets: list[str], out) -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for d in targets:
+            try:
+                for strategy, n in (("always", 20), ("none", 2000)):   # 20 syncs: 0.2 s on an 8 ms disk
+                    run_trial(strategy, entries=n, directory=d)
+            except (OSError, ValueError):
+                pass                    # the planned trial will meet the same error and record it
+    for line in sys.stdin:
+        job = json.loads(line)
+        p = job["planned"]
+        planned = Planned(p["round"], p["warmup"], p["position"], p["target"], Config(**p["config"]))
+        target = Target(**job["target"])
+        row = _run_planned(planned, None, target, duration_s=job["duration_s"])
+        out.write(_ROW + json.dumps(row, default=str) + "\n")
+        out.flush()
+    return 0
+
+
+def _planned_row(p: Planned, prof: Profile | None, target: Target, duration_s: float | None = None) -> dict:
+    dur = duration_s if duration_s is not None else prof.duration_s(p.config)
+    return {"round": p.round, "warmup": p.warmup, "position": p.position, "target": p.target,
+            "target_label": table_label(target), "config": p.config.key, "config_label": p.config.label,
+            "duration_rule_s": dur, "status": "ok", "error": "", "worker_pid": os.getpid()}
+
+
+def _run_planned(p: Planned, prof: Profile | None, target: Target, duration_s: float | None = None) -> dict:
+    row = _planned_row(p, prof, target, duration_s)
+    dur = row["duration_rule_s"]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a volatile target is flagged in its description and every row
@@ -215,3 +383,8 @@ def load(path: str | os.PathLike, include_warmup: bool = False):
     if not include_warmup:
         df = df[~df["warmup"]]
     return df[df["status"] == "ok"].reset_index(drop=True), meta
+
+
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--worker":
+    sys.exit(_worker_main(sys.argv[2:]))
+

@@ -137,7 +137,7 @@ def test_a_failed_trial_runs_again_on_resume_and_its_row_stays_as_history(disk_d
         raise OSError(errno.EROFS, f"Read-only file system: '{disk_dir}'")
     with monkeypatch.context() as m:
         m.setattr(sweep, "run_trial", read_only)
-        first = run_sweep(out, profile=TINY, targets=[str(disk_dir)], progress=False)
+        first = run_sweep(out, profile=TINY, targets=[str(disk_dir)], progress=False, fresh_process=False)
     assert first.failed == first.ran == first.planned
     assert load(out)[0].empty  # no usable row yet
     second = run_sweep(out, profile=TINY, targets=[str(disk_dir)], progress=False)  # the target is fixed

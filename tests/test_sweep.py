@@ -157,3 +157,37 @@ def test_the_report_pipeline_plans_its_time_from_each_phase():
     assert e["crash"] == pytest.approx(3 * 5 * study.CUT_S)       # 3 strategies, 5 process cuts each
     assert e["peers"] == pytest.approx(3 * 2 * study.PEER_ROUND_S["fio"])
     assert study.eta(PROFILES["standard"], 9, 2, ("power", "process"))["crash"] > 500
+
+
+def test_each_round_runs_in_its_own_fresh_worker_process(disk_dir, tmp_path):
+    import os
+    out = tmp_path / "study"
+    run_sweep(out, profile=TINY, targets=[str(disk_dir)], progress=False)
+    rows = read_rows(out / "trials.csv")
+    pids = {}
+    for r in rows:
+        pids.setdefault(r["round"], set()).add(r["worker_pid"])
+    assert all(len(p) == 1 for p in pids.values())                    # one process per round...
+    assert len({next(iter(p)) for p in pids.values()}) == len(pids)   # ...a different one each round
+    assert str(os.getpid()) not in {next(iter(p)) for p in pids.values()}
+    assert len({r["run_id"] for r in rows}) == 1 and all(r["host"] and r["boot_id"] for r in rows)
+
+
+def test_a_worker_that_dies_fails_its_trial_and_a_resume_runs_it_again(disk_dir, tmp_path, monkeypatch):
+    from fsyncstudy import sweep
+    real_start, calls = sweep.Worker._start, []
+
+    def start(self):
+        calls.append(1)
+        if len(calls) == 2:     # the second round's worker dies before answering
+            return subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True)
+        return real_start(self)
+    monkeypatch.setattr(sweep.Worker, "_start", start)
+    out = tmp_path / "study"
+    s = run_sweep(out, profile=TINY, targets=[str(disk_dir)], progress=False)
+    assert s.failed == 1 and any("WorkerDied" in e and "exit status 3" in e for e in s.errors)
+    monkeypatch.setattr(sweep.Worker, "_start", real_start)
+    again = run_sweep(out, profile=TINY, targets=[str(disk_dir)], progress=False)
+    assert again.ran == 1 and again.retried == 1 and again.failed == 0
+    assert leftovers(disk_dir) == []
