@@ -220,6 +220,10 @@ def _rounds(todo: list[Planned]) -> list[list[Planned]]:
 _ROW = "FSYNCSTUDY-ROW "
 
 
+class EngineChanged(dataset.DatasetError):
+    """The measuring code on disk changed while a sweep ran: its rows would mix two engines."""
+
+
 class Worker:
     """One fresh Python process for one round of trials (as pyperf runs each benchmark in fresh
     processes): what one process carries from trial to trial (allocator state, caches, the
@@ -253,7 +257,8 @@ class Worker:
             self.proc = self._start()
         job = {"planned": {"round": p.round, "warmup": p.warmup, "position": p.position, "target": p.target,
                            "config": asdict(p.config)},
-               "duration_s": prof.duration_s(p.config), "target": target.as_dict()}
+               "duration_s": prof.duration_s(p.config), "target": target.as_dict(),
+               "engine_sha256": dataset.engine_digest()}
         try:
             self.proc.stdin.write(json.dumps(job) + "\n")
             self.proc.stdin.flush()
@@ -263,6 +268,9 @@ class Worker:
                     break
                 if line.startswith(_ROW):
                     row = json.loads(line[len(_ROW):])
+                    if row.get("error", "").startswith("EngineChanged"):
+                        self.close()
+                        raise EngineChanged(row["error"].split(": ", 1)[1])
                     row["worker_pid"] = self.proc.pid
                     return row
         except BrokenPipeError:
@@ -340,8 +348,16 @@ def _worker_loop(targets: list[str], out) -> int:
                     run_trial(strategy, entries=n, directory=d)
             except (OSError, ValueError):
                 pass                    # the planned trial will meet the same error and record it
+    mine = dataset.engine_digest()
     for line in sys.stdin:
         job = json.loads(line)
+        if job.get("engine_sha256") not in (None, mine):
+            out.write(_ROW + json.dumps({"status": "error", "error": (
+                f"EngineChanged: the measuring code changed while this study ran (digest {job['engine_sha256']} "
+                f"at its start, {mine} now); its rows so far stay, and a new run of the changed code starts a "
+                "new dataset (or restore the code to resume this one)")}) + "\n")
+            out.flush()
+            return 3
         p = job["planned"]
         planned = Planned(p["round"], p["warmup"], p["position"], p["target"], Config(**p["config"]))
         target = Target(**job["target"])

@@ -69,6 +69,8 @@ class Target:
     lab_target: str | None = None
     #: The block device's I/O scheduler (the one in use), where there is one.
     scheduler: str | None = None
+    #: How a storage-lab filesystem was made (its mkfs command), from its self-description.
+    mkfs: str | None = None
 
     @property
     def can_be_durable(self) -> bool:
@@ -213,6 +215,7 @@ def _lab_label(t: Target) -> None:
     t.lab_target = lab.get("target")
     t.label = lab.get("label") or t.label
     t.emulated = bool(lab.get("emulated"))
+    t.mkfs = lab.get("mkfs")
     if lab.get("reason") and t.durability != "volatile":
         t.durability, t.reason = "uncertain", lab["reason"]
 

@@ -114,6 +114,7 @@ def test_each_loop_filesystem_is_a_real_mount_of_its_type_on_a_loop_device(lab, 
     assert t.mount_point == str(d) and t.fstype == {"ext4-journal": "ext4"}.get(name, name)
     assert t.block_device.startswith("loop") and t.loop_backing_file.endswith(f"fsyncstudy-lab-{name}.img")
     assert t.lab_target == f"lab:{name}" and not t.emulated
+    assert t.mkfs.startswith(f"mkfs.{t.fstype} ") and t.mkfs.split(";")[0].endswith(" IMAGE")  # how it was made
     assert "loop device backed by a file on the host disk" in t.label
     assert t.durability == "uncertain" and "host" in t.reason
     if name == "ext4-journal":

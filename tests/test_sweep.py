@@ -191,3 +191,14 @@ def test_a_worker_that_dies_fails_its_trial_and_a_resume_runs_it_again(disk_dir,
     again = run_sweep(out, profile=TINY, targets=[str(disk_dir)], progress=False)
     assert again.ran == 1 and again.retried == 1 and again.failed == 0
     assert leftovers(disk_dir) == []
+
+
+def test_a_sweep_stops_when_its_measuring_code_changes_under_it(disk_dir, tmp_path, monkeypatch):
+    from fsyncstudy import dataset, sweep
+    out = tmp_path / "study"
+    # the study started under other code than the workers now load from disk
+    monkeypatch.setattr(dataset, "engine_digest", lambda: "0123456789ab")
+    with pytest.raises(sweep.EngineChanged, match="measuring code changed while this study ran"):
+        run_sweep(out, profile=TINY, targets=[str(disk_dir)], progress=False)
+    assert read_rows(out / "trials.csv") == []   # nothing measured by the other code was kept
+    assert leftovers(disk_dir) == []

@@ -107,6 +107,8 @@ class LoopFS:
             "target": f"lab:{self.name}",
             "label": f"lab:{self.name}: {self.spec.what} on a loop device backed by a file on the host disk",
             "emulated": False,
+            "mkfs": " ".join([*self.spec.mkfs, "IMAGE"]) + (f"; mount -o {self.spec.mount_options}"
+                                                             if self.spec.mount_options else ""),
             "reason": (f"loop device {self.device} backed by the file {self.image} on the host's "
                        f"{host.fstype} ({device(host)}"
                        f"{', virtual disk' if (host.block_device or '').startswith(('vd', 'xvd')) else ''})"
