@@ -418,7 +418,7 @@ def headline_lines(rows: list[dict]) -> list[str]:
                      f"{_ci(h['best_zero_loss_ratio'], ratio)}× that")
         if h["batch10_ratio"].mean is not None:
             text += (f"; `batch_10ms` runs {_ci(h['batch10_ratio'], ratio)}× `always`, and its worst exposure of an "
-                     f"acknowledged entry averaged {h['batch10_exposure_ms'].mean:.1f} ms per trial "
+                     f"acknowledged entry was {h['batch10_exposure_ms'].mean:.1f} ms per trial (geometric mean) "
                      f"({h['batch10_exposure_max_ms']:.1f} ms at most)")
         lines.append(text + f" [n = {h['n']} trials each]")
     return lines

@@ -132,7 +132,7 @@ code {{ background: #f4f4f4; padding: 0 0.2rem; }}
 <h1>fsyncstudy: what each fsync strategy costs</h1>
 <h2>The answer, per target that can be durable</h2>
 <ul class="answer">{answer_html}</ul>
-<p>Means over trials with 95% t intervals; ratios are paired by round (every configuration ran once in each
+<p>Geometric means over trials with 95% t intervals on the log scale; ratios are paired by round (every configuration ran once in each
 shuffled round) with the 95% t interval of the log ratios. Definitions of the strategies: the table in the
 project's README.</p>
 {at_rate_html}
