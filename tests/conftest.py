@@ -1,7 +1,15 @@
 import os
+import signal
 from pathlib import Path
 
 import pytest
+
+# A shell that starts a job in the background without job control starts it with SIGINT ignored, and
+# that is inherited: Python then installs no KeyboardInterrupt handler, here or in the processes the
+# tests start, and every Ctrl-C test would fail for a reason that is not the code's.  Tests of Ctrl-C
+# need the default, so restore it (a caught handler is reset to the default across exec).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parent.parent
 
