@@ -30,12 +30,10 @@ def machine_table(meta: dict) -> pd.DataFrame:
             ("trial length", meta["notes"].get("trial_rule", "")), ("measured", meta["created_at"])]
     # what later datasets record too (older ones lack it: shown as not recorded)
     sysctl = env.get("sysctl") or {}
-    peers_ = env.get("peers") or {}
     rows += [("engine digest", env.get("engine_sha256") or "not recorded"),
              ("writeback sysctls", ", ".join(f"{k.removeprefix('vm.')}={v}" for k, v in sysctl.items()) or "not recorded"),
              ("interpreter switch interval", f"{env['switch_interval_s'] * 1e3:g} ms" if env.get("switch_interval_s")
               else "not recorded"),
-             ("peers", ", ".join(f"{v}" for v in peers_.values() if v) or "not recorded"),
              ("rendered by", f"fsyncstudy git {rendering_commit()}")]
     return pd.DataFrame(rows, columns=["", "value"]).set_index("")
 

@@ -38,7 +38,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 import socket
 import subprocess
 import sys
@@ -106,29 +105,6 @@ def engine_digest() -> str:
     return h.hexdigest()[:12]
 
 
-def _tool_version(*cmd: str) -> str | None:
-    exe = shutil.which(cmd[0])
-    if exe is None:
-        return None
-    try:
-        out = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else None
-
-
-def peer_versions() -> dict:
-    """fio's and pg_test_fsync's versions where they are installed (None where not)."""
-    pg = None
-    for exe in sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_test_fsync"), reverse=True):
-        try:
-            pg = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            pass
-        break
-    return {"fio": _tool_version("fio", "--version"), "pg_test_fsync": pg or _tool_version("pg_test_fsync", "--version")}
-
-
 def _sysctls() -> dict:
     names = ("dirty_expire_centisecs", "dirty_writeback_centisecs", "dirty_ratio", "dirty_background_ratio",
              "dirty_bytes", "dirty_background_bytes")
@@ -175,7 +151,6 @@ def environment(targets: dict | None = None) -> dict:
         "dirty_writeback_centisecs": _read("/proc/sys/vm/dirty_writeback_centisecs"),
         "fingerprint": machine_fingerprint(), "targets": targets or {},
         "engine_sha256": engine_digest(), "sysctl": _sysctls(), "switch_interval_s": sys.getswitchinterval(),
-        "peers": peer_versions(),
     }
 
 

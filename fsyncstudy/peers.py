@@ -34,7 +34,7 @@ from . import dataset
 from .intervals import Estimate, against_aim, equivalence, mean_ci, paired_ratio_ci
 from .log import HEADER
 from .peertools import PREALLOC_TO_FIO, FioRun, PeerFailed, PeerMissing, find_peers, fio_command, fio_version, \
-    run_fio, run_pg_test_fsync
+    peer_versions, run_fio, run_pg_test_fsync
 from .places import default_targets, pick_directory, resolve_all
 from .targets import describe, strip_verdict, table_label
 from .trial import run_trial
@@ -373,7 +373,8 @@ def run_comparison(out, targets: list[str] | None = None, rounds: int = 5, peers
             missing[p] = str(e)
     descriptions = {d: describe(d) for d in dirs}
     plan = {"rounds": rounds, "peers": list(peers), "secs_per_test": secs_per_test, "targets": dirs}
-    with dataset.open_or_resume(out, KIND, plan, SCHEMA, TABLE, notes={"missing_peers": missing},
+    with dataset.open_or_resume(out, KIND, plan, SCHEMA, TABLE,
+                                notes={"missing_peers": missing, "peer_versions": peer_versions(found)},
                                 targets={d: t.as_dict() for d, t in descriptions.items()}) as ds:
         done = ds.done(lambda r: r["target"], lambda r: True)
         for d in dirs:

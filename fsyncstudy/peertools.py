@@ -86,6 +86,19 @@ def find_pg_test_fsync() -> str:
     return found[-1]
 
 
+def peer_versions(paths: dict[str, str]) -> dict[str, str]:
+    """Each found peer's version line, from the binary that will run ({name: path} as ``find_peers``
+    returns it); '' where it cannot say."""
+    out = {}
+    for name, path in paths.items():
+        try:
+            v = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
+            out[name] = (v.stdout.strip() or v.stderr.strip()).splitlines()[0] if (v.stdout or v.stderr).strip() else ""
+        except (OSError, subprocess.SubprocessError):
+            out[name] = ""
+    return out
+
+
 def find_peers(peers) -> dict[str, str]:
     """Paths of the requested peers; PeerMissing before anything runs if one is absent."""
     finders = {"fio": find_fio, "pg_test_fsync": find_pg_test_fsync}

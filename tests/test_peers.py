@@ -296,3 +296,9 @@ def test_compare_and_pgtest_are_off_the_node_start_path():
     code = f"import sys, fsyncstudy, fsyncstudy.node; print(any(m in sys.modules for m in {mods!r}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_peer_versions_come_from_the_binaries_that_run():
+    from fsyncstudy.peertools import find_fio, peer_versions
+    v = peer_versions({"fio": find_fio(), "nothing": "/nonexistent/peer"})
+    assert v["fio"].startswith("fio-") and v["nothing"] == ""
