@@ -315,6 +315,59 @@ def peers_summary(df: pd.DataFrame, durability: dict[str, str] | None = None) ->
 
 # -- two runs side by side --------------------------------------------------------------------------
 
+def write_ceiling(peers_df: pd.DataFrame) -> pd.DataFrame:
+    """The write ceiling of a C loop per target, from a comparison dataset: fio's no-sync writes
+    (``--rw=write --ioengine=sync``, the ``fio-nosync`` pair's peer side), indexed by target label,
+    with the geometric mean over rounds and its 95% t interval, the record size, and the raw values
+    (``values``) to build ratios from.  Empty when the dataset has no such pair."""
+    rows = []
+    has = len(peers_df) and {"pair", "side", "target_label"} <= set(peers_df.columns)
+    f = peers_df[(peers_df["pair"] == "fio-nosync") & (peers_df["side"] == "peer")] if has else None
+    for label, g in f.groupby("target_label", sort=False) if f is not None else ():
+        iv = intervals.mean_interval(g["ops_per_sec"].tolist())
+        rows.append({"target_label": label, "ops_per_sec": iv.estimate, "low": iv.low, "high": iv.high,
+                     "rounds": len(g), "block_bytes": int(g["block_bytes"].iloc[0]),
+                     "prealloc": str(g["prealloc"].iloc[0]), "values": g["ops_per_sec"].tolist()})
+    return pd.DataFrame(rows, columns=["target_label", "ops_per_sec", "low", "high", "rounds", "block_bytes",
+                                       "prealloc", "values"]).set_index("target_label")
+
+
+def ceiling_ratios(df: pd.DataFrame, ceiling: pd.DataFrame, target: str, configs: list[str]) -> dict:
+    """Each configuration's ops/sec on ``target`` over the C loop's ceiling on the same target
+    (matched by target label and record size), as ``intervals.ratio_interval`` of two independent
+    samples (the sweep and the comparison are separate runs: nothing pairs them).  {} when the
+    ceiling was not measured there or with another record size."""
+    g = df[df["target"] == target]
+    if g.empty or ceiling.empty:
+        return {}
+    label = g["target_label"].iloc[0]
+    if label not in ceiling.index:
+        return {}
+    c = ceiling.loc[label]
+    out = {}
+    for config in configs:
+        x = g[g["config"] == config]
+        if len(x) and "record_bytes" in x.columns and int(x["record_bytes"].iloc[0]) == int(c["block_bytes"]):
+            out[config] = intervals.ratio_interval(x["ops_per_sec"].tolist(), c["values"])
+    return out
+
+
+def ceiling_text(df: pd.DataFrame, ceiling: pd.DataFrame, target: str, configs: list[str], source: str) -> str:
+    """A computed sentence: the C loop's no-sync write ceiling on this target (``write_ceiling``,
+    from the comparison dataset ``source``) and where these configurations reach against it; '' when
+    the comparison did not measure this target."""
+    ratios = ceiling_ratios(df, ceiling, target, configs)
+    if not ratios:
+        return ""
+    c = ceiling.loc[df.loc[df["target"] == target, "target_label"].iloc[0]]
+    lo = f"{c['low']:,.0f}–{c['high']:,.0f}" if np.isfinite(c["low"]) else "no interval"
+    reach = " and ".join(f"`{k.split('/')[0]}` {ratio_text(r.estimate, r.low, r.high)}" for k, r in ratios.items())
+    return (f"The ceiling of a C loop: fio writing the same {int(c['block_bytes'])}-byte records without syncing "
+            f"(to a file preallocated with {c['prealloc']}) reached "
+            f"{c['ops_per_sec']:,.0f} ops/s on this target (95% CI {lo}, {int(c['rounds'])} rounds of the comparison "
+            f"run `{source}`); {reach} of it.")
+
+
 def pair_targets(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, str]:
     """Which target of run B stands for each target of run A: the same directory, else the same label,
     else, when each run has one target, that one."""

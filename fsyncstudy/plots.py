@@ -78,8 +78,10 @@ def strategies_by_target(ops: pd.DataFrame, configs: list[str], title: str):
     return fig
 
 
-def throughput_vs_interval(curves: pd.DataFrame, refs: pd.DataFrame, target: str, ax):
-    """One panel: ops/sec against batch/group interval with CI bands; always and none as reference bands."""
+def throughput_vs_interval(curves: pd.DataFrame, refs: pd.DataFrame, target: str, ax, ceiling=None):
+    """One panel: ops/sec against batch/group interval with CI bands; always and none as reference bands;
+    ``ceiling`` (a row of ``analysis.write_ceiling``, or None): a C loop's no-sync write rate on the same
+    target, drawn as a dotted line with its band."""
     c = curves[curves["target"] == target]
     families = sorted(curves["family"].unique())
     for family, g in c.groupby("family", sort=True):
@@ -91,6 +93,10 @@ def throughput_vs_interval(curves: pd.DataFrame, refs: pd.DataFrame, target: str
         color = PALETTE[6] if row["strategy"] == "always" else PALETTE[7]
         ax.axhline(row["mean"], color=color, ls="--", lw=1, label=f"{row['strategy']} (reference)")
         ax.axhspan(row["t_low"], row["t_high"], color=color, alpha=0.15, lw=0)
+    if ceiling is not None:
+        ax.axhline(ceiling["ops_per_sec"], color="black", ls=":", lw=1.2, label="C loop, no sync (fio)")
+        if np.isfinite(ceiling["low"]):
+            ax.axhspan(ceiling["low"], ceiling["high"], color="black", alpha=0.08, lw=0)
     ax.set_yscale("log")
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("sync interval N (ms)")

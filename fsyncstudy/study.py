@@ -300,6 +300,35 @@ def open_sweep(path=None, profile_name: str = "quick", targets: list[str] | None
     return SweepView(p, df, meta, analysis.summary(df, seed=seed, n_boot=n_boot))
 
 
+def write_ceiling_for(sweep_meta: dict, path=None):
+    """The C loop's no-sync write ceiling to show beside a sweep (``analysis.write_ceiling``): from the
+    comparison dataset ``path``, else from the newest one measured on the sweep's machine in the same
+    boot (the same devices), else on the same machine.  Returns (frame, dataset name or None, a
+    sentence on where it came from)."""
+    import pandas as pd
+
+    from . import analysis
+    if path is not None:
+        p = existing(path, peers.KIND)
+    else:
+        fp = sweep_meta["environment"].get("fingerprint", {})
+        keys = ("hostname", "machine_id")
+        found = [(q, m["environment"].get("fingerprint", {})) for q, m in datasets(peers.KIND)]
+        same_machine = [(q, f) for q, f in found if all(f.get(k) == fp.get(k) for k in keys) and fp.get("machine_id")]
+        same_boot = [q for q, f in same_machine if f.get("boot_id") and f.get("boot_id") == fp.get("boot_id")]
+        pick = same_boot or [q for q, _ in same_machine]
+        if not pick:
+            return (analysis.write_ceiling(pd.DataFrame()), None,
+                    "No comparison dataset was measured on this sweep's machine, so no C loop's write ceiling is "
+                    "shown beside it (`make report` measures one).")
+        p = pick[0]
+    df, _ = peers.load(p)
+    ceiling = analysis.write_ceiling(df)
+    where = ", ".join(f"{analysis.display_label(t)}" for t in ceiling.index) or "no target"
+    return ceiling, p.name, (f"The C loop's write ceiling comes from the comparison dataset `{p.name}` (fio's no-sync "
+                             f"writes; measured on {where}).")
+
+
 def load_run(path: str | os.PathLike):
     """A run to put beside another (``analysis.diff_runs``): a sweep dataset's trials, or the results
     of ``bench --json`` saved to a file (one trial per strategy).  Returns (DataFrame, name)."""

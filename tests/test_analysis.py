@@ -333,3 +333,48 @@ def test_cpu_bound_results_are_said_to_measure_the_loop_not_the_storage(df):
     assert "CPU-bound in all 6 trials" in text and "1.50 µs" in text and "not the storage" in text
     d.loc[d.index[pick][0], "bound"] = "storage"
     assert analysis.cpu_bound_text(d, "/t", analysis.TASK[1:]).endswith("CPU-bound in 5 of 6 trials.")
+
+
+def peers_frame(label="ext4 on vda, durable", fio=(800_000.0, 900_000.0, 850_000.0), block=144) -> pd.DataFrame:
+    rows = []
+    for k, v in enumerate(fio):
+        for side, ops in (("peer", v), ("ours", v * 0.9)):
+            rows.append({"target": "/t", "target_label": label, "pair": "fio-nosync", "round": k, "side": side,
+                         "ops_per_sec": ops, "block_bytes": block, "prealloc": "fallocate"})
+        rows.append({"target": "/t", "target_label": label, "pair": "fio-fdatasync", "round": k, "side": "peer",
+                     "ops_per_sec": 5.0, "block_bytes": block, "prealloc": "fallocate"})
+    return pd.DataFrame(rows)
+
+
+def test_write_ceiling_is_fio_nosync_peer_side_and_ratios_match_by_label_and_size():
+    ceiling = analysis.write_ceiling(peers_frame())
+    assert list(ceiling.index) == ["ext4 on vda, durable"]
+    row = ceiling.iloc[0]
+    # the geometric mean of the peer side of fio-nosync only (not ours at 0.9x, not the sync pair at 5)
+    assert row["ops_per_sec"] == pytest.approx((800_000 * 900_000 * 850_000) ** (1 / 3))
+    assert row["low"] < row["ops_per_sec"] < row["high"] and row["rounds"] == 3
+    df = sweep_frame()
+    df["record_bytes"] = 144
+    r = analysis.ceiling_ratios(df, ceiling, "/t", ["none/w1/append/fdatasync", "batch_10ms/w1/append/fdatasync"])
+    none_geo = (20_000 * 22_000 * 18_000) ** (1 / 3)
+    assert r["none/w1/append/fdatasync"].estimate == pytest.approx(none_geo / row["ops_per_sec"])
+    assert "144-byte" in analysis.ceiling_text(df, ceiling, "/t", ["none/w1/append/fdatasync"], "peers-x")
+    # another record size or another target: no ceiling, and no sentence
+    df["record_bytes"] = 200
+    assert analysis.ceiling_ratios(df, ceiling, "/t", ["none/w1/append/fdatasync"]) == {}
+    assert analysis.ceiling_text(sweep_frame(label="xfs on vdb"), ceiling, "/t", ["none/w1/append/fdatasync"], "p") == ""
+    assert analysis.write_ceiling(pd.DataFrame()).empty
+
+
+def test_throughput_panel_draws_the_ceiling_only_when_given():
+    import matplotlib.pyplot as plt
+    summ = analysis.summary(sweep_frame(), n_boot=50)
+    curves, refs = analysis.interval_curves(summ), analysis.reference_rows(summ)
+    fig, ax = plt.subplots()
+    plots.throughput_vs_interval(curves, refs, "/t", ax)
+    without = len(ax.get_lines())
+    ceiling = analysis.write_ceiling(peers_frame())
+    plots.throughput_vs_interval(curves, refs, "/t", ax, ceiling.iloc[0])
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "C loop, no sync (fio)" in labels and len(ax.get_lines()) > 2 * without
+    plt.close(fig)
