@@ -11,17 +11,21 @@ PYABS = $(if $(findstring /,$(PY)),$(abspath $(PY)),$(PY))
 # Debian packages the tests use (installed when missing and we are root):
 # - the storage lab: mkfs for xfs and btrfs (ext4's comes with the base system), libfuse 3 for the
 #   power-cut FUSE filesystem (mfusepy loads libfuse3.so.3), losetup and mount;
-# - the peers: fio, and postgresql for pg_test_fsync (in /usr/lib/postgresql/<version>/bin).
-SYSTEM_PACKAGES := xfsprogs btrfs-progs fuse3 libfuse3-3 mount fio postgresql
+# - the peers: fio, and postgresql for pg_test_fsync (in /usr/lib/postgresql/<version>/bin);
+# - the real databases: postgresql's server (initdb, postgres) and redis-server, started by us, never as services.
+SYSTEM_PACKAGES := xfsprogs btrfs-progs fuse3 libfuse3-3 mount fio postgresql redis-server
 
 # make report PROFILE=quick            a faster, rougher study
 # make report DATASET=data/NAME [CRASH_DATASET=data/CRASH] [PEERS_DATASET=data/PEERS] [LOAD_DATASET=data/LOAD]
+#             [REALDB_DATASET=data/REALDB] [REALDB_CRASH_DATASET=data/REALDB-CRASH]
 #                                      render existing datasets, measure nothing
 PROFILE ?= standard
 DATASET ?=
 CRASH_DATASET ?=
 PEERS_DATASET ?=
 LOAD_DATASET ?=
+REALDB_DATASET ?=
+REALDB_CRASH_DATASET ?=
 
 .PHONY: all report test test-package test-notebooks bench-overhead clean distclean system-deps
 
@@ -37,7 +41,7 @@ system-deps:
 	bash .ci/system-deps $(SYSTEM_PACKAGES)
 
 report: system-deps $(STAMP)
-	$(PY) -m fsyncstudy report --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) $(if $(CRASH_DATASET),--crash-dataset $(CRASH_DATASET)) $(if $(PEERS_DATASET),--peers-dataset $(PEERS_DATASET)) $(if $(LOAD_DATASET),--load-dataset $(LOAD_DATASET))
+	$(PY) -m fsyncstudy report --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) $(if $(CRASH_DATASET),--crash-dataset $(CRASH_DATASET)) $(if $(PEERS_DATASET),--peers-dataset $(PEERS_DATASET)) $(if $(LOAD_DATASET),--load-dataset $(LOAD_DATASET)) $(if $(REALDB_DATASET),--realdb-dataset $(REALDB_DATASET)) $(if $(REALDB_CRASH_DATASET),--realdb-crash-dataset $(REALDB_CRASH_DATASET))
 
 test: system-deps $(STAMP)
 	$(PY) -m pytest tests

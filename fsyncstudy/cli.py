@@ -164,15 +164,17 @@ def cmd_report(args) -> int:
 
     if args.dataset:
         dataset, crash, peers, loads = args.dataset, args.crash_dataset, args.peers_dataset, args.load_dataset
+        real, real_crash = args.realdb_dataset, args.realdb_crash_dataset
     else:
         try:
-            dataset, crash, peers, loads = study.run_study(args.profile, targets=args.target, use_lab=not args.no_lab,
-                                                    seed=args.seed, progress=not args.quiet, log=say)
+            paths = study.run_study(args.profile, targets=args.target, use_lab=not args.no_lab, seed=args.seed,
+                                    progress=not args.quiet, log=say)
         except KeyboardInterrupt as e:
             say(f"\n{e.args[0] if e.args else 'interrupted'}")
             return 130
+        dataset, crash, peers, loads, real, real_crash = paths
     index = build_report(dataset, out_dir=args.out, crash_dataset=crash, peers_dataset=peers, load_dataset=loads,
-                         seed=args.seed, log=say)
+                         realdb_dataset=real, realdb_crash_dataset=real_crash, seed=args.seed, log=say)
     print(f"report: {index.resolve()}")
     from . import analysis, sweep
     df, _ = sweep.load(Path(dataset).resolve())
@@ -557,6 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--crash-dataset", help="with --dataset: the crash dataset for notebooks 03 and 04")
     r.add_argument("--peers-dataset", help="with --dataset: the comparison dataset for notebook 05")
     r.add_argument("--load-dataset", help="with --dataset: the load dataset for notebook 06 and the index")
+    r.add_argument("--realdb-dataset", help="with --dataset: the real-database dataset for notebook 08")
+    r.add_argument("--realdb-crash-dataset", help="with --dataset: the power cuts under real databases (notebook 08)")
     r.add_argument("--no-lab", action="store_true", help="leave the storage lab out of the study")
     r.add_argument("--out", default="reports", help="where the HTML goes (default: reports/)")
     r.add_argument("--seed", type=int, default=0)

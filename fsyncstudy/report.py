@@ -151,12 +151,15 @@ trials per configuration after {prof['warmup_rounds']} discarded warm-up round, 
 
 def build_report(dataset: str | Path, out_dir: str | Path = REPO / "reports", build: str | Path = BUILD / "notebooks",
                  crash_dataset: str | Path | None = None, peers_dataset: str | Path | None = None,
-                 load_dataset: str | Path | None = None, seed: int = 0,
+                 load_dataset: str | Path | None = None, realdb_dataset: str | Path | None = None,
+                 realdb_crash_dataset: str | Path | None = None, seed: int = 0,
                  n_boot: int = 2000, log=print) -> Path:
     """Execute every notebook on ``dataset`` (and the crash and peers datasets) and render the HTML report."""
     paths = {}
     for name, path, kind in (("dataset", dataset, "sweep"), ("crash_dataset", crash_dataset, "crash"),
-                             ("peers_dataset", peers_dataset, "peers"), ("load_dataset", load_dataset, "load")):
+                             ("peers_dataset", peers_dataset, "peers"), ("load_dataset", load_dataset, "load"),
+                             ("realdb_dataset", realdb_dataset, "realdb"),
+                             ("realdb_crash_dataset", realdb_crash_dataset, "realdb-crash")):
         if path is not None:
             paths[name] = Path(path).resolve()
             found = read_meta(paths[name])["kind"]

@@ -23,10 +23,12 @@ import os
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from . import crash, dataset, loadstudy, peers, sweep
+from . import crash, dataset, loadstudy, peers, realstudy, sweep
 from .crash import CrashProfile
 from .loadstudy import LoadProfile
+from .realstudy import RealPlan
 from .places import BUILD, DATA, REPO, default_targets
 from .sweep import Profile
 
@@ -47,13 +49,18 @@ class StudyProfile:
     crash: CrashProfile
     peers: PeersPlan
     load: LoadProfile
+    realdb: RealPlan
 
 
 _CRASH_QUICK = CrashProfile("quick", power=(("always", "group_0ms", "batch_10ms", "batch_50ms", "none"), 8),
                             process=(("always", "batch_10ms", "none"), 5))
 _CRASH_STANDARD = CrashProfile(
-    "standard", power=(("always", "group_0ms", *(f"batch_{n}ms" for n in (0, 1, 5, 10, 20, 50, 100)), "none"), 200),
-    process=(("always", "batch_10ms", "none"), 100))
+    "standard", power=(("always", "group_0ms", *(f"batch_{n}ms" for n in (0, 1, 5, 10, 20, 50, 100)), "none"), 120),
+    process=(("always", "batch_10ms", "none"), 50))
+#: The power cuts under real databases: one setting of each kind each database offers (durable at
+#: commit, and its loss window with a promise); the throughput study runs every setting.
+_REAL_CUTS = ("sqlite/wal-full", "sqlite/wal-normal", "postgres/on", "postgres/off-200ms", "redis/always",
+              "redis/everysec")
 
 PROFILES = {
     "quick": StudyProfile(
@@ -61,16 +68,24 @@ PROFILES = {
                                batch_ms=(0, 10, 50, 100), group=((0, 4),)),
         crash=_CRASH_QUICK, peers=PeersPlan(rounds=3, peers=("fio",)),
         load=LoadProfile("quick", rates=(500, 2000, 5000, 20000), duration_s=0.4, lab_targets=("lab:hdd-emulated",),
-                         busy=())),
+                         busy=()),
+        realdb=RealPlan("quick", trials=2, warmup_rounds=0, duration_s=0.3,
+                        settings=("sqlite/wal-full", "sqlite/wal-normal", "postgres/on", "postgres/off-200ms",
+                                  "redis/always", "redis/everysec"),
+                        cuts=3, cut_settings=("sqlite/wal-full", "postgres/off-200ms", "redis/everysec"))),
     "standard": StudyProfile(
         # 0.5 s: benchmarks/trial_length.py (2026-11-28, host ext4 and lab:ext4, 5 rounds) found 0.25 s
         # trials reading always's p99 13% high and its ops/sec up to 15% low against 4 s trials, and
         # no trend from 0.5 to 4 s beyond the trial-to-trial spread (medians within 0.90-1.06)
+        # batch intervals: 9, not every 5 ms, to make room in the 35-minute budget for the real databases;
+        # the committed sweep of 2026-11-29 found the batch curve flat from 5 to 100 ms (CPU-bound), so
+        # the finer grid bought nothing
         "standard", sweep=Profile("standard", trials=5, warmup_rounds=1, min_duration_s=0.5, min_intervals=5,
-                                  batch_ms=tuple(range(0, 101, 5)),
+                                  batch_ms=(0, 2, 5, 10, 20, 30, 50, 75, 100),
                                   group=tuple((n, w) for n in (0, 10, 50) for w in (1, 4, 16))),
         crash=_CRASH_STANDARD, peers=PeersPlan(rounds=5),
-        load=LoadProfile("standard", rates=(200, 500, 1000, 2000, 5000, 10000, 50000))),
+        load=LoadProfile("standard", rates=(200, 500, 1000, 2000, 5000, 10000, 50000)),
+        realdb=RealPlan("standard", trials=3, warmup_rounds=1, duration_s=0.5, cuts=100, cut_settings=_REAL_CUTS)),
     "full": StudyProfile(
         "full", sweep=Profile("full", trials=10, warmup_rounds=1, min_duration_s=1.0, min_intervals=10,
                               batch_ms=tuple(range(0, 101, 2)),
@@ -78,7 +93,8 @@ PROFILES = {
                               prealloc_modes=("zero-fill", "fallocate")),
         crash=_CRASH_STANDARD, peers=PeersPlan(rounds=5),
         load=LoadProfile("full", rates=(100, 200, 500, 1000, 2000, 3000, 5000, 8000, 10000, 20000, 50000), trials=5,
-                         duration_s=1.0)),
+                         duration_s=1.0),
+        realdb=RealPlan("full", trials=5, warmup_rounds=1, duration_s=1.0, cuts=100)),
 }
 
 
@@ -166,6 +182,18 @@ def load_out(name: str, parent: Path = DATA) -> Path:
     """<parent>/load-<profile>-<host>-<boot>-<key>."""
     plan = profile(name).load
     return parent / f"load-{plan.name}-{dataset.machine_tag()}-{_key(asdict(plan), loadstudy.SCHEMA)}"
+
+
+def realdb_out(name: str, parent: Path = DATA) -> Path:
+    """<parent>/realdb-<profile>-<host>-<boot>-<key>."""
+    plan = profile(name).realdb
+    return parent / f"realdb-{plan.name}-{dataset.machine_tag()}-{_key(asdict(plan), realstudy.SCHEMA)}"
+
+
+def realdb_crash_out(name: str, parent: Path = DATA) -> Path:
+    """<parent>/realdb-crash-<profile>-<host>-<boot>-<key>."""
+    plan = profile(name).realdb
+    return parent / f"realdb-crash-{plan.name}-{dataset.machine_tag()}-{_key(asdict(plan), realstudy.CRASH_SCHEMA)}"
 
 
 def existing(path: str | os.PathLike, kind: str) -> Path:
@@ -271,6 +299,50 @@ def load_dataset(path=None, profile_name: str = "quick", targets: list[str] | No
     return out
 
 
+def realdb_dataset(path=None, profile_name: str = "quick", targets: list[str] | None = None, seed: int = 0,
+                   measure: bool = False, progress: bool = True) -> Path:
+    """A real-database dataset: ``path`` if it holds one, else the newest one of this machine (or
+    committed), else (or with ``measure``) the profile's study on ``targets`` (default: the disk of
+    data/) in build/."""
+    if path is not None:
+        return existing(path, realstudy.KIND)
+    if not measure and targets is None:
+        try:
+            return newest(realstudy.KIND)
+        except dataset.DatasetError:
+            pass
+    out = realdb_out(profile_name, BUILD)
+    realstudy.run_real_study(out, profile(profile_name).realdb, targets or [str(DATA)], seed=seed, progress=progress)
+    return out
+
+
+def realdb_crash_dataset(path=None, profile_name: str = "quick", seed: int = 0, measure: bool = False,
+                         progress: bool = True) -> Path | None:
+    """A dataset of power cuts under real databases: ``path``, else the newest one, else (or with
+    ``measure``) the profile's cuts in build/ with the lab's power-cut filesystem brought up for
+    them; None when the lab cannot come up here (the reason is printed)."""
+    if path is not None:
+        return existing(path, realstudy.CRASH_KIND)
+    if not measure:
+        try:
+            return newest(realstudy.CRASH_KIND)
+        except dataset.DatasetError:
+            pass
+    from .lab import Lab, LabError
+    try:
+        with Lab(BUILD / "lab", targets=["powercut"]) as lab:
+            if "lab:powercut" not in lab.available():
+                print(f"power cuts under real databases skipped: {lab.skipped().get('lab:powercut')}")
+                return None
+            out = realdb_crash_out(profile_name, BUILD)
+            realstudy.run_real_crash(out, profile(profile_name).realdb, seed=seed, lab_dir=lab.lab_dir,
+                                     progress=progress)
+            return out
+    except LabError as e:
+        print(f"power cuts under real databases skipped: {e}")
+        return None
+
+
 @dataclass
 class SweepView:
     """What notebooks 01-03 open with: the dataset, its trials, its meta and their summary.
@@ -364,6 +436,9 @@ SWEEP_OVERHEAD_S = 0.05
 CUT_S = 0.24
 PEER_ROUND_S = {"fio": 2.5, "pg_test_fsync": 15.5}
 NOTEBOOKS_S = 40
+#: Seconds a real-database trial (start, connect, stop) and a power cut (restart, recovery) cost beyond
+#: their timed part, about, on this kind of machine.
+REAL_TRIAL_OVERHEAD_S, REAL_CUT_OVERHEAD_S = 0.4, 0.5
 LOAD_OVERHEAD_S = 0.03
 
 
@@ -375,7 +450,12 @@ def eta(prof: StudyProfile, targets: int, default_targets: int, kinds, lab_targe
     lp = prof.load
     load_targets = 1 + sum(1 for t in lp.lab_targets if t in lab_targets)
     load = (lp.trials + lp.warmup_rounds) * len(lp.cells()) * load_targets * (lp.duration_s + LOAD_OVERHEAD_S)
-    return {"sweep": trials * targets, "crash": cuts * CUT_S, "load": load,
+    rp = prof.realdb
+    real = (rp.trials + rp.warmup_rounds) * len(rp.settings) * 2 * (rp.duration_s + REAL_TRIAL_OVERHEAD_S)
+    if "power" in kinds:
+        from .realdb import BY_KEY, cut_window_ms
+        real += sum(rp.cuts * (sum(cut_window_ms(BY_KEY[k])) / 2e3 + REAL_CUT_OVERHEAD_S) for k in rp.cut_settings)
+    return {"sweep": trials * targets, "crash": cuts * CUT_S, "load": load, "real databases": real,
             "peers": prof.peers.rounds * default_targets * sum(PEER_ROUND_S.get(p, 10) for p in prof.peers.peers),
             "notebooks": NOTEBOOKS_S}
 
@@ -385,7 +465,7 @@ def _minutes(seconds: float) -> str:
 
 
 def run_study(profile_name: str = "standard", targets: list[str] | None = None, use_lab: bool = True, seed: int = 0,
-              progress: bool = True, log=print) -> tuple[Path, Path, Path]:
+              progress: bool = True, log=print) -> "StudyPaths":
     """The measurements behind the report: the sweep, the crash experiment, the peers comparison.
 
     With ``use_lab`` (and a machine that allows it: root, loop devices, /dev/fuse, the mkfs
@@ -435,13 +515,43 @@ def run_study(profile_name: str = "standard", targets: list[str] | None = None, 
         log(f"load study: {prof.load.name}, {len(prof.load.rates)} rates on {', '.join(load_targets)} into {load_path}")
         ls = loadstudy.run_load_study(load_path, prof.load, load_targets, seed=seed, progress=progress)
         log(f"{ls.ran} load trials run ({ls.failed} failed), {ls.skipped} already done, in {ls.elapsed_s:.0f} s")
+        real_path = realdb_out(prof.name)
+        log(f"real databases: {len(prof.realdb.settings)} settings and their predictions on {DATA} into {real_path}")
+        rs = realstudy.run_real_study(real_path, prof.realdb, [str(DATA)], seed=seed, progress=progress)
+        for db, why in rs.missing.items():
+            log(f"real databases: {db} skipped: {why}")
+        log(f"{rs.ran} real-database trials run ({rs.failed} failed), {rs.skipped} already done, in "
+            f"{rs.elapsed_s:.0f} s")
+        real_crash_path = None
+        if "lab:powercut" in lab_targets:
+            real_crash_path = realdb_crash_out(prof.name)
+            log(f"power cuts under real databases: {prof.realdb.cuts} per setting for "
+                f"{len(prof.realdb.cut_settings)} settings into {real_crash_path}")
+            rc = realstudy.run_real_crash(real_crash_path, prof.realdb, seed=seed, lab_dir=up.lab_dir,
+                                          progress=progress)
+            log(f"{rc.ran} cuts run ({rc.failed} failed), {rc.skipped} already done, in {rc.elapsed_s:.0f} s")
+            for line in rc.lost_by_durable:
+                log(f"lost by a durable setting: {line}")
+        else:
+            log(f"power cuts under real databases skipped: {skipped.get('lab:powercut', 'the lab is not up')}")
     # the peers, on the default targets (not the lab's: fio and pg_test_fsync compare real devices)
     log(f"peers: {' and '.join(prof.peers.peers)} side by side with us, {prof.peers.rounds} rounds on each "
         "default target")
     peers_path = peers_out(prof.peers)
     peers.run_comparison(peers_path, rounds=prof.peers.rounds, peers=prof.peers.peers,
                          secs_per_test=prof.peers.secs_per_test, log=(lambda m: log(f"peers: {m}")) if progress else None)
-    return sweep_path, crash_path, peers_path, load_path
+    return StudyPaths(sweep_path, crash_path, peers_path, load_path, real_path, real_crash_path)
+
+
+class StudyPaths(NamedTuple):
+    """The datasets ``run_study`` filled."""
+
+    sweep: Path
+    crash: Path
+    peers: Path
+    load: Path
+    realdb: Path | None = None
+    realdb_crash: Path | None = None
 
 
 # -- datasets written before format 2 ---------------------------------------------------------------

@@ -19,7 +19,7 @@ def places(tmp_path, monkeypatch):
     monkeypatch.setattr(study, "DATA", tmp_path / "data")
     monkeypatch.setattr(study, "BUILD", tmp_path / "build")
     q = PROFILES["quick"]
-    monkeypatch.setitem(study.PROFILES, "quick", StudyProfile("quick", TINY, q.crash, q.peers, q.load))
+    monkeypatch.setitem(study.PROFILES, "quick", StudyProfile("quick", TINY, q.crash, q.peers, q.load, q.realdb))
     return tmp_path
 
 

@@ -32,7 +32,11 @@ def test_every_round_runs_every_configuration_once_in_a_seeded_order():
 
 def test_the_profiles_cover_what_the_study_promises():
     std = {c.key for c in PROFILES["standard"].sweep.configs()}
-    assert {f"batch_{n}ms/w1/append/fdatasync" for n in range(0, 101, 5)} <= std
+    batch = {c.split("/")[0] for c in std if c.startswith("batch_")}
+    # the interval from 0 to 100 ms, the task's 10 ms, and a point at least every 25 ms
+    assert {"batch_0ms", "batch_10ms", "batch_100ms"} <= batch and len(batch) >= 9
+    ns = sorted(int(b[6:-2]) for b in batch)
+    assert max(b - a for a, b in zip(ns, ns[1:])) <= 25
     assert {f"group_{n}ms/w{w}/append/fdatasync" for n in (0, 10, 50) for w in (1, 4, 16)} <= std
     assert {"always/w1/zero-fill/fdatasync", "batch_10ms/w1/zero-fill/fdatasync", "always/w1/append/fdatasync",
             "none/w1/append/fdatasync"} <= std
@@ -156,7 +160,10 @@ def test_the_report_pipeline_plans_its_time_from_each_phase():
     assert e["sweep"] == pytest.approx(2 * 4 * per_round)        # 2 targets, 1 warm-up + 3 rounds
     assert e["crash"] == pytest.approx(3 * 5 * study.CUT_S)       # 3 strategies, 5 process cuts each
     assert e["peers"] == pytest.approx(3 * 2 * study.PEER_ROUND_S["fio"])
-    assert study.eta(PROFILES["standard"], 9, 2, ("power", "process"))["crash"] > 500
+    std = study.eta(PROFILES["standard"], 9, 2, ("power", "process"))
+    assert std["crash"] == pytest.approx((10 * 120 + 3 * 50) * study.CUT_S)
+    # the real databases' power cuts are planned only where the power can be cut
+    assert std["real databases"] > study.eta(PROFILES["standard"], 9, 2, ("process",))["real databases"] > 0
 
 
 def test_each_round_runs_in_its_own_fresh_worker_process(disk_dir, tmp_path):

@@ -69,6 +69,14 @@ def make_operations(fuse, vol: Volume, label: dict):
         def getattr(self, path, fh=None):
             return vol.stat(path, fh)
 
+        def _own(self, path):
+            # the daemon runs as root, so what it creates in the backing directory is root's: give
+            # it to the caller, as a kernel filesystem would (PostgreSQL refuses a data directory
+            # that is not its own)
+            uid, gid, _ = fuse.fuse_get_context()
+            if uid or gid:
+                vol.chown(path, uid, gid)
+
         def statfs(self, path):
             return vol.statfs()
 
@@ -92,6 +100,7 @@ def make_operations(fuse, vol: Volume, label: dict):
 
         def mkdir(self, path, mode):
             vol.mkdir(path, mode)
+            self._own(path)
             return 0
 
         def rmdir(self, path):
@@ -108,6 +117,7 @@ def make_operations(fuse, vol: Volume, label: dict):
 
         def symlink(self, target, source):
             vol.symlink(target, source)
+            self._own(target)
             return 0
 
         def link(self, target, source):
@@ -119,6 +129,7 @@ def make_operations(fuse, vol: Volume, label: dict):
 
         def mknod(self, path, mode, dev):
             vol.mknod(path, mode, dev)
+            self._own(path)
             return 0
 
         def chmod(self, path, mode, fh=None):
@@ -141,7 +152,9 @@ def make_operations(fuse, vol: Volume, label: dict):
             return vol.open(path, flags)
 
         def create(self, path, mode, flags):
-            return vol.create(path, mode, flags)
+            fh = vol.create(path, mode, flags)
+            self._own(path)
+            return fh
 
         def read(self, path, size, offset, fh):
             return vol.read(fh, size, offset)

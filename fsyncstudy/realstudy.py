@@ -1,0 +1,289 @@
+"""The real-database study: each database setting beside the fsyncstudy strategy that predicts it, on
+the same target in the same round, and power cuts under each database.
+
+Rounds: every (target, setting) once per round, in an order shuffled by the seed; within a pair the
+database runs first in even rounds and the prediction first in odd ones, so drift hits both alike.
+Every trial is a row of ``trials.csv`` (``side``: ``db`` or ``prediction``) in a dataset of kind
+``realdb``; power cuts are rows of ``cuts.csv`` in a dataset of kind ``realdb-crash``.  Both resume,
+and a failed trial or cut runs again.  A database that cannot run here is recorded in the dataset's
+notes with the reason, and the rest goes on.
+
+The named plans are ``fsyncstudy.study.PROFILES[name].realdb``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from . import dataset, realdb
+from .log import remove_stale
+from .places import resolve_all
+from .targets import describe, table_label
+from .trial import run_trial
+
+KIND, TABLE = "realdb", "trials.csv"
+CRASH_KIND, CRASH_TABLE = "realdb-crash", "cuts.csv"
+
+
+@dataclass(frozen=True)
+class RealPlan:
+    """What the study measures: ``settings`` (keys of ``realdb.SETTINGS``) on every target, ``trials``
+    rounds after ``warmup_rounds``, each trial ``duration_s``; ``cuts`` power cuts for each of
+    ``cut_settings`` on ``lab:powercut``."""
+
+    name: str
+    trials: int = 3
+    warmup_rounds: int = 1
+    duration_s: float = 0.5
+    settings: tuple[str, ...] = tuple(s.key for s in realdb.SETTINGS)
+    cuts: int = 20
+    cut_settings: tuple[str, ...] = tuple(s.key for s in realdb.SETTINGS)
+
+
+@dataclass
+class RealTrial:
+    """One trial: a database setting (``side`` db) or the strategy predicting it (``side`` prediction)."""
+
+    round: int
+    warmup: bool
+    position: int
+    first: str                 # which side of the pair ran first in this round: db or prediction
+    target: str
+    target_label: str
+    db: str
+    setting: str
+    side: str
+    strategy: str              # the prediction's strategy (on both sides, so rows pair up)
+    clients: int
+    payload_bytes: int
+    commits: int = 0
+    elapsed_s: float | None = None
+    commits_per_sec: float | None = None
+    latency_us_p50: float | None = None
+    latency_us_p99: float | None = None
+    latency_us_max: float | None = None
+    latency_hist: str = ""
+    client_cpu_us_per_commit: float | None = None
+    server_cpu_us_per_commit: float | None = None
+    server_write_calls_per_commit: float | None = None
+    server_write_bytes_per_commit: float | None = None
+    device_flushes_per_commit: float | None = None
+    device_bytes_per_commit: float | None = None
+    syncs_per_commit: float | None = None        # the prediction's own count (the engine counts its syncs)
+    version: str = ""
+    status: str = "ok"
+    error: str = ""
+
+
+SCHEMA = dataset.columns_of(RealTrial)
+CRASH_SCHEMA = dataset.columns_of(realdb.CutResult)
+
+
+def plan(p: RealPlan, targets: list[str], seed: int) -> list[dict]:
+    """Every pair in order: rounds of every (target, setting), each round shuffled by the seed."""
+    cells = [(t, s) for t in targets for s in p.settings]
+    out = []
+    for rnd in range(p.warmup_rounds + p.trials):
+        order = list(cells)
+        random.Random(f"{seed}/realdb/{rnd}").shuffle(order)
+        out += [{"round": rnd, "warmup": rnd < p.warmup_rounds, "position": k, "target": t, "setting": s,
+                 "first": "db" if rnd % 2 == 0 else "prediction"} for k, (t, s) in enumerate(order)]
+    return out
+
+
+def _key(row) -> tuple:
+    return (int(row["round"]), row["target"], f"{row['db']}/{row['setting']}", row["side"])
+
+
+def _ok(row) -> bool:
+    return row["status"] == "ok"
+
+
+@dataclass
+class RealSummary:
+    out: Path
+    planned: int
+    skipped: int
+    ran: int
+    failed: int
+    missing: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def measure_db(s: realdb.Setting, directory: str, duration_s: float, block_device: str | None) -> dict:
+    w, version = realdb.measure(s, directory, duration_s=duration_s, block_device=block_device)
+    return {**asdict(w), "version": version}
+
+
+def measure_prediction(s: realdb.Setting, directory: str, duration_s: float, block_device: str | None) -> dict:
+    """The setting's predicting strategy on the same directory: our engine, ``run_trial``, with the
+    same device counters around it."""
+    dev0 = realdb.device_counters(block_device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = run_trial(s.predict, duration_s=duration_s, directory=directory, payload_bytes=s.predict_payload_bytes,
+                      writers=s.predict_writers)
+    dev1 = realdb.device_counters(block_device)
+    n = r.entries
+    per = (lambda v: v / n) if n else (lambda v: None)
+    return {"commits": n, "elapsed_s": r.elapsed_s, "commits_per_sec": r.ops_per_sec,
+            "latency_us_p50": r.ack_latency_us_p50, "latency_us_p99": r.ack_latency_us_p99,
+            "latency_us_max": r.ack_latency_us_max, "latency_hist": r.ack_latency_hist or "",
+            "client_cpu_us_per_commit": r.cpu_us_per_entry, "syncs_per_commit": per(r.syncs),
+            "device_flushes_per_commit": per(dev1["flushes"] - dev0["flushes"]) if dev0 and dev1 and
+            dev0["flushes"] is not None else None,
+            "device_bytes_per_commit": per(dev1["write_bytes"] - dev0["write_bytes"]) if dev0 and dev1 else None,
+            "version": "fsyncstudy engine"}
+
+
+def run_real_study(out, p: RealPlan, targets: list[str], seed: int = 0, progress: bool = True,
+                   limit: int | None = None) -> RealSummary:
+    """Run (or resume) the real-database study into the dataset ``out``."""
+    if not isinstance(p, RealPlan):
+        raise TypeError(f"p must be a realstudy.RealPlan, got {p!r}")
+    chosen = [realdb.BY_KEY[k] if k in realdb.BY_KEY else realdb.settings(names=[k])[0] for k in p.settings]
+    dirs = resolve_all(targets)
+    descriptions = {d: describe(d) for d in dirs}
+    missing = realdb.availability()
+    ds = dataset.open_or_resume(out, KIND, {"plan": asdict(p), "seed": seed, "targets": dirs}, SCHEMA, TABLE,
+                                targets={d: t.as_dict() for d, t in descriptions.items()},
+                                notes={"target_names": dict(zip(dirs, targets)), "missing": missing,
+                                       "settings": {s.key: s.as_dict() for s in chosen}})
+    for d in dirs:
+        remove_stale(d)
+        realdb.remove_stale(d)
+    done = ds.done(_key, _ok)
+    by_key = {s.key: s for s in chosen}
+    todo = []
+    for cell in plan(p, dirs, seed):
+        s = by_key[cell["setting"]]
+        if s.db in missing:
+            continue
+        sides = ["db", "prediction"] if cell["first"] == "db" else ["prediction", "db"]
+        for side in sides:
+            if (cell["round"], cell["target"], s.key, side) not in done:
+                todo.append((cell, s, side))
+    summary = RealSummary(out=ds.path, planned=len(todo) + len(done), skipped=len(done), ran=0, failed=0,
+                          missing=missing)
+    with dataset.filling(ds, summary, len(todo), f"{p.name} real databases", "trial", progress) as bar:
+        for cell, s, side in todo:
+            if limit is not None and summary.ran >= limit:
+                break
+            t = descriptions[cell["target"]]
+            bar.set_postfix_str(f"round {cell['round']}: {s.key if side == 'db' else s.predict} on "
+                                f"{Path(cell['target']).name or cell['target']}")
+            row = RealTrial(round=cell["round"], warmup=cell["warmup"], position=cell["position"],
+                            first=cell["first"], target=cell["target"], target_label=table_label(t), db=s.db,
+                            setting=s.name, side=side, strategy=s.predict,
+                            clients=s.clients if side == "db" else s.predict_writers,
+                            payload_bytes=realdb.PAYLOAD_BYTES if side == "db" else s.predict_payload_bytes)
+            try:
+                got = (measure_db if side == "db" else measure_prediction)(s, cell["target"], p.duration_s,
+                                                                          t.block_device)
+                for f in fields(RealTrial):
+                    if f.name in got:
+                        setattr(row, f.name, got[f.name])
+            except (OSError, ValueError, realdb.DatabaseError, realdb.DatabaseMissing) as e:
+                row.status, row.error = "error", f"{type(e).__name__}: {str(e)[:600]}"
+            ds.append(asdict(row), ok=row.status == "ok")
+            summary.ran += 1
+            if row.status != "ok":
+                summary.failed += 1
+                summary.errors[row.error] = summary.errors.get(row.error, 0) + 1
+            bar.update(1)
+    if summary.interrupted:
+        raise KeyboardInterrupt(f"real-database study interrupted after {summary.ran} new trials; {ds.path / TABLE} "
+                                "keeps every finished one and the same command resumes")
+    return summary
+
+
+def load(path: str | os.PathLike, include_warmup: bool = False):
+    """A real-database dataset as (trials DataFrame, meta): the trials that count (warm-up left out)."""
+    df, meta = dataset.load(path, KIND)
+    if not include_warmup:
+        df = df[~df["warmup"]]
+    df = df[df["status"] == "ok"].reset_index(drop=True)
+    df["key"] = df["db"] + "/" + df["setting"]
+    return df, meta
+
+
+# -- power cuts ------------------------------------------------------------------------------------
+
+@dataclass
+class RealCrashSummary:
+    out: Path
+    planned: int
+    skipped: int
+    ran: int
+    failed: int
+    missing: dict[str, str] = field(default_factory=dict)
+    lost_by_durable: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def run_real_crash(out, p: RealPlan, seed: int = 0, target: str = "lab:powercut", lab_dir=None,
+                   progress: bool = True, cuts: int | None = None) -> RealCrashSummary:
+    """Run (or resume) power cuts under each of the plan's ``cut_settings`` on the lab's power-cut
+    filesystem (which must be up) into the dataset ``out``."""
+    from . import lab
+    n = cuts or p.cuts
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 100_000:
+        raise ValueError(f"cuts must be an integer in 1..100,000, got {n!r}")
+    chosen = [realdb.BY_KEY[k] if k in realdb.BY_KEY else realdb.settings(names=[k])[0] for k in p.cut_settings]
+    mount = Path(lab.resolve_target(target, lab_dir))
+    missing = realdb.availability()
+    ds = dataset.open_or_resume(out, CRASH_KIND, {"plan": asdict(p), "seed": seed, "cuts": n,
+                                                  "cut_window_ms": {c.key: list(realdb.cut_window_ms(c))
+                                                                    for c in chosen}},
+                                CRASH_SCHEMA, CRASH_TABLE, targets={target: describe(mount).as_dict()},
+                                notes={"missing": missing, "settings": {s.key: s.as_dict() for s in chosen}})
+    realdb.remove_stale(mount)
+    done = ds.done(lambda r: (r["db"], r["setting"], int(r["cut"])), lambda r: r["error"] == "")
+    todo = [(s, k) for s in chosen for k in range(n)
+            if s.db not in missing and (s.db, s.name, k) not in done]
+    summary = RealCrashSummary(out=ds.path, planned=len(todo) + len(done), skipped=len(done), ran=0, failed=0,
+                               missing=missing)
+    sessions: dict[str, realdb.CutSession] = {}
+    with dataset.filling(ds, summary, len(todo), "power cuts under real databases", "cut", progress) as bar, \
+            contextlib.ExitStack() as stack:
+        for s, k in todo:
+            bar.set_postfix_str(s.key)
+            if s.key not in sessions:  # one database per setting, kept across its cuts
+                for old in sessions.values():
+                    old.close()
+                sessions[s.key] = stack.enter_context(realdb.CutSession(s, mount, lab, target))
+            try:
+                res = sessions[s.key].cut(k, seed)
+            except (OSError, realdb.DatabaseError, realdb.DatabaseMissing) as e:
+                sessions[s.key].close()
+                res = realdb.CutResult(db=s.db, setting=s.name, cut=k, seed=seed,
+                                       cut_after_ms=realdb.cut_moment_ms(seed, s, k), acked=0, recovered=None,
+                                       lost_acked=None, oldest_lost_age_ms=None, newest_ack_age_ms=None,
+                                       opened=False, open_error="", promise_ms=s.promise_ms, target=target,
+                                       error=f"{type(e).__name__}: {str(e)[:600]}")
+            ds.append(asdict(res), ok=not res.error)
+            summary.ran += 1
+            if res.error:
+                summary.failed += 1
+                summary.errors[res.error] = summary.errors.get(res.error, 0) + 1
+            elif res.lost_acked and s.promise_ms == 0:
+                summary.lost_by_durable.append(f"cut {k} of {s.key}: {res.lost_acked} acknowledged commits lost")
+            bar.update(1)
+    if summary.interrupted:
+        raise KeyboardInterrupt(f"interrupted after {summary.ran} cuts; {ds.path / CRASH_TABLE} keeps every "
+                                "finished one and the same command resumes")
+    return summary
+
+
+def load_crash(path: str | os.PathLike):
+    df, meta = dataset.load(path, CRASH_KIND)
+    df["key"] = df["db"] + "/" + df["setting"]
+    return df, meta
