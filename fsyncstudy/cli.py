@@ -435,6 +435,128 @@ def cmd_load(args) -> int:
     return 0
 
 
+def _ms(us) -> str:
+    return "-" if us is None or us != us else f"{us / 1e3:,.3f}"
+
+
+def _pred_rows(pred) -> list[list[str]]:
+    return [[r.key, r.target_label, _fmt(r.db_commits_per_sec, 0), r.strategy, _fmt(r.predicted_per_sec, 0),
+             f"{r.ratio:.3f}" + (f" ({r.ratio_low:.3f}-{r.ratio_high:.3f})" if r.ratio_low == r.ratio_low else ""),
+             _fmt(r.db_flushes_per_commit, 2), _fmt(r.db_bytes_per_commit, 0), _fmt(r.db_cpu_us_per_commit, 1)]
+            for r in pred.itertuples()]
+
+
+PRED_HEADER = ["setting", "target", "commits/s", "predicted by", "its ops/s", "db / prediction", "flushes/commit",
+               "bytes/commit", "CPU us/commit"]
+
+
+def cmd_realdb(args) -> int:
+    from . import analysis, realdb, realstudy
+    if args.action == "crash":
+        return _realdb_crash(args)
+    if args.profile:
+        if args.db or args.setting:
+            raise ValueError("--profile runs the study's own settings: drop --db and --setting")
+        plan = study.profile(args.profile).realdb
+        out = Path(args.out) if args.out else study.realdb_out(args.profile)
+        targets = args.target or [str(DATA)]
+        say(f"real databases: {plan.name} profile ({len(plan.settings)} settings and their predictions x "
+            f"{len(targets)} targets x {plan.trials + plan.warmup_rounds} rounds of {plan.duration_s:g} s) into {out}")
+        s = realstudy.run_real_study(out, plan, targets, seed=args.seed, progress=not args.quiet and not args.json)
+        for db, why in s.missing.items():
+            say(f"{db} skipped: {why}")
+        df, meta = realstudy.load(out)
+        pred = analysis.realdb_predictions(df, meta["notes"].get("settings"))
+        if args.json:
+            print_json({"fsyncstudy": envelope(), "dataset": str(out), "skipped": s.missing,
+                        "settings": json.loads(pred.to_json(orient="records"))})
+        else:
+            print(table(_pred_rows(pred), PRED_HEADER))
+            print(f"\n{s.ran} trials run ({s.failed} failed), {s.skipped} already done, in {s.elapsed_s:.0f} s: "
+                  f"{s.out / realstudy.TABLE}")
+        say_why(s.errors, "trials")
+        return 1 if s.failed else 0
+    if not args.db:
+        raise ValueError("give --db sqlite|postgres|redis (one trial of each setting beside its prediction), "
+                         "or --profile (the study)")
+    if not 0 < args.duration <= realdb.MAX_DURATION_S:
+        raise ValueError(f"--duration must be in (0, {realdb.MAX_DURATION_S:g}] seconds, got {args.duration:g}")
+    if args.rate is not None and not 0 < args.rate <= 1e6:
+        raise ValueError(f"--rate must be in (0, 1,000,000] commits a second, got {args.rate:g}")
+    chosen = realdb.settings(args.db, args.setting)
+    missing = realdb.availability()
+    if args.db in missing:
+        raise realdb.DatabaseMissing(f"{args.db} cannot run here: {missing[args.db]}")
+    directory = pick_directory(args.target[0] if args.target else None, log=say)
+    target = describe(directory)
+    rows = []
+    for s in chosen:
+        say(f"{s.key} and its prediction {s.predict} on {directory}")
+        d = realstudy.measure_db(s, str(directory), args.duration, target.block_device, rate=args.rate or 0.0,
+                                 seed=args.seed)
+        p = realstudy.measure_prediction(s, str(directory), args.duration, target.block_device,
+                                         rate=args.rate or 0.0, seed=args.seed)
+        rows.append({"setting": s.key, "clients": s.clients, "db": d, "prediction": {"strategy": s.predict, **p},
+                     "ratio": d["commits_per_sec"] / p["commits_per_sec"] if p["commits_per_sec"] else None})
+    if args.json:
+        print_json({"fsyncstudy": envelope(target), "results": rows}, indent=1)
+        return 0
+    print(f"target: {one_line(target)}")
+    loop = (f"open loop at {args.rate:,.0f} commits/s (Poisson arrivals; latency from each arrival)" if args.rate
+            else "closed loop")
+    print(f"single-row commits of {realdb.PAYLOAD_BYTES} bytes, {loop}, {args.duration:g} s each side (one trial: "
+          "--profile repeats them in rounds, with intervals)\n")
+    print(table([[r["setting"], _fmt(r["clients"], 0), _fmt(r["db"]["commits_per_sec"], 0), _ms(r["db"]["latency_us_p50"]),
+                  _ms(r["db"]["latency_us_p99"]), _fmt(r["db"]["device_flushes_per_commit"], 2),
+                  r["prediction"]["strategy"], _fmt(r["prediction"]["commits_per_sec"], 0),
+                  "-" if r["ratio"] is None else f"{r['ratio']:.3f}"] for r in rows],
+                ["setting", "clients", "commits/s", "p50 ms", "p99 ms", "flushes/commit", "predicted by", "its ops/s",
+                 "db / prediction"]))
+    return 0
+
+
+def _realdb_crash(args) -> int:
+    from . import analysis, realdb, realstudy
+    from .lab import Lab, LabError
+    chosen = realdb.settings(args.db, args.setting)
+    if args.profile and not (args.db or args.setting):
+        plan = study.profile(args.profile).realdb
+    else:
+        plan = realstudy.RealPlan(args.profile or "custom", settings=tuple(s.key for s in chosen),
+                                  cut_settings=tuple(s.key for s in chosen), cuts=args.cuts or 20)
+    out = Path(args.out) if args.out else study.realdb_crash_out(args.profile or "standard") if args.profile and \
+        not (args.db or args.setting) else study.BUILD / f"realdb-crash-{'+'.join(sorted({s.db for s in chosen}))}"
+    try:
+        lab = Lab(study.BUILD / "lab", targets=["powercut"])
+        with lab:
+            if "lab:powercut" not in lab.available():
+                raise LabError(f"lab:powercut cannot come up here: {lab.skipped().get('lab:powercut')}")
+            s = realstudy.run_real_crash(out, plan, seed=args.seed, lab_dir=lab.lab_dir,
+                                         progress=not args.quiet and not args.json, cuts=args.cuts)
+    except KeyboardInterrupt as e:
+        say(f"\n{e.args[0] if e.args else 'interrupted'}")
+        return 130
+    for db, why in s.missing.items():
+        say(f"{db} skipped: {why}")
+    cuts, _ = realstudy.load_crash(out)
+    losses = analysis.realdb_losses(cuts)
+    if args.json:
+        print_json({"fsyncstudy": envelope(), "dataset": str(out), "skipped": s.missing,
+                    "settings": json.loads(losses.to_json(orient="records")),
+                    "cuts": json.loads(cuts.to_json(orient="records"))}, indent=1)
+    else:
+        print(table([[r.key, _fmt(r.reopened, 0), _fmt(r.acked, 0), _fmt(r.lost_acked, 0), _fmt(r.cuts_losing, 0),
+                      _fmt(r.window_median_ms, 1), _fmt(r.window_max_ms, 1),
+                      "none in time" if r.promise_ms != r.promise_ms else _fmt(r.promise_ms, 0), r.verdict]
+                     for r in losses.itertuples()],
+                    ["setting", "cuts", "acked", "acked lost", "cuts losing", "window p50 ms", "max ms", "promise ms",
+                     "verdict"]))
+        print(f"\n{s.ran} cuts run ({s.failed} failed), {s.skipped} already done, in {s.elapsed_s:.0f} s: "
+              f"{out / realstudy.CRASH_TABLE}")
+    say_why(s.errors, "cuts")
+    return 1 if s.failed else 0
+
+
 def cmd_advise(args) -> int:
     from . import analysis, loadstudy
     path = study.load_dataset(args.dataset) if args.dataset else study.newest(loadstudy.KIND)
@@ -609,6 +731,27 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("--json", action="store_true")
     lo.add_argument("--quiet", action="store_true")
     lo.set_defaults(func=cmd_load)
+
+    rd = sub.add_parser("realdb", help="SQLite, PostgreSQL and Redis on a target, each setting beside the strategy "
+                                        "that predicts it; `realdb crash`: power cuts under them")
+    rd.add_argument("action", nargs="?", choices=["crash"], help="crash: cut the power under the databases "
+                                                                 "(on the storage lab's lab:powercut)")
+    rd.add_argument("--db", choices=["sqlite", "postgres", "redis"], help="one database (default with --profile: "
+                                                                          "the profile's settings)")
+    rd.add_argument("--setting", action="append", metavar="NAME", help="one of the database's settings; repeat "
+                                                                       "(default: all of them)")
+    rd.add_argument("--target", "--dir", action="append", dest="target", metavar="DIR",
+                    help="a directory or lab:NAME (one-off: the first; --profile: each; default: the disk of data/)")
+    rd.add_argument("--duration", type=float, default=0.5, metavar="SECONDS", help="per trial (default 0.5)")
+    rd.add_argument("--rate", type=float, metavar="R", help="an open loop: R commits a second offered (Poisson), "
+                                                            "latency from each arrival (default: a closed loop)")
+    rd.add_argument("--profile", choices=list(study.PROFILES), help="run the real-database study of this profile")
+    rd.add_argument("--cuts", type=int, help="crash: cuts per setting (default: the profile's, else 20)")
+    rd.add_argument("--out", help="the dataset (default: data/realdb[-crash]-<profile>-<host>-<boot>-<key>)")
+    rd.add_argument("--seed", type=int, default=0)
+    rd.add_argument("--json", action="store_true")
+    rd.add_argument("--quiet", action="store_true")
+    rd.set_defaults(func=cmd_realdb)
 
     ad = sub.add_parser("advise", help="at your rate and loss budget, which strategy, from a load study's data")
     ad.add_argument("--rate", type=float, required=True, help="your entries per second")

@@ -196,8 +196,10 @@ def loss_window_vs_nominal(rows: pd.DataFrame, title: str, ax=None):
     return ax
 
 
-def ratios(frame: pd.DataFrame, labels: list[str], title: str, xlabel: str, aim: tuple[float, str] | None = None):
-    """One row per ratio with its interval (a forest plot), against 1 and, if given, an aim line."""
+def ratios(frame: pd.DataFrame, labels: list[str], title: str, xlabel: str, aim: tuple[float, str] | None = None,
+           log: bool = False):
+    """One row per ratio with its interval (a forest plot), against 1 and, if given, an aim line;
+    ``log``: a log scale, for ratios that span orders of magnitude."""
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(frame) + 1.5))
     y = np.arange(len(frame))
     filled = frame.fillna({"ratio_low": frame["ratio"], "ratio_high": frame["ratio"]})
@@ -209,6 +211,8 @@ def ratios(frame: pd.DataFrame, labels: list[str], title: str, xlabel: str, aim:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small", borderaxespad=0)
     ax.set_yticks(y, labels, fontsize="small")
     ax.invert_yaxis()
+    if log:
+        ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_title(title, loc="left")
     fig.tight_layout()
@@ -297,3 +301,34 @@ def latency_legend(summ: pd.DataFrame) -> list:
                 Line2D([], [], color="grey", ls="--", label="p99 service time (what a closed loop sees)"),
                 Line2D([], [], color="grey", marker="D", ls="", markeredgecolor="black", label="the knee")]
     return handles
+
+
+def realdb_ratios(table: pd.DataFrame, title: str):
+    """Database / its prediction, commits/s, per setting and target, with each ratio's interval."""
+    return ratios(table, [f"{r.key} ↔ {r.strategy} · {r.target_label}" for r in table.itertuples()], title,
+                  "database / predicting strategy, commits per second (log; 1 = as predicted)", log=True)
+
+
+def realdb_windows(cuts: pd.DataFrame, losses: pd.DataFrame, title: str):
+    """Per setting: the age of the oldest acknowledged commit each power cut lost (a dot per cut that
+    lost something), against the setting's documented promise (a bar; none where it promises no time)."""
+    keys = list(losses["key"])
+    fig, ax = plt.subplots(figsize=(10, 0.5 * len(keys) + 1.5))
+    for y, key in enumerate(keys):
+        g = cuts[(cuts["key"] == key) & (cuts["error"] == "") & (cuts["lost_acked"].fillna(0) > 0)]
+        jitter = np.random.default_rng(y).uniform(-0.18, 0.18, len(g))
+        ax.scatter(g["oldest_lost_age_ms"], y + jitter, s=10, color=PALETTE[0], alpha=0.6,
+                   label="a cut that lost commits: the oldest one's age" if y == 0 else None)
+        promise = losses.loc[losses["key"] == key, "promise_ms"].iloc[0]
+        if pd.notna(promise) and promise > 0:
+            ax.plot([promise, promise], [y - 0.35, y + 0.35], color=PALETTE[3], lw=2,
+                    label="documented worst case" if "documented worst case" not in
+                    ax.get_legend_handles_labels()[1] else None)
+    ax.set_yticks(np.arange(len(keys)), [f"{k} ({n} of {c} cuts lost)" for k, n, c in
+                                         zip(keys, losses["cuts_losing"], losses["reopened"])], fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlabel("age of the oldest lost acknowledged commit at the cut (ms)")
+    ax.set_title(title, loc="left")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small", borderaxespad=0)
+    fig.tight_layout()
+    return fig

@@ -16,6 +16,7 @@ import contextlib
 import os
 import random
 import warnings
+import zlib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -42,6 +43,10 @@ class RealPlan:
     settings: tuple[str, ...] = tuple(s.key for s in realdb.SETTINGS)
     cuts: int = 20
     cut_settings: tuple[str, ...] = tuple(s.key for s in realdb.SETTINGS)
+    #: Open loop: these arrival rates (commits a second, Poisson) for ``rate_settings``, besides the
+    #: closed loop every setting runs.
+    rates: tuple[float, ...] = ()
+    rate_settings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -60,6 +65,7 @@ class RealTrial:
     strategy: str              # the prediction's strategy (on both sides, so rows pair up)
     clients: int
     payload_bytes: int
+    rate: float = 0.0          # offered commits a second (open loop); 0: closed loop
     commits: int = 0
     elapsed_s: float | None = None
     commits_per_sec: float | None = None
@@ -74,6 +80,10 @@ class RealTrial:
     device_flushes_per_commit: float | None = None
     device_bytes_per_commit: float | None = None
     syncs_per_commit: float | None = None        # the prediction's own count (the engine counts its syncs)
+    offered_rate: float | None = None            # open loop: offered and achieved a second, left queued
+    achieved_rate: float | None = None
+    unserved: int | None = None
+    saturated: bool | None = None
     version: str = ""
     status: str = "ok"
     error: str = ""
@@ -85,18 +95,19 @@ CRASH_SCHEMA = dataset.columns_of(realdb.CutResult)
 
 def plan(p: RealPlan, targets: list[str], seed: int) -> list[dict]:
     """Every pair in order: rounds of every (target, setting), each round shuffled by the seed."""
-    cells = [(t, s) for t in targets for s in p.settings]
+    cells = [(t, s, 0.0) for t in targets for s in p.settings]
+    cells += [(t, s, float(r)) for t in targets for s in p.rate_settings for r in p.rates]
     out = []
     for rnd in range(p.warmup_rounds + p.trials):
         order = list(cells)
         random.Random(f"{seed}/realdb/{rnd}").shuffle(order)
-        out += [{"round": rnd, "warmup": rnd < p.warmup_rounds, "position": k, "target": t, "setting": s,
-                 "first": "db" if rnd % 2 == 0 else "prediction"} for k, (t, s) in enumerate(order)]
+        out += [{"round": rnd, "warmup": rnd < p.warmup_rounds, "position": k, "target": t, "setting": s, "rate": r,
+                 "first": "db" if rnd % 2 == 0 else "prediction"} for k, (t, s, r) in enumerate(order)]
     return out
 
 
 def _key(row) -> tuple:
-    return (int(row["round"]), row["target"], f"{row['db']}/{row['setting']}", row["side"])
+    return (int(row["round"]), row["target"], f"{row['db']}/{row['setting']}", float(row["rate"] or 0), row["side"])
 
 
 def _ok(row) -> bool:
@@ -116,26 +127,39 @@ class RealSummary:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-def measure_db(s: realdb.Setting, directory: str, duration_s: float, block_device: str | None) -> dict:
-    w, version = realdb.measure(s, directory, duration_s=duration_s, block_device=block_device)
+def measure_db(s: realdb.Setting, directory: str, duration_s: float, block_device: str | None,
+               rate: float = 0.0, seed: int = 0) -> dict:
+    w, version = realdb.measure(s, directory, duration_s=duration_s, block_device=block_device, rate=rate or None,
+                                seed=seed)
     return {**asdict(w), "version": version}
 
 
-def measure_prediction(s: realdb.Setting, directory: str, duration_s: float, block_device: str | None) -> dict:
-    """The setting's predicting strategy on the same directory: our engine, ``run_trial``, with the
-    same device counters around it."""
+def measure_prediction(s: realdb.Setting, directory: str, duration_s: float, block_device: str | None,
+                       rate: float = 0.0, seed: int = 0) -> dict:
+    """The setting's predicting strategy on the same directory: our engine (``run_trial``, or
+    ``run_load_trial`` at ``rate``), with the same device counters around it."""
     dev0 = realdb.device_counters(block_device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = run_trial(s.predict, duration_s=duration_s, directory=directory, payload_bytes=s.predict_payload_bytes,
-                      writers=s.predict_writers)
+        if rate:
+            from .load import run_load_trial
+            r = run_load_trial(s.predict, rate, duration_s=duration_s, directory=directory, arrivals="poisson",
+                               clients=s.predict_writers, seed=seed, payload_bytes=s.predict_payload_bytes)
+            n, elapsed, ops = r.served, r.duration_s, r.achieved_rate
+            lat = (r.latency_us_p50, r.latency_us_p99, r.latency_us_max, "")
+            extra = {"offered_rate": r.offered_rate, "achieved_rate": r.achieved_rate, "unserved": r.unserved,
+                     "saturated": r.saturated}
+        else:
+            r = run_trial(s.predict, duration_s=duration_s, directory=directory,
+                          payload_bytes=s.predict_payload_bytes, writers=s.predict_writers)
+            n, elapsed, ops = r.entries, r.elapsed_s, r.ops_per_sec
+            lat = (r.ack_latency_us_p50, r.ack_latency_us_p99, r.ack_latency_us_max, r.ack_latency_hist or "")
+            extra = {}
     dev1 = realdb.device_counters(block_device)
-    n = r.entries
     per = (lambda v: v / n) if n else (lambda v: None)
-    return {"commits": n, "elapsed_s": r.elapsed_s, "commits_per_sec": r.ops_per_sec,
-            "latency_us_p50": r.ack_latency_us_p50, "latency_us_p99": r.ack_latency_us_p99,
-            "latency_us_max": r.ack_latency_us_max, "latency_hist": r.ack_latency_hist or "",
-            "client_cpu_us_per_commit": r.cpu_us_per_entry, "syncs_per_commit": per(r.syncs),
+    return {"commits": n, "elapsed_s": elapsed, "commits_per_sec": ops,
+            "latency_us_p50": lat[0], "latency_us_p99": lat[1], "latency_us_max": lat[2], "latency_hist": lat[3],
+            "client_cpu_us_per_commit": r.cpu_us_per_entry, "syncs_per_commit": per(r.syncs), **extra,
             "device_flushes_per_commit": per(dev1["flushes"] - dev0["flushes"]) if dev0 and dev1 and
             dev0["flushes"] is not None else None,
             "device_bytes_per_commit": per(dev1["write_bytes"] - dev0["write_bytes"]) if dev0 and dev1 else None,
@@ -147,7 +171,8 @@ def run_real_study(out, p: RealPlan, targets: list[str], seed: int = 0, progress
     """Run (or resume) the real-database study into the dataset ``out``."""
     if not isinstance(p, RealPlan):
         raise TypeError(f"p must be a realstudy.RealPlan, got {p!r}")
-    chosen = [realdb.BY_KEY[k] if k in realdb.BY_KEY else realdb.settings(names=[k])[0] for k in p.settings]
+    chosen = [realdb.BY_KEY[k] if k in realdb.BY_KEY else realdb.settings(names=[k])[0]
+              for k in dict.fromkeys(p.settings + p.rate_settings)]
     dirs = resolve_all(targets)
     descriptions = {d: describe(d) for d in dirs}
     missing = realdb.availability()
@@ -167,7 +192,7 @@ def run_real_study(out, p: RealPlan, targets: list[str], seed: int = 0, progress
             continue
         sides = ["db", "prediction"] if cell["first"] == "db" else ["prediction", "db"]
         for side in sides:
-            if (cell["round"], cell["target"], s.key, side) not in done:
+            if (cell["round"], cell["target"], s.key, cell["rate"], side) not in done:
                 todo.append((cell, s, side))
     summary = RealSummary(out=ds.path, planned=len(todo) + len(done), skipped=len(done), ran=0, failed=0,
                           missing=missing)
@@ -176,16 +201,19 @@ def run_real_study(out, p: RealPlan, targets: list[str], seed: int = 0, progress
             if limit is not None and summary.ran >= limit:
                 break
             t = descriptions[cell["target"]]
-            bar.set_postfix_str(f"round {cell['round']}: {s.key if side == 'db' else s.predict} on "
+            bar.set_postfix_str(f"round {cell['round']}: {s.key if side == 'db' else s.predict}"
+                                + (f" at {cell['rate']:,.0f}/s" if cell["rate"] else "") + " on "
                                 f"{Path(cell['target']).name or cell['target']}")
             row = RealTrial(round=cell["round"], warmup=cell["warmup"], position=cell["position"],
                             first=cell["first"], target=cell["target"], target_label=table_label(t), db=s.db,
                             setting=s.name, side=side, strategy=s.predict,
                             clients=s.clients if side == "db" else s.predict_writers,
-                            payload_bytes=realdb.PAYLOAD_BYTES if side == "db" else s.predict_payload_bytes)
+                            payload_bytes=realdb.PAYLOAD_BYTES if side == "db" else s.predict_payload_bytes,
+                            rate=cell["rate"])
             try:
-                got = (measure_db if side == "db" else measure_prediction)(s, cell["target"], p.duration_s,
-                                                                          t.block_device)
+                got = (measure_db if side == "db" else measure_prediction)(
+                    s, cell["target"], p.duration_s, t.block_device, rate=cell["rate"],
+                    seed=zlib.crc32(f"{seed}/{cell['round']}/{s.key}/{cell['rate']}".encode()))
                 for f in fields(RealTrial):
                     if f.name in got:
                         setattr(row, f.name, got[f.name])
@@ -210,6 +238,7 @@ def load(path: str | os.PathLike, include_warmup: bool = False):
         df = df[~df["warmup"]]
     df = df[df["status"] == "ok"].reset_index(drop=True)
     df["key"] = df["db"] + "/" + df["setting"]
+    df["rate"] = df["rate"].fillna(0.0) if "rate" in df.columns else 0.0  # datasets before open loops: closed
     return df, meta
 
 

@@ -55,12 +55,14 @@ class StudyProfile:
 _CRASH_QUICK = CrashProfile("quick", power=(("always", "group_0ms", "batch_10ms", "batch_50ms", "none"), 8),
                             process=(("always", "batch_10ms", "none"), 5))
 _CRASH_STANDARD = CrashProfile(
-    "standard", power=(("always", "group_0ms", *(f"batch_{n}ms" for n in (0, 1, 5, 10, 20, 50, 100)), "none"), 120),
+    "standard", power=(("always", "group_0ms", *(f"batch_{n}ms" for n in (0, 1, 5, 10, 20, 50, 100)), "none"), 100),
     process=(("always", "batch_10ms", "none"), 50))
 #: The power cuts under real databases: one setting of each kind each database offers (durable at
 #: commit, and its loss window with a promise); the throughput study runs every setting.
 _REAL_CUTS = ("sqlite/wal-full", "sqlite/wal-normal", "postgres/on", "postgres/off-200ms", "redis/always",
               "redis/everysec")
+#: ... and at a fixed rate (2,000 commits a second, the README's question), the settings that sync.
+_REAL_AT_RATE = ("sqlite/wal-full", "postgres/on", "postgres/off-200ms", "redis/always", "redis/everysec")
 
 PROFILES = {
     "quick": StudyProfile(
@@ -85,7 +87,8 @@ PROFILES = {
                                   group=tuple((n, w) for n in (0, 10, 50) for w in (1, 4, 16))),
         crash=_CRASH_STANDARD, peers=PeersPlan(rounds=5),
         load=LoadProfile("standard", rates=(200, 500, 1000, 2000, 5000, 10000, 50000)),
-        realdb=RealPlan("standard", trials=3, warmup_rounds=1, duration_s=0.5, cuts=100, cut_settings=_REAL_CUTS)),
+        realdb=RealPlan("standard", trials=3, warmup_rounds=1, duration_s=0.5, cuts=100, cut_settings=_REAL_CUTS,
+                        rates=(2000.0,), rate_settings=_REAL_AT_RATE)),
     "full": StudyProfile(
         "full", sweep=Profile("full", trials=10, warmup_rounds=1, min_duration_s=1.0, min_intervals=10,
                               batch_ms=tuple(range(0, 101, 2)),
@@ -451,7 +454,8 @@ def eta(prof: StudyProfile, targets: int, default_targets: int, kinds, lab_targe
     load_targets = 1 + sum(1 for t in lp.lab_targets if t in lab_targets)
     load = (lp.trials + lp.warmup_rounds) * len(lp.cells()) * load_targets * (lp.duration_s + LOAD_OVERHEAD_S)
     rp = prof.realdb
-    real = (rp.trials + rp.warmup_rounds) * len(rp.settings) * 2 * (rp.duration_s + REAL_TRIAL_OVERHEAD_S)
+    cells = len(rp.settings) + len(rp.rate_settings) * len(rp.rates)
+    real = (rp.trials + rp.warmup_rounds) * cells * 2 * (rp.duration_s + REAL_TRIAL_OVERHEAD_S)
     if "power" in kinds:
         from .realdb import BY_KEY, cut_window_ms
         real += sum(rp.cuts * (sum(cut_window_ms(BY_KEY[k])) / 2e3 + REAL_CUT_OVERHEAD_S) for k in rp.cut_settings)

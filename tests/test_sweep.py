@@ -161,7 +161,7 @@ def test_the_report_pipeline_plans_its_time_from_each_phase():
     assert e["crash"] == pytest.approx(3 * 5 * study.CUT_S)       # 3 strategies, 5 process cuts each
     assert e["peers"] == pytest.approx(3 * 2 * study.PEER_ROUND_S["fio"])
     std = study.eta(PROFILES["standard"], 9, 2, ("power", "process"))
-    assert std["crash"] == pytest.approx((10 * 120 + 3 * 50) * study.CUT_S)
+    assert std["crash"] == pytest.approx((10 * 100 + 3 * 50) * study.CUT_S)
     # the real databases' power cuts are planned only where the power can be cut
     assert std["real databases"] > study.eta(PROFILES["standard"], 9, 2, ("process",))["real databases"] > 0
 

@@ -1,0 +1,320 @@
+"""Real databases, started and stopped by us: SQLite, PostgreSQL and Redis on a real directory, each
+setting beside the strategy that predicts it, power cuts under them, and nothing left behind, also
+after a failure, Ctrl-C, SIGTERM or SIGKILL.
+
+`.ci/run` sets FSYNCSTUDY_REQUIRE_DATABASES=sqlite,postgres,redis, so there a missing database fails
+instead of skipping (`make test` installs them).
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+from fsyncstudy import analysis, realdb, realstudy
+
+MISSING = realdb.availability()
+REQUIRED = set(filter(None, os.environ.get("FSYNCSTUDY_REQUIRE_DATABASES", "").split(",")))
+
+
+def needs(db):
+    if db in MISSING:
+        if db in REQUIRED:
+            pytest.fail(f"FSYNCSTUDY_REQUIRE_DATABASES names {db}, but: {MISSING[db]}")
+        pytest.skip(f"{db}: {MISSING[db]}")
+
+
+@pytest.fixture
+def disk_dir(disk_dir):
+    """The repository's disk, in a directory PostgreSQL's user can reach (mkdtemp makes it 0700)."""
+    disk_dir.chmod(0o755)
+    return disk_dir
+
+
+def ours(d: Path) -> list[str]:
+    return sorted(p.name for p in Path(d).iterdir() if p.name.startswith(realdb.PREFIX))
+
+
+def servers(where: Path) -> list[str]:
+    """The processes working in our data directories in ``where``: postgres and redis-server both
+    change into their data directory (and redis-server rewrites its command line)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                cwd = os.readlink(p / "cwd")
+            except OSError:
+                continue
+            if cwd.startswith(f"{where}/{realdb.PREFIX}"):
+                out.append(f"{p.name}: {cwd}")
+    return out
+
+
+def socket_dirs(pid: int | None = None) -> set[str]:
+    """Our socket directories, of the process ``pid`` (default: this one)."""
+    import tempfile
+    return {p.name for db in realdb.DATABASES
+            for p in Path(tempfile.gettempdir()).glob(f"{realdb.SOCKET_PREFIX}{db}-{pid or os.getpid()}-*")}
+
+
+@pytest.mark.parametrize("db", realdb.DATABASES)
+def test_each_database_starts_commits_and_stops_leaving_nothing(db, disk_dir):
+    needs(db)
+    s = realdb.settings(db)[0]
+    with realdb.open_database(disk_dir, s) as d:
+        assert ours(disk_dir) == [d.home.name]
+        c = d.client()
+        for _ in range(5):
+            c.commit(b"x" * 128)
+        assert c.count() == 5 and c.check() == "ok"
+        c.close()
+        if db != "sqlite":
+            assert d.proc.poll() is None and servers(disk_dir)
+    assert ours(disk_dir) == [] and servers(disk_dir) == [] and socket_dirs() == set()
+
+
+def test_a_server_that_fails_to_start_leaves_nothing_and_says_why(disk_dir):
+    needs("postgres")
+    bad = realdb.Setting("postgres", "bad", (("synchronous_commit", "sometimes"),), 1, "always", 1, 128, "", 0.0, "")
+    with pytest.raises(realdb.DatabaseError, match="synchronous_commit"):
+        with realdb.open_database(disk_dir, bad):
+            pass
+    assert ours(disk_dir) == [] and servers(disk_dir) == [] and socket_dirs() == set()
+
+
+@pytest.mark.parametrize("db", realdb.DATABASES)
+def test_the_workload_counts_every_commit_and_what_reached_the_device(db, disk_dir):
+    needs(db)
+    from fsyncstudy.targets import describe
+    dev = describe(disk_dir).block_device
+    s = realdb.BY_KEY[{"sqlite": "sqlite/wal-full", "postgres": "postgres/on", "redis": "redis/always"}[db]]
+    with realdb.open_database(disk_dir, s) as d:
+        w = realdb.run_workload(d.client, 2, 0.3, server_pids=d.pids, block_device=dev)
+        c = d.client()
+        assert c.count() == w.commits > 0      # every acknowledged commit is in the database
+        c.close()
+    assert w.commits_per_sec == pytest.approx(w.commits / w.elapsed_s)
+    assert 0.3 <= w.elapsed_s < 1.5 and w.latency_us_p50 > 0 and w.latency_hist
+    if dev and db == "sqlite":
+        # each commit syncs the WAL once (two clients: no sharing in SQLite, one writer at a time)
+        assert 0.9 <= w.device_flushes_per_commit <= 1.3
+    if db != "sqlite":
+        assert w.server_cpu_us_per_commit > 0 and w.server_write_calls_per_commit > 0
+
+
+def test_an_open_loop_offers_its_rate_and_says_when_it_cannot_keep_up(disk_dir):
+    with realdb.open_database(disk_dir, realdb.BY_KEY["sqlite/wal-off"]) as d:
+        light = realdb.run_workload(d.client, 1, 0.5, rate=400, seed=3)
+        c = d.client()
+        assert c.count() == light.commits
+        c.close()
+    assert 300 <= light.offered_rate <= 500            # Poisson: about 200 arrivals in 0.5 s
+    assert light.saturated is False and light.unserved == 0
+    assert light.achieved_rate == pytest.approx(light.offered_rate, rel=0.05)
+    with realdb.open_database(disk_dir, realdb.BY_KEY["sqlite/rollback-full"]) as d:
+        heavy = realdb.run_workload(d.client, 1, 0.3, rate=200_000, seed=3)   # far beyond a synced commit's rate
+    assert heavy.saturated is True and heavy.achieved_rate < 0.5 * heavy.offered_rate
+    # commits that waited in the queue are timed from their arrival: far longer than one commit's call
+    assert heavy.latency_us_p50 > 10 * light.latency_us_p50
+    with realdb.open_database(disk_dir, realdb.BY_KEY["sqlite/wal-off"]) as d:
+        closed = realdb.run_workload(d.client, 1, 0.1)
+    assert closed.offered_rate is None and closed.saturated is None
+
+
+def test_a_target_postgres_cannot_reach_is_a_clear_error_and_leaves_nothing(tmp_path):
+    needs("postgres")
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    with pytest.raises(realdb.DatabaseError, match="cannot reach"):
+        with realdb.open_database(closed, realdb.BY_KEY["postgres/on"]):
+            pass
+    assert ours(closed) == [] and socket_dirs() == set()
+
+
+def test_bad_workload_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="duration"):
+        realdb.run_workload(lambda: None, 1, -1)
+    with pytest.raises(ValueError, match="clients"):
+        realdb.run_workload(lambda: None, 0, 0.1)
+    with pytest.raises(ValueError, match="unknown database"):
+        realdb.settings("mysql")
+    with pytest.raises(ValueError, match="unknown setting"):
+        realdb.settings("redis", ["sometimes"])
+
+
+def test_every_setting_names_a_strategy_and_a_promise_that_fit():
+    from fsyncstudy.strategies import parse
+    for s in realdb.SETTINGS:
+        st = parse(s.predict)
+        # durable at commit is predicted by a strategy that acknowledges after the sync, and the other way round
+        assert (s.promise_ms == 0) == st.acks_durable, s.key
+        assert s.mapping and s.promise
+    assert {s.db for s in realdb.SETTINGS} == set(realdb.DATABASES)
+
+
+def _cli(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "fsyncstudy", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _wait_for_server(target: Path, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ours(target) and servers(target):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the server never came up")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_stops_the_server_and_removes_its_files(sig, disk_dir):
+    needs("postgres")
+    p = _cli("realdb", "--db", "postgres", "--setting", "on", "--duration", "60", "--target", str(disk_dir))
+    _wait_for_server(disk_dir)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode != 0 and "Traceback" not in err
+    assert ours(disk_dir) == [] and servers(disk_dir) == [] and socket_dirs(p.pid) == set()
+
+
+def test_a_killed_run_takes_its_server_along_and_the_next_run_removes_its_files(disk_dir):
+    needs("redis")
+    p = _cli("realdb", "--db", "redis", "--setting", "no", "--duration", "60", "--target", str(disk_dir))
+    _wait_for_server(disk_dir)
+    p.kill()
+    p.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while servers(disk_dir) and time.monotonic() < deadline:   # PR_SET_PDEATHSIG: the kernel kills it
+        time.sleep(0.05)
+    assert servers(disk_dir) == []
+    left = ours(disk_dir)
+    assert left and socket_dirs(p.pid)   # SIGKILL leaves no chance to clean up...
+    assert realdb.remove_stale(disk_dir) == left   # ...so the next run does
+    assert ours(disk_dir) == [] and socket_dirs(p.pid) == set()
+
+
+def test_the_study_pairs_each_setting_with_its_prediction_and_resumes(tmp_path, disk_dir):
+    keys = [k for k in ("sqlite/wal-full", "redis/no") if k.split("/")[0] not in MISSING]
+    plan = realstudy.RealPlan("tiny", trials=2, warmup_rounds=0, duration_s=0.1, settings=tuple(keys),
+                              rates=(300.0,), rate_settings=("sqlite/wal-full",))
+    out = tmp_path / "rd"
+    s = realstudy.run_real_study(out, plan, [str(disk_dir)], progress=False)
+    assert s.ran == s.planned == 2 * 2 * (len(keys) + 1) and s.failed == 0
+    df, meta = realstudy.load(out)
+    assert set(meta["notes"]["settings"]) == set(keys)
+    at = analysis.realdb_at_rate(df)
+    assert list(at["key"]) == ["sqlite/wal-full"] and list(at["rate"]) == [300.0] and at["trials"].iloc[0] == 2
+    df = df[df["rate"] == 0]
+    for key, g in df.groupby("key"):
+        assert sorted(g["side"]) == ["db", "db", "prediction", "prediction"]
+        # the side that went first alternates by round
+        assert set(g["first"]) == {"db", "prediction"}
+    pred = analysis.realdb_predictions(df, meta["notes"]["settings"])
+    assert len(pred) == len(keys) and (pred["rounds"] == 2).all() and pred["ratio"].gt(0).all()
+    again = realstudy.run_real_study(out, plan, [str(disk_dir)], progress=False)
+    assert again.ran == 0 and again.skipped == s.planned
+    assert ours(disk_dir) == []
+
+
+def test_a_missing_database_is_recorded_with_its_reason_and_the_rest_goes_on(tmp_path, disk_dir, monkeypatch):
+    monkeypatch.setattr(realdb, "availability", lambda: {"redis": "redis-server is not installed (test)"})
+    plan = realstudy.RealPlan("tiny", trials=1, warmup_rounds=0, duration_s=0.1,
+                              settings=("sqlite/wal-off", "redis/no"))
+    s = realstudy.run_real_study(tmp_path / "rd", plan, [str(disk_dir)], progress=False)
+    df, meta = realstudy.load(tmp_path / "rd")
+    assert set(df["db"]) == {"sqlite"} and meta["notes"]["missing"] == {"redis": "redis-server is not installed (test)"}
+    assert s.missing == meta["notes"]["missing"]
+
+
+# -- the analysis, on frames whose answers are known by hand -------------------------------------------
+
+def test_predictions_pair_by_round_and_losses_judge_against_the_promise():
+    rows = []
+    for rnd, (db, pr) in enumerate([(100.0, 200.0), (120.0, 240.0), (90.0, 180.0)]):
+        for side, v in (("db", db), ("prediction", pr)):
+            rows.append({"target": "/t", "target_label": "ext4", "key": "x/y", "db": "x", "setting": "y",
+                         "strategy": "always", "clients": 1, "side": side, "round": rnd, "commits_per_sec": v,
+                         "latency_us_p50": 1.0, "device_flushes_per_commit": 4.0 if side == "db" else 1.0,
+                         "device_bytes_per_commit": 4096.0, "client_cpu_us_per_commit": 10.0,
+                         "server_cpu_us_per_commit": None, "server_write_calls_per_commit": None})
+    p = analysis.realdb_predictions(pd.DataFrame(rows)).iloc[0]
+    assert p["ratio"] == pytest.approx(0.5) and p["ratio_high"] - p["ratio_low"] < 1e-9  # the same ratio each round
+    assert "flushes per commit 4.00 against 1.00" in analysis.prediction_why(p)
+    cuts = pd.DataFrame([
+        {"key": "a/durable", "db": "a", "setting": "durable", "error": "", "opened": True, "acked": 10, "lost_acked": 0,
+         "oldest_lost_age_ms": None, "promise_ms": 0.0},
+        {"key": "a/sec", "db": "a", "setting": "sec", "error": "", "opened": True, "acked": 10, "lost_acked": 3,
+         "oldest_lost_age_ms": 900.0, "promise_ms": 1000.0},
+        {"key": "a/late", "db": "a", "setting": "late", "error": "", "opened": True, "acked": 10, "lost_acked": 3,
+         "oldest_lost_age_ms": 1100.0, "promise_ms": 1000.0},
+        {"key": "a/none", "db": "a", "setting": "none", "error": "", "opened": True, "acked": 10, "lost_acked": 10,
+         "oldest_lost_age_ms": 50.0, "promise_ms": None},
+        {"key": "a/broken", "db": "a", "setting": "broken", "error": "", "opened": False, "acked": 10,
+         "lost_acked": None, "oldest_lost_age_ms": None, "promise_ms": 0.0},
+    ])
+    v = analysis.realdb_losses(cuts).set_index("key")["verdict"].to_dict()
+    assert v == {"a/durable": "kept its promise", "a/sec": "kept its promise", "a/late": "broke its promise",
+                 "a/none": "no promise in time", "a/broken": "did not reopen"}
+
+
+# -- power cuts ----------------------------------------------------------------------------------------
+
+from fsyncstudy.lab import Lab, requirement  # noqa: E402
+
+REASON = requirement("powercut")
+
+
+@pytest.fixture(scope="module")
+def powercut():
+    if REASON is not None:
+        pytest.skip(f"lab:powercut: {REASON}")
+    import shutil
+    import tempfile
+    base = REPO / "build" / "lab-test"
+    base.mkdir(parents=True, exist_ok=True)
+    d = tempfile.mkdtemp(prefix="realdb-", dir=base)
+    os.chmod(d, 0o755)   # PostgreSQL's user must reach the mount inside
+    with Lab(d, targets=["powercut"]) as lab:
+        if lab.skipped():
+            pytest.fail(f"lab:powercut did not come up although nothing is missing: {lab.skipped()}")
+        yield lab
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.parametrize("key,loses", [("sqlite/wal-full", False), ("sqlite/wal-off", True),
+                                       ("redis/always", False), ("redis/no", True),
+                                       ("postgres/on", False), ("postgres/off-200ms", True)])
+def test_a_power_cut_loses_only_what_the_setting_did_not_sync(key, loses, powercut, tmp_path):
+    needs(key.split("/")[0])
+    from fsyncstudy import lab
+    mount = Path(powercut.directory("lab:powercut"))
+    with realdb.CutSession(realdb.BY_KEY[key], mount, lab) as session:
+        results = [session.cut(k, seed=1) for k in range(2)]
+    assert ours(mount) == []
+    for r in results:
+        assert r.error == "" and r.opened, r
+        assert r.acked > 0
+        if loses:
+            # nothing it acknowledged was synced by then (the cut comes within its window): the newest
+            # acknowledged commit at least is gone, and its age is the measured window
+            assert r.lost_acked > 0 and 0 <= r.oldest_lost_age_ms <= r.cut_after_ms + 50
+        else:
+            assert r.lost_acked == 0 and r.recovered >= r.acked
+
+
+def test_the_crash_study_records_each_cut_and_resumes(powercut, tmp_path):
+    needs("redis")
+    plan = realstudy.RealPlan("tiny", cuts=2, cut_settings=("sqlite/wal-full", "redis/everysec"))
+    out = tmp_path / "cuts"
+    s = realstudy.run_real_crash(out, plan, lab_dir=powercut.lab_dir, progress=False)
+    assert s.ran == 4 and s.failed == 0 and s.lost_by_durable == []
+    cuts, meta = realstudy.load_crash(out)
+    assert sorted(cuts["key"]) == ["redis/everysec"] * 2 + ["sqlite/wal-full"] * 2
+    assert meta["plan"]["cut_window_ms"]["redis/everysec"] == [30.0, 3000.0]
+    again = realstudy.run_real_crash(out, plan, lab_dir=powercut.lab_dir, progress=False)
+    assert again.ran == 0 and again.skipped == 4
