@@ -116,15 +116,24 @@ def _ok(row) -> bool:
 
 @dataclass
 class RealSummary:
+    """What a run of the study or of the power cuts did (``lost_by_durable``: cuts where a setting
+    durable at commit lost an acknowledged commit)."""
+
     out: Path
     planned: int
     skipped: int
     ran: int
     failed: int
     missing: dict[str, str] = field(default_factory=dict)
+    lost_by_durable: list[str] = field(default_factory=list)
     interrupted: bool = False
     elapsed_s: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
+
+
+def _settings(keys) -> list[realdb.Setting]:
+    """The settings named by ``keys`` (``db/name``), each once, in order; unknown ones: ValueError."""
+    return [realdb.settings(names=[k])[0] for k in dict.fromkeys(keys)]
 
 
 def measure_db(s: realdb.Setting, directory: str, duration_s: float, block_device: str | None,
@@ -171,8 +180,7 @@ def run_real_study(out, p: RealPlan, targets: list[str], seed: int = 0, progress
     """Run (or resume) the real-database study into the dataset ``out``."""
     if not isinstance(p, RealPlan):
         raise TypeError(f"p must be a realstudy.RealPlan, got {p!r}")
-    chosen = [realdb.BY_KEY[k] if k in realdb.BY_KEY else realdb.settings(names=[k])[0]
-              for k in dict.fromkeys(p.settings + p.rate_settings)]
+    chosen = _settings(p.settings + p.rate_settings)
     dirs = resolve_all(targets)
     descriptions = {d: describe(d) for d in dirs}
     missing = realdb.availability()
@@ -244,29 +252,15 @@ def load(path: str | os.PathLike, include_warmup: bool = False):
 
 # -- power cuts ------------------------------------------------------------------------------------
 
-@dataclass
-class RealCrashSummary:
-    out: Path
-    planned: int
-    skipped: int
-    ran: int
-    failed: int
-    missing: dict[str, str] = field(default_factory=dict)
-    lost_by_durable: list[str] = field(default_factory=list)
-    interrupted: bool = False
-    elapsed_s: float = 0.0
-    errors: dict[str, int] = field(default_factory=dict)
-
-
 def run_real_crash(out, p: RealPlan, seed: int = 0, target: str = "lab:powercut", lab_dir=None,
-                   progress: bool = True, cuts: int | None = None) -> RealCrashSummary:
+                   progress: bool = True, cuts: int | None = None) -> RealSummary:
     """Run (or resume) power cuts under each of the plan's ``cut_settings`` on the lab's power-cut
     filesystem (which must be up) into the dataset ``out``."""
     from . import lab
     n = cuts or p.cuts
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 100_000:
         raise ValueError(f"cuts must be an integer in 1..100,000, got {n!r}")
-    chosen = [realdb.BY_KEY[k] if k in realdb.BY_KEY else realdb.settings(names=[k])[0] for k in p.cut_settings]
+    chosen = _settings(p.cut_settings)
     mount = Path(lab.resolve_target(target, lab_dir))
     missing = realdb.availability()
     ds = dataset.open_or_resume(out, CRASH_KIND, {"plan": asdict(p), "seed": seed, "cuts": n,
@@ -278,8 +272,8 @@ def run_real_crash(out, p: RealPlan, seed: int = 0, target: str = "lab:powercut"
     done = ds.done(lambda r: (r["db"], r["setting"], int(r["cut"])), lambda r: r["error"] == "")
     todo = [(s, k) for s in chosen for k in range(n)
             if s.db not in missing and (s.db, s.name, k) not in done]
-    summary = RealCrashSummary(out=ds.path, planned=len(todo) + len(done), skipped=len(done), ran=0, failed=0,
-                               missing=missing)
+    summary = RealSummary(out=ds.path, planned=len(todo) + len(done), skipped=len(done), ran=0, failed=0,
+                          missing=missing)
     sessions: dict[str, realdb.CutSession] = {}
     with dataset.filling(ds, summary, len(todo), "power cuts under real databases", "cut", progress) as bar, \
             contextlib.ExitStack() as stack:
