@@ -22,7 +22,7 @@ data in ``.fsyncstudy-realdb-<pid>-*`` in the target, removed when the run ends 
 (``remove_stale`` removes what a SIGKILLed run left).  PostgreSQL runs as the ``postgres`` user
 (it refuses root), Redis and SQLite as us.
 
-Power cuts (``one_cut``) run a database on the lab's power-cut filesystem, let one client report
+Power cuts (``CutSession``; ``one_cut`` for a single one) run a database on the lab's power-cut filesystem, let one client report
 every acknowledged commit the moment it returns, cut the power at a random moment, reopen the
 database on what the cut kept (the backing directory) and count the acknowledged commits that are
 gone, the age of the oldest, and whether the database opened at all.
@@ -470,11 +470,7 @@ class Postgres(Database):
             os.chown(path, uid, gid)
 
     def start(self, initdb: bool = True):
-        try:
-            import psycopg  # noqa: F401
-        except ImportError:
-            raise DatabaseMissing("the PostgreSQL client psycopg is not installed (pip install 'psycopg[binary]')") \
-                from None
+        _require(self.db)
         bindir = postgres_bin()
         self.bindir = bindir
         if self.sockets is None:
@@ -587,14 +583,8 @@ class Redis(Database):
     db = "redis"
 
     def start(self, fresh: bool = True):
-        try:
-            import redis  # noqa: F401
-        except ImportError:
-            raise DatabaseMissing("the Redis client redis-py is not installed (pip install redis)") from None
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise DatabaseMissing("redis-server is not installed (Debian: apt-get install redis-server)")
-        self.exe = exe
+        _require(self.db)
+        self.exe = exe = shutil.which("redis-server")
         if fresh:
             self.home.mkdir(parents=True, exist_ok=False)
         if self.sockets is None:
@@ -692,6 +682,13 @@ def availability() -> dict[str, str]:
     except ImportError:
         out["redis"] = "the Redis client redis-py is not installed (pip install redis)"
     return out
+
+
+def _require(db: str) -> None:
+    """DatabaseMissing, saying why, when ``db`` cannot run here (``availability``)."""
+    why = availability().get(db)
+    if why:
+        raise DatabaseMissing(why)
 
 
 def remove_stale(directory: str | os.PathLike) -> list[str]:
