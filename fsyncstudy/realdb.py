@@ -510,19 +510,20 @@ class Postgres(Database):
             self.prepare("log")
         return self
 
-    def _admin(self, sql: str) -> None:
+    def _admin(self, *sql: str) -> None:
         import psycopg
         with psycopg.connect(**self._conninfo(), autocommit=True) as c:
             c.execute("SET synchronous_commit TO on")  # durable, whatever the setting under test
-            c.execute(sql)
+            for statement in sql:
+                c.execute(statement)
 
     def prepare(self, name: str) -> None:
         self._admin(f"CREATE TABLE IF NOT EXISTS {name} (id bigserial PRIMARY KEY, payload bytea)")
 
     def forget(self, name: str) -> None:
-        # and a checkpoint: the next recovery replays only what the next cut wrote
+        # no CHECKPOINT here: the restart after a cut ends its recovery with one (PostgreSQL 15 logs
+        # "checkpoint starting: end-of-recovery"), so the next recovery replays only the next cut's WAL
         self._admin(f"DROP TABLE IF EXISTS {name}")
-        self._admin("CHECKPOINT")
 
     def _wait_ready(self):
         import psycopg
@@ -951,8 +952,12 @@ ACK = struct.Struct("<qq")   # (commits acknowledged so far, CLOCK_MONOTONIC ns)
 #: CUT_SPAN times the setting's promised loss window (so cuts fall before, inside and past it), at
 #: least CUT_MIN_MS.  A durable setting is tested as well by a short window as by a long one: what
 #: it must not lose is its last commits.
-#: Settings with no bound in time get CUT_UNBOUNDED_MS, long enough for SQLite's checkpoints.
-CUT_FROM_MS, CUT_MIN_MS, CUT_UNBOUNDED_MS, CUT_SPAN = 30.0, 400.0, 1000.0, 1.5
+#: Settings with no bound in time get CUT_UNBOUNDED_MS: on lab:powercut SQLite's WAL with
+#: synchronous=NORMAL checkpoints about every 150 ms (1,000 pages), so 600 ms spans several
+#: checkpoints, and what a no-sync setting loses grows with the run either way.
+#: (Until 2026-11-29 the bounds were 400 and 1,000 ms; shortened to fit 100 cuts of every setting
+#: in the standard profile's budget.)
+CUT_FROM_MS, CUT_MIN_MS, CUT_UNBOUNDED_MS, CUT_SPAN = 30.0, 250.0, 600.0, 1.5
 
 
 def cut_window_ms(setting: Setting) -> tuple[float, float]:
