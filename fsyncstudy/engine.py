@@ -20,6 +20,7 @@ import itertools
 import math
 import os
 import random
+import signal
 import threading
 import time
 from array import array
@@ -429,8 +430,16 @@ def run_group(fd: int, sync, interval_ms: int, writers: int, framer: Framer, fir
     tl.start_ns = time.perf_counter_ns()
     gc.deadline = stop.deadline(tl.start_ns)
     try:
-        for th in threads:
-            th.start()
+        # Ctrl-C and SIGTERM wait until every writer has started: an interrupt that lands inside
+        # Thread.start() leaves a thread that runs but does not yet count as alive, so the cleanup
+        # below would not wait for it (seen once in CI).  The writers inherit the blocked mask, so
+        # the signal then reaches this thread, in the join below.
+        masked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            for th in threads:
+                th.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, masked)
         for th in threads:
             th.join()
     except BaseException as e:

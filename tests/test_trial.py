@@ -325,6 +325,31 @@ def test_ctrl_c_in_group_commit_stops_every_writer_before_the_log_is_closed(stra
     assert leftovers(disk_dir) == []
 
 
+def test_an_interrupt_while_the_writers_start_waits_until_all_have_started(disk_dir, monkeypatch):
+    # Ctrl-C inside Thread.start() once left a writer running that the cleanup did not count as
+    # alive (CI, 2026-11-28); the engine now holds SIGINT and SIGTERM until every writer has started
+    import signal
+    import threading
+
+    main = threading.get_ident()
+    started = []
+    orig = threading.Thread.start
+
+    def start(self):
+        if self.name.startswith("fsyncstudy-writer-"):
+            if not started:
+                signal.pthread_kill(main, signal.SIGINT)
+            started.append(self.name)
+        orig(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(KeyboardInterrupt):
+        run_trial("group_0ms", duration_s=30, writers=4, directory=disk_dir)
+    assert len(started) == 4
+    assert [t.name for t in threading.enumerate() if t.name.startswith("fsyncstudy-")] == []
+    assert leftovers(disk_dir) == []
+
+
 def test_a_p99_of_too_few_values_is_labelled_the_maximum(tmp_path):
     from fsyncstudy.trial import run_trial
     few = run_trial("always", entries=40, directory=tmp_path)
