@@ -14,8 +14,9 @@ functions too, and fails on a cycle or an import that goes the other way):
    ``run_load_trial`` -> ``LoadResult`` (open loop: entries arrive at a rate)
 8. ``fsyncstudy`` itself (this file: the names most users need)
 9. ``dataset``: environment metadata, durable tables, the lock, ``open_or_resume``, typed loading
-10. ``sweep`` ``crash`` ``loadstudy`` ``peertools`` ``peers`` ``pgtest`` ``etcd`` ``realdb`` ``realstudy``: measurements
-    that fill datasets (``realdb``: SQLite, PostgreSQL and Redis started and stopped by us)
+10. ``sweep`` ``crash`` ``loadstudy`` ``peertools`` ``peers`` ``pgtest`` ``etcd`` ``realdb`` ``realstudy`` ``fleet``:
+    measurements that fill datasets (``realdb``: SQLite, PostgreSQL and Redis started and stopped by us;
+    ``fleet``: one sweep across many hosts, on Dask distributed, imported only there)
 11. ``stats``: intervals and effect sizes over trials (pandas, scipy)
 12. ``analysis``: the tables the notebooks show (frames in, tables out)
 13. ``plots`` ``explore``: every figure; the notebooks' widgets (ipywidgets) over them

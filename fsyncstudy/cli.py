@@ -135,6 +135,10 @@ def cmd_devices(args) -> int:
 def cmd_sweep(args) -> int:
     from .sweep import run_sweep
 
+    if args.scheduler:
+        return cmd_fleet_sweep(args)
+    if args.host:
+        raise ValueError("--host names the hosts of a fleet: give --scheduler too")
     out = args.out or study.sweep_out(args.profile)
     say(f"study: {args.profile} profile into {out}")
     try:
@@ -149,6 +153,40 @@ def cmd_sweep(args) -> int:
           f"{s.out / 'trials.csv'}")
     say_why(s.errors, "trials")
     return 1 if s.failed else 0
+
+
+def cmd_fleet_sweep(args) -> int:
+    from . import fleet
+
+    prof = study.profile(args.profile).sweep
+    out = Path(args.out) if args.out else study.fleet_out(args.profile, args.scheduler)
+    say(f"fleet study: {args.profile} profile on the hosts of {args.scheduler} into {out}")
+    try:
+        s = fleet.run_fleet_sweep(out, prof, args.scheduler, targets=args.target, hosts=args.host, seed=args.seed,
+                                  progress=not args.quiet, join_timeout_s=args.join_timeout)
+    except KeyboardInterrupt as e:
+        say(f"\n{e.args[0] if e.args else 'interrupted'}")
+        return 130
+    for note in s.notes:
+        say(f"note: {note}")
+    per_host = ", ".join(f"{h} {n}" for h, n in sorted(s.hosts.items()))
+    print(f"{s.ran} trials run ({s.failed} failed; {per_host or 'none'}), {s.skipped} already done, in "
+          f"{s.elapsed_s:.0f} s: {s.out / 'trials.csv'}")
+    say_why(s.errors, "trials")
+    return 1 if s.failed or s.lost else 0
+
+
+def cmd_fleet(args) -> int:
+    from . import fleet
+
+    rows = fleet.status(args.scheduler, timeout_s=args.timeout)
+    if args.json:
+        print_json({"fsyncstudy": envelope(), "scheduler": args.scheduler, "hosts": rows}, indent=1)
+    else:
+        print(table([[r["host"], r["address"], r["hostname"], r["fsyncstudy"], r["python"], r["kernel"],
+                      ", ".join(r["default_targets"]), r["refused"] or "ok"] for r in rows],
+                    ["host", "address", "hostname", "fsyncstudy", "python", "kernel", "default targets", "joins"]))
+    return 1 if any(r["refused"] for r in rows) else 0
 
 
 def say_why(errors: dict[str, int], what: str) -> None:
@@ -395,6 +433,19 @@ def cmd_load(args) -> int:
         if args.strategy or args.rate:
             raise ValueError("--profile runs the load study's own plan: drop --strategy and --rate")
         plan = study.profile(args.profile).load
+        if args.scheduler:
+            from . import fleet
+            out = Path(args.out) if args.out else study.fleet_out(args.profile, args.scheduler, kind="load")
+            say(f"fleet load study: {plan.name} profile on the hosts of {args.scheduler} into {out}")
+            s = fleet.run_fleet_load(out, plan, args.scheduler, targets=args.target, hosts=args.host, seed=args.seed,
+                                     progress=not args.quiet)
+            for note in s.notes:
+                say(f"note: {note}")
+            print(f"{s.ran} load trials run ({s.failed} failed; "
+                  f"{', '.join(f'{h} {n}' for h, n in sorted(s.hosts.items())) or 'none'}), {s.skipped} already done, "
+                  f"in {s.elapsed_s:.0f} s: {s.out / loadstudy.TABLE}")
+            say_why(s.errors, "trials")
+            return 1 if s.failed or s.lost else 0
         out = Path(args.out) if args.out else study.load_out(args.profile)
         targets = args.target or [str(DATA)]
         say(f"load study: {plan.name} profile ({len(plan.rates)} rates x {len(plan.strategies)} strategies x "
@@ -404,6 +455,8 @@ def cmd_load(args) -> int:
               f"{s.out / loadstudy.TABLE}")
         say_why(s.errors, "trials")
         return 1 if s.failed else 0
+    if args.scheduler:
+        raise ValueError("--scheduler runs the load study on a fleet: give --profile too")
     if not args.strategy or not args.rate:
         raise ValueError("give --strategy and --rate (a one-off run), or --profile (the load study)")
     directory = pick_directory(args.target[0] if args.target else None, log=say)
@@ -657,7 +710,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="dataset directory (default: data/<profile>-<host>-<boot id>)")
     s.add_argument("--seed", type=int, default=0, help="seed of the randomized round order (recorded)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a fleet: the Dask scheduler (tcp://HOST:8786), or local[:N] for N worker processes here; "
+                        "every worker is one host, named by its --name; --target HOST:DIR per host (default: each "
+                        "host's data disk and tmpfs)")
+    s.add_argument("--host", action="append", metavar="NAME",
+                   help="with --scheduler: a host that must take part; repeat (default: every worker connected)")
+    s.add_argument("--join-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="with --scheduler: how long to wait for the hosts to join (default 30)")
     s.set_defaults(func=cmd_sweep)
+
+    fl = sub.add_parser("fleet", help="the hosts of a Dask fleet: names, versions, targets")
+    fl.add_argument("action", choices=["status"])
+    fl.add_argument("--scheduler", required=True, metavar="ADDRESS", help="tcp://HOST:8786, or local[:N]")
+    fl.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                    help="how long to wait for the scheduler and a first worker (default 5)")
+    fl.add_argument("--json", action="store_true")
+    fl.set_defaults(func=cmd_fleet)
 
     c = sub.add_parser("crash", help="cut writers at random moments and count the acknowledged entries lost")
     c.add_argument("--kind", action="append", choices=["power", "process"],
@@ -730,6 +799,9 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("--seed", type=int, default=0)
     lo.add_argument("--json", action="store_true")
     lo.add_argument("--quiet", action="store_true")
+    lo.add_argument("--scheduler", metavar="ADDRESS",
+                    help="with --profile: the load study on a fleet (as sweep --scheduler; --target HOST:DIR)")
+    lo.add_argument("--host", action="append", metavar="NAME", help="with --scheduler: a host that must take part")
     lo.set_defaults(func=cmd_load)
 
     rd = sub.add_parser("realdb", help="SQLite, PostgreSQL and Redis on a target, each setting beside the strategy "

@@ -332,3 +332,28 @@ def realdb_windows(cuts: pd.DataFrame, losses: pd.DataFrame, title: str):
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small", borderaxespad=0)
     fig.tight_layout()
     return fig
+
+
+def fleet_side_by_side(cells: pd.DataFrame, title: str):
+    """One panel per target role; in each, every configuration with one point per host (geometric mean,
+    95% t interval), on a log scale: hosts side by side."""
+    roles = list(dict.fromkeys(cells["role"]))
+    hosts = sorted(cells["host"].unique())
+    configs = list(dict.fromkeys(cells.sort_values("config_label")["config_label"]))
+    fig, axes = plt.subplots(1, len(roles), figsize=(5.2 * len(roles) + 2.2, 0.42 * len(configs) + 1.6),
+                             squeeze=False, sharey=True)
+    step = 0.7 / max(1, len(hosts))
+    for ax, role in zip(axes.flat, roles):
+        for k, host in enumerate(hosts):
+            g = cells[(cells["role"] == role) & (cells["host"] == host)].set_index("config_label").reindex(configs)
+            y = np.arange(len(configs)) + (k - (len(hosts) - 1) / 2) * step
+            filled = g.fillna({"low": g["mean"], "high": g["mean"]})
+            ax.errorbar(g["mean"], y, xerr=_yerr(filled, "mean", "low", "high"), fmt="o", capsize=2, ms=4,
+                        color=PALETTE[k % len(PALETTE)], label=host)
+        ax.set_xscale("log")
+        ax.set_yticks(np.arange(len(configs)), configs, fontsize="small")
+        ax.set_xlabel("ops/sec")
+        ax.set_title(role, loc="left")
+    axes.flat[0].invert_yaxis()
+    finish(fig, list(axes.flat), title)
+    return fig

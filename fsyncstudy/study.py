@@ -128,6 +128,14 @@ def sweep_out(name: str, parent: Path = DATA, targets: list[str] | None = None) 
     return parent / f"{name}-{dataset.machine_tag()}-{key}"
 
 
+def fleet_out(name: str, scheduler: str, parent: Path = DATA, kind: str = "sweep") -> Path:
+    """<parent>/fleet[-load]-<profile>-<client host>-<boot>-<key>: the key covers the profile's plan and
+    the scheduler (the same fleet resumes; which hosts and targets it has is checked by the dataset)."""
+    plan = profile(name).sweep if kind == "sweep" else profile(name).load
+    return parent / (f"fleet{'' if kind == 'sweep' else '-' + kind}-{name}-{dataset.machine_tag()}-"
+                     f"{_key(asdict(plan), kind, scheduler)}")
+
+
 def crash_out(name: str, kinds, parent: Path = DATA) -> Path:
     """<parent>/crash-<profile>-<kinds>-<host>-<boot>-<key>."""
     plan = profile(name).crash
@@ -140,8 +148,17 @@ def peers_out(plan: PeersPlan, parent: Path = DATA) -> Path:
                      f"{_key(asdict(plan), peers.SCHEMA)}")
 
 
+#: A fleet's dataset is a sweep dataset whose plan names its hosts (``fleet``): "fleet" finds those,
+#: and "sweep" the others, so that a fleet never stands in for this machine's own sweep.
+FLEET = "fleet"
+
+
+def _kind_of(meta: dict) -> str:
+    return FLEET if meta["kind"] == sweep.KIND and meta["plan"].get("fleet") else meta["kind"]
+
+
 def datasets(kind: str) -> list[tuple[Path, dict]]:
-    """Every readable dataset of ``kind`` in data/ and build/, newest first."""
+    """Every readable dataset of ``kind`` in data/ and build/, newest first (``FLEET``: the fleets')."""
     found = []
     for parent in (DATA, BUILD):
         for d in sorted(parent.glob("*/meta.json")) if parent.is_dir() else []:
@@ -149,7 +166,7 @@ def datasets(kind: str) -> list[tuple[Path, dict]]:
                 meta = dataset.read_meta(d.parent)
             except dataset.DatasetError:
                 continue
-            if meta["kind"] == kind:
+            if _kind_of(meta) == kind:
                 found.append((d.parent, meta))
     # a dataset upgraded from format 1 may not know when it was made: it sorts as the oldest
     return sorted(found, key=lambda x: x[1]["created_at"] if x[1]["created_at"][:1].isdigit() else "", reverse=True)
@@ -226,6 +243,15 @@ def sweep_dataset(path=None, profile_name: str = "quick", targets: list[str] | N
     out = sweep_out(profile_name, BUILD, targets)
     sweep.run_sweep(out, profile=profile(profile_name).sweep, targets=targets, seed=seed, progress=progress)
     return out
+
+
+def fleet_dataset(path=None) -> Path | None:
+    """The fleet dataset to show: ``path`` if it holds a sweep dataset (of a fleet or of one host), else
+    the newest fleet dataset here or committed; None if there is none."""
+    if path is not None:
+        return existing(path, sweep.KIND)
+    found = datasets(FLEET)
+    return found[0][0] if found else None
 
 
 def crash_dataset(path=None, profile_name: str = "quick", seed: int = 0, progress: bool = True, log=print,
