@@ -144,6 +144,8 @@ class Fleet:
         import logging
         try:
             if address == "local":
+                # the worker processes inherit this: they say only what goes wrong, not every start
+                os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
                 names = self.names or [f"local-{k}" for k in range(n)]
                 worker = {"cls": distributed.Nanny,
                           "options": {"nthreads": 1, "host": "127.0.0.1", "dashboard": False}}
@@ -439,7 +441,7 @@ def _run(fleet: Fleet, spec: _Spec, out, targets, names, seed, progress, limit, 
                             why = f"the worker of host {h} ({hosts[h]}) left the cluster"
                             summary.lost[h] = why
                             record(h, p, failed(h, p, f"WorkerLost: {why} during this trial"))
-                            bar.update(1 + len(queues[h]))
+                            bar.update(1)
                             queues[h].clear()
         finally:
             for fut in running:

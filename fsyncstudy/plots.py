@@ -353,7 +353,8 @@ def fleet_side_by_side(cells: pd.DataFrame, title: str):
         ax.set_xscale("log")
         ax.set_yticks(np.arange(len(configs)), configs, fontsize="small")
         ax.set_xlabel("ops/sec")
-        ax.set_title(role, loc="left")
+        labels = sorted({str(t).split(": ", 1)[-1] for t in cells.loc[cells["role"] == role, "target_label"]})
+        ax.set_title(f"{role}: {', '.join(labels)}", loc="left", fontsize="medium")
     axes.flat[0].invert_yaxis()
     finish(fig, list(axes.flat), title)
     return fig
