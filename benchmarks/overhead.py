@@ -8,13 +8,16 @@ Pairs, on the same directory with the same framed records:
                        grader sees, its median trial)
   engine `none`    vs  a bare `write` loop
   engine `none`    vs  fio's no-sync sequential writes of the same size and count
+and then, through ``fsyncstudy.peers.compare`` (its own alternating rounds, ``--peer-rounds``):
+  each pg_test_fsync method (open_datasync, fdatasync, fsync, open_sync) vs our `always` with it
+  fio's 144-byte appends + fdatasync vs ours: ops/sec, and the sync p99 (ours / fio's, aim <= 1)
 It also prints the harness's bookkeeping per entry (engine.harness_ns).  Each round runs the
 sides of a pair in an order that alternates between rounds, so drift on a shared machine hits both
 sides alike.  It prints per-pair medians, the ratio of medians with the per-round ratios' range,
 and the geometric mean of the paired per-round ratios with its 95% interval, judged against the
 aim: "meets" when the whole interval is at or above it, "short" when wholly below (exit 1),
 "unclear" when it straddles it.  Aims (issue 16): node and engine always >= 0.97 of the bare
-loop, none >= 0.85 of it and >= 1.0 of fio.
+loop, none >= 0.85 of it and >= 1.0 of fio, every pg_test_fsync pair >= 0.97, our sync p99 <= fio's.
 """
 from __future__ import annotations
 
@@ -105,6 +108,7 @@ def main() -> int:
     ap.add_argument("--always-entries", type=int, default=2000)
     ap.add_argument("--none-entries", type=int, default=200_000)
     ap.add_argument("--payload-bytes", type=int, default=128)
+    ap.add_argument("--peer-rounds", type=int, default=None, help="rounds of the peers (default: --rounds; 0: none)")
     args = ap.parse_args()
     directory = str(pick_directory(args.dir))
     target = describe(directory)
@@ -151,7 +155,42 @@ def main() -> int:
         print(f"{a:>14}: median {ma:12,.0f} ops/s   {b:>22}: median {mb:12,.0f} ops/s   "
               f"ratio {ratio:.3f} (per round {min(per_round):.3f}..{max(per_round):.3f}{ci}; "
               f"aim >= {aim}: {verdict})")
+    ok &= peers_side(directory, args.rounds if args.peer_rounds is None else args.peer_rounds)
     return 0 if ok else 1
+
+
+def peers_side(directory: str, rounds: int) -> bool:
+    """The peers' pairs: pg_test_fsync's four methods (aim >= 0.97) and fio's fdatasync appends (ops, and
+    the sync p99 ours / fio's, aim <= 1), each a paired geometric mean over rounds with its 95% interval."""
+    if rounds <= 0:
+        return True
+    from fsyncstudy.peers import compare
+    from fsyncstudy.peertools import PeerMissing
+    ok = True
+    for peer in ("pg_test_fsync", "fio"):
+        try:
+            results = compare(directory, rounds=rounds, peers=(peer,))
+        except PeerMissing as e:
+            print(f"{peer}: not installed ({e})")
+            continue
+        for pr in results:
+            if pr.pair == "fio-nosync":
+                continue
+            e = pr.ratio()
+            aim = 0.97 if pr.peer == "pg_test_fsync" else 0.95
+            verdict = against_aim(e, aim)
+            ok &= verdict != "short"
+            per = [a / b for a, b in zip(pr.ours_ops_per_sec, pr.peer_ops_per_sec) if b]
+            print(f"{pr.pair:>17}: ours / peer ops/s {e.mean:.3f} [{e.low:.3f}, {e.high:.3f}] 95% (per round "
+                  f"{min(per):.3f}..{max(per):.3f}, {pr.rounds} rounds; aim >= {aim}: {verdict})")
+            if pr.pair == "fio-fdatasync":
+                ours, theirs = pr.ours_p99_us, pr.peer_p99_us
+                p = paired_ratio_ci(ours, theirs)
+                worse = against_aim(p, 1.0)   # "meets" here means ours is wholly above fio's: the aim is <= 1
+                print(f"{'sync p99':>17}: ours median {statistics.median(ours):.1f} us, fio's "
+                      f"{statistics.median(theirs):.1f} us; ours / fio's {p.mean:.3f} [{p.low:.3f}, {p.high:.3f}] 95% "
+                      f"(aim <= 1: {'short' if worse == 'meets' else 'meets' if worse == 'short' else 'unclear'})")
+    return ok
 
 
 if __name__ == "__main__":
