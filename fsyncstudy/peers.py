@@ -27,6 +27,7 @@ The command line and its formatting are in ``fsyncstudy.cli``.
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 
@@ -258,7 +259,10 @@ def compare(target_dir=None, rounds: int = 5, peers=("fio", "pg_test_fsync"), pr
     if "pg_test_fsync" in paths:
         if not isinstance(secs_per_test, int) or secs_per_test < 1:
             raise ValueError(f"secs_per_test must be a whole number of seconds >= 1, got {secs_per_test!r}")
-        pg_entries = {m: calibrated_entries(trial("always", duration_s=0.2, sync_method=m, **PG_TRIAL),
+        # pg_test_fsync opens its open_* files with O_DIRECT where the filesystem has it: so do we
+        direct = {m: m.startswith("open_") and direct_io_works(directory) for m in PG_METHODS.values()}
+        pg_entries = {m: calibrated_entries(trial("always", duration_s=0.2, sync_method=m, direct=direct[m],
+                                                  **PG_TRIAL),
                                             secs_per_test, 500, PG_MAX_FRAMED_BYTES // PG_BLOCK_BYTES)
                       for m in PG_METHODS.values()}
         for pg_name, ours_method in PG_METHODS.items():
@@ -271,8 +275,11 @@ def compare(target_dir=None, rounds: int = 5, peers=("fio", "pg_test_fsync"), pr
                 aim=f"ours equivalent to pg_test_fsync within {PG_EQUIVALENCE_MARGIN:.0%} (TOST)", peer_command=[paths["pg_test_fsync"], "-s",
                                                                          str(secs_per_test), "-f", "<file>"],
                 **base)
-            if pg_name.startswith("open_"):
-                pr.notes.append("pg_test_fsync opens open_* files with O_DIRECT; we write through the page cache")
+            if direct[ours_method]:
+                pr.notes.append("O_DIRECT on both sides, as pg_test_fsync opens its open_* files (ours from a "
+                                "page-aligned buffer)")
+            elif pg_name.startswith("open_"):
+                pr.notes.append("no O_DIRECT on this filesystem: we write through the page cache")
             pr.notes.append("pg_test_fsync reports a mean per test: no percentiles on its side")
             pr.notes.append(f"pg_test_fsync runs {secs_per_test} s per test; ours a count calibrated to about that "
                             "(records framed before timing)")
@@ -297,7 +304,8 @@ def compare(target_dir=None, rounds: int = 5, peers=("fio", "pg_test_fsync"), pr
                 _record_fio(pr, order, got_ours, got_peer)
         if pg_pairs:
             def ours_pg():
-                return {name: trial("always", entries=pg_pairs[name].entries, sync_method=m, **PG_TRIAL)
+                return {name: trial("always", entries=pg_pairs[name].entries, sync_method=m, direct=direct[m],
+                                    **PG_TRIAL)
                         for name, m in PG_METHODS.items()}
 
             def peer_pg():
@@ -323,6 +331,24 @@ def compare(target_dir=None, rounds: int = 5, peers=("fio", "pg_test_fsync"), pr
                     pr.notes.append(f"pg_test_fsync printed {line.na} for {name} in some rounds"
                                     + (" (no direct I/O on this filesystem)" if line.na == "n/a*" else ""))
     return results
+
+
+def direct_io_works(directory: str) -> bool:
+    """Whether a file in ``directory`` takes O_DIRECT writes of an aligned 4 kB block (tmpfs since
+    Linux 6.6 does; FUSE filesystems without direct_io may not)."""
+    import fcntl
+    import mmap
+    fd, path = tempfile.mkstemp(dir=directory, prefix=".fsyncstudy-direct-probe-")
+    buf = mmap.mmap(-1, 4096)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
+        return os.pwrite(fd, buf, 0) == 4096
+    except OSError:
+        return False
+    finally:
+        buf.close()
+        os.close(fd)
+        os.unlink(path)
 
 
 def _record_fio(pr: PairResult, order: str, ours, fio: FioRun) -> None:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import engine, measures
-from .log import Framer, LogFile, read_log
+from .log import AlignedWriter, Framer, LogFile, read_log
 from .strategies import Strategy, check_preallocation, check_sync_method, parse, quote
 from .places import pick_directory, resolve_directory
 from .targets import Target, describe
@@ -173,7 +173,7 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
               prealloc: str = "append", payload_bytes: int = DEFAULT_PAYLOAD_BYTES, writers: int = 1,
               prealloc_bytes: int | None = None, verify: bool = False,
               target: Target | None = None, overwrite_offset0: bool = False,
-              on_timeline=None) -> TrialResult:
+              on_timeline=None, direct: bool = False) -> TrialResult:
     """Run one trial: write entries to a fresh log in ``directory`` by ``strategy`` and measure.
 
     The trial writes at least ``entries`` entries and runs at least ``duration_s``
@@ -182,6 +182,8 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
     the file instead of appending, as pg_test_fsync does; a peer-parity mode, not a log.
     ``on_timeline(timeline)`` is called with the raw ``engine.Timeline`` before it is summarized,
     for callers that need more than the summary (a full percentile list).
+    ``direct`` (with ``overwrite_offset0``, records of whole 4096-byte blocks) writes with O_DIRECT,
+    as pg_test_fsync's open_* tests do; another peer-parity mode.
     """
     st = strategy if isinstance(strategy, Strategy) else parse(strategy)
     check_sync_method(sync_method)
@@ -199,6 +201,8 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
         raise ValueError(f"{st.name}: several writers are only meaningful for group_<N>ms (group commit)")
     if overwrite_offset0 and st.kind not in ("always", "none"):
         raise ValueError(f"overwrite_offset0 goes only with 'always' or 'none', not {st.name}")
+    if direct and not overwrite_offset0:
+        raise ValueError("direct goes only with overwrite_offset0 (whole blocks at offset 0, as pg_test_fsync)")
     if sync_method.startswith("open_") and st.kind != "always":
         raise ValueError(f"{sync_method} makes every write synchronous, so it only goes with 'always', "
                          f"not {st.name}")
@@ -211,6 +215,9 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
 
     payload = payload_for(payload_bytes)
     framer = Framer(payload)
+    if direct and framer.record_bytes % 4096:
+        raise ValueError(f"direct writes whole 4096-byte blocks: records of {framer.record_bytes} bytes are not "
+                         f"(payload_bytes {framer.record_bytes // 4096 * 4096 + 4096 - 16} would be)")
     if prealloc_bytes is None:
         if overwrite_offset0:
             prealloc_bytes = framer.record_bytes
@@ -232,7 +239,7 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     try:
         tl, verified, detail = _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, first,
-                                    entries, duration_s, verify, overwrite_offset0, on_timeline)
+                                    entries, duration_s, verify, overwrite_offset0, on_timeline, direct)
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise TargetFull(errno.ENOSPC, f"{directory} ({tgt.fstype}) ran out of space during the trial: it had "
@@ -248,14 +255,19 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
 
 
 def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, first, entries, duration_s, verify,
-         overwrite_offset0, on_timeline):
+         overwrite_offset0, on_timeline, direct=False):
     """One engine run on a fresh log that is removed afterwards, also after an error."""
-    with LogFile(directory, sync_method, prealloc, prealloc_bytes) as log:
+    with LogFile(directory, sync_method, prealloc, prealloc_bytes, direct=direct) as log:
         sync = log.sync_function()
         stop = engine.Stop(entries or 0, int(duration_s * 1e9) if duration_s else 0, MAX_ENTRIES)
-        write = _pwrite_offset0 if overwrite_offset0 else None
+        aligned = AlignedWriter(framer.record_bytes) if direct else None
+        write = aligned if direct else _pwrite_offset0 if overwrite_offset0 else None
         cpu0 = time.process_time_ns()
-        tl = engine.run(st, log.fd, sync, framer, first, stop, writers=writers, write=write)
+        try:
+            tl = engine.run(st, log.fd, sync, framer, first, stop, writers=writers, write=write)
+        finally:
+            if aligned is not None:
+                aligned.close()
         tl.cpu_ns = time.process_time_ns() - cpu0
         verified, detail = None, ""
         if verify and overwrite_offset0:

@@ -356,3 +356,26 @@ def test_a_p99_of_too_few_values_is_labelled_the_maximum(tmp_path):
     assert few.ack_p99_is_max and few.sync_p99_is_max and few.ack_latency_us_p99 == few.ack_latency_us_max
     many = run_trial("none", entries=5000, directory=tmp_path)
     assert not many.ack_p99_is_max and not many.sync_p99_is_max   # none never syncs: no sync p99 at all
+
+
+def test_direct_writes_whole_blocks_at_offset_0_with_o_direct_as_pg_test_fsync(disk_dir, monkeypatch):
+    import fcntl
+    from fsyncstudy import engine
+    seen = []
+    real = engine.run
+
+    def spy(st, fd, *a, **kw):
+        seen.append(bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT))
+        return real(st, fd, *a, **kw)
+    monkeypatch.setattr(engine, "run", spy)
+    for method in ("open_dsync", "fdatasync"):
+        r = run_trial("always", entries=50, directory=disk_dir, sync_method=method, prealloc="zero-fill",
+                      payload_bytes=8192 - 16, overwrite_offset0=True, direct=True, verify=True)
+        assert r.verified and r.entries == 50
+    r = run_trial("always", entries=50, directory=disk_dir, payload_bytes=8192 - 16, overwrite_offset0=True)
+    assert seen == [True, True, False]
+    with pytest.raises(ValueError, match="overwrite_offset0"):
+        run_trial("always", entries=5, directory=disk_dir, payload_bytes=8192 - 16, direct=True)
+    with pytest.raises(ValueError, match="4096-byte blocks"):
+        run_trial("always", entries=5, directory=disk_dir, overwrite_offset0=True, direct=True)
+    assert leftovers(disk_dir) == []
