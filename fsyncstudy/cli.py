@@ -167,11 +167,16 @@ def cmd_fleet_sweep(args) -> int:
     except KeyboardInterrupt as e:
         say(f"\n{e.args[0] if e.args else 'interrupted'}")
         return 130
+    return _fleet_done(s, "trials", "trials.csv")
+
+
+def _fleet_done(s, what: str, table_name: str) -> int:
+    """A fleet run's notes, its one line per host, its errors; the exit status (1: a failure or a lost host)."""
     for note in s.notes:
         say(f"note: {note}")
     per_host = ", ".join(f"{h} {n}" for h, n in sorted(s.hosts.items()))
-    print(f"{s.ran} trials run ({s.failed} failed; {per_host or 'none'}), {s.skipped} already done, in "
-          f"{s.elapsed_s:.0f} s: {s.out / 'trials.csv'}")
+    print(f"{s.ran} {what} run ({s.failed} failed; {per_host or 'none'}), {s.skipped} already done, in "
+          f"{s.elapsed_s:.0f} s: {s.out / table_name}")
     say_why(s.errors, "trials")
     return 1 if s.failed or s.lost else 0
 
@@ -439,13 +444,7 @@ def cmd_load(args) -> int:
             say(f"fleet load study: {plan.name} profile on the hosts of {args.scheduler} into {out}")
             s = fleet.run_fleet_load(out, plan, args.scheduler, targets=args.target, hosts=args.host, seed=args.seed,
                                      progress=not args.quiet)
-            for note in s.notes:
-                say(f"note: {note}")
-            print(f"{s.ran} load trials run ({s.failed} failed; "
-                  f"{', '.join(f'{h} {n}' for h, n in sorted(s.hosts.items())) or 'none'}), {s.skipped} already done, "
-                  f"in {s.elapsed_s:.0f} s: {s.out / loadstudy.TABLE}")
-            say_why(s.errors, "trials")
-            return 1 if s.failed or s.lost else 0
+            return _fleet_done(s, "load trials", loadstudy.TABLE)
         out = Path(args.out) if args.out else study.load_out(args.profile)
         targets = args.target or [str(DATA)]
         say(f"load study: {plan.name} profile ({len(plan.rates)} rates x {len(plan.strategies)} strategies x "

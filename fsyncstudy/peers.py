@@ -337,16 +337,16 @@ def direct_io_works(directory: str) -> bool:
     """Whether a file in ``directory`` takes O_DIRECT writes of an aligned 4 kB block (tmpfs since
     Linux 6.6 does; FUSE filesystems without direct_io may not)."""
     import fcntl
-    import mmap
+    from .log import AlignedWriter
     fd, path = tempfile.mkstemp(dir=directory, prefix=".fsyncstudy-direct-probe-")
-    buf = mmap.mmap(-1, 4096)
+    write = AlignedWriter(4096)
     try:
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
-        return os.pwrite(fd, buf, 0) == 4096
+        return write(fd, bytes(4096)) == 4096
     except OSError:
         return False
     finally:
-        buf.close()
+        write.close()
         os.close(fd)
         os.unlink(path)
 

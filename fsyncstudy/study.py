@@ -59,7 +59,8 @@ _CRASH_QUICK = CrashProfile("quick", power=(("always", "group_0ms", "batch_10ms"
 _CRASH_STANDARD = CrashProfile(
     "standard", power=(("always", "group_0ms", *(f"batch_{n}ms" for n in (0, 5, 10, 50, 100)), "none"), 100),
     process=(("always", "batch_10ms", "none"), 50))
-#: ... and at a fixed rate (2,000 commits a second, the README's question), the settings that sync.
+#: The real databases at a fixed rate (2,000 commits a second, the README's question): the settings
+#: that sync (the throughput study and the power cuts run every setting).
 _REAL_AT_RATE = ("sqlite/wal-full", "postgres/on", "postgres/off-200ms", "redis/always", "redis/everysec")
 
 PROFILES = {
