@@ -883,8 +883,7 @@ def fleet_spread(cells: pd.DataFrame) -> pd.DataFrame:
     for (role, config), g in cells.dropna(subset=["mean"]).groupby(["role", "config_label"]):
         g = g.set_index("host")
         fast, slow = g["mean"].idxmax(), g["mean"].idxmin()
-        apart = bool(g.loc[fast, "low"] is not None and g.loc[slow, "high"] is not None
-                     and g.loc[fast, "low"] > g.loc[slow, "high"])
+        apart = bool(g.loc[fast, "low"] > g.loc[slow, "high"])   # False where either bound is missing (NaN)
         outlier, dev = None, np.nan
         if len(g) >= 3:
             logs = np.log(g["mean"].astype(float))

@@ -62,7 +62,7 @@ def host_facts() -> dict:
     """What the client checks and records about a host: versions, the environment, default targets."""
     env = dataset.environment()
     return {"fsyncstudy": __version__, "engine_sha256": dataset.engine_digest(),
-            "python": platform.python_version(), "hostname": socket.gethostname(), "pid": os.getpid(),
+            "python": platform.python_version(), "hostname": socket.gethostname(),
             "kernel": platform.release(), "default_targets": default_targets(), "environment": env}
 
 
@@ -83,13 +83,24 @@ def _close_state() -> None:
         w.close()
 
 
+def _same_engine(digest: str) -> None:
+    if digest != dataset.engine_digest():
+        raise FleetError("the measuring code on this host changed since the fleet was checked")
+
+
+def _stamped(row: dict) -> dict:
+    """A row as the host returns it: with the Dask worker that ran it and this machine's hostname."""
+    from distributed import get_worker
+    row["worker"] = str(get_worker().name)
+    row["hostname"] = socket.gethostname()
+    return row
+
+
 def run_on_host(p: sweep.Planned, prof: sweep.Profile, target: dict, dirs: list[str], run_id: str,
                 digest: str) -> dict:
     """On the host: one planned trial, in this host's worker process of its round (which warms up on
     each of the host's target directories ``dirs`` first); the row."""
-    from distributed import get_worker
-    if digest != dataset.engine_digest():
-        raise FleetError("the measuring code on this host changed since the fleet was checked")
+    _same_engine(digest)
     key = (run_id, p.round)
     if _STATE["key"] != key:
         _close_state()
@@ -99,21 +110,14 @@ def run_on_host(p: sweep.Planned, prof: sweep.Profile, target: dict, dirs: list[
     except BaseException:
         _close_state()
         raise
-    row["worker"] = str(get_worker().name)
-    row["hostname"] = socket.gethostname()
     row["boot_id"] = (dataset.machine_fingerprint()["boot_id"] or "")[:36]
-    return row
+    return _stamped(row)
 
 
 def run_load_on_host(p: dict, prof: loadstudy.LoadProfile, target: dict, seed: int, digest: str) -> dict:
     """On the host: one planned load-study trial (open loop), in the Dask worker's process; the row."""
-    from distributed import get_worker
-    if digest != dataset.engine_digest():
-        raise FleetError("the measuring code on this host changed since the fleet was checked")
-    row = loadstudy._run_one(p, prof, Target(**target), seed)
-    row["worker"] = str(get_worker().name)
-    row["hostname"] = socket.gethostname()
-    return row
+    _same_engine(digest)
+    return _stamped(loadstudy._run_one(p, prof, Target(**target), seed))
 
 
 # -- the client --------------------------------------------------------------------------------------
@@ -219,19 +223,24 @@ class Fleet:
                                   key=f"fsyncstudy-{fn.__name__}-{host}-{uuid.uuid4().hex[:8]}", **kw).result()
 
 
-def check_versions(facts: dict[str, dict]) -> list[str]:
-    """Why each host cannot join this client's study (empty: all can): another fsyncstudy, another
-    measuring code, another Python (major.minor)."""
+def version_problems(facts: dict[str, dict]) -> dict[str, str]:
+    """{host: why it cannot join this client's study} for each host that cannot: another fsyncstudy,
+    another measuring code, another Python (major.minor)."""
     mine = {"fsyncstudy": __version__, "engine_sha256": dataset.engine_digest(),
             "python": ".".join(platform.python_version().split(".")[:2])}
-    out = []
+    out = {}
     for host, f in sorted(facts.items()):
         theirs = {"fsyncstudy": f["fsyncstudy"], "engine_sha256": f["engine_sha256"],
                   "python": ".".join(f["python"].split(".")[:2])}
         diff = [f"{k} {theirs[k]} (here {mine[k]})" for k in mine if theirs[k] != mine[k]]
         if diff:
-            out.append(f"{host}: {', '.join(diff)}")
+            out[host] = ", ".join(diff)
     return out
+
+
+def check_versions(facts: dict[str, dict]) -> list[str]:
+    """``version_problems`` as lines "host: why" (empty: every host can join)."""
+    return [f"{host}: {why}" for host, why in version_problems(facts).items()]
 
 
 def split_targets(targets: list[str] | None, hosts: list[str]) -> dict[str, list[str] | None]:
@@ -462,7 +471,7 @@ def status(scheduler: str, timeout_s: float = CONNECT_TIMEOUT_S) -> list[dict]:
     with Fleet(scheduler, timeout_s) as fleet:
         hosts = fleet.wait_for(None, timeout_s)
         facts = fleet.facts(hosts)
-        bad = {line.split(":", 1)[0]: line.split(": ", 1)[1] for line in check_versions(facts)}
+        bad = version_problems(facts)
         return [{"host": h, "address": hosts[h], "hostname": facts[h]["hostname"],
                  "fsyncstudy": facts[h]["fsyncstudy"], "python": facts[h]["python"], "kernel": facts[h]["kernel"],
                  "default_targets": facts[h]["default_targets"], "refused": bad.get(h, "")}
@@ -470,7 +479,7 @@ def status(scheduler: str, timeout_s: float = CONNECT_TIMEOUT_S) -> list[dict]:
 
 
 __all__ = ["Fleet", "FleetError", "FleetSummary", "LOAD_SCHEMA", "SCHEMA", "check_versions", "host_facts",
-           "parse_scheduler", "run_fleet_load", "run_fleet_sweep", "split_targets", "status"]
+           "parse_scheduler", "run_fleet_load", "run_fleet_sweep", "split_targets", "status", "version_problems"]
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit("fsyncstudy.fleet is a library: python -m fsyncstudy sweep --scheduler ...")

@@ -138,6 +138,11 @@ def _open_flags(sync_method: str) -> int:
     return flags
 
 
+def set_direct(fd: int) -> None:
+    """Turn on O_DIRECT for an open file (EINVAL where the filesystem has no direct I/O)."""
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
+
+
 class AlignedWriter:
     """``write(fd, data)`` at offset 0 from one page-aligned buffer: what O_DIRECT needs (a Python
     bytes object's data is not block aligned).  The copy into the buffer is part of the timed write,
@@ -247,7 +252,7 @@ class LogFile:
                 # after the preparation (whose writes are not block aligned): the timed writes bypass
                 # the page cache, as pg_test_fsync's open_* tests do; they must then come from an
                 # aligned buffer in whole blocks (``AlignedWriter``)
-                fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) | os.O_DIRECT)
+                set_direct(self.fd)
         except BaseException:
             self.remove()
             raise

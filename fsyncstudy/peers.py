@@ -260,7 +260,8 @@ def compare(target_dir=None, rounds: int = 5, peers=("fio", "pg_test_fsync"), pr
         if not isinstance(secs_per_test, int) or secs_per_test < 1:
             raise ValueError(f"secs_per_test must be a whole number of seconds >= 1, got {secs_per_test!r}")
         # pg_test_fsync opens its open_* files with O_DIRECT where the filesystem has it: so do we
-        direct = {m: m.startswith("open_") and direct_io_works(directory) for m in PG_METHODS.values()}
+        has_direct = direct_io_works(directory)
+        direct = {m: m.startswith("open_") and has_direct for m in PG_METHODS.values()}
         pg_entries = {m: calibrated_entries(trial("always", duration_s=0.2, sync_method=m, direct=direct[m],
                                                   **PG_TRIAL),
                                             secs_per_test, 500, PG_MAX_FRAMED_BYTES // PG_BLOCK_BYTES)
@@ -336,12 +337,11 @@ def compare(target_dir=None, rounds: int = 5, peers=("fio", "pg_test_fsync"), pr
 def direct_io_works(directory: str) -> bool:
     """Whether a file in ``directory`` takes O_DIRECT writes of an aligned 4 kB block (tmpfs since
     Linux 6.6 does; FUSE filesystems without direct_io may not)."""
-    import fcntl
-    from .log import AlignedWriter
+    from .log import AlignedWriter, set_direct
     fd, path = tempfile.mkstemp(dir=directory, prefix=".fsyncstudy-direct-probe-")
     write = AlignedWriter(4096)
     try:
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
+        set_direct(fd)
         return write(fd, bytes(4096)) == 4096
     except OSError:
         return False

@@ -510,12 +510,11 @@ class Postgres(Database):
             self.prepare("log")
         return self
 
-    def _admin(self, *sql: str) -> None:
+    def _admin(self, sql: str) -> None:
         import psycopg
         with psycopg.connect(**self._conninfo(), autocommit=True) as c:
             c.execute("SET synchronous_commit TO on")  # durable, whatever the setting under test
-            for statement in sql:
-                c.execute(statement)
+            c.execute(sql)
 
     def prepare(self, name: str) -> None:
         self._admin(f"CREATE TABLE IF NOT EXISTS {name} (id bigserial PRIMARY KEY, payload bytea)")
