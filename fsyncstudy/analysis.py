@@ -508,14 +508,10 @@ LOAD_METHOD = "geometric mean over trials, 95% t interval of the logs"
 
 
 def _geo(values) -> intervals.Estimate:
-    """Geometric mean with the t interval of the logs (latencies are positive and skewed)."""
-    import math
-    logs = [math.log(v) for v in values if v is not None and v == v and v > 0]
-    e = intervals.mean_ci(logs)
-    if e.mean is None:
-        return e
-    return intervals.Estimate(math.exp(e.mean), None if e.low is None else math.exp(e.low),
-                              None if e.high is None else math.exp(e.high), e.n)
+    """Geometric mean with the t interval of the logs (latencies are positive and skewed): the
+    positive values through ``intervals.mean_ci``, which works on the log scale for positive values
+    (this took the logs itself once, so for values above 1 it averaged logs of logs)."""
+    return intervals.mean_ci([v for v in values if v is not None and v == v and v > 0])
 
 
 def load_summary(df: pd.DataFrame) -> pd.DataFrame:
