@@ -337,16 +337,16 @@ def compare(target_dir=None, rounds: int = 5, peers=("fio", "pg_test_fsync"), pr
 def direct_io_works(directory: str) -> bool:
     """Whether a file in ``directory`` takes O_DIRECT writes of an aligned 4 kB block (tmpfs since
     Linux 6.6 does; FUSE filesystems without direct_io may not)."""
-    from .log import AlignedWriter, set_direct
+    from .log import DIRECT_BLOCK, HEADER, AlignedFramer, set_direct
     fd, path = tempfile.mkstemp(dir=directory, prefix=".fsyncstudy-direct-probe-")
-    write = AlignedWriter(4096)
+    block = AlignedFramer(bytes(DIRECT_BLOCK - HEADER.size)).frame_range(0, 1)[0]
     try:
         set_direct(fd)
-        return write(fd, bytes(4096)) == 4096
+        return os.pwrite(fd, block, 0) == DIRECT_BLOCK
     except OSError:
         return False
     finally:
-        write.close()
+        block.release()
         os.close(fd)
         os.unlink(path)
 

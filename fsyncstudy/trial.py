@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import engine, measures
-from .log import AlignedWriter, Framer, LogFile, read_log
+from .log import AlignedFramer, Framer, LogFile, read_log
 from .strategies import Strategy, check_preallocation, check_sync_method, parse, quote
 from .places import pick_directory, resolve_directory
 from .targets import Target, describe
@@ -159,10 +159,6 @@ def payload_for(nbytes: int) -> bytes:
     return random.Random(0x5EED).randbytes(nbytes)
 
 
-def _pwrite_offset0(fd: int, data: bytes, _pwrite=os.pwrite) -> int:
-    return _pwrite(fd, data, 0)
-
-
 def space_needed(entries: int | None, record_bytes: int, prealloc: str, prealloc_bytes: int) -> int:
     data = (entries or 0) * record_bytes
     return max(data, prealloc_bytes if prealloc != "append" else 0)
@@ -214,10 +210,7 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
     tgt = target or describe(directory)
 
     payload = payload_for(payload_bytes)
-    framer = Framer(payload)
-    if direct and framer.record_bytes % 4096:
-        raise ValueError(f"direct writes whole 4096-byte blocks: records of {framer.record_bytes} bytes are not "
-                         f"(payload_bytes {framer.record_bytes // 4096 * 4096 + 4096 - 16} would be)")
+    framer = AlignedFramer(payload) if direct else Framer(payload)   # AlignedFramer refuses partial blocks
     if prealloc_bytes is None:
         if overwrite_offset0:
             prealloc_bytes = framer.record_bytes
@@ -260,14 +253,8 @@ def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, 
     with LogFile(directory, sync_method, prealloc, prealloc_bytes, direct=direct) as log:
         sync = log.sync_function()
         stop = engine.Stop(entries or 0, int(duration_s * 1e9) if duration_s else 0, MAX_ENTRIES)
-        aligned = AlignedWriter(framer.record_bytes) if direct else None
-        write = aligned if direct else _pwrite_offset0 if overwrite_offset0 else None
         cpu0 = time.process_time_ns()
-        try:
-            tl = engine.run(st, log.fd, sync, framer, first, stop, writers=writers, write=write)
-        finally:
-            if aligned is not None:
-                aligned.close()
+        tl = engine.run(st, log.fd, sync, framer, first, stop, writers=writers, offset0=overwrite_offset0)
         tl.cpu_ns = time.process_time_ns() - cpu0
         verified, detail = None, ""
         if verify and overwrite_offset0:

@@ -1,7 +1,7 @@
 import os
 import zlib
 
-from fsyncstudy.log import HEADER, Framer, frame, read_log, remove_stale, scan
+from fsyncstudy.log import HEADER, AlignedFramer, Framer, frame, read_log, remove_stale, scan
 
 
 def log_of(n, payload=b"p" * 10):
@@ -98,3 +98,21 @@ def test_zero_fill_writes_as_a_log_does_not_as_a_bulk_copy(tmp_path, monkeypatch
         with open(log.path, "rb") as f:
             assert f.read() == bytes((1 << 20) + 100)
     assert sum(sizes) == (1 << 20) + 100 and max(sizes) <= 64 << 10 and len(sizes) == 17
+
+
+def test_aligned_records_are_the_same_records_in_page_aligned_memory():
+    import ctypes
+    import mmap
+
+    import pytest
+    payload = bytes(range(256)) * 32
+    payload = payload[:8192 - HEADER.size]
+    plain, aligned = Framer(payload), AlignedFramer(payload)
+    recs = aligned.frame_range(5, 9)
+    assert [bytes(r) for r in recs] == plain.frame_range(5, 9)
+    for r in recs:   # what O_DIRECT needs: each record starts on a page and fills whole 4 kB blocks
+        assert isinstance(r, memoryview) and len(r) % 4096 == 0
+        assert ctypes.addressof(ctypes.c_char.from_buffer(r)) % mmap.PAGESIZE == 0
+    assert aligned.frame_range(3, 3) == []
+    with pytest.raises(ValueError, match="whole 4096-byte blocks.*payload_bytes 4080"):
+        AlignedFramer(bytes(100))
