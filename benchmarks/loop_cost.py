@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fsyncstudy import engine  # noqa: E402
 from fsyncstudy.intervals import paired_ratio_ci  # noqa: E402
 from fsyncstudy.log import AlignedFramer, Framer, LogFile  # noqa: E402
+from fsyncstudy.measures import percentile  # noqa: E402
 from fsyncstudy.peers import PG_FILE_BYTES, PG_METHODS, PG_TRIAL, direct_io_works  # noqa: E402
 from fsyncstudy.places import pick_directory  # noqa: E402
 from fsyncstudy.targets import describe  # noqa: E402
@@ -56,12 +57,17 @@ C_SOURCE = r"""
 static long long now_ns(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
                                 return t.tv_sec * 1000000000LL + t.tv_nsec; }
 /* n times: write len bytes of buf (at offset 0 when at0, else appended), then sync
-   (0 none, 1 fdatasync, 2 fsync); the elapsed ns, or -1 on a short write */
-long long loop(int fd, const char *buf, long len, long n, int at0, int sync) {
+   (0 none, 1 fdatasync, 2 fsync), and keep each sync's start and end in marks (the write's when
+   there is no sync call), as fio times each I/O; the elapsed ns, or -1 on a short write */
+long long loop(int fd, const char *buf, long len, long n, int at0, int sync, long long *marks) {
     long long t = now_ns();
     for (long i = 0; i < n; i++) {
+        long long a = now_ns();
         if ((at0 ? pwrite(fd, buf, len, 0) : write(fd, buf, len)) != len) return -1;
+        long long b = now_ns();
         if (sync == 1) fdatasync(fd); else if (sync == 2) fsync(fd);
+        marks[2 * i] = sync ? b : a;
+        marks[2 * i + 1] = sync ? now_ns() : b;
     }
     return now_ns() - t;
 }
@@ -79,7 +85,8 @@ def build_c_loop(workdir: str):
     subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", lib, src], check=True)
     fn = ctypes.CDLL(lib).loop
     fn.restype = ctypes.c_longlong
-    fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_int]
+    fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_int,
+                   ctypes.c_void_p]
     return fn
 
 
@@ -102,10 +109,15 @@ def run_case(case: str, directory: str, c_loop, cycles: int, block: int, seed: i
         fd, sync, rl = log.fd, log.sync_function(), framer.record_bytes
         sync_code = {"fdatasync": 1, "fsync": 2}.get(method, 0)
 
+        marks = (ctypes.c_longlong * (2 * block))()
+        sync_ns = {"C": [], "engine": []}   # each sync's duration (the write's, for the open_* methods)
+
         def c_side() -> int:
-            ns = c_loop(fd, c_addr, rl, block, int(at0), sync_code)
+            ns = c_loop(fd, c_addr, rl, block, int(at0), sync_code, marks)
             if ns < 0:
                 raise OSError("short write in the C loop")
+            if measuring:
+                sync_ns["C"] += [marks[2 * i + 1] - marks[2 * i] for i in range(block)]
             return ns
 
         def python_side() -> int:
@@ -127,12 +139,17 @@ def run_case(case: str, directory: str, c_loop, cycles: int, block: int, seed: i
 
         def engine_side() -> int:
             t = time.perf_counter_ns()
-            engine.run_always(fd, sync, framer, recs, engine.Stop(block), offset0=at0)
-            return time.perf_counter_ns() - t
+            tl = engine.run_always(fd, sync, framer, recs, engine.Stop(block), offset0=at0)
+            ns = time.perf_counter_ns() - t
+            if measuring:
+                sync_ns["engine"] += [e - b for b, e in zip(tl.sync_starts, tl.sync_ends)]
+            return ns
 
         sides = {"C": c_side, "python": python_side, "engine": engine_side}
-        for f in sides.values():   # one untimed block each: the file and the code warm
+        measuring = False
+        for f in sides.values():   # one unrecorded block each: the file and the code warm
             f()
+        measuring = True
         got = {k: [] for k in sides}
         rng = random.Random(seed)
         for _ in range(cycles):
@@ -140,7 +157,7 @@ def run_case(case: str, directory: str, c_loop, cycles: int, block: int, seed: i
             rng.shuffle(order)
             for k in order:
                 got[k].append(block / sides[k]() * 1e9)
-    return {"case": case, "method": method, "direct": direct, "record_bytes": rl, "ops": got}
+    return {"case": case, "method": method, "direct": direct, "record_bytes": rl, "ops": got, "sync_ns": sync_ns}
 
 
 def report(res: dict) -> None:
@@ -155,6 +172,15 @@ def report(res: dict) -> None:
         r = paired_ratio_ci(ops[side], ops["C"])
         print(f"  {side:8s} {med:9,.0f} ops/s   / C {r.mean:.3f} (95% CI {r.low:.3f}-{r.high:.3f}), "
               f"{(1 / r.mean - 1) * 1e6 / statistics.median(ops['C']):+.1f} us per op")
+    c, e = (sorted(res["sync_ns"][k]) for k in ("C", "engine"))
+    what = "sync" if res["method"] in ("fdatasync", "fsync") else "synchronous write"
+    print(f"  {what} latency p50 / p99 / p99.9: C {_pct(c, 50)} / {_pct(c, 99)} / {_pct(c, 99.9)} us, "
+          f"engine {_pct(e, 50)} / {_pct(e, 99)} / {_pct(e, 99.9)} us ({len(c):,} and {len(e):,} calls)")
+
+
+def _pct(sorted_ns: list[int], p: float) -> str:
+    v = percentile(sorted_ns, p)
+    return "-" if v is None else f"{v / 1e3:.0f}"
 
 
 def main(argv=None) -> int:
