@@ -27,7 +27,7 @@ LOAD_DATASET ?=
 REALDB_DATASET ?=
 REALDB_CRASH_DATASET ?=
 
-.PHONY: all report test test-package test-notebooks bench-overhead clean distclean system-deps
+.PHONY: all report test test-package test-notebooks bench-overhead bench-loop clean distclean system-deps
 
 all: report
 
@@ -49,6 +49,9 @@ test: system-deps $(STAMP)
 
 bench-overhead: $(STAMP)
 	$(PY) benchmarks/overhead.py
+
+bench-loop: $(STAMP)
+	$(PY) benchmarks/loop_cost.py
 
 clean:
 	rm -rf build reports .pytest_cache .hypothesis

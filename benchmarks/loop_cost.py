@@ -30,9 +30,7 @@ import mmap
 import os
 import platform
 import random
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +38,9 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _cc import compile_c  # noqa: E402
 
 from fsyncstudy import engine  # noqa: E402
 from fsyncstudy.intervals import paired_ratio_ci  # noqa: E402
@@ -77,13 +78,7 @@ CASES = [f"pg-{name}" for name in PG_METHODS] + ["append"]
 
 
 def build_c_loop(workdir: str):
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        sys.exit("loop_cost.py needs a C compiler (cc) for its C side: apt-get install gcc")
-    src, lib = os.path.join(workdir, "loop.c"), os.path.join(workdir, "loop.so")
-    Path(src).write_text(C_SOURCE)
-    subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", lib, src], check=True)
-    fn = ctypes.CDLL(lib).loop
+    fn = ctypes.CDLL(compile_c(C_SOURCE, workdir, "loop", shared=True)).loop
     fn.restype = ctypes.c_longlong
     fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_int,
                    ctypes.c_void_p]

@@ -277,8 +277,8 @@ def compare(target_dir=None, rounds: int = 5, peers=("fio", "pg_test_fsync"), pr
                                                                          str(secs_per_test), "-f", "<file>"],
                 **base)
             if direct[ours_method]:
-                pr.notes.append("O_DIRECT on both sides, as pg_test_fsync opens its open_* files (ours from a "
-                                "page-aligned buffer)")
+                pr.notes.append("O_DIRECT on both sides, as pg_test_fsync opens its open_* files (ours from "
+                                "page-aligned memory, framed before timing)")
             elif pg_name.startswith("open_"):
                 pr.notes.append("no O_DIRECT on this filesystem: we write through the page cache")
             pr.notes.append("pg_test_fsync reports a mean per test: no percentiles on its side")
