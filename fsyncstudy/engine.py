@@ -208,11 +208,13 @@ def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, wr
             else:
                 continue
         break
+    # derived after the timed window, at most five arrays of one int64 per entry at any time
     n = len(ends)
     tl.end_ns = ends[-1]
     tl.latency = array("q", map(operator.sub, ends, starts))
+    tl.sync_starts = mids if sync is not None else starts   # O_DSYNC/O_SYNC: the write is the sync
+    del starts, mids
     tl.acks = ends
-    tl.sync_starts = mids if sync is not None else array("q", starts)
     tl.sync_ends = array("q", ends)
     tl.sync_hi = array("q", range(1, n + 1))
     return tl
