@@ -132,9 +132,11 @@ def run_case(case: str, directory: str, c_loop, cycles: int, block: int, seed: i
                     sync(fd)
             return time.perf_counter_ns() - t
 
+        offset0_write = engine._pwrite_offset0 if at0 else None
+
         def engine_side() -> int:
             t = time.perf_counter_ns()
-            tl = engine.run_always(fd, sync, framer, recs, engine.Stop(block), offset0=at0)
+            tl = engine.run_always(fd, sync, framer, recs, engine.Stop(block), write=offset0_write)
             ns = time.perf_counter_ns() - t
             if measuring:
                 sync_ns["engine"] += [e - b for b, e in zip(tl.sync_starts, tl.sync_ends)]

@@ -125,12 +125,11 @@ def _wrap_sync_error(e: OSError) -> SyncFailed:
                                "can report success after the kernel dropped the data)")
 
 
-def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, write=None,
-               offset0: bool = False) -> Timeline:
+def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, write=None) -> Timeline:
     """Write, sync, acknowledge; one sync per entry.  ``sync`` None: O_DSYNC/O_SYNC writes sync themselves.
 
-    ``write(fd, data) -> int`` replaces ``os.write`` (the crash experiment's reporting write);
-    ``offset0`` writes every record with ``os.pwrite`` at offset 0, as pg_test_fsync does.
+    ``write(fd, data) -> int`` replaces ``os.write`` (a pwrite at offset 0 as pg_test_fsync does, or
+    the crash experiment's reporting write).
 
     The loop between two system calls is kept as short as Python allows: per entry it takes the
     clock at the write, at the sync and at the ack, and appends them; everything else in the
@@ -143,25 +142,13 @@ def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, wr
     starts, mids, ends = array("q"), array("q"), array("q")
     ta, ma, ea = starts.append, mids.append, ends.append
     clk, rl = time.perf_counter_ns, framer.record_bytes
-    w = os.pwrite if offset0 else (write or os.write)
+    w = write or os.write
     tl.start_ns = clk()
     n_min = stop.entries
     deadline = stop.deadline(tl.start_ns) or _NEVER   # a count alone: the feed ends the loop there
     for block in _feed(framer, first, stop):
-        # four copies of one loop, so that none tests per entry what is fixed for the run
-        if sync is None and offset0:
-            for rec in block:
-                t = clk()
-                k = w(fd, rec, 0)
-                a = clk()
-                if k != rl:
-                    raise _short_write(k, rl)
-                ta(t); ea(a)
-                if t >= deadline and len(ends) >= n_min:
-                    break
-            else:
-                continue
-        elif sync is None:
+        # two copies of one loop, so that neither tests per entry whether there is a sync call
+        if sync is None:
             for rec in block:
                 t = clk()
                 k = w(fd, rec)
@@ -169,23 +156,6 @@ def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, wr
                 if k != rl:
                     raise _short_write(k, rl)
                 ta(t); ea(a)
-                if t >= deadline and len(ends) >= n_min:
-                    break
-            else:
-                continue
-        elif offset0:
-            for rec in block:
-                t = clk()
-                k = w(fd, rec, 0)
-                if k != rl:
-                    raise _short_write(k, rl)
-                s = clk()
-                try:
-                    sync(fd)
-                except OSError as e:   # zero cost unless raised (Python 3.11)
-                    raise _wrap_sync_error(e) from e
-                a = clk()
-                ta(t); ma(s); ea(a)
                 if t >= deadline and len(ends) >= n_min:
                     break
             else:
@@ -544,12 +514,14 @@ def run(st: Strategy, fd: int, sync, framer: Framer, first: list[bytes], stop: S
     ``write`` replaces ``os.write`` (see ``run_always``); ``writers`` is group commit's;
     ``offset0`` (``always`` and ``none``) writes every record at offset 0, as pg_test_fsync does.
     """
-    if offset0 and (write is not None or st.kind not in ("always", "none")):
-        raise ValueError(f"offset0 goes only with 'always' or 'none' and the engine's own write, not {st.name}")
+    if offset0:
+        if write is not None or st.kind not in ("always", "none"):
+            raise ValueError(f"offset0 goes only with 'always' or 'none' and the engine's own write, not {st.name}")
+        write = _pwrite_offset0
     if st.kind == "always":
-        return run_always(fd, sync, framer, first, stop, write=write, offset0=offset0)
+        return run_always(fd, sync, framer, first, stop, write=write)
     if st.kind == "none":
-        return run_none(fd, framer, first, stop, write=_pwrite_offset0 if offset0 else write)
+        return run_none(fd, framer, first, stop, write=write)
     if st.kind == "batch":
         return run_batch(fd, sync, st.interval_ms, framer, first, stop, write=write)
     if st.kind == "group":
