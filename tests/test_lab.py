@@ -477,6 +477,52 @@ def test_lab_down_cleans_up_after_a_crashed_run():
         remove(d)
 
 
+@needs_quick
+def test_a_lab_in_use_is_never_advised_down_and_never_taken_down_under_its_run():
+    d = fresh_dir("inuse")
+    p = None
+    try:
+        p = start_child(d)                     # a run with its lab up, still going
+        with pytest.raises(LabError) as refused:
+            Lab(d, targets=QUICK).up()
+        text = str(refused.value)
+        assert "in use" in text and f"pid {p.pid}" in text and "lab down" not in text
+        with pytest.raises(LabError, match="in use"):
+            down(d)                            # would pull the filesystem from under the run
+        assert any(leftovers(d).values())      # nothing was touched
+        out = subprocess.run([sys.executable, "-m", "fsyncstudy", "lab", "down", "--dir", str(d)],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode != 0 and "in use" in out.stderr and any(leftovers(d).values())
+    finally:
+        if p and p.poll() is None:
+            p.terminate()
+            p.wait(timeout=90)
+        remove(d)
+
+
+@needs_quick
+def test_a_run_gets_a_lab_of_its_own_beside_one_brought_up_with_lab_up(monkeypatch):
+    d = fresh_dir("shared-place")
+    monkeypatch.setenv("FSYNCSTUDY_LAB_DIR", str(d))   # "the default place", where another user's lab is up
+    up = subprocess.run([sys.executable, "-m", "fsyncstudy", "lab", "up", "--targets", ",".join(QUICK)],
+                        capture_output=True, text=True, timeout=120)
+    try:
+        assert up.returncode == 0, up.stderr
+        with pytest.raises(LabError) as refused:
+            Lab(targets=QUICK).up()            # the default place is taken: said, and not advised down
+        assert "brought up with `lab up`" in str(refused.value) and "lab down" not in str(refused.value)
+        with Lab.for_run(targets=QUICK, parent=LAB_BASE) as a, Lab.for_run(targets=QUICK, parent=LAB_BASE) as b:
+            assert a.lab_dir != b.lab_dir and a.available() == b.available() == [f"lab:{t}" for t in QUICK]
+            assert d not in (a.lab_dir.parent, b.lab_dir.parent) and a.lab_dir.name.startswith(f"fsyncstudy-lab-run-{os.getpid()}-")
+            mine = [a.lab_dir, b.lab_dir]
+        assert not any(x.exists() for x in mine)                    # a run's lab directory goes with it
+        assert lab_core.load_state(d)["targets"] and any(leftovers(d).values())   # the other lab is still up
+    finally:
+        subprocess.run([sys.executable, "-m", "fsyncstudy", "lab", "down", "--dir", str(d)], capture_output=True,
+                       text=True, timeout=120)
+        remove(d)
+
+
 def on_the_machine(base: Path) -> dict[str, list[str]]:
     """Mounts, loop devices and lab FUSE daemons of labs under ``base`` (the module's shared lab left out),
     read from the machine itself: /proc/self/mountinfo, /sys/block and /proc/<pid>/cmdline."""

@@ -19,7 +19,7 @@ def _print_json(obj) -> None:
 def cmd_up(args) -> int:
     from ..targets import describe
     from .core import Lab
-    lab = Lab(args.dir, targets=_targets(args.targets), size_mib=args.size_mib).up()
+    lab = Lab(args.dir, targets=_targets(args.targets), size_mib=args.size_mib, persistent=True).up()
     up = lab.available()
     if not up:
         lab.down()  # nothing to leave up: no state file either
@@ -42,7 +42,7 @@ def cmd_up(args) -> int:
 
 def cmd_down(args) -> int:
     from .core import default_lab_dir, down
-    found = down(args.dir)
+    found = down(args.dir, force=args.force)
     what = ", ".join(f"{len(v)} {k.replace('_', ' ')}" for k, v in found.items())
     print(f"lab in {args.dir or default_lab_dir()} is down (found {what})")
     return 0
@@ -82,7 +82,9 @@ def cmd_status(args) -> int:
         print(f"  lab:{t:14} skipped: {reason}")
     left = out["on_the_machine"]
     if any(left.values()) and not out["targets"]:
-        print(f"  left over (run lab down): {left}")
+        from .core import in_use
+        busy = in_use(d)
+        print(f"  left over: {left}; " + (f"in use: {busy}" if busy else f"run `python -m fsyncstudy lab down --dir {d}`"))
     return 0
 
 
@@ -163,8 +165,9 @@ def register(subparsers) -> None:
                                      "hdd-emulated,ssd-emulated")
     p.add_argument("--size-mib", type=int, default=512, help="size of each loop image (sparse; default 512)")
     p.add_argument("--json", action="store_true")
-    add("down", cmd_down, "unmount and remove the lab (images, mounts, daemons), also what a crashed run "
-                          "left behind; daemon logs stay in logs/")
+    p = add("down", cmd_down, "unmount and remove the lab (images, mounts, daemons), also what a crashed run "
+                              "left behind; daemon logs stay in logs/")
+    p.add_argument("--force", action="store_true", help="also a lab whose run is still going (that run then fails)")
     p = add("status", cmd_status, "what is up, and each FUSE target's faults and counters")
     p.add_argument("--json", action="store_true")
     p = add("check", cmd_check, "what this machine lacks for each target, without building anything")

@@ -57,8 +57,8 @@ def request(path: str | os.PathLike, cmd: str, timeout_s: float = REQUEST_TIMEOU
         try:
             s.connect(name)
         except OSError as e:
-            raise LabError(f"the lab daemon for {path} does not answer ({e}); "
-                           "run `python -m fsyncstudy lab down` and up again") from e
+            raise LabError(f"the lab daemon for {path} does not answer ({e}); `python -m fsyncstudy lab status "
+                           "--dir LAB_DIR` says whether its lab is still in use and what to do") from e
         with s.makefile("rwb") as f:
             f.write(json.dumps({"cmd": cmd, "args": args}).encode() + b"\n")
             f.flush()

@@ -68,6 +68,45 @@ def default_lab_dir() -> Path:
     return Path(os.environ.get("FSYNCSTUDY_LAB_DIR") or "/var/tmp/fsyncstudy-lab")
 
 
+#: Per-run lab directories (``Lab.for_run``): ``fsyncstudy-lab-run-<pid>-*`` beside the default one.
+RUN_PREFIX = "fsyncstudy-lab-run-"
+
+
+def _start_time(pid: int) -> str | None:
+    """A process's start time (field 22 of /proc/<pid>/stat), to tell it from a later one with its pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _owner() -> dict:
+    try:
+        cmd = " ".join(Path("/proc/self/cmdline").read_bytes().decode(errors="replace").split("\0")).strip()
+    except OSError:
+        cmd = ""
+    return {"pid": os.getpid(), "start": _start_time(os.getpid()), "command": cmd[:300]}
+
+
+def in_use(lab_dir: str | os.PathLike, state: dict | None = None) -> str:
+    """Why the lab in ``lab_dir`` is in use, or "" when nothing of it is: a lab brought up by ``lab up``
+    that is still up, a lab whose run is still going, or a FUSE daemon alive in a lab that does not say
+    who brought it up.  A lab whose run has ended (its owner's pid gone) is not in use, even if its
+    daemons outlived it: ``down`` may remove it."""
+    d = Path(lab_dir)
+    state = load_state(d) if state is None else state
+    left = leftovers(d)
+    owner = (state or {}).get("owner") or {}
+    pid = owner.get("pid")
+    if isinstance(pid, int) and pid != os.getpid() and owner.get("start") and _start_time(pid) == owner["start"]:
+        return f"the process that brought it up is still running (pid {pid}: {owner.get('command') or '?'})"
+    if owner.get("persistent") and (left["mounts"] or left["daemons"]):
+        return "it was brought up with `lab up` and is still mounted (it stays up until whoever brought it up takes it down)"
+    if not owner and left["daemons"]:
+        return f"its FUSE daemons are alive (pids {', '.join(map(str, left['daemons']))})"
+    return ""
+
+
 def _name(target: str) -> str:
     name = target[4:] if target.startswith("lab:") else target
     if name not in TARGET_NAMES:
@@ -191,7 +230,7 @@ def _still_there(made: list[tuple[Path, str]]) -> dict[str, list]:
             "loop_devices": loops, "daemons": pids}
 
 
-def down(lab_dir: str | os.PathLike | None = None) -> dict[str, list]:
+def down(lab_dir: str | os.PathLike | None = None, force: bool = False) -> dict[str, list]:
     """Tear down the lab in ``lab_dir``, also what a crashed run left behind: only what its state
     file says it made.
 
@@ -199,13 +238,17 @@ def down(lab_dir: str | os.PathLike | None = None) -> dict[str, list]:
     images, backing directories, pid files and the directories the lab created (daemon logs stay,
     for a post-mortem).  A directory without the lab's state file is refused and left as it is.
     Returns what it found; raises LabError if something could not be removed (after trying
-    everything else).
+    everything else).  A lab whose run is still going (``in_use``, not one brought up by ``lab up``,
+    which is what ``lab down`` is for) is refused unless ``force``.
     """
     d = Path(lab_dir or default_lab_dir()).resolve()
     state = load_state(d)
     if state is None:
         raise LabError(f"{d} holds no lab: it has no readable {STATE_FILE}, so nothing in it was made by the lab, "
                        "and nothing was touched")
+    busy = in_use(d, state)
+    if busy and not force and not (state.get("owner") or {}).get("persistent"):
+        raise LabError(f"the lab in {d} is in use: {busy}; nothing was touched (it comes down when its run ends)")
     made = _made(d, state)
     found = _still_there(made)
     errors = []
@@ -276,8 +319,12 @@ class Lab:
     """
 
     def __init__(self, lab_dir: str | os.PathLike | None = None, targets=TARGET_NAMES,
-                 size_mib: int = DEFAULT_SIZE_MIB, loop_direct_io: bool = True, seed: int | None = None):
+                 size_mib: int = DEFAULT_SIZE_MIB, loop_direct_io: bool = True, seed: int | None = None,
+                 persistent: bool = False):
         self.lab_dir = Path(lab_dir or default_lab_dir()).resolve()
+        #: brought up by ``lab up`` to stay up after this process (``lab down`` takes it down)
+        self.persistent = persistent
+        self._own_dir = False
         self.names = [_name(t) for t in targets]
         self.size_mib, self.loop_direct_io, self.seed = size_mib, loop_direct_io, seed
         self._up: dict[str, LoopFS | FuseMount] = {}
@@ -285,14 +332,45 @@ class Lab:
         self._made: list[dict] = []
         self._old_sigterm = None
 
+    @classmethod
+    def for_run(cls, targets=TARGET_NAMES, parent: str | os.PathLike | None = None, **kw) -> "Lab":
+        """A lab in a directory of its own for one run (``<parent>/fsyncstudy-lab-run-<pid>-*``; parent:
+        the default lab directory's, /var/tmp), removed when the lab comes down: two runs, or a run and
+        a lab someone brought up with ``lab up``, never share one.  Labs of earlier runs whose process
+        is gone are taken down first."""
+        import tempfile
+        base = Path(parent or default_lab_dir().parent)
+        base.mkdir(parents=True, exist_ok=True)
+        for old in sorted(base.glob(RUN_PREFIX + "*")):
+            pid = old.name[len(RUN_PREFIX):].split("-", 1)[0]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists() and old.is_dir():
+                try:
+                    if load_state(old) is not None:
+                        down(old)
+                    if not any(leftovers(old).values()):
+                        shutil.rmtree(old, ignore_errors=True)
+                except (LabError, OSError):
+                    pass   # it stays; `lab status --dir` shows it
+        d = tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{os.getpid()}-", dir=base)
+        os.chmod(d, 0o755)   # as a directory made with mkdir: servers running as their own users reach the mounts
+        lab = cls(d, targets=targets, **kw)
+        lab._own_dir = True
+        return lab
+
     # -- lifecycle -------------------------------------------------------------------
 
     def up(self) -> "Lab":
         self.lab_dir.mkdir(parents=True, exist_ok=True)
         left = leftovers(self.lab_dir)
-        if any(left.values()) or (self.lab_dir / STATE_FILE).exists():
-            raise LabError(f"a lab is already up in {self.lab_dir} (or a crashed run left it: {left}); "
-                           f"run `python -m fsyncstudy lab down --dir {self.lab_dir}` first")
+        state = load_state(self.lab_dir)
+        if any(left.values()) or state is not None:
+            busy = in_use(self.lab_dir, state)
+            if busy:
+                raise LabError(f"a lab is up in {self.lab_dir} and in use: {busy}. Choose another lab directory "
+                               "(--dir, or FSYNCSTUDY_LAB_DIR)")
+            raise LabError(f"a run that has ended left a lab in {self.lab_dir} ({left}), and nothing of it is in use: "
+                           f"remove it with `python -m fsyncstudy lab down --dir {self.lab_dir}`, or choose another "
+                           "lab directory")
         if describe(self.lab_dir).durability == "volatile":
             raise LabError(f"{self.lab_dir} is in RAM ({describe(self.lab_dir).fstype}): lab images and backing "
                            "directories must be on disk; set FSYNCSTUDY_LAB_DIR or pass lab_dir")
@@ -366,8 +444,8 @@ class Lab:
                          seed=self.seed)
 
     def _save(self) -> None:
-        state = {"lab_dir": str(self.lab_dir), "made": list(self._made), "targets": {},
-                 "skipped": dict(self._skipped)}
+        state = {"lab_dir": str(self.lab_dir), "owner": {**_owner(), "persistent": self.persistent},
+                 "made": list(self._made), "targets": {}, "skipped": dict(self._skipped)}
         for name, thing in self._up.items():
             if isinstance(thing, LoopFS):
                 state["targets"][name] = thing.state()
@@ -396,6 +474,9 @@ class Lab:
                 errors.append(str(e))
             if self in _ACTIVE:
                 _ACTIVE.remove(self)
+            if self._own_dir and not errors and not any(leftovers(self.lab_dir).values()) and \
+                    not any(m.mount_point.startswith(str(self.lab_dir) + "/") for m in mounts()):
+                shutil.rmtree(self.lab_dir, ignore_errors=True)   # the run's own directory (daemon logs too)
         if errors:
             raise LabError("; ".join(errors))
 
@@ -480,8 +561,11 @@ def resolve_target(target: str | os.PathLike, lab_dir: str | os.PathLike | None 
         if is_mounted(mp) and (entry["kind"] != "fuse" or any(m.mount_point == os.path.realpath(mp)
                                                                and m.fstype == FUSE_FSTYPE for m in mounts())):
             return Path(mp)
-        raise LabError(f"lab:{name} is listed in {d / STATE_FILE} but not mounted (a crashed run?): "
-                       f"run `python -m fsyncstudy lab down --dir {d}` and `lab up` again")
+        busy = in_use(d, state)
+        raise LabError(f"lab:{name} is listed in {d / STATE_FILE} but not mounted"
+                       + (f"; the lab is in use ({busy}): ask its user, or use another lab directory" if busy else
+                          f" (a run that has ended left it): run `python -m fsyncstudy lab down --dir {d}` "
+                          "and `lab up` again"))
     if state and name in state.get("skipped", {}):
         raise LabError(f"lab:{name} was skipped when the lab in {d} went up: {state['skipped'][name]}")
     raise LabError(f"lab:{name} is not up: run `python -m fsyncstudy lab up` (as root), or use "
