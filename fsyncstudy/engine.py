@@ -82,6 +82,7 @@ class Timeline:
     final_sync: bool = False        # the last sync is batch's end-of-run sync, not a flusher tick
     count: int = -1                 # entries written, where not every one is timed (none)
     cpu_ns: int | None = None       # the process's CPU time over the run (every thread), when measured
+    cpu_wait_ns: int | None = None  # time its threads waited for a CPU (run queue) over the run, when measured
 
     @property
     def entries(self) -> int:

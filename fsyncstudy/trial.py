@@ -101,11 +101,15 @@ class TrialResult:
     #: bare loop of the same system calls on /dev/null (``engine.harness_ns``).
     harness_ns_per_entry: float | None = None
     #: CPU time of the whole process (every thread, user + system) over the run, per entry, and as a
-    #: share of the elapsed time; ``bound`` is "cpu" when that share is at least CPU_BOUND_SHARE (the
-    #: result measures the write loop and the kernel's copy, not the storage), else "storage".
+    #: share of the elapsed time; ``bound`` is "cpu" when that share plus ``cpu_wait_share`` is at least
+    #: CPU_BOUND_SHARE (the process never waited for storage: the result measures the write loop and
+    #: the kernel's copy, not the storage), else "storage".
     cpu_s: float | None = None
     cpu_us_per_entry: float | None = None
     cpu_share: float | None = None
+    #: The share of the elapsed time the process's threads were ready to run but waited for a CPU that
+    #: other processes had (a busy machine); ``bound`` counts it with ``cpu_share``.
+    cpu_wait_share: float | None = None
     bound: str = ""
     #: The ack and sync latencies of the trial as log-linear histograms in ns (``measures.histogram``,
     #: encoded 'bucket:count ...'), so percentiles over trials pooled together can be recomputed.
@@ -253,9 +257,10 @@ def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, 
     with LogFile(directory, sync_method, prealloc, prealloc_bytes, direct=direct) as log:
         sync = log.sync_function()
         stop = engine.Stop(entries or 0, int(duration_s * 1e9) if duration_s else 0, MAX_ENTRIES)
-        cpu0 = time.process_time_ns()
+        wait0, cpu0 = cpu_wait_ns(), time.process_time_ns()
         tl = engine.run(st, log.fd, sync, framer, first, stop, writers=writers, offset0=overwrite_offset0)
-        tl.cpu_ns = time.process_time_ns() - cpu0
+        tl.cpu_ns, wait1 = time.process_time_ns() - cpu0, cpu_wait_ns()
+        tl.cpu_wait_ns = wait1 - wait0 if wait0 is not None and wait1 is not None else None
         verified, detail = None, ""
         if verify and overwrite_offset0:
             # only the last entry survives, at offset 0
@@ -271,13 +276,36 @@ def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, 
     return tl, verified, detail
 
 
-def cpu_fields(cpu_ns: int | None, entries: int, elapsed_ns: int) -> dict:
-    """cpu_s, cpu_us_per_entry, cpu_share and bound for a run (empty values without a CPU time)."""
+def cpu_wait_ns() -> int | None:
+    """How long this process's threads have waited for a CPU while runnable (the run-queue delay of
+    ``/proc/self/task/*/schedstat``), in ns; None where the kernel does not say.  Threads that ended
+    are not counted (their delay goes with them)."""
+    total = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for t in tasks:
+        try:
+            with open(f"/proc/self/task/{t}/schedstat") as f:
+                total += int(f.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue   # a thread that just ended
+    return total
+
+
+def cpu_fields(cpu_ns: int | None, entries: int, elapsed_ns: int, wait_ns: int | None = None) -> dict:
+    """cpu_s, cpu_us_per_entry, cpu_share, cpu_wait_share and bound for a run (empty values without a
+    CPU time).  ``bound`` is "cpu" when the process was on a CPU, or ready and waiting for one
+    (``wait_ns``: other processes had it), for at least CPU_BOUND_SHARE of the time: it was not
+    waiting for storage, so on a busy machine too it measures the loop, not the device."""
     if cpu_ns is None or elapsed_ns <= 0:
-        return {"cpu_s": None, "cpu_us_per_entry": None, "cpu_share": None, "bound": ""}
+        return {"cpu_s": None, "cpu_us_per_entry": None, "cpu_share": None, "cpu_wait_share": None, "bound": ""}
     share = cpu_ns / elapsed_ns
+    wait_share = wait_ns / elapsed_ns if wait_ns is not None else None
     return {"cpu_s": cpu_ns / 1e9, "cpu_us_per_entry": cpu_ns / 1e3 / entries if entries else None,
-            "cpu_share": share, "bound": "cpu" if share >= CPU_BOUND_SHARE else "storage"}
+            "cpu_share": share, "cpu_wait_share": wait_share,
+            "bound": "cpu" if share + (wait_share or 0.0) >= CPU_BOUND_SHARE else "storage"}
 
 
 def summarize(st: Strategy, tl: engine.Timeline, *, sync_method: str, prealloc: str, payload_bytes: int,
@@ -321,7 +349,7 @@ def summarize(st: Strategy, tl: engine.Timeline, *, sync_method: str, prealloc: 
         verified=verified,
         verify_detail=verify_detail, started_at=started_at, warnings=list(notes or []),
         timed_entries=len(tl.latency), harness_ns_per_entry=engine.harness_ns(st.kind),
-        **cpu_fields(tl.cpu_ns, n, elapsed_ns),
+        **cpu_fields(tl.cpu_ns, n, elapsed_ns, tl.cpu_wait_ns),
         ack_latency_hist=measures.encode_histogram(measures.histogram(ack_sorted, presorted=True)),
         sync_latency_hist=measures.encode_histogram(measures.histogram(sync_sorted, presorted=True)),
         ack_p99_is_max=0 < len(ack_sorted) < PERCENTILE_MIN_N, sync_p99_is_max=0 < len(sync_sorted) < PERCENTILE_MIN_N,
