@@ -20,6 +20,9 @@ SYSTEM_PACKAGES := xfsprogs btrfs-progs fuse3 libfuse3-3 mount fio postgresql re
 #             [REALDB_DATASET=data/REALDB] [REALDB_CRASH_DATASET=data/REALDB-CRASH]
 #                                      render existing datasets, measure nothing
 PROFILE ?= standard
+# make test NEIGHBOUR=1                 the tests with another process writing and fdatasync-ing on their disk
+#                                       throughout, as on a machine that is not idle
+NEIGHBOUR ?=
 DATASET ?=
 CRASH_DATASET ?=
 PEERS_DATASET ?=
@@ -44,7 +47,7 @@ report: system-deps $(STAMP)
 	$(PY) -m fsyncstudy report --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) $(if $(CRASH_DATASET),--crash-dataset $(CRASH_DATASET)) $(if $(PEERS_DATASET),--peers-dataset $(PEERS_DATASET)) $(if $(LOAD_DATASET),--load-dataset $(LOAD_DATASET)) $(if $(REALDB_DATASET),--realdb-dataset $(REALDB_DATASET)) $(if $(REALDB_CRASH_DATASET),--realdb-crash-dataset $(REALDB_CRASH_DATASET))
 
 test: system-deps $(STAMP)
-	$(PY) -m pytest tests
+	FSYNCSTUDY_TEST_NEIGHBOUR=$(NEIGHBOUR) $(PY) -m pytest tests
 	cd notebooks && PYDEVD_DISABLE_FILE_VALIDATION=1 $(PYABS) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider .
 
 bench-overhead: $(STAMP)
@@ -53,6 +56,7 @@ bench-overhead: $(STAMP)
 bench-loop: $(STAMP)
 	$(PY) benchmarks/loop_cost.py
 
+# runs/ (your measured datasets) is left alone
 clean:
 	rm -rf build reports .pytest_cache .hypothesis
 

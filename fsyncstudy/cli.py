@@ -22,7 +22,7 @@ from .log import unwind_on_sigterm
 from .peers import compare
 from .peertools import PG_SECTIONS, PeerFailed, PeerMissing
 from .pgtest import SECTION_NOTES, PgTestReport, run_suite
-from .places import DATA, pick_directory
+from .places import pick_directory
 from .strategies import PREALLOCATIONS, SYNC_METHODS, parse
 from .targets import advice, describe, device, discover, machine_advice, one_line
 from .trial import run_trial
@@ -203,7 +203,7 @@ def say_why(errors: dict[str, int], what: str) -> None:
 
 
 def cmd_report(args) -> int:
-    from .report import build_report
+    from .report import ReportIncomplete, build_report
 
     if args.dataset:
         dataset, crash, peers, loads = args.dataset, args.crash_dataset, args.peers_dataset, args.load_dataset
@@ -216,8 +216,15 @@ def cmd_report(args) -> int:
             say(f"\n{e.args[0] if e.args else 'interrupted'}")
             return 130
         dataset, crash, peers, loads, real, real_crash = paths
-    index = build_report(dataset, out_dir=args.out, crash_dataset=crash, peers_dataset=peers, load_dataset=loads,
-                         realdb_dataset=real, realdb_crash_dataset=real_crash, seed=args.seed, log=say)
+    try:
+        index = build_report(dataset, out_dir=args.out, crash_dataset=crash, peers_dataset=peers, load_dataset=loads,
+                             realdb_dataset=real, realdb_crash_dataset=real_crash, seed=args.seed, log=say)
+    except ReportIncomplete as e:
+        # every page was rendered; the ones that stopped say where on the page, and here once each
+        print(f"report: {e.index.resolve()} ({len(e.failures)} page(s) stopped before their end)")
+        for f in e.failures:
+            say(f"error: {f.line()}")
+        return 1
     print(f"report: {index.resolve()}")
     from . import analysis, sweep
     df, _ = sweep.load(Path(dataset).resolve())
@@ -234,7 +241,7 @@ def cmd_crash(args) -> int:
     from .crash import load, run_crash
 
     kinds = tuple(dict.fromkeys(args.kind or ["power", "process"]))
-    out = Path(args.out) if args.out else study.crash_out(args.profile, kinds, DATA)
+    out = Path(args.out) if args.out else study.crash_out(args.profile, kinds)
     try:
         s = run_crash(out, study.profile(args.profile).crash, kinds=kinds,
                       strategies=args.strategy, cuts=args.cuts, seed=args.seed, directory=args.dir,
@@ -446,7 +453,7 @@ def cmd_load(args) -> int:
                                      progress=not args.quiet)
             return _fleet_done(s, "load trials", loadstudy.TABLE)
         out = Path(args.out) if args.out else study.load_out(args.profile)
-        targets = args.target or [str(DATA)]
+        targets = args.target or [str(study.runs_dir())]
         say(f"load study: {plan.name} profile ({len(plan.rates)} rates x {len(plan.strategies)} strategies x "
             f"{len(targets)} targets x {plan.trials + plan.warmup_rounds} rounds of {plan.duration_s:g} s) into {out}")
         s = loadstudy.run_load_study(out, plan, targets, seed=args.seed, progress=not args.quiet)
@@ -511,10 +518,14 @@ def cmd_realdb(args) -> int:
             raise ValueError("--profile runs the study's own settings: drop --db and --setting")
         plan = study.profile(args.profile).realdb
         out = Path(args.out) if args.out else study.realdb_out(args.profile)
-        targets = args.target or [str(DATA)]
+        # a target named explicitly is used as it is (a server that cannot reach it is a clear error)
+        real_dir, where = realdb.reachable_directory(study.runs_dir()) if not args.target else (None, "")
+        targets = args.target or [str(real_dir)]
         say(f"real databases: {plan.name} profile ({len(plan.settings)} settings and their predictions x "
-            f"{len(targets)} targets x {plan.trials + plan.warmup_rounds} rounds of {plan.duration_s:g} s) into {out}")
-        s = realstudy.run_real_study(out, plan, targets, seed=args.seed, progress=not args.quiet and not args.json)
+            f"{len(targets)} targets x {plan.trials + plan.warmup_rounds} rounds of {plan.duration_s:g} s) into {out}"
+            + (f"; {where}" if where else ""))
+        s = realstudy.run_real_study(out, plan, targets, seed=args.seed, progress=not args.quiet and not args.json,
+                                     where=where)
         for db, why in s.missing.items():
             say(f"{db} skipped: {why}")
         df, meta = realstudy.load(out)
@@ -579,7 +590,7 @@ def _realdb_crash(args) -> int:
     out = Path(args.out) if args.out else study.realdb_crash_out(args.profile or "standard") if args.profile and \
         not (args.db or args.setting) else study.BUILD / f"realdb-crash-{'+'.join(sorted({s.db for s in chosen}))}"
     try:
-        lab = Lab(study.BUILD / "lab", targets=["powercut"])
+        lab = Lab.for_run(targets=["powercut"])
         with lab:
             if "lab:powercut" not in lab.available():
                 raise LabError(f"lab:powercut cannot come up here: {lab.skipped().get('lab:powercut')}")

@@ -11,9 +11,12 @@ from pathlib import Path
 
 from .targets import describe
 
-#: The repository a development checkout runs from; datasets live in its data/.
+#: The repository a development checkout runs from: the committed reference datasets live in its
+#: data/; a user's own runs go to runs/ (ignored by git, so measuring never turns the checkout dirty,
+#: and kept by ``make clean``), and the notebooks' own measurements to build/.
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
+RUNS = REPO / "runs"
 BUILD = REPO / "build"
 
 
@@ -42,9 +45,10 @@ def resolve_all(names: list[str]) -> list[str]:
 
 
 def default_targets() -> list[str]:
-    """The filesystem that holds data/, and /dev/shm as the volatile reference."""
-    DATA.mkdir(parents=True, exist_ok=True)
-    out = [str(DATA)]
+    """The filesystem that holds the checkout (its runs/ directory), and /dev/shm as the volatile
+    reference."""
+    RUNS.mkdir(parents=True, exist_ok=True)
+    out = [str(RUNS)]
     if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
         out.append("/dev/shm")
     return out

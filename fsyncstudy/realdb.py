@@ -12,7 +12,7 @@ one workload, and counts what each costs:
   commit call: ``COMMIT``'s reply, a Redis reply, ``sqlite3``'s ``execute`` in autocommit);
 - **what reached storage per commit**, counted around the timed window: device flushes and bytes
   written (``/sys/block/<dev>/stat``: every flush request the device received; device wide, so other
-  writers on the disk count too), and the write calls and bytes the database's processes sent to the
+  writers on the disk count too: ``quiet_flushes_per_sec`` measures them in a window before each trial), and the write calls and bytes the database's processes sent to the
   kernel (``/proc/<pid>/io``: ``syscw``, ``wchar``) with their CPU time (``/proc/<pid>/stat``).
 
 Every server is our child: ``postgres`` and ``redis-server`` are started directly (no ``pg_ctl``
@@ -270,6 +270,26 @@ def device_counters(block_device: str | None) -> dict | None:
     except (OSError, ValueError):
         return None
     return {"flushes": v[15] if len(v) > 15 else None, "write_bytes": v[6] * 512}
+
+
+#: How long ``quiet_flushes_per_sec`` watches the device while we do nothing (0.1 s: a neighbour
+#: syncing 500 times a second shows about 50 flushes; about 14 s over the standard study's trials).
+QUIET_WINDOW_S = 0.1
+
+
+def quiet_flushes_per_sec(block_device: str | None, window_s: float = QUIET_WINDOW_S) -> float | None:
+    """Flushes a second the device completes while this process does nothing for ``window_s``: the
+    flushes of other processes on the same disk, which the device-wide counter would otherwise put on
+    our trial.  None where there is no counter (no block device: tmpfs, FUSE)."""
+    before = device_counters(block_device)
+    if not before or before["flushes"] is None:
+        return None
+    t0 = time.monotonic()
+    time.sleep(window_s)   # not a stand-in for I/O: we watch the disk while we do none
+    after = device_counters(block_device)
+    if not after:
+        return None
+    return (after["flushes"] - before["flushes"]) / (time.monotonic() - t0)
 
 
 # -- the databases ---------------------------------------------------------------------------------
@@ -660,6 +680,38 @@ CLASSES = {"sqlite": SQLite, "postgres": Postgres, "redis": Redis}
 def open_database(directory, setting: Setting, name: str | None = None) -> Database:
     """The database of ``setting`` on ``directory``, not yet started (use it as a context manager)."""
     return CLASSES[setting.db](directory, setting, name)
+
+
+def reachable_directory(directory: str | os.PathLike) -> tuple[Path, str]:
+    """A directory on ``directory``'s filesystem where every server we start can work: ``directory``
+    itself when they can reach it, else ``/var/tmp/fsyncstudy-realdb-<our uid>`` when that is on the same
+    filesystem (made here and opened to other users; each run's files in it are removed as anywhere).
+    A clone in a directory closed to other users (mode 0700, as a home often is) keeps PostgreSQL,
+    which runs as its own user, out of everything inside it.  Returns (directory, "" or a sentence on
+    why the other one was taken)."""
+    d = Path(directory).resolve()
+    if os.getuid() != 0 or "postgres" in availability():
+        return d, ""
+    pw = pwd.getpwnam(Postgres.USER)
+    uid, gid = pw.pw_uid, pw.pw_gid
+
+    def reaches(path: Path) -> bool:
+        return subprocess.run(["test", "-x", str(path)], preexec_fn=_die_with_parent(uid, gid)).returncode == 0
+    if reaches(d):
+        return d, ""
+    alt = Path("/var/tmp") / f"fsyncstudy-realdb-{os.getuid()}"
+    try:
+        alt.mkdir(mode=0o755, exist_ok=True)
+        if alt.is_symlink() or alt.stat().st_uid != os.getuid():
+            return d, ""   # not ours: leave it
+        alt.chmod(0o755)
+        same = alt.stat().st_dev == d.stat().st_dev
+    except OSError:
+        return d, ""
+    if not same or not reaches(alt):
+        return d, ""
+    return alt, (f"PostgreSQL runs as the {Postgres.USER} user, which cannot reach {d} (a directory on the way is "
+                 f"closed to other users), so the databases and their predictions ran in {alt}, on the same filesystem")
 
 
 def availability() -> dict[str, str]:

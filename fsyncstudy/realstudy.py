@@ -79,6 +79,9 @@ class RealTrial:
     server_write_bytes_per_commit: float | None = None
     device_flushes_per_commit: float | None = None
     device_bytes_per_commit: float | None = None
+    #: Flushes a second the device saw from other processes, in a quiet window just before the trial
+    #: (``realdb.quiet_flushes_per_sec``): a busy disk's share of the device-wide counts above.
+    device_quiet_flushes_per_sec: float | None = None
     syncs_per_commit: float | None = None        # the prediction's own count (the engine counts its syncs)
     offered_rate: float | None = None            # open loop: offered and achieved a second, left queued
     achieved_rate: float | None = None
@@ -176,8 +179,9 @@ def measure_prediction(s: realdb.Setting, directory: str, duration_s: float, blo
 
 
 def run_real_study(out, p: RealPlan, targets: list[str], seed: int = 0, progress: bool = True,
-                   limit: int | None = None) -> RealSummary:
-    """Run (or resume) the real-database study into the dataset ``out``."""
+                   limit: int | None = None, where: str = "") -> RealSummary:
+    """Run (or resume) the real-database study into the dataset ``out`` (``where``: a sentence on why the
+    targets are where they are, kept in its notes for the page)."""
     if not isinstance(p, RealPlan):
         raise TypeError(f"p must be a realstudy.RealPlan, got {p!r}")
     chosen = _settings(p.settings + p.rate_settings)
@@ -186,7 +190,7 @@ def run_real_study(out, p: RealPlan, targets: list[str], seed: int = 0, progress
     missing = realdb.availability()
     ds = dataset.open_or_resume(out, KIND, {"plan": asdict(p), "seed": seed, "targets": dirs}, SCHEMA, TABLE,
                                 targets={d: t.as_dict() for d, t in descriptions.items()},
-                                notes={"target_names": dict(zip(dirs, targets)), "missing": missing,
+                                notes={"target_names": dict(zip(dirs, targets)), "missing": missing, "where": where,
                                        "settings": {s.key: s.as_dict() for s in chosen}})
     for d in dirs:
         remove_stale(d)
@@ -219,6 +223,7 @@ def run_real_study(out, p: RealPlan, targets: list[str], seed: int = 0, progress
                             payload_bytes=realdb.PAYLOAD_BYTES if side == "db" else s.predict_payload_bytes,
                             rate=cell["rate"])
             try:
+                row.device_quiet_flushes_per_sec = realdb.quiet_flushes_per_sec(t.block_device)
                 got = (measure_db if side == "db" else measure_prediction)(
                     s, cell["target"], p.duration_s, t.block_device, rate=cell["rate"],
                     seed=zlib.crc32(f"{seed}/{cell['round']}/{s.key}/{cell['rate']}".encode()))

@@ -13,6 +13,7 @@ import re
 import tempfile
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from .dataset import DatasetError, read_meta
 from .places import BUILD, REPO
@@ -20,6 +21,9 @@ from .places import BUILD, REPO
 NOTEBOOKS = REPO / "notebooks"
 #: Script tags nbconvert's templates point at a CDN; the report has no JavaScript that needs them.
 _CDN_SCRIPT = re.compile(r'<script[^>]+src="https?://[^"]+"[^>]*>\s*</script>\s*', re.I)
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: papermill's tag on the banner and anchor cells it adds to a notebook that stopped.
+_ERROR_TAG = "papermill-error-cell-tag"
 
 
 def notebooks() -> list[Path]:
@@ -49,25 +53,104 @@ def _ipc_kernel_manager(directory: str):
     return IPCKernelManager
 
 
-def execute(params: dict, build: Path, log=print) -> list[Path]:
-    """Run every notebook with papermill, giving each the parameters it declares."""
+class PageFailure(NamedTuple):
+    """A notebook that stopped: where (``cell``, its execution count; None if it never ran a cell) and why,
+    as one readable message (the exception's type and text, without the traceback)."""
+
+    notebook: str
+    cell: int | None
+    message: str
+
+    def line(self) -> str:
+        where = f"stopped at cell [{self.cell}]" if self.cell is not None else "did not run"
+        return f"{self.notebook} {where}: {self.message}"
+
+
+class ReportIncomplete(Exception):
+    """Raised by ``build_report`` after every page was rendered, when some notebook stopped."""
+
+    def __init__(self, index: Path, failures: list[PageFailure]):
+        self.index, self.failures = index, failures
+        super().__init__(f"{len(failures)} of the report's pages stopped before their end (each says where, "
+                         f"in {index}): " + "; ".join(f.line() for f in failures))
+
+
+#: A failure's message on a page and on the terminal: enough to read, never a wall of text.
+MESSAGE_CHARS = 1500
+
+
+def _message(ename: str, evalue: str) -> str:
+    text = _ANSI.sub("", str(evalue or "")).strip()
+    if len(text) > MESSAGE_CHARS:
+        text = text[:MESSAGE_CHARS] + " [...]"
+    return f"{ename}: {text}" if text else ename
+
+
+def execute(params: dict, build: Path, log=print) -> tuple[list[Path], list[PageFailure]]:
+    """Run every notebook with papermill, giving each the parameters it declares.  A notebook that
+    stops is kept as far as it ran (papermill writes it with the failing cell's output) and the next
+    one runs: returns the executed notebooks and the failures."""
     import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
 
     build.mkdir(parents=True, exist_ok=True)
-    out = []
+    out, failures = [], []
     with tempfile.TemporaryDirectory(prefix="fsyncstudy-kernel-") as sockets:
         for nb in notebooks():
             target = build / nb.name
+            target.unlink(missing_ok=True)   # a page from an earlier run must not stand in for this one
             declared = pm.inspect_notebook(str(nb))
             mine = {k: v for k, v in params.items() if k in declared and v is not None}
             log(f"executing {nb.name} with {', '.join(f'{k}={v}' for k, v in mine.items())}")
-            pm.execute_notebook(str(nb), str(target), parameters=mine, cwd=str(NOTEBOOKS), kernel_name="python3",
-                                progress_bar=False, kernel_manager_class=_ipc_kernel_manager(sockets))
+            try:
+                pm.execute_notebook(str(nb), str(target), parameters=mine, cwd=str(NOTEBOOKS), kernel_name="python3",
+                                    progress_bar=False, kernel_manager_class=_ipc_kernel_manager(sockets))
+            except PapermillExecutionError as e:
+                failures.append(PageFailure(nb.name, e.exec_count, _message(e.ename, e.evalue)))
+            except Exception as e:   # the kernel died, a timeout, a notebook that cannot be read
+                failures.append(PageFailure(nb.name, None, _message(type(e).__name__, str(e))))
+            else:
+                out.append(target)
+                continue
+            log(f"page stopped: {failures[-1].line()}")
+            if not target.exists():
+                import nbformat
+                nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+                    f"# {nb.stem}")]), target)
             out.append(target)
-    return out
+    return out, failures
 
 
-def render(executed: list[Path], out_dir: Path, dataset: Path, load_dataset: Path | None = None) -> Path:
+def _mark_failure(nb, failure: PageFailure) -> None:
+    """Put the failure at the top of its page, as one readable message, and in place of the failing
+    cell's traceback (papermill's own banner and anchor cells are dropped)."""
+    import nbformat
+    nb.cells = [c for c in nb.cells if _ERROR_TAG not in c.get("metadata", {}).get("tags", [])]
+    for cell in nb.cells:
+        outputs = cell.get("outputs", [])
+        if any(o.get("output_type") == "error" for o in outputs):
+            cell.outputs = [o for o in outputs if o.get("output_type") != "error"] + [nbformat.v4.new_output(
+                "display_data", {"text/html": _failure_html(failure, "This cell stopped the page"),
+                                 "text/plain": failure.line()})]
+    banner = nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output("display_data", {
+        "text/html": _failure_html(failure, "This page stopped before its end"), "text/plain": failure.line()})])
+    at = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0
+    nb.cells.insert(at, banner)
+
+
+def _failure_html(failure: PageFailure, title: str,
+                  rest: str = "What follows this point did not run, and nothing on this page after it was computed.") -> str:
+    where = f" (at cell [{failure.cell}])" if failure.cell is not None else ""
+    return (f'<div class="fsyncstudy-failure" style="border:2px solid #b00020;padding:0.6rem 1rem;margin:0.8rem 0;'
+            f'background:#fff4f4"><b>{html.escape(title)}</b>{html.escape(where)}. {html.escape(rest)}'
+            f'<pre style="white-space:pre-wrap;margin:0.4rem 0 0">{html.escape(failure.message)}</pre></div>')
+
+
+def render(executed: list[Path], out_dir: Path, dataset: Path, load_dataset: Path | None = None,
+           failures: list[PageFailure] | None = None) -> Path:
+    """The pages and the index; ``failures``: the notebooks that stopped (``execute``), to which a failure
+    of the index's own answer is added."""
+    failures = [] if failures is None else failures
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -77,22 +160,32 @@ def render(executed: list[Path], out_dir: Path, dataset: Path, load_dataset: Pat
                             embed_images=True)
     # the widgets' cells work in JupyterLab only; the static figures say the same in the report
     exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags={"explore"}), enabled=True)
+    stopped = {f.notebook: f for f in failures}
     entries = []
     for path in executed:
         nb = nbformat.read(path, as_version=4)
+        failure = stopped.get(path.name)
+        if failure is not None:
+            _mark_failure(nb, failure)
         body, _ = exporter.from_notebook_node(nb)
         body = _CDN_SCRIPT.sub("", body)
         page = out_dir / (path.stem + ".html")
         page.write_text(body)
-        entries.append((page.name, *_title_and_question(nb)))
+        entries.append((page.name, *_title_and_question(nb), failure))
     from . import analysis, sweep
     df, meta = sweep.load(dataset)
     index = out_dir / "index.html"
-    at_rate = []
-    if load_dataset is not None:
-        from . import loadstudy
-        at_rate = analysis.at_rate_lines(loadstudy.load(load_dataset)[0])
-    index.write_text(_index_html(entries, meta, dataset, analysis.headline_lines(analysis.headline(df)), at_rate))
+    at_rate, stopped_here = [], None
+    try:
+        answer = analysis.headline_lines(analysis.headline(df))
+        if load_dataset is not None:
+            from . import loadstudy
+            at_rate = analysis.at_rate_lines(loadstudy.load(load_dataset)[0])
+    except Exception as e:   # the pages are rendered: the index says where its own answer stopped
+        stopped_here = PageFailure("index.html", None, _message(type(e).__name__, str(e)))
+        failures.append(stopped_here)
+        answer = []
+    index.write_text(_index_html(entries, meta, dataset, answer, at_rate, stopped_here))
     return index
 
 
@@ -102,12 +195,15 @@ def inline(text: str) -> str:
     return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
 
 
-def _index_html(entries, meta: dict, dataset: Path, answer: list[str], at_rate: list[str] = ()) -> str:
+def _index_html(entries, meta: dict, dataset: Path, answer: list[str], at_rate: list[str] = (),
+                stopped: PageFailure | None = None) -> str:
     from . import analysis
     plan = meta["plan"]
     rows = "".join(
-        f'<li><a href="{html.escape(href)}">{html.escape(title)}</a><br><span>{inline(q)}</span></li>'
-        for href, title, q in entries)
+        f'<li><a href="{html.escape(href)}">{html.escape(title or href)}</a><br><span>{inline(q)}</span>'
+        + (f'<br><b class="stopped">This page stopped before its end</b> ({html.escape(failure.line())}): '
+           "what it shows up to there was computed; the rest did not run." if failure is not None else "")
+        + "</li>" for href, title, q, failure in entries)
     machine = "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                                   for k, v in analysis.machine_table(meta)["value"].items()) + "</table>"
     targets = analysis.targets_table(meta).to_html(border=0, index=False, na_rep="")
@@ -118,6 +214,8 @@ def _index_html(entries, meta: dict, dataset: Path, answer: list[str], at_rate: 
                     + "".join(f"<li>{inline(line)}</li>" for line in at_rate) + "</ul>") if at_rate else ""
     answer_html = "".join(f"<li>{inline(line)}</li>" for line in answer) or \
         "<li>No target in this dataset can make data durable: every number in it measures the CPU, not storage.</li>"
+    if stopped is not None:
+        answer_html = f"<li>{_failure_html(stopped, 'The answer could not be computed', 'The pages below were rendered.')}</li>"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>fsyncstudy report</title>
 <style>
@@ -128,6 +226,7 @@ td, th {{ border: 1px solid #ddd; padding: 0.2rem 0.5rem; text-align: left; vert
 th {{ background: #f6f6f6; }}
 code {{ background: #f4f4f4; padding: 0 0.2rem; }}
 .answer li {{ font-size: 1.02rem; }}
+.stopped {{ color: #b00020; }}
 </style></head><body>
 <h1>fsyncstudy: what each fsync strategy costs</h1>
 <h2>The answer, per target that can be durable</h2>
@@ -154,7 +253,10 @@ def build_report(dataset: str | Path, out_dir: str | Path = REPO / "reports", bu
                  load_dataset: str | Path | None = None, realdb_dataset: str | Path | None = None,
                  realdb_crash_dataset: str | Path | None = None, seed: int = 0,
                  n_boot: int = 2000, log=print) -> Path:
-    """Execute every notebook on ``dataset`` (and the crash and peers datasets) and render the HTML report."""
+    """Execute every notebook on ``dataset`` (and the crash and peers datasets) and render the HTML report.
+
+    Every page is rendered, also when a notebook stops (the page shows where and why); then
+    ``ReportIncomplete`` is raised, naming each one."""
     paths = {}
     for name, path, kind in (("dataset", dataset, "sweep"), ("crash_dataset", crash_dataset, "crash"),
                              ("peers_dataset", peers_dataset, "peers"), ("load_dataset", load_dataset, "load"),
@@ -166,8 +268,11 @@ def build_report(dataset: str | Path, out_dir: str | Path = REPO / "reports", bu
             if found != kind:
                 raise DatasetError(f"{paths[name]} holds a {found} dataset, not a {kind} dataset")
     params = {**{k: str(v) for k, v in paths.items()}, "seed": seed, "n_boot": n_boot}
-    executed = execute(params, Path(build), log=log)
-    return render(executed, Path(out_dir), paths["dataset"], paths.get("load_dataset"))
+    executed, failures = execute(params, Path(build), log=log)
+    index = render(executed, Path(out_dir), paths["dataset"], paths.get("load_dataset"), failures)
+    if failures:
+        raise ReportIncomplete(index, failures)
+    return index
 
 
 if __name__ == "__main__":  # pragma: no cover

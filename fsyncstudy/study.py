@@ -25,11 +25,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from . import crash, dataset, loadstudy, peers, realstudy, sweep
+from . import crash, dataset, loadstudy, peers, realdb, realstudy, sweep
 from .crash import CrashProfile
 from .loadstudy import LoadProfile
+from .realdb import QUIET_WINDOW_S
 from .realstudy import RealPlan
-from .places import BUILD, DATA, REPO, default_targets
+from .places import BUILD, DATA, REPO, RUNS, default_targets
 from .sweep import Profile
 
 
@@ -110,6 +111,12 @@ def profile(name: str) -> StudyProfile:
 
 # -- where datasets go ------------------------------------------------------------------------------
 
+def runs_dir() -> Path:
+    """runs/: where a user's own runs go (and the directory measured on the checkout's disk)."""
+    RUNS.mkdir(parents=True, exist_ok=True)
+    return RUNS
+
+
 def _key(*parts) -> str:
     blob = json.dumps([dataset.FORMAT, dataset.engine_digest(), *parts], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:6]
@@ -120,32 +127,32 @@ def study_key(prof: Profile) -> str:
     return _key(asdict(prof), sweep.SCHEMA)
 
 
-def sweep_out(name: str, parent: Path = DATA, targets: list[str] | None = None) -> Path:
+def sweep_out(name: str, parent: Path | None = None, targets: list[str] | None = None) -> Path:
     """<parent>/<profile>-<host>-<boot>-<key>: a new machine, boot or version of the study starts a new
     dataset; the same ones resume.  Targets named explicitly are part of the key (other targets,
     another dataset)."""
     key = study_key(profile(name).sweep) if targets is None else _key(asdict(profile(name).sweep), sweep.SCHEMA,
                                                                         sorted(targets))
-    return parent / f"{name}-{dataset.machine_tag()}-{key}"
+    return (parent or RUNS) / f"{name}-{dataset.machine_tag()}-{key}"
 
 
-def fleet_out(name: str, scheduler: str, parent: Path = DATA, kind: str = "sweep") -> Path:
+def fleet_out(name: str, scheduler: str, parent: Path | None = None, kind: str = "sweep") -> Path:
     """<parent>/fleet[-load]-<profile>-<client host>-<boot>-<key>: the key covers the profile's plan and
     the scheduler (the same fleet resumes; which hosts and targets it has is checked by the dataset)."""
     plan = profile(name).sweep if kind == "sweep" else profile(name).load
-    return parent / (f"fleet{'' if kind == 'sweep' else '-' + kind}-{name}-{dataset.machine_tag()}-"
+    return (parent or RUNS) / (f"fleet{'' if kind == 'sweep' else '-' + kind}-{name}-{dataset.machine_tag()}-"
                      f"{_key(asdict(plan), kind, scheduler)}")
 
 
-def crash_out(name: str, kinds, parent: Path = DATA) -> Path:
+def crash_out(name: str, kinds, parent: Path | None = None) -> Path:
     """<parent>/crash-<profile>-<kinds>-<host>-<boot>-<key>."""
     plan = profile(name).crash
-    return parent / f"crash-{plan.name}-{'+'.join(kinds)}-{dataset.machine_tag()}-{_key(asdict(plan), crash.SCHEMA)}"
+    return (parent or RUNS) / f"crash-{plan.name}-{'+'.join(kinds)}-{dataset.machine_tag()}-{_key(asdict(plan), crash.SCHEMA)}"
 
 
-def peers_out(plan: PeersPlan, parent: Path = DATA) -> Path:
+def peers_out(plan: PeersPlan, parent: Path | None = None) -> Path:
     """<parent>/peers-<peers>-r<rounds>-<host>-<boot>-<key>."""
-    return parent / (f"peers-{'+'.join(plan.peers)}-r{plan.rounds}-{dataset.machine_tag()}-"
+    return (parent or RUNS) / (f"peers-{'+'.join(plan.peers)}-r{plan.rounds}-{dataset.machine_tag()}-"
                      f"{_key(asdict(plan), peers.SCHEMA)}")
 
 
@@ -161,7 +168,7 @@ def _kind_of(meta: dict) -> str:
 def datasets(kind: str) -> list[tuple[Path, dict]]:
     """Every readable dataset of ``kind`` in data/ and build/, newest first (``FLEET``: the fleets')."""
     found = []
-    for parent in (DATA, BUILD):
+    for parent in (DATA, RUNS, BUILD):
         for d in sorted(parent.glob("*/meta.json")) if parent.is_dir() else []:
             try:
                 meta = dataset.read_meta(d.parent)
@@ -188,7 +195,7 @@ def newest(kind: str) -> Path:
     committed = [p for p, _ in found if p.parent == DATA]
     if here or committed:
         return (here or committed)[0]
-    raise dataset.DatasetError(f"there is no {kind} dataset in {DATA} or {BUILD}: measure one (`make report`, "
+    raise dataset.DatasetError(f"there is no {kind} dataset in {DATA}, {RUNS} or {BUILD}: measure one (`make report`, "
                                "or set measure = True in the notebook)")
 
 
@@ -198,22 +205,22 @@ def reference_for(path: Path) -> Path | None:
     return others[0] if others else None
 
 
-def load_out(name: str, parent: Path = DATA) -> Path:
+def load_out(name: str, parent: Path | None = None) -> Path:
     """<parent>/load-<profile>-<host>-<boot>-<key>."""
     plan = profile(name).load
-    return parent / f"load-{plan.name}-{dataset.machine_tag()}-{_key(asdict(plan), loadstudy.SCHEMA)}"
+    return (parent or RUNS) / f"load-{plan.name}-{dataset.machine_tag()}-{_key(asdict(plan), loadstudy.SCHEMA)}"
 
 
-def realdb_out(name: str, parent: Path = DATA) -> Path:
+def realdb_out(name: str, parent: Path | None = None) -> Path:
     """<parent>/realdb-<profile>-<host>-<boot>-<key>."""
     plan = profile(name).realdb
-    return parent / f"realdb-{plan.name}-{dataset.machine_tag()}-{_key(asdict(plan), realstudy.SCHEMA)}"
+    return (parent or RUNS) / f"realdb-{plan.name}-{dataset.machine_tag()}-{_key(asdict(plan), realstudy.SCHEMA)}"
 
 
-def realdb_crash_out(name: str, parent: Path = DATA) -> Path:
+def realdb_crash_out(name: str, parent: Path | None = None) -> Path:
     """<parent>/realdb-crash-<profile>-<host>-<boot>-<key>."""
     plan = profile(name).realdb
-    return parent / f"realdb-crash-{plan.name}-{dataset.machine_tag()}-{_key(asdict(plan), realstudy.CRASH_SCHEMA)}"
+    return (parent or RUNS) / f"realdb-crash-{plan.name}-{dataset.machine_tag()}-{_key(asdict(plan), realstudy.CRASH_SCHEMA)}"
 
 
 def existing(path: str | os.PathLike, kind: str) -> Path:
@@ -275,7 +282,7 @@ def crash_dataset(path=None, profile_name: str = "quick", seed: int = 0, progres
     skipped = {}
     try:
         from .lab import Lab, LabError
-        lab = Lab(BUILD / "lab", targets=["powercut"])
+        lab = Lab.for_run(targets=["powercut"])
     except ImportError as e:
         lab, skipped["power"] = None, f"the storage lab cannot be imported: {e}"
     if lab is not None:
@@ -324,7 +331,7 @@ def load_dataset(path=None, profile_name: str = "quick", targets: list[str] | No
         except dataset.DatasetError:
             pass
     out = load_out(profile_name, BUILD)
-    loadstudy.run_load_study(out, profile(profile_name).load, targets or [str(DATA)], seed=seed, progress=progress)
+    loadstudy.run_load_study(out, profile(profile_name).load, targets or [str(runs_dir())], seed=seed, progress=progress)
     return out
 
 
@@ -332,7 +339,7 @@ def realdb_dataset(path=None, profile_name: str = "quick", targets: list[str] | 
                    measure: bool = False, progress: bool = True) -> Path:
     """A real-database dataset: ``path`` if it holds one, else the newest one of this machine (or
     committed), else (or with ``measure``) the profile's study on ``targets`` (default: the disk of
-    data/) in build/."""
+    the checkout, ``realdb.reachable_directory``) in build/."""
     if path is not None:
         return existing(path, realstudy.KIND)
     if not measure and targets is None:
@@ -341,7 +348,9 @@ def realdb_dataset(path=None, profile_name: str = "quick", targets: list[str] | 
         except dataset.DatasetError:
             pass
     out = realdb_out(profile_name, BUILD)
-    realstudy.run_real_study(out, profile(profile_name).realdb, targets or [str(DATA)], seed=seed, progress=progress)
+    real_dir, where = realdb.reachable_directory(runs_dir()) if targets is None else (None, "")
+    realstudy.run_real_study(out, profile(profile_name).realdb, targets or [str(real_dir)], seed=seed, progress=progress,
+                             where=where)
     return out
 
 
@@ -359,7 +368,7 @@ def realdb_crash_dataset(path=None, profile_name: str = "quick", seed: int = 0, 
             pass
     from .lab import Lab, LabError
     try:
-        with Lab(BUILD / "lab", targets=["powercut"]) as lab:
+        with Lab.for_run(targets=["powercut"]) as lab:
             if "lab:powercut" not in lab.available():
                 print(f"power cuts under real databases skipped: {lab.skipped().get('lab:powercut')}")
                 return None
@@ -481,7 +490,7 @@ def eta(prof: StudyProfile, targets: int, default_targets: int, kinds, lab_targe
     load = (lp.trials + lp.warmup_rounds) * len(lp.cells()) * load_targets * (lp.duration_s + LOAD_OVERHEAD_S)
     rp = prof.realdb
     cells = len(rp.settings) + len(rp.rate_settings) * len(rp.rates)
-    real = (rp.trials + rp.warmup_rounds) * cells * 2 * (rp.duration_s + REAL_TRIAL_OVERHEAD_S)
+    real = (rp.trials + rp.warmup_rounds) * cells * 2 * (rp.duration_s + REAL_TRIAL_OVERHEAD_S + QUIET_WINDOW_S)
     if "power" in kinds:
         from .realdb import BY_KEY, cut_window_ms
         real += sum(rp.cuts * (sum(cut_window_ms(BY_KEY[k])) / 2e3 + REAL_CUT_OVERHEAD_S) for k in rp.cut_settings)
@@ -511,7 +520,7 @@ def run_study(profile_name: str = "standard", targets: list[str] | None = None, 
             needs = requirements(TARGET_NAMES)
             skipped = {t: r for t, r in needs.items() if r}
             if len(skipped) < len(needs):
-                lab = Lab(targets=[t[4:] for t, r in needs.items() if not r])
+                lab = Lab.for_run(targets=[t[4:] for t, r in needs.items() if not r])
         except ImportError as e:
             skipped = {"lab": f"the storage lab cannot be imported ({e})"}
     else:
@@ -540,14 +549,17 @@ def run_study(profile_name: str = "standard", targets: list[str] | None = None, 
         log(f"{c.ran} cuts run, {c.skipped} already done, in {c.elapsed_s:.0f} s")
         for line in c.lost_by_durable:
             log(f"BUG: {line}")
-        load_targets = [str(DATA)] + [t for t in prof.load.lab_targets if t in lab_targets]
+        load_targets = [str(runs_dir())] + [t for t in prof.load.lab_targets if t in lab_targets]
         load_path = load_out(prof.name)
         log(f"load study: {prof.load.name}, {len(prof.load.rates)} rates on {', '.join(load_targets)} into {load_path}")
         ls = loadstudy.run_load_study(load_path, prof.load, load_targets, seed=seed, progress=progress)
         log(f"{ls.ran} load trials run ({ls.failed} failed), {ls.skipped} already done, in {ls.elapsed_s:.0f} s")
         real_path = realdb_out(prof.name)
-        log(f"real databases: {len(prof.realdb.settings)} settings and their predictions on {DATA} into {real_path}")
-        rs = realstudy.run_real_study(real_path, prof.realdb, [str(DATA)], seed=seed, progress=progress)
+        real_dir, where = realdb.reachable_directory(runs_dir())
+        log(f"real databases: {len(prof.realdb.settings)} settings and their predictions on {real_dir} into {real_path}"
+            + (f" ({where})" if where else ""))
+        rs = realstudy.run_real_study(real_path, prof.realdb, [str(real_dir)], seed=seed, progress=progress,
+                                      where=where)
         for db, why in rs.missing.items():
             log(f"real databases: {db} skipped: {why}")
         log(f"{rs.ran} real-database trials run ({rs.failed} failed), {rs.skipped} already done, in "

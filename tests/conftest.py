@@ -14,17 +14,73 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def disk_dir(tmp_path_factory) -> Path:
-    """A fresh directory on the repository's filesystem: real disk, not tmpfs."""
-    base = REPO / "build" / "test-scratch"
-    base.mkdir(parents=True, exist_ok=True)
+def _scratch_base() -> Path:
+    """Where the tests' disk directories go: ``$FSYNCSTUDY_TEST_DIR``, else /var/tmp, else the
+    repository's build/ (the first that is on disk, not tmpfs).  Outside the clone by default: a clone
+    may sit in a directory closed to other users (mode 0700, as a home often is), and the database
+    servers the tests start run as their own users.  Each session makes its own directory there
+    (``fsyncstudy-tests-<pid>-*``, opened to other users) and removes it; one a killed session left
+    (its pid gone) is removed by the next."""
+    import shutil
     import tempfile
-    d = Path(tempfile.mkdtemp(dir=base))
+
+    from fsyncstudy.targets import describe
+    given = os.environ.get("FSYNCSTUDY_TEST_DIR")
+    for parent in ([Path(given)] if given else [Path("/var/tmp"), REPO / "build"]):
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            if not os.access(parent, os.W_OK | os.X_OK) or describe(parent).durability == "volatile":
+                continue
+        except OSError:
+            continue
+        for old in parent.glob("fsyncstudy-tests-*-*"):
+            pid = old.name.split("-")[2]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                shutil.rmtree(old, ignore_errors=True)
+        base = Path(tempfile.mkdtemp(prefix=f"fsyncstudy-tests-{os.getpid()}-", dir=parent))
+        base.chmod(0o755)
+        return base
+    raise RuntimeError(f"no directory on disk for the tests: set FSYNCSTUDY_TEST_DIR (tried {given or '/var/tmp, build/'})")
+
+
+@pytest.fixture(scope="session")
+def scratch_base():
+    import shutil
+    base = _scratch_base()
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def disk_dir(scratch_base) -> Path:
+    """A fresh directory on disk (not tmpfs), outside the clone (see ``_scratch_base``)."""
+    import tempfile
+    d = Path(tempfile.mkdtemp(dir=scratch_base))
     yield d
     for p in d.iterdir():
         p.unlink()
     d.rmdir()
+
+
+@pytest.fixture
+def neighbour(scratch_base):
+    """Another process writing 4 KiB and calling fdatasync, flat out, on the scratch directory's
+    filesystem for the test's duration (``fsyncstudy.lab.neighbour``)."""
+    from fsyncstudy.lab.neighbour import Neighbour
+    with Neighbour(scratch_base) as n:
+        yield n
+
+
+@pytest.fixture(scope="session", autouse=True)
+def neighbour_for_the_session(scratch_base):
+    """``make test NEIGHBOUR=1`` (FSYNCSTUDY_TEST_NEIGHBOUR=1): a neighbour syncing on the tests' disk
+    throughout, as on a machine that is not idle."""
+    if os.environ.get("FSYNCSTUDY_TEST_NEIGHBOUR", "") in ("", "0"):
+        yield None
+        return
+    from fsyncstudy.lab.neighbour import Neighbour
+    with Neighbour(scratch_base) as n:
+        yield n
 
 
 def leftovers(d: Path) -> list[str]:

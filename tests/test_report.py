@@ -30,3 +30,45 @@ def test_the_report_renders_every_notebook_self_contained(disk_dir, tmp_path):
     assert "The answer, per target that can be durable" in text and "sustains" in text
     assert "At 2,000 entries a second" in text and "advised" not in text
     assert "Latency from arrival against the offered rate" in (index.parent / "06-at-your-rate.html").read_text()
+
+
+def _notebook(path, *sources):
+    import nbformat
+    cells = [nbformat.v4.new_markdown_cell(sources[0])] + [nbformat.v4.new_code_cell(s) for s in sources[1:]]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_a_page_that_stops_is_rendered_where_it_stopped_and_the_others_still_are(disk_dir, tmp_path, monkeypatch):
+    import pytest
+
+    from fsyncstudy import report
+    from fsyncstudy.sweep import Profile
+    data = tmp_path / "data"
+    run_sweep(data, profile=Profile("tiny", trials=1, warmup_rounds=0, min_duration_s=0.02, min_intervals=1,
+                                    batch_ms=(1,), group=()), targets=[str(disk_dir)], progress=False)
+    books = tmp_path / "notebooks"
+    books.mkdir()
+    _notebook(books / "01-first.ipynb", "# First\n\n**Question.** Does one stop?",
+              "print('computed before the stop')",
+              "from fsyncstudy import analysis\ncheck = analysis.Checks()\n"
+              "check(False, 'a premise this page relies on', 'the detail of what failed')",
+              "print('never runs')")
+    _notebook(books / "02-second.ipynb", "# Second\n\n**Question.** Does the next one run?", "print('the second page ran')")
+    monkeypatch.setattr(report, "NOTEBOOKS", books)
+    with pytest.raises(report.ReportIncomplete) as stopped:
+        build_report(data, out_dir=tmp_path / "reports", build=tmp_path / "build", log=lambda m: None)
+    (failure,) = stopped.value.failures
+    assert failure.notebook == "01-first.ipynb" and failure.cell == 2
+    assert failure.message.startswith("AssertionError: a premise this page relies on: does not hold")
+    assert "the detail of what failed" in failure.message and "Traceback" not in failure.message
+    out = tmp_path / "reports"
+    assert sorted(p.name for p in out.glob("*.html")) == ["01-first.html", "02-second.html", "index.html"]
+    first = (out / "01-first.html").read_text()
+    assert "computed before the stop" in first and "never runs" not in first
+    assert first.count("This page stopped before its end") == 1 and "This cell stopped the page" in first
+    assert "Traceback" not in first and "papermill-error-cell" not in first
+    assert "the second page ran" in (out / "02-second.html").read_text()
+    index = (out / "index.html").read_text()
+    assert index.count("This page stopped before its end") == 1 and "01-first.ipynb stopped at cell [2]" in index

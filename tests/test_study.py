@@ -15,8 +15,9 @@ TINY = Profile("quick", trials=2, warmup_rounds=0, min_duration_s=0.02, min_inte
 
 @pytest.fixture
 def places(tmp_path, monkeypatch):
-    """data/ and build/ of our own, and a tiny quick profile."""
+    """data/, runs/ and build/ of our own, and a tiny quick profile."""
     monkeypatch.setattr(study, "DATA", tmp_path / "data")
+    monkeypatch.setattr(study, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(study, "BUILD", tmp_path / "build")
     q = PROFILES["quick"]
     monkeypatch.setitem(study.PROFILES, "quick", StudyProfile("quick", TINY, q.crash, q.peers, q.load, q.realdb))
