@@ -201,8 +201,9 @@ def _index_html(entries, meta: dict, dataset: Path, answer: list[str], at_rate: 
     plan = meta["plan"]
     rows = "".join(
         f'<li><a href="{html.escape(href)}">{html.escape(title or href)}</a><br><span>{inline(q)}</span>'
-        + (f'<br><b class="stopped">This page stopped before its end</b> ({html.escape(failure.line())}): '
-           "what it shows up to there was computed; the rest did not run." if failure is not None else "")
+        + (f'<br><b class="stopped">This page stopped before its end</b> ({html.escape(failure.line().splitlines()[0])}): '
+           "what it shows up to there was computed; the rest did not run (the page shows the whole message)."
+           if failure is not None else "")
         + "</li>" for href, title, q, failure in entries)
     machine = "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                                   for k, v in analysis.machine_table(meta)["value"].items()) + "</table>"
