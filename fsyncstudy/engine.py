@@ -20,6 +20,7 @@ against the next sync, so measured exposure can only be overstated, never hidden
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import math
 import operator
@@ -199,9 +200,11 @@ def _pwrite_offset0(fd: int, data: bytes, _pwrite=os.pwrite) -> int:
 _NEVER = 1 << 62
 
 
+@functools.cache
 def _sample_gaps(n: int = 1 << 16, seed: int = 0x5EED) -> array:
     """How many untimed entries come before each timed one: geometric with mean SAMPLE_EVERY - 1,
-    seeded (so random positions, the same in every run)."""
+    seeded (so random positions, the same in every run).  Drawn on first use, not at import (65,536
+    draws cost about 25 ms, which the protocol node paid at start-up)."""
     rng, p = random.Random(seed), 1 / SAMPLE_EVERY
     return array("q", (int(math.log(1 - rng.random()) / math.log(1 - p)) for _ in range(n)))
 
@@ -214,7 +217,6 @@ def _sample_gaps(n: int = 1 << 16, seed: int = 0x5EED) -> array:
 SAMPLE_EVERY = 16
 #: ... except in a run of at most this many entries, which times them all.
 TIME_ALL_UP_TO = 4096
-_GAPS = _sample_gaps()
 _NO_GAPS = array("q", [0])
 
 
@@ -233,7 +235,7 @@ def run_none(fd: int, framer: Framer, first: list[bytes], stop: Stop, write=None
     w, clk, rl, islice_ = write or os.write, time.perf_counter_ns, framer.record_bytes, itertools.islice
     exact = not stop.duration_ns and stop.entries > 0   # a count: the feed ends there, no stop test at all
     # a short run times every write: its few writes would leave a sample too small for percentiles
-    gaps = _GAPS if not exact or stop.entries > TIME_ALL_UP_TO else _NO_GAPS
+    gaps = _sample_gaps() if not exact or stop.entries > TIME_ALL_UP_TO else _NO_GAPS
     gi, mask = 0, len(gaps) - 1
     n = 0
     tl.start_ns = clk()
