@@ -544,6 +544,7 @@ def on_the_machine(base: Path) -> dict[str, list[str]]:
     return {"mounts": mounted, "loop_devices": loops, "daemons": daemons}
 
 
+@needs_quick   # with no lab target buildable, nothing ran that could leave anything
 def test_nothing_of_the_teardown_tests_is_left_on_the_machine():
     """Runs after them (pytest keeps file order); the module's shared lab is checked at its own teardown."""
     assert on_the_machine(LAB_BASE) == {"mounts": [], "loop_devices": [], "daemons": []}

@@ -23,7 +23,7 @@ def test_the_report_renders_every_notebook_self_contained(disk_dir, tmp_path):
         page = (index.parent / f"{nb.stem}.html").read_text()
         assert "data:image/png;base64," in page                          # figures embedded
         assert not re.search(r'<script[^>]+src="https?://', page)         # nothing fetched from the web
-        assert "analysis.dataset(" not in page                            # input hidden
+        assert "from fsyncstudy import" not in page                       # input hidden (every notebook's code has it)
         assert "Traceback" not in page
     assert "Question" in (index.parent / "01-three-strategies.html").read_text()
     assert "Explore (in JupyterLab)" not in (index.parent / "02-interval-sweep.html").read_text()  # widgets: no
