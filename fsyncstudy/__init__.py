@@ -27,10 +27,29 @@ functions too, and fails on a cycle or an import that goes the other way):
 Layers 1-8 are the standard library only: the protocol node starts from them.  pandas,
 scipy and seaborn come in with ``stats``, ``analysis`` and ``plots``.
 """
-from .log import LogScan, read_log
-from .strategies import Strategy, StrategyError, parse
-from .targets import Target, describe
-from .trial import TrialResult, run_trial
+import re as _re
+
+#: The layers whose modules measure (1-7 and 10): what their code does is what a dataset's numbers
+#: mean, so ``dataset.engine_digest`` covers every module in them, read from the list above.
+MEASURING_LAYERS = (1, 2, 3, 4, 5, 6, 7, 10)
+
+
+def layers() -> dict[str, int]:
+    """Each module's layer, read from the numbered list in this docstring: {"fsyncstudy.engine": 3, ...}
+    (a package, like ``fsyncstudy.lab``, stands for its modules)."""
+    out = {}
+    for line in (__doc__ or "").splitlines():
+        m = _re.match(r"^(\d+)\. (.*)$", line.strip())
+        if m:
+            for n in _re.findall(r"``([\w.]+)``", m.group(2).split(":")[0]):
+                out["fsyncstudy" if n == "fsyncstudy" else f"fsyncstudy.{n}"] = int(m.group(1))
+    return out
+
+
+from .log import LogScan, read_log  # noqa: E402
+from .strategies import Strategy, StrategyError, parse  # noqa: E402
+from .targets import Target, describe  # noqa: E402
+from .trial import TrialResult, run_trial  # noqa: E402
 
 __version__ = "0.1.0"
 

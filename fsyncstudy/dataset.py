@@ -87,19 +87,32 @@ def machine_tag() -> str:
     return f"{fp['hostname']}-{(fp['boot_id'] or 'unknown')[:8]}"
 
 
-#: The modules whose code decides what a measurement means: a change to any of them changes the digest,
-#: and with it the default dataset names, so a changed engine starts a new dataset.
-ENGINE_SOURCES = ("engine.py", "trial.py", "log.py", "strategies.py", "measures.py", "load.py", "crash.py")
+def engine_sources() -> list[Path]:
+    """The source files whose code decides what a measurement means: every module of the measuring
+    layers (``fsyncstudy.MEASURING_LAYERS``, read from the layer table), packages with all their files."""
+    from . import MEASURING_LAYERS, layers
+    here = Path(__file__).resolve().parent
+    out = set()
+    for module, layer in layers().items():
+        if layer not in MEASURING_LAYERS:
+            continue
+        rel = Path(*module.split(".")[1:])
+        if (here / rel).is_dir():
+            out.update((here / rel).rglob("*.py"))
+        else:
+            out.add(here / rel.with_suffix(".py"))
+    return sorted(out)
 
 
 def engine_digest() -> str:
-    """sha256 (first 12 hex digits) of the measuring modules' source."""
+    """sha256 (first 12 hex digits) of the measuring modules' source: a change to any of them changes
+    the digest, and with it the default dataset names, so a changed engine starts a new dataset."""
     h = hashlib.sha256()
     here = Path(__file__).resolve().parent
-    for name in ENGINE_SOURCES:
-        h.update(name.encode())
+    for path in engine_sources():
+        h.update(str(path.relative_to(here)).encode())
         try:
-            h.update((here / name).read_bytes())
+            h.update(path.read_bytes())
         except OSError:
             h.update(b"missing")
     return h.hexdigest()[:12]

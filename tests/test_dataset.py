@@ -233,3 +233,15 @@ def test_progress_in_a_log_is_lines_not_a_bars_frames(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "\r" not in err and err.count("\n") == 10
     assert "tiny study: 20/20 trials (100%)" in err and "to go" in err
+
+
+def test_the_engine_digest_covers_every_measuring_module_and_only_those():
+    import fsyncstudy
+    here = REPO / "fsyncstudy"
+    names = {str(p.relative_to(here)) for p in dataset.engine_sources()}
+    # every module of the measuring layers, read from the layer table (realdb's workload among them)...
+    assert {"engine.py", "trial.py", "load.py", "crash.py", "realdb.py", "realstudy.py", "lab/powercut.py"} <= names
+    # ...and nothing of the layers that only read datasets
+    assert not names & {"dataset.py", "analysis.py", "stats.py", "plots.py", "study.py", "report.py", "cli.py"}
+    measuring = {m for m, layer in fsyncstudy.layers().items() if layer in fsyncstudy.MEASURING_LAYERS}
+    assert "fsyncstudy.realdb" in measuring and "fsyncstudy.analysis" not in measuring

@@ -4,7 +4,6 @@ Every module is parsed with ``ast``; imports inside functions count as much as t
 (an import hidden in a function is still a dependency, only a later one).
 """
 import ast
-import re
 
 from conftest import REPO
 
@@ -58,15 +57,7 @@ GRAPH = {m: imports_of(m) for m in MODULES}
 
 def layers() -> dict[str, int]:
     """Each module's layer number, read from the numbered list in the package docstring."""
-    out = {}
-    for line in fsyncstudy.__doc__.splitlines():
-        m = re.match(r"^(\d+)\. (.*)$", line.strip())
-        if not m:
-            continue
-        names = re.findall(r"``([\w.]+)``", m.group(2).split(":")[0])
-        for n in names:
-            out["fsyncstudy" if n == "fsyncstudy" else f"fsyncstudy.{n}"] = int(m.group(1))
-    return out
+    return fsyncstudy.layers()
 
 
 def layer_of(module: str, table: dict[str, int]) -> int | None:
