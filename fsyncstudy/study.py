@@ -239,6 +239,19 @@ def existing(path: str | os.PathLike, kind: str) -> Path:
 
 # -- what the notebooks open ------------------------------------------------------------------------
 
+def _found(path, kind: str, look: bool) -> Path | None:
+    """What every opener does first: ``path`` if given (it must hold a ``kind`` dataset); else, when
+    ``look``, the newest of this machine or the newest committed; None when there is none (measure)."""
+    if path is not None:
+        return existing(path, kind)
+    if look:
+        try:
+            return newest(kind)
+        except dataset.DatasetError:
+            pass
+    return None
+
+
 def sweep_dataset(path=None, profile_name: str = "quick", targets: list[str] | None = None, seed: int = 0,
                   progress: bool = True, measure: bool = False) -> Path:
     """The sweep dataset to analyse: ``path`` if it holds one; else, unless asked to ``measure`` (or
@@ -271,13 +284,8 @@ def crash_dataset(path=None, profile_name: str = "quick", seed: int = 0, progres
     experiment and torn down after.  Where the machine cannot (not root, no /dev/fuse, no
     libfuse), only the process kind runs, and ``meta.json`` says why.
     """
-    if path is not None:
-        return existing(path, crash.KIND)
-    if not measure:
-        try:
-            return newest(crash.KIND)
-        except dataset.DatasetError:
-            pass
+    if (found := _found(path, crash.KIND, not measure)) is not None:
+        return found
     plan = profile(profile_name).crash
     skipped = {}
     try:
@@ -306,13 +314,8 @@ def peers_dataset(path=None, profile_name: str = "quick", log=None, measure: boo
     """A comparison dataset: ``path`` if it holds one, else the newest one of this machine (or
     committed), else (or with ``measure``) a fresh (resumable) comparison of the profile's peers on
     the default targets, in build/."""
-    if path is not None:
-        return existing(path, peers.KIND)
-    if not measure:
-        try:
-            return newest(peers.KIND)
-        except dataset.DatasetError:
-            pass
+    if (found := _found(path, peers.KIND, not measure)) is not None:
+        return found
     plan = profile(profile_name).peers
     out = peers_out(plan, BUILD)
     peers.run_comparison(out, rounds=plan.rounds, peers=plan.peers, secs_per_test=plan.secs_per_test, log=log)
@@ -322,14 +325,9 @@ def peers_dataset(path=None, profile_name: str = "quick", log=None, measure: boo
 def load_dataset(path=None, profile_name: str = "quick", targets: list[str] | None = None, seed: int = 0,
                  measure: bool = False, progress: bool = True) -> Path:
     """A load dataset: ``path`` if it holds one, else the newest one of this machine (or committed), else
-    (or with ``measure``) the profile's load study on ``targets`` (default: the disk of data/) in build/."""
-    if path is not None:
-        return existing(path, loadstudy.KIND)
-    if not measure and targets is None:
-        try:
-            return newest(loadstudy.KIND)
-        except dataset.DatasetError:
-            pass
+    (or with ``measure``) the profile's load study on ``targets`` (default: the checkout's disk, runs/) in build/."""
+    if (found := _found(path, loadstudy.KIND, not measure and targets is None)) is not None:
+        return found
     out = load_out(profile_name, BUILD)
     loadstudy.run_load_study(out, profile(profile_name).load, targets or [str(runs_dir())], seed=seed, progress=progress)
     return out
@@ -340,13 +338,8 @@ def realdb_dataset(path=None, profile_name: str = "quick", targets: list[str] | 
     """A real-database dataset: ``path`` if it holds one, else the newest one of this machine (or
     committed), else (or with ``measure``) the profile's study on ``targets`` (default: the disk of
     the checkout, ``realdb.reachable_directory``) in build/."""
-    if path is not None:
-        return existing(path, realstudy.KIND)
-    if not measure and targets is None:
-        try:
-            return newest(realstudy.KIND)
-        except dataset.DatasetError:
-            pass
+    if (found := _found(path, realstudy.KIND, not measure and targets is None)) is not None:
+        return found
     out = realdb_out(profile_name, BUILD)
     real_dir, where = realdb.reachable_directory(runs_dir()) if targets is None else (None, "")
     realstudy.run_real_study(out, profile(profile_name).realdb, targets or [str(real_dir)], seed=seed, progress=progress,
@@ -359,13 +352,8 @@ def realdb_crash_dataset(path=None, profile_name: str = "quick", seed: int = 0, 
     """A dataset of power cuts under real databases: ``path``, else the newest one, else (or with
     ``measure``) the profile's cuts in build/ with the lab's power-cut filesystem brought up for
     them; None when the lab cannot come up here (the reason is printed)."""
-    if path is not None:
-        return existing(path, realstudy.CRASH_KIND)
-    if not measure:
-        try:
-            return newest(realstudy.CRASH_KIND)
-        except dataset.DatasetError:
-            pass
+    if (found := _found(path, realstudy.CRASH_KIND, not measure)) is not None:
+        return found
     from .lab import Lab, LabError
     try:
         with Lab.for_run(targets=["powercut"]) as lab:

@@ -174,17 +174,22 @@ def leftovers(lab_dir: str | os.PathLike) -> dict[str, list]:
     """What of a lab is still on the machine: mounts, loop devices, daemons."""
     d = Path(lab_dir).resolve()
     mnt = str(d / "mnt") + "/"
+    return {"mounts": sorted({m.mount_point for m in mounts() if m.mount_point.startswith(mnt)}),
+            "loop_devices": [dev for dev, _ in loop_devices_under(d / "images")],
+            "daemons": _live_daemons(sorted((d / "run").glob("*.pid")))}
+
+
+def _live_daemons(pid_files) -> list[int]:
+    """The pids in these pid files that are running lab FUSE daemons."""
     pids = []
-    for pf in sorted((d / "run").glob("*.pid")):
+    for pf in pid_files:
         try:
-            pid = int(pf.read_text().strip())
+            pid = int(Path(pf).read_text().strip())
         except (OSError, ValueError):
             continue
         if daemon_alive(pid):
             pids.append(pid)
-    return {"mounts": sorted({m.mount_point for m in mounts() if m.mount_point.startswith(mnt)}),
-            "loop_devices": [dev for dev, _ in loop_devices_under(d / "images")],
-            "daemons": pids}
+    return pids
 
 
 def _made(d: Path, state: dict) -> list[tuple[Path, str]]:
@@ -215,15 +220,7 @@ def _made(d: Path, state: dict) -> list[tuple[Path, str]]:
 def _still_there(made: list[tuple[Path, str]]) -> dict[str, list]:
     """Of what the lab made: the mounts, the running daemons (by pid file), the loop devices (by image)."""
     images = {str(p) for p, what in made if what == "file" and p.suffix == ".img"}
-    pids = []
-    for p, what in made:
-        if what == "file" and p.suffix == ".pid":
-            try:
-                pid = int(p.read_text().strip())
-            except (OSError, ValueError):
-                continue
-            if daemon_alive(pid):
-                pids.append(pid)
+    pids = _live_daemons(p for p, what in made if what == "file" and p.suffix == ".pid")
     loops = sorted({dev for p in {Path(i).parent for i in images} for dev, backing in loop_devices_under(p)
                     if backing in images})
     return {"mounts": sorted(str(p) for p, what in made if what in ("dir", "tree") and is_mounted(p)),
