@@ -255,8 +255,9 @@ class LogFile:
         self.path = os.path.join(self.directory, name or f".fsyncstudy-{os.getpid()}-{uuid.uuid4().hex[:12]}.log")
         self.prealloc_bytes = prealloc_bytes if prealloc != "append" else 0
         self.fd = -1
-        self.fd = os.open(self.path, _open_flags(sync_method), 0o644)
         try:
+            # inside the try: a Ctrl-C just after the open still removes the file (by its path)
+            self.fd = os.open(self.path, _open_flags(sync_method), 0o644)
             # held for the log's whole life: how remove_stale in any process tells a live log from a stale one
             fcntl.flock(self.fd, fcntl.LOCK_EX)
             if os.fstat(self.fd).st_ino != os.stat(self.path).st_ino:
