@@ -13,7 +13,8 @@ functions too, and fails on a cycle or an import that goes the other way):
 7. ``trial`` ``load``: one measured run, ``run_trial`` -> ``TrialResult`` (closed loop; the node's rounds);
    ``run_load_trial`` -> ``LoadResult`` (open loop: entries arrive at a rate)
 8. ``fsyncstudy`` itself (this file: the names most users need)
-9. ``dataset``: environment metadata, durable tables, the lock, ``open_or_resume``, typed loading
+9. ``dataset`` ``runner``: environment metadata, durable tables, the lock, ``open_or_resume``, typed loading;
+   the one loop that fills a dataset (``runner.fill``) and its one ``Summary``
 10. ``sweep`` ``crash`` ``loadstudy`` ``peertools`` ``peers`` ``pgtest`` ``etcd`` ``realdb`` ``realstudy`` ``fleet``:
     measurements that fill datasets (``realdb``: SQLite, PostgreSQL and Redis started and stopped by us;
     ``fleet``: one sweep across many hosts, on Dask distributed, imported only there)

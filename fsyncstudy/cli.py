@@ -267,8 +267,8 @@ def cmd_crash(args) -> int:
         print(f"\n{s.ran} cuts run, {s.skipped} already done, in {s.elapsed_s:.0f} s: {out / 'cuts.csv'}")
     for line in s.lost_by_durable:
         say(f"BUG: {line}")
-    say_why(s.error_texts, "cuts")
-    return 1 if s.lost_by_durable or s.errors else 0
+    say_why(s.errors, "cuts")
+    return 1 if s.lost_by_durable or s.failed else 0
 
 
 def cmd_upgrade(args) -> int:

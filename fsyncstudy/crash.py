@@ -28,10 +28,10 @@ import signal
 import struct
 import time
 from bisect import bisect_right
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import dataset, engine
+from . import dataset, engine, runner
 from .log import Framer, LogFile, remove_stale, scan
 from .strategies import parse
 from .places import pick_directory
@@ -292,19 +292,6 @@ def plan(profile: CrashProfile, kinds: tuple[str, ...], strategies: dict[str, tu
     return out
 
 
-@dataclass
-class CrashSummary:
-    out: Path
-    planned: int
-    skipped: int
-    ran: int
-    errors: int
-    lost_by_durable: list[str] = field(default_factory=list)   # cuts where always/group lost an ack
-    error_texts: dict[str, int] = field(default_factory=dict)   # each failed cut's error, counted
-    interrupted: bool = False
-    elapsed_s: float = 0.0
-
-
 def _ok(row: dict) -> bool:
     return row["error"] == ""
 
@@ -316,7 +303,7 @@ def _key(row: dict) -> tuple[str, str, int]:
 def run_crash(out: str | os.PathLike, profile: CrashProfile, kinds=("power", "process"),
               strategies: list[str] | None = None, cuts: int | None = None, seed: int = 0,
               directory: str | os.PathLike | None = None, power_target: str = "lab:powercut", lab_dir=None,
-              progress: bool = True, note: dict | None = None) -> CrashSummary:
+              progress: bool = True, note: dict | None = None) -> runner.Summary:
     """Run (or resume) a crash experiment into the dataset ``out`` (its table: ``cuts.csv``).
 
     ``profile`` is a ``CrashProfile`` (the named ones: ``fsyncstudy.study.PROFILES[name].crash``).
@@ -350,33 +337,29 @@ def run_crash(out: str | os.PathLike, profile: CrashProfile, kinds=("power", "pr
         remove_stale(c.directory)
     done = ds.done(_key, _ok)
     todo = [p for p in todo_all if p not in done]
-    summary = CrashSummary(out=ds.path, planned=len(todo_all), skipped=len(done), ran=0, errors=0)
-    with dataset.filling(ds, summary, len(todo), "crash cuts", "cut", progress) as bar:
-        for kind, strategy, k in todo:
-            bar.set_postfix_str(f"{kind} {strategy}")
-            try:
-                res = one_cut(cutters[kind], strategy, k, seed)
-            except (OSError, RuntimeError) as e:
-                st = parse(strategy)
-                res = CutResult(kind=kind, strategy=strategy, cut=k, seed=seed,
-                                cut_after_ms=cut_moment_ms(seed, kind, strategy, k), acked=0, recovered=0,
-                                lost_acked=0, oldest_lost_age_ms=None, newest_ack_age_ms=None, unacked_recovered=0,
-                                log_end="", torn=False, corrupt=False, log_detail="",
-                                nominal_loss_window_ms=st.nominal_loss_window_ms, target=cutters[kind].label,
-                                error=f"{type(e).__name__}: {e}")
-            ds.append(asdict(res), ok=not res.error)
-            summary.ran += 1
-            summary.errors += bool(res.error)
-            if res.error:
-                summary.error_texts[res.error] = summary.error_texts.get(res.error, 0) + 1
-            if res.lost_acked and parse(strategy).acks_durable:
-                summary.lost_by_durable.append(f"{kind} cut {k} of {strategy}: {res.lost_acked} acknowledged "
-                                               f"entries lost (acked {res.acked}, recovered {res.recovered})")
-            bar.update(1)
-    if summary.interrupted:
-        raise KeyboardInterrupt(f"interrupted after {summary.ran} cuts; {ds.path / TABLE} keeps every finished one "
-                                "and the same command resumes")
-    return summary
+    summary = runner.Summary(out=ds.path, planned=len(todo_all), skipped=len(done))
+
+    def run_one(item, _) -> dict:
+        kind, strategy, k = item
+        try:
+            res = one_cut(cutters[kind], strategy, k, seed)
+        except (OSError, RuntimeError) as e:
+            st = parse(strategy)
+            res = CutResult(kind=kind, strategy=strategy, cut=k, seed=seed,
+                            cut_after_ms=cut_moment_ms(seed, kind, strategy, k), acked=0, recovered=0,
+                            lost_acked=0, oldest_lost_age_ms=None, newest_ack_age_ms=None, unacked_recovered=0,
+                            log_end="", torn=False, corrupt=False, log_detail="",
+                            nominal_loss_window_ms=st.nominal_loss_window_ms, target=cutters[kind].label,
+                            error=f"{type(e).__name__}: {e}")
+        return asdict(res)
+
+    def lost(item, row, summary) -> None:
+        kind, strategy, k = item
+        if row["lost_acked"] and parse(strategy).acks_durable:
+            summary.lost_by_durable.append(f"{kind} cut {k} of {strategy}: {row['lost_acked']} acknowledged "
+                                           f"entries lost (acked {row['acked']}, recovered {row['recovered']})")
+    return runner.fill(ds, summary, todo, run_one, label="crash cuts", unit="cut", progress=progress, ok=_ok,
+                       postfix=lambda item: f"{item[0]} {item[1]}", after=lost)
 
 
 def load(path: str | os.PathLike):

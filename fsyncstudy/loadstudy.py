@@ -11,10 +11,10 @@ import os
 import random
 import warnings
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import dataset
+from . import dataset, runner
 from .load import LoadResult, run_load_trial
 from .log import remove_stale
 from .places import resolve_all
@@ -85,20 +85,8 @@ def _ok(row) -> bool:
     return row["status"] == "ok"
 
 
-@dataclass
-class LoadSummary:
-    out: Path
-    planned: int
-    skipped: int
-    ran: int
-    failed: int
-    interrupted: bool = False
-    elapsed_s: float = 0.0
-    errors: dict[str, int] = field(default_factory=dict)
-
-
 def run_load_study(out, profile: LoadProfile, targets: list[str], seed: int = 0, progress: bool = True,
-                   limit: int | None = None) -> LoadSummary:
+                   limit: int | None = None) -> runner.Summary:
     """Run (or resume) the load study into the dataset ``out``."""
     if not isinstance(profile, LoadProfile):
         raise TypeError(f"profile must be a loadstudy.LoadProfile, got {profile!r}")
@@ -112,24 +100,12 @@ def run_load_study(out, profile: LoadProfile, targets: list[str], seed: int = 0,
     done = ds.done(_key, _ok)
     todo = [p for p in plan(profile, dirs, seed)
             if (p["round"], p["target"], config_key(p["strategy"], p["clients"], p["work_us"]), p["rate"]) not in done]
-    summary = LoadSummary(out=ds.path, planned=len(todo) + len(done), skipped=len(done), ran=0, failed=0)
-    with dataset.filling(ds, summary, len(todo), f"{profile.name} load study", "trial", progress) as bar:
-        for p in todo:
-            if limit is not None and summary.ran >= limit:
-                break
-            bar.set_postfix_str(f"round {p['round']}: {p['strategy']} at {p['rate']:,.0f}/s on "
-                                f"{Path(p['target']).name or p['target']}")
-            row = _run_one(p, profile, descriptions[p["target"]], seed)
-            ds.append(row, ok=_ok(row))
-            summary.ran += 1
-            if not _ok(row):
-                summary.failed += 1
-                summary.errors[row["error"]] = summary.errors.get(row["error"], 0) + 1
-            bar.update(1)
-    if summary.interrupted:
-        raise KeyboardInterrupt(f"load study interrupted after {summary.ran} new trials; {ds.path / TABLE} keeps every "
-                                "finished one and the same command resumes")
-    return summary
+    summary = runner.Summary(out=ds.path, planned=len(todo) + len(done), skipped=len(done))
+    return runner.fill(ds, summary, todo[:limit] if limit is not None else todo,
+                       lambda p, _: _run_one(p, profile, descriptions[p["target"]], seed),
+                       label=f"{profile.name} load study", unit="trial", progress=progress, ok=_ok,
+                       postfix=lambda p: f"round {p['round']}: {p['strategy']} at {p['rate']:,.0f}/s on "
+                                         f"{Path(p['target']).name or p['target']}")
 
 
 def _run_one(p: dict, profile: LoadProfile, target, seed: int) -> dict:

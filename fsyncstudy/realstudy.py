@@ -12,15 +12,14 @@ The named plans are ``fsyncstudy.study.PROFILES[name].realdb``.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import warnings
 import zlib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from . import dataset, realdb
+from . import dataset, realdb, runner
 from .log import remove_stale
 from .places import resolve_all
 from .targets import describe, table_label
@@ -117,23 +116,6 @@ def _ok(row) -> bool:
     return row["status"] == "ok"
 
 
-@dataclass
-class RealSummary:
-    """What a run of the study or of the power cuts did (``lost_by_durable``: cuts where a setting
-    durable at commit lost an acknowledged commit)."""
-
-    out: Path
-    planned: int
-    skipped: int
-    ran: int
-    failed: int
-    missing: dict[str, str] = field(default_factory=dict)
-    lost_by_durable: list[str] = field(default_factory=list)
-    interrupted: bool = False
-    elapsed_s: float = 0.0
-    errors: dict[str, int] = field(default_factory=dict)
-
-
 def _settings(keys) -> list[realdb.Setting]:
     """The settings named by ``keys`` (``db/name``), each once, in order; unknown ones: ValueError."""
     return [realdb.settings(names=[k])[0] for k in dict.fromkeys(keys)]
@@ -179,7 +161,7 @@ def measure_prediction(s: realdb.Setting, directory: str, duration_s: float, blo
 
 
 def run_real_study(out, p: RealPlan, targets: list[str], seed: int = 0, progress: bool = True,
-                   limit: int | None = None, where: str = "") -> RealSummary:
+                   limit: int | None = None, where: str = "") -> runner.Summary:
     """Run (or resume) the real-database study into the dataset ``out`` (``where``: a sentence on why the
     targets are where they are, kept in its notes for the page)."""
     if not isinstance(p, RealPlan):
@@ -206,42 +188,35 @@ def run_real_study(out, p: RealPlan, targets: list[str], seed: int = 0, progress
         for side in sides:
             if (cell["round"], cell["target"], s.key, cell["rate"], side) not in done:
                 todo.append((cell, s, side))
-    summary = RealSummary(out=ds.path, planned=len(todo) + len(done), skipped=len(done), ran=0, failed=0,
-                          missing=missing)
-    with dataset.filling(ds, summary, len(todo), f"{p.name} real databases", "trial", progress) as bar:
-        for cell, s, side in todo:
-            if limit is not None and summary.ran >= limit:
-                break
-            t = descriptions[cell["target"]]
-            bar.set_postfix_str(f"round {cell['round']}: {s.key if side == 'db' else s.predict}"
-                                + (f" at {cell['rate']:,.0f}/s" if cell["rate"] else "") + " on "
-                                f"{Path(cell['target']).name or cell['target']}")
-            row = RealTrial(round=cell["round"], warmup=cell["warmup"], position=cell["position"],
-                            first=cell["first"], target=cell["target"], target_label=table_label(t), db=s.db,
-                            setting=s.name, side=side, strategy=s.predict,
-                            clients=s.clients if side == "db" else s.predict_writers,
-                            payload_bytes=realdb.PAYLOAD_BYTES if side == "db" else s.predict_payload_bytes,
-                            rate=cell["rate"])
-            try:
-                row.device_quiet_flushes_per_sec = realdb.quiet_flushes_per_sec(t.block_device)
-                got = (measure_db if side == "db" else measure_prediction)(
-                    s, cell["target"], p.duration_s, t.block_device, rate=cell["rate"],
-                    seed=zlib.crc32(f"{seed}/{cell['round']}/{s.key}/{cell['rate']}".encode()))
-                for f in fields(RealTrial):
-                    if f.name in got:
-                        setattr(row, f.name, got[f.name])
-            except (OSError, ValueError, realdb.DatabaseError, realdb.DatabaseMissing) as e:
-                row.status, row.error = "error", f"{type(e).__name__}: {str(e)[:600]}"
-            ds.append(asdict(row), ok=row.status == "ok")
-            summary.ran += 1
-            if row.status != "ok":
-                summary.failed += 1
-                summary.errors[row.error] = summary.errors.get(row.error, 0) + 1
-            bar.update(1)
-    if summary.interrupted:
-        raise KeyboardInterrupt(f"real-database study interrupted after {summary.ran} new trials; {ds.path / TABLE} "
-                                "keeps every finished one and the same command resumes")
-    return summary
+    summary = runner.Summary(out=ds.path, planned=len(todo) + len(done), skipped=len(done), missing=missing)
+
+    def run_one(item, _) -> dict:
+        cell, s, side = item
+        t = descriptions[cell["target"]]
+        row = RealTrial(round=cell["round"], warmup=cell["warmup"], position=cell["position"],
+                        first=cell["first"], target=cell["target"], target_label=table_label(t), db=s.db,
+                        setting=s.name, side=side, strategy=s.predict,
+                        clients=s.clients if side == "db" else s.predict_writers,
+                        payload_bytes=realdb.PAYLOAD_BYTES if side == "db" else s.predict_payload_bytes,
+                        rate=cell["rate"])
+        try:
+            row.device_quiet_flushes_per_sec = realdb.quiet_flushes_per_sec(t.block_device)
+            got = (measure_db if side == "db" else measure_prediction)(
+                s, cell["target"], p.duration_s, t.block_device, rate=cell["rate"],
+                seed=zlib.crc32(f"{seed}/{cell['round']}/{s.key}/{cell['rate']}".encode()))
+            for f in fields(RealTrial):
+                if f.name in got:
+                    setattr(row, f.name, got[f.name])
+        except (OSError, ValueError, realdb.DatabaseError, realdb.DatabaseMissing) as e:
+            row.status, row.error = "error", f"{type(e).__name__}: {str(e)[:600]}"
+        return asdict(row)
+
+    def postfix(item) -> str:
+        cell, s, side = item
+        return (f"round {cell['round']}: {s.key if side == 'db' else s.predict}"
+                + (f" at {cell['rate']:,.0f}/s" if cell["rate"] else "") + f" on {Path(cell['target']).name or cell['target']}")
+    return runner.fill(ds, summary, todo[:limit] if limit is not None else todo, run_one,
+                       label=f"{p.name} real databases", unit="trial", progress=progress, ok=_ok, postfix=postfix)
 
 
 def load(path: str | os.PathLike, include_warmup: bool = False):
@@ -258,7 +233,7 @@ def load(path: str | os.PathLike, include_warmup: bool = False):
 # -- power cuts ------------------------------------------------------------------------------------
 
 def run_real_crash(out, p: RealPlan, seed: int = 0, target: str = "lab:powercut", lab_dir=None,
-                   progress: bool = True, cuts: int | None = None) -> RealSummary:
+                   progress: bool = True, cuts: int | None = None) -> runner.Summary:
     """Run (or resume) power cuts under each of the plan's ``cut_settings`` on the lab's power-cut
     filesystem (which must be up) into the dataset ``out``."""
     from . import lab
@@ -277,38 +252,29 @@ def run_real_crash(out, p: RealPlan, seed: int = 0, target: str = "lab:powercut"
     done = ds.done(lambda r: (r["db"], r["setting"], int(r["cut"])), lambda r: r["error"] == "")
     todo = [(s, k) for s in chosen for k in range(n)
             if s.db not in missing and (s.db, s.name, k) not in done]
-    summary = RealSummary(out=ds.path, planned=len(todo) + len(done), skipped=len(done), ran=0, failed=0,
-                          missing=missing)
-    sessions: dict[str, realdb.CutSession] = {}
-    with dataset.filling(ds, summary, len(todo), "power cuts under real databases", "cut", progress) as bar, \
-            contextlib.ExitStack() as stack:
-        for s, k in todo:
-            bar.set_postfix_str(s.key)
-            if s.key not in sessions:  # one database per setting, kept across its cuts
-                for old in sessions.values():
-                    old.close()
-                sessions[s.key] = stack.enter_context(realdb.CutSession(s, mount, lab, target))
-            try:
-                res = sessions[s.key].cut(k, seed)
-            except (OSError, realdb.DatabaseError, realdb.DatabaseMissing) as e:
-                sessions[s.key].close()
-                res = realdb.CutResult(db=s.db, setting=s.name, cut=k, seed=seed,
-                                       cut_after_ms=realdb.cut_moment_ms(seed, s, k), acked=0, recovered=None,
-                                       lost_acked=None, oldest_lost_age_ms=None, newest_ack_age_ms=None,
-                                       opened=False, open_error="", promise_ms=s.promise_ms, target=target,
-                                       error=f"{type(e).__name__}: {str(e)[:600]}")
-            ds.append(asdict(res), ok=not res.error)
-            summary.ran += 1
-            if res.error:
-                summary.failed += 1
-                summary.errors[res.error] = summary.errors.get(res.error, 0) + 1
-            elif res.lost_acked and s.promise_ms == 0:
-                summary.lost_by_durable.append(f"cut {k} of {s.key}: {res.lost_acked} acknowledged commits lost")
-            bar.update(1)
-    if summary.interrupted:
-        raise KeyboardInterrupt(f"interrupted after {summary.ran} cuts; {ds.path / CRASH_TABLE} keeps every "
-                                "finished one and the same command resumes")
-    return summary
+    summary = runner.Summary(out=ds.path, planned=len(todo) + len(done), skipped=len(done), missing=missing)
+
+    def run_one(item, session: realdb.CutSession) -> dict:
+        s, k = item
+        try:
+            res = session.cut(k, seed)
+        except (OSError, realdb.DatabaseError, realdb.DatabaseMissing) as e:
+            session.close()
+            res = realdb.CutResult(db=s.db, setting=s.name, cut=k, seed=seed,
+                                   cut_after_ms=realdb.cut_moment_ms(seed, s, k), acked=0, recovered=None,
+                                   lost_acked=None, oldest_lost_age_ms=None, newest_ack_age_ms=None,
+                                   opened=False, open_error="", promise_ms=s.promise_ms, target=target,
+                                   error=f"{type(e).__name__}: {str(e)[:600]}")
+        return asdict(res)
+
+    def lost(item, row, summary) -> None:
+        s, k = item
+        if not row["error"] and row["lost_acked"] and s.promise_ms == 0:
+            summary.lost_by_durable.append(f"cut {k} of {s.key}: {row['lost_acked']} acknowledged commits lost")
+    # one database per setting, kept across its cuts
+    return runner.fill(ds, summary, todo, run_one, label="power cuts under real databases", unit="cut",
+                       progress=progress, ok=runner.error_empty, postfix=lambda item: item[0].key, after=lost,
+                       session=(lambda item: item[0].key, lambda items: realdb.CutSession(items[0][0], mount, lab, target)))
 
 
 def load_crash(path: str | os.PathLike):

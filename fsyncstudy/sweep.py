@@ -18,10 +18,10 @@ import subprocess
 import sys
 import uuid
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import dataset
+from . import dataset, runner
 from .log import remove_stale
 from .places import default_targets, resolve_all
 from .strategies import parse
@@ -124,18 +124,8 @@ def plan(profile: Profile, targets: list[str], seed: int) -> list[Planned]:
 
 # -- the sweep --------------------------------------------------------------------------------------
 
-@dataclass
-class SweepSummary:
-    out: Path
-    planned: int
-    skipped: int
-    ran: int
-    failed: int
-    retried: int = 0                 # trials whose earlier row said they failed, run again
-    errors: dict[str, int] = field(default_factory=dict)   # each failed trial's error, counted
-    interrupted: bool = False
-    elapsed_s: float = 0.0
-    notes: list[str] = field(default_factory=list)
+#: What a run of the sweep did (the runner's one summary).
+SweepSummary = runner.Summary
 
 
 def _ok(row: dict) -> bool:
@@ -172,7 +162,7 @@ def run_sweep(out: str | os.PathLike, profile: Profile, targets: list[str] | Non
     done = ds.done(_key, _ok)
     failed_before = ds.done(_key, lambda r: not _ok(r)) - done
     todo = [p for p in plan(profile, dirs, seed) if p.ident not in done]
-    summary = SweepSummary(out=Path(out), planned=len(todo) + len(done), skipped=len(done), ran=0, failed=0)
+    summary = runner.Summary(out=Path(out), planned=len(todo) + len(done), skipped=len(done))
     if failed_before:
         summary.notes.append(f"running {len(failed_before)} trials again that failed in an earlier run "
                              "(their failed rows stay in trials.csv as history)")
@@ -185,35 +175,20 @@ def run_sweep(out: str | os.PathLike, profile: Profile, targets: list[str] | Non
               "host": socket.gethostname()}
     if limit is not None:
         todo = todo[:limit]
-    with dataset.filling(ds, summary, len(todo), f"{profile.name} study", "trial", progress) as bar:
-        for rnd in _rounds(todo):
-            with (Worker(sorted({p.target for p in rnd})) if fresh_process else InProcess()) as worker:
-                for p in rnd:
-                    bar.set_postfix_str(f"round {p.round}: {p.config.label} on {Path(p.target).name or p.target}")
-                    row = worker.run(p, profile, descriptions[p.target])
-                    row.update(levels)
-                    ds.append(row, ok=_ok(row))
-                    summary.ran += 1
-                    summary.failed += not _ok(row)
-                    if not _ok(row):
-                        summary.errors[row["error"]] = summary.errors.get(row["error"], 0) + 1
-                    summary.retried += p.ident in failed_before
-                    bar.update(1)
-    if summary.interrupted:
-        raise KeyboardInterrupt(f"sweep interrupted after {summary.ran} new trials; {ds.path / TABLE} keeps every "
-                                "finished one and the same command resumes")
-    return summary
 
+    def run_one(p: Planned, worker) -> dict:
+        row = worker.run(p, profile, descriptions[p.target])
+        row.update(levels)
+        return row
 
-def _rounds(todo: list[Planned]) -> list[list[Planned]]:
-    """The planned trials grouped by round, in plan order."""
-    out: list[list[Planned]] = []
-    for p in todo:
-        if out and out[-1][0].round == p.round:
-            out[-1].append(p)
-        else:
-            out.append([p])
-    return out
+    def retried(p: Planned, row, summary) -> None:
+        summary.retried += p.ident in failed_before
+    # each round in a fresh worker process
+    return runner.fill(ds, summary, todo, run_one, label=f"{profile.name} study", unit="trial", progress=progress,
+                       ok=_ok, after=retried,
+                       postfix=lambda p: f"round {p.round}: {p.config.label} on {Path(p.target).name or p.target}",
+                       session=(lambda p: p.round, lambda rnd: Worker(sorted({p.target for p in rnd}))
+                                if fresh_process else InProcess()))
 
 
 #: Marks the worker's row lines on its stdout (anything else there is ignored).
@@ -300,6 +275,11 @@ class Worker:
         finally:
             if proc.stdout is not None:
                 proc.stdout.close()
+        if interrupt:
+            # a Ctrl-C can land between a log's creation and the code that removes it (Python checks for
+            # signals between any two calls); the worker is gone now, so what it left is stale: remove it
+            for d in self.targets:
+                remove_stale(d)
 
 
 class InProcess:

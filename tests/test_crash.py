@@ -27,7 +27,7 @@ def test_an_experiment_is_recorded_and_resumes(disk_dir, tmp_path):
     out = tmp_path / "crash"
     s = run_crash(out, QUICK, kinds=("process",), strategies=["always", "none"], cuts=2, directory=disk_dir,
                   progress=False)
-    assert (s.planned, s.ran, s.errors, s.lost_by_durable) == (4, 4, 0, [])
+    assert (s.planned, s.ran, s.failed, s.lost_by_durable) == (4, 4, 0, [])
     df, meta = load(out)
     assert len(df) == 4 and set(df["strategy"]) == {"always", "none"}
     assert meta["plan"]["seed"] == 0 and meta["plan"]["kinds"] == ["process"] and meta["environment"]["kernel"]

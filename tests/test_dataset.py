@@ -158,9 +158,9 @@ def test_a_failed_cut_is_cut_again_on_resume(disk_dir, tmp_path, monkeypatch):
         raise RuntimeError("the writer did not start: no word from it")
     with monkeypatch.context() as m:
         m.setattr(crash, "one_cut", broken)
-        assert crash.run_crash(out, PROFILES["quick"].crash, **args).errors == 2
+        assert crash.run_crash(out, PROFILES["quick"].crash, **args).failed == 2
     again = crash.run_crash(out, PROFILES["quick"].crash, **args)
-    assert (again.skipped, again.ran, again.errors) == (0, 2, 0)
+    assert (again.skipped, again.ran, again.failed) == (0, 2, 0)
     cuts, _ = crash.load(out)
     assert len(cuts) == 4 and (cuts["error"] != "").sum() == 2 and (cuts.loc[cuts["error"] == "", "acked"] > 0).all()
 

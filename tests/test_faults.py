@@ -104,7 +104,7 @@ def test_power_cuts_lose_nothing_acknowledged_by_always_or_group(lab, tmp_path):
     out = tmp_path / "crash"
     s = run_crash(out, PROFILES["quick"].crash, kinds=("power",), strategies=["always", "group_0ms", "batch_10ms", "none"],
                   cuts=3, lab_dir=lab.lab_dir, progress=False)
-    assert s.errors == 0 and s.lost_by_durable == []
+    assert s.failed == 0 and s.lost_by_durable == []
     df, _ = load(out)
     assert len(df) == 12 and not df["corrupt"].any()
     assert (df.loc[df["strategy"].isin(["always", "group_0ms"]), "lost_acked"] == 0).all()
