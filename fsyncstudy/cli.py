@@ -716,8 +716,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sweep", help="the study: every configuration on every target, repeated, resumable")
     s.add_argument("--profile", default="standard", choices=list(study.PROFILES))
     s.add_argument("--target", "--dir", action="append", dest="target", metavar="DIR",
-                   help="a directory or lab:NAME; repeat the flag (default: the filesystem of data/ and /dev/shm)")
-    s.add_argument("--out", help="dataset directory (default: data/<profile>-<host>-<boot id>)")
+                   help="a directory or lab:NAME; repeat the flag (default: the checkout's runs/ and /dev/shm)")
+    s.add_argument("--out", help="dataset directory (default: runs/<profile>-<host>-<boot id>)")
     s.add_argument("--seed", type=int, default=0, help="seed of the randomized round order (recorded)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--scheduler", metavar="ADDRESS",
@@ -747,7 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="whose crash plan (full's is standard's)")
     c.add_argument("--target", "--dir", dest="dir", metavar="DIR",
                    help="where process-crash writers write (default: durable storage, as bench)")
-    c.add_argument("--out", help="dataset directory (default: data/crash-<profile>-<kinds>-<host>-<boot id>)")
+    c.add_argument("--out", help="dataset directory (default: runs/crash-<profile>-<kinds>-<host>-<boot id>)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--json", action="store_true", help="print every cut as JSON")
     c.add_argument("--quiet", action="store_true")
@@ -803,9 +803,9 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("--duration", type=float, default=1.0, metavar="SECONDS", help="per trial (default 1)")
     lo.add_argument("--work-us", type=float, default=0.0, help="CPU the writer spends between entries (an application)")
     lo.add_argument("--target", "--dir", action="append", dest="target", metavar="DIR",
-                    help="a directory or lab:NAME (one-off: the first; --profile: each; default: the disk of data/)")
+                    help="a directory or lab:NAME (one-off: the first; --profile: each; default: the checkout's runs/)")
     lo.add_argument("--profile", choices=list(study.PROFILES), help="run the load study of this profile")
-    lo.add_argument("--out", help="with --profile: the dataset (default: data/load-<profile>-<host>-<boot>-<key>)")
+    lo.add_argument("--out", help="with --profile: the dataset (default: runs/load-<profile>-<host>-<boot>-<key>)")
     lo.add_argument("--seed", type=int, default=0)
     lo.add_argument("--json", action="store_true")
     lo.add_argument("--quiet", action="store_true")
@@ -823,13 +823,14 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--setting", action="append", metavar="NAME", help="one of the database's settings; repeat "
                                                                        "(default: all of them)")
     rd.add_argument("--target", "--dir", action="append", dest="target", metavar="DIR",
-                    help="a directory or lab:NAME (one-off: the first; --profile: each; default: the disk of data/)")
+                    help="a directory or lab:NAME (one-off: the first; --profile: each; default: the checkout's runs/, "
+                         "or a directory on its filesystem that PostgreSQL can reach)")
     rd.add_argument("--duration", type=float, default=0.5, metavar="SECONDS", help="per trial (default 0.5)")
     rd.add_argument("--rate", type=float, metavar="R", help="an open loop: R commits a second offered (Poisson), "
                                                             "latency from each arrival (default: a closed loop)")
     rd.add_argument("--profile", choices=list(study.PROFILES), help="run the real-database study of this profile")
     rd.add_argument("--cuts", type=int, help="crash: cuts per setting (default: the profile's, else 20)")
-    rd.add_argument("--out", help="the dataset (default: data/realdb[-crash]-<profile>-<host>-<boot>-<key>)")
+    rd.add_argument("--out", help="the dataset (default: runs/realdb[-crash]-<profile>-<host>-<boot>-<key>)")
     rd.add_argument("--seed", type=int, default=0)
     rd.add_argument("--json", action="store_true")
     rd.add_argument("--quiet", action="store_true")

@@ -10,7 +10,7 @@ per sync three, in ``array('q')``; what can be derived is derived after the time
 bookkeeping is a few tens of nanoseconds in a hot loop, but not beside a blocking call: Python
 code run just after one returns runs cold, and on this project's VM the timed ``always`` loop ran
 0.94-0.96 of the same calls made from C on the same file, against 0.98-0.99 for an untimed Python
-loop (``benchmarks/loop_cost.py``, README "Side by side with fio and pg_test_fsync").
+loop (``benchmarks/loop_cost.py``, docs/peers.md).
 
 A sync *covers* entry i when its writer had seen entry i's write return before the
 sync started; ``sync_hi[j]`` is the number of entries sync j covers (all seq < hi).

@@ -10,7 +10,7 @@ disk would hold after a power cut: ``cut()`` drops the cache, removes files whos
 creation was never made durable, and freezes the volume (every operation fails with
 EIO, as on a disk that lost power) until ``reset()``.
 
-What it models and what it does not is documented in README.md ("The storage lab").
+What it models and what it does not is documented in docs/lab.md.
 
 Standard library only; no FUSE here, so the model is testable in-process.  The FUSE
 adapter runs it in a separate process: a FUSE daemon in the same process as a writer
