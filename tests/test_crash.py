@@ -19,7 +19,10 @@ def test_a_killed_writer_loses_nothing_it_acknowledged(disk_dir):
         assert r.error == "" and r.acked > 0, r
         # the page cache survives a process crash: every acknowledged entry is in the file
         assert r.lost_acked == 0 and r.recovered >= r.acked, r
-        assert not r.corrupt and r.log_end in ("clean", "zeros"), r
+        # nothing bad inside the log; its end may be torn, but only by the write in flight, which was never
+        # acknowledged: Linux checks for a fatal signal between the pages of a write(), so a SIGKILL can stop a
+        # record that crosses a page boundary half-way (seen once: 32 bytes written, 112 missing)
+        assert not r.corrupt and r.log_end in ("clean", "zeros", "torn"), r
     assert leftovers(disk_dir) == []
 
 
