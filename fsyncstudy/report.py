@@ -86,39 +86,49 @@ def _message(ename: str, evalue: str) -> str:
     return f"{ename}: {text}" if text else ename
 
 
-def execute(params: dict, build: Path, log=print) -> tuple[list[Path], list[PageFailure]]:
-    """Run every notebook with papermill, giving each the parameters it declares.  A notebook that
-    stops is kept as far as it ran (papermill writes it with the failing cell's output) and the next
-    one runs: returns the executed notebooks and the failures."""
+#: Notebooks executed at once: they only read datasets (nothing is measured while they run), and each
+#: spends most of its time on one CPU, so on 2 cores two at a time take about half as long.
+PARALLEL = max(1, min(2, os.cpu_count() or 1))
+
+
+def execute(params: dict, build: Path, log=print, parallel: int = PARALLEL) -> tuple[list[Path], list[PageFailure]]:
+    """Run every notebook with papermill, giving each the parameters it declares, ``parallel`` at a time
+    (each kernel on Unix sockets of its own).  A notebook that stops is kept as far as it ran (papermill
+    writes it with the failing cell's output) and the others run: returns the executed notebooks, in
+    order, and the failures."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     build.mkdir(parents=True, exist_ok=True)
-    out, failures = [], []
-    with tempfile.TemporaryDirectory(prefix="fsyncstudy-kernel-") as sockets:
-        for nb in notebooks():
-            target = build / nb.name
-            target.unlink(missing_ok=True)   # a page from an earlier run must not stand in for this one
-            declared = pm.inspect_notebook(str(nb))
-            mine = {k: v for k, v in params.items() if k in declared and v is not None}
-            log(f"executing {nb.name} with {', '.join(f'{k}={v}' for k, v in mine.items())}")
-            try:
-                pm.execute_notebook(str(nb), str(target), parameters=mine, cwd=str(NOTEBOOKS), kernel_name="python3",
-                                    progress_bar=False, kernel_manager_class=_ipc_kernel_manager(sockets))
-            except PapermillExecutionError as e:
-                failures.append(PageFailure(nb.name, e.exec_count, _message(e.ename, e.evalue)))
-            except Exception as e:   # the kernel died, a timeout, a notebook that cannot be read
-                failures.append(PageFailure(nb.name, None, _message(type(e).__name__, str(e))))
-            else:
-                out.append(target)
-                continue
-            log(f"page stopped: {failures[-1].line()}")
-            if not target.exists():
-                import nbformat
-                nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
-                    f"# {nb.stem}")]), target)
-            out.append(target)
-    return out, failures
+
+    def one(nb: Path, sockets: str) -> PageFailure | None:
+        target = build / nb.name
+        target.unlink(missing_ok=True)   # a page from an earlier run must not stand in for this one
+        declared = pm.inspect_notebook(str(nb))
+        mine = {k: v for k, v in params.items() if k in declared and v is not None}
+        log(f"executing {nb.name} with {', '.join(f'{k}={v}' for k, v in mine.items())}")
+        os.makedirs(sockets, exist_ok=True)
+        try:
+            pm.execute_notebook(str(nb), str(target), parameters=mine, cwd=str(NOTEBOOKS), kernel_name="python3",
+                                progress_bar=False, kernel_manager_class=_ipc_kernel_manager(sockets))
+            return None
+        except PapermillExecutionError as e:
+            failure = PageFailure(nb.name, e.exec_count, _message(e.ename, e.evalue))
+        except Exception as e:   # the kernel died, a timeout, a notebook that cannot be read
+            failure = PageFailure(nb.name, None, _message(type(e).__name__, str(e)))
+        log(f"page stopped: {failure.line()}")
+        if not target.exists():
+            import nbformat
+            nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {nb.stem}")]), target)
+        return failure
+
+    books = notebooks()
+    with tempfile.TemporaryDirectory(prefix="fsyncstudy-kernel-") as sockets, \
+            ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        results = list(pool.map(lambda nb: one(nb, os.path.join(sockets, nb.stem[:2])), books))
+    return [build / nb.name for nb in books], [f for f in results if f is not None]
 
 
 def _mark_failure(nb, failure: PageFailure) -> None:

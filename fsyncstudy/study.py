@@ -69,8 +69,10 @@ PROFILES = {
         "quick", sweep=Profile("quick", trials=3, warmup_rounds=1, min_duration_s=0.15, min_intervals=5,
                                batch_ms=(0, 10, 50, 100), group=((0, 4),)),
         crash=_CRASH_QUICK, peers=PeersPlan(rounds=3, peers=("fio",)),
+        # no warm-up round in the quick load study (2026-12-07: the quick report took 5 min 14 s here, idle;
+        # its 32 warm-up trials cost about 15 s, the notebooks two at a time save about 30 s)
         load=LoadProfile("quick", rates=(500, 2000, 5000, 20000), duration_s=0.4, lab_targets=("lab:hdd-emulated",),
-                         busy=()),
+                         busy=(), warmup_rounds=0),
         realdb=RealPlan("quick", trials=2, warmup_rounds=0, duration_s=0.3,
                         settings=("sqlite/wal-full", "sqlite/wal-normal", "postgres/on", "postgres/off-200ms",
                                   "redis/always", "redis/everysec"),
@@ -461,7 +463,7 @@ def load_run(path: str | os.PathLike):
 SWEEP_OVERHEAD_S = 0.05
 CUT_S = 0.24
 PEER_ROUND_S = {"fio": 2.5, "pg_test_fsync": 15.5}
-NOTEBOOKS_S = 40
+NOTEBOOKS_S = 45   # two at a time (report.PARALLEL): 45 s for the quick report's nine, 2026-12-07
 #: Seconds a real-database trial (start, connect, stop) and a power cut (restart, recovery) cost beyond
 #: their timed part, about, on this kind of machine.
 REAL_TRIAL_OVERHEAD_S, REAL_CUT_OVERHEAD_S = 0.4, 0.2
