@@ -461,6 +461,54 @@ class _GroupCommit:
             self.cond.notify_all()
 
 
+class _HeldSignals:
+    """Hold what SIGINT and SIGTERM would raise (KeyboardInterrupt, Terminated) for the duration of a
+    ``with`` block, then raise it.  Blocking the signals is not enough: one delivered just before is
+    handled at Python's next check, which can fall inside ``Thread.start()``, after the thread runs
+    but before it counts as alive (seen once more, idle, in CI's test of Ctrl-C in group commit).  Python
+    calls the handler in place when it handles the signal, so swapping the handlers catches that one too.
+    Only in the main thread (the only one Python runs handlers in)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self) -> "_HeldSignals":
+        self.pending: list[int] = []
+        self.old: dict = {}
+        if threading.current_thread() is threading.main_thread():
+            try:
+                for sig in self.SIGNALS:
+                    self.old[sig] = signal.signal(sig, self._hold)
+            except BaseException:
+                self._restore()
+                raise
+        return self
+
+    def _hold(self, signum, frame) -> None:
+        self.pending.append(signum)
+
+    def _restore(self) -> None:
+        err = None
+        for sig, handler in list(self.old.items()):
+            try:
+                signal.signal(sig, handler)
+            except BaseException as e:   # a new signal handled as its handler came back: restore the rest first
+                err = err or e
+        self.old.clear()
+        if err is not None:
+            raise err
+
+    def __exit__(self, *exc) -> None:
+        old = dict(self.old)
+        self._restore()
+        if exc[0] is None:
+            for signum in self.pending:
+                handler = old.get(signum)
+                if callable(handler):
+                    handler(signum, None)      # raises what it would have raised
+                elif handler == signal.SIG_DFL:
+                    os.kill(os.getpid(), signum)
+
+
 def run_group(fd: int, sync, interval_ms: int, writers: int, framer: Framer, first: list[bytes],
               stop: Stop, write=None) -> Timeline:
     tl = Timeline(record_bytes=framer.record_bytes)
@@ -478,8 +526,9 @@ def run_group(fd: int, sync, interval_ms: int, writers: int, framer: Framer, fir
         # the signal then reaches this thread, in the join below.
         masked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
-            for th in threads:
-                th.start()
+            with _HeldSignals():   # and one that arrived before the mask, not yet handled, waits too
+                for th in threads:
+                    th.start()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, masked)
         for th in threads:
