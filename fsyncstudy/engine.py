@@ -463,11 +463,9 @@ class _GroupCommit:
 
 class _HeldSignals:
     """Hold what SIGINT and SIGTERM would raise (KeyboardInterrupt, Terminated) for the duration of a
-    ``with`` block, then raise it.  Blocking the signals is not enough: one delivered just before is
-    handled at Python's next check, which can fall inside ``Thread.start()``, after the thread runs
-    but before it counts as alive (seen once more, idle, in CI's test of Ctrl-C in group commit).  Python
-    calls the handler in place when it handles the signal, so swapping the handlers catches that one too.
-    Only in the main thread (the only one Python runs handlers in)."""
+    ``with`` block (``pending`` says one came), then raise it.  Blocking them with a signal mask is not
+    enough: one delivered just before is handled at Python's next check, wherever that falls.  Only in
+    the main thread (the only one Python runs handlers in)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -509,6 +507,45 @@ class _HeldSignals:
                     os.kill(os.getpid(), signum)
 
 
+#: How often the group commit's main thread looks for a held Ctrl-C while its writers run.
+POLL_S = 0.05
+
+
+def _join_all(threads) -> None:
+    """Join every writer that was started (they return within a system call once told to stop)."""
+    for th in threads:
+        if th.ident is not None:
+            th.join()
+
+
+def run_threads(threads: list[threading.Thread], stop_writers) -> None:
+    """Start the writer ``threads`` and wait until they return.  Ctrl-C and SIGTERM are held for the
+    whole run and acted on here: ``stop_writers(exc)`` tells the writers to return, every one started
+    is joined, and only then is the signal's exception raised, so the caller never closes the log under
+    a running writer (one left running would write its next record to whatever file reuses the fd
+    number: seen, into the pipe of a subprocess started right after).  Raising them where Python would
+    (inside Thread.start() or Thread.join()) leaves threads that run but count as stopped: an interrupt
+    inside start() (CI, 2026-11-28), and in 3.11 one inside join(), whose bpo-45274 fix releases the
+    lock the live thread holds (CI and a busy machine, 2026-12-07)."""
+    with _HeldSignals() as held:
+        try:
+            for th in threads:
+                th.start()
+            while not held.pending and any(th.is_alive() for th in threads):
+                for th in threads:
+                    th.join(POLL_S)   # a held signal only records itself: the join returns or times out
+                    if held.pending:
+                        break
+        except BaseException as e:
+            stop_writers(e)
+            _join_all(threads)
+            raise
+        if held.pending:
+            stop_writers(KeyboardInterrupt())
+            _join_all(threads)
+            # leaving the block raises what the signal would have raised (KeyboardInterrupt, Terminated)
+
+
 def run_group(fd: int, sync, interval_ms: int, writers: int, framer: Framer, first: list[bytes],
               stop: Stop, write=None) -> Timeline:
     tl = Timeline(record_bytes=framer.record_bytes)
@@ -519,32 +556,7 @@ def run_group(fd: int, sync, interval_ms: int, writers: int, framer: Framer, fir
                for k in range(writers)]
     tl.start_ns = time.perf_counter_ns()
     gc.deadline = stop.deadline(tl.start_ns)
-    try:
-        # Ctrl-C and SIGTERM wait until every writer has started: an interrupt that lands inside
-        # Thread.start() leaves a thread that runs but does not yet count as alive, so the cleanup
-        # below would not wait for it (seen once in CI).  The writers inherit the blocked mask, so
-        # the signal then reaches this thread, in the join below.
-        masked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
-            with _HeldSignals():   # and one that arrived before the mask, not yet handled, waits too
-                for th in threads:
-                    th.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, masked)
-        for th in threads:
-            th.join()
-    except BaseException as e:
-        # Ctrl-C or SIGTERM in this thread: the writers must be gone before the caller closes the log.
-        # A writer left running would write its next record to whatever file reuses the fd number
-        # (seen: into the pipe of a subprocess started right after, and it could be a dataset's file).
-        gc.stop_writers(e)
-        for th in threads:
-            while th.is_alive():
-                try:
-                    th.join()
-                except BaseException:  # a second interrupt: keep waiting, they return within a syscall
-                    continue
-        raise
+    run_threads(threads, gc.stop_writers)
     if gc.error is not None:
         raise gc.error
     n = sum(len(o[0]) for o in outs)

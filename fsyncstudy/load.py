@@ -225,20 +225,7 @@ def _serve_group(st: Strategy, fd: int, sync, framer: Framer, due: array, client
     # arrivals dealt round robin: each client offers rate / clients
     threads = [threading.Thread(target=gc.open_writer, args=(due[k::clients], deadline_ns, outs, work_us),
                                 name=f"fsyncstudy-writer-{k}", daemon=True) for k in range(clients)]
-    try:
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-    except BaseException as e:
-        gc.stop_writers(e)
-        for th in threads:
-            while th.is_alive():
-                try:
-                    th.join()
-                except BaseException:
-                    continue
-        raise
+    engine.run_threads(threads, gc.stop_writers)
     if gc.error is not None:
         raise gc.error
     rows = sorted((s, d, b, a) for o in outs for s, d, b, a in zip(o[0], o[1], o[2], o[3]))
