@@ -518,9 +518,7 @@ def cmd_realdb(args) -> int:
             raise ValueError("--profile runs the study's own settings: drop --db and --setting")
         plan = study.profile(args.profile).realdb
         out = Path(args.out) if args.out else study.realdb_out(args.profile)
-        # a target named explicitly is used as it is (a server that cannot reach it is a clear error)
-        real_dir, where = realdb.reachable_directory(study.runs_dir()) if not args.target else (None, "")
-        targets = args.target or [str(real_dir)]
+        targets, where = study.realdb_targets(args.target)
         say(f"real databases: {plan.name} profile ({len(plan.settings)} settings and their predictions x "
             f"{len(targets)} targets x {plan.trials + plan.warmup_rounds} rounds of {plan.duration_s:g} s) into {out}"
             + (f"; {where}" if where else ""))

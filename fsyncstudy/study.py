@@ -119,6 +119,16 @@ def runs_dir() -> Path:
     return RUNS
 
 
+def realdb_targets(targets: list[str] | None = None) -> tuple[list[str], str]:
+    """Where the real databases run: ``targets`` as named (a server that cannot reach one is a clear
+    error), else the checkout's disk in a directory their servers can reach
+    (``realdb.reachable_directory``); with the sentence saying why, if it is not runs/ itself."""
+    if targets:
+        return list(targets), ""
+    d, where = realdb.reachable_directory(runs_dir())
+    return [str(d)], where
+
+
 def _key(*parts) -> str:
     blob = json.dumps([dataset.FORMAT, dataset.engine_digest(), *parts], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:6]
@@ -339,13 +349,12 @@ def realdb_dataset(path=None, profile_name: str = "quick", targets: list[str] | 
                    measure: bool = False, progress: bool = True) -> Path:
     """A real-database dataset: ``path`` if it holds one, else the newest one of this machine (or
     committed), else (or with ``measure``) the profile's study on ``targets`` (default: the disk of
-    the checkout, ``realdb.reachable_directory``) in build/."""
+    the checkout, ``realdb_targets``) in build/."""
     if (found := _found(path, realstudy.KIND, not measure and targets is None)) is not None:
         return found
     out = realdb_out(profile_name, BUILD)
-    real_dir, where = realdb.reachable_directory(runs_dir()) if targets is None else (None, "")
-    realstudy.run_real_study(out, profile(profile_name).realdb, targets or [str(real_dir)], seed=seed, progress=progress,
-                             where=where)
+    dirs, where = realdb_targets(targets)
+    realstudy.run_real_study(out, profile(profile_name).realdb, dirs, seed=seed, progress=progress, where=where)
     return out
 
 
@@ -545,11 +554,10 @@ def run_study(profile_name: str = "standard", targets: list[str] | None = None, 
         ls = loadstudy.run_load_study(load_path, prof.load, load_targets, seed=seed, progress=progress)
         log(f"{ls.ran} load trials run ({ls.failed} failed), {ls.skipped} already done, in {ls.elapsed_s:.0f} s")
         real_path = realdb_out(prof.name)
-        real_dir, where = realdb.reachable_directory(runs_dir())
-        log(f"real databases: {len(prof.realdb.settings)} settings and their predictions on {real_dir} into {real_path}"
-            + (f" ({where})" if where else ""))
-        rs = realstudy.run_real_study(real_path, prof.realdb, [str(real_dir)], seed=seed, progress=progress,
-                                      where=where)
+        real_dirs, where = realdb_targets()
+        log(f"real databases: {len(prof.realdb.settings)} settings and their predictions on {real_dirs[0]} into "
+            f"{real_path}" + (f" ({where})" if where else ""))
+        rs = realstudy.run_real_study(real_path, prof.realdb, real_dirs, seed=seed, progress=progress, where=where)
         for db, why in rs.missing.items():
             log(f"real databases: {db} skipped: {why}")
         log(f"{rs.ran} real-database trials run ({rs.failed} failed), {rs.skipped} already done, in "
