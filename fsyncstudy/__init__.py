@@ -10,8 +10,9 @@ functions too, and fails on a cycle or an import that goes the other way):
 4. ``targets``: what a directory is stored on, and whether a sync there is durable
 5. ``lab``: loop filesystems, the power-cut FUSE filesystem, fault injection (optional, root)
 6. ``places``: a path or ``lab:`` name to a directory; the default targets
-7. ``trial`` ``load``: one measured run, ``run_trial`` -> ``TrialResult`` (closed loop; the node's rounds);
-   ``run_load_trial`` -> ``LoadResult`` (open loop: entries arrive at a rate)
+7. ``trial`` ``load`` ``cuts``: one measured run, ``run_trial`` -> ``TrialResult`` (closed loop; the node's rounds);
+   ``run_load_trial`` -> ``LoadResult`` (open loop: entries arrive at a rate); ``cuts``: the one power-cut
+   harness (a child that reports its acknowledgements, cut at a seeded moment) for our writers and the databases
 8. ``fsyncstudy`` itself (this file: the names most users need)
 9. ``dataset`` ``runner``: environment metadata, durable tables, the lock, ``open_or_resume``, typed loading;
    the one loop that fills a dataset (``runner.fill``) and its one ``Summary``

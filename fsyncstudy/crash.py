@@ -1,11 +1,10 @@
 """Crash experiments: cut a writer at a random moment, recover its log, and count the
 acknowledged entries that are gone.
 
-One cut:
+One cut, through the power-cut harness (``fsyncstudy.cuts``, shared with the real databases):
 
 1. fork a writer that runs the strategy through the engine (``fsyncstudy.engine``) on a
-   fresh log and reports every acknowledgement to us over a pipe the moment it makes it
-   (16 bytes: how many entries are acknowledged, and when, in CLOCK_MONOTONIC ns);
+   fresh log and reports every acknowledgement to us over a pipe the moment it makes it;
 2. at a random moment (seeded, recorded) cut it:
    - ``process``: SIGKILL the writer; the page cache survives, so nothing acknowledged
      should be lost by any strategy;
@@ -22,28 +21,19 @@ power cut costs a reset of the mount, not a new mount.
 from __future__ import annotations
 
 import os
-import random
-import select
-import signal
-import struct
-import time
-from bisect import bisect_right
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import dataset, engine, runner
+from .cuts import ACK, CutError, PowerCut, ProcessCut, durable_lost, moment_ms, now_ns, ready, run_cut
 from .log import Framer, LogFile, remove_stale, scan
 from .strategies import parse
 from .places import pick_directory
 from .targets import describe
 from .trial import payload_for
 
-MSG = struct.Struct("<qq")  # (entries acknowledged so far, monotonic ns); -1 = ready, -2 = error
-READY, FAILED = -1, -2
 #: Cut moments are drawn uniformly from this window after the writer is ready (ms).
 CUT_WINDOW_MS = (30.0, 400.0)
-#: How long a writer may take to get ready before the cut is recorded as an error.
-READY_TIMEOUT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -87,189 +77,69 @@ class _Reporter:
         n = os.write(fd, rec)
         self.written += 1
         if self.ack_on_write:
-            os.write(self.fd, MSG.pack(self.written, time.perf_counter_ns()))
+            os.write(self.fd, ACK.pack(self.written, now_ns()))
         return n
 
     def covering(self, sync):
         def synced(fd: int) -> None:
             hi = self.written  # every entry whose write() returned before the sync began
             sync(fd)
-            os.write(self.fd, MSG.pack(hi, time.perf_counter_ns()))
+            os.write(self.fd, ACK.pack(hi, now_ns()))
         return synced
 
 
 def _writer(ack_fd: int, directory: str, name: str, strategy: str, sync_method: str, writers: int) -> None:
-    """The forked writer: runs until it is killed (or its target fails)."""
+    """The forked writer (``cuts.run_cut``'s child): runs until it is killed, or its target fails."""
+    st = parse(strategy)
+    framer = Framer(payload_for(128))
+    log = LogFile(directory, sync_method, "append", 0, name=name)
+    # the ack point is the strategy table's: after a covering sync, or when write() returns
+    rep = _Reporter(ack_fd, ack_on_write=not st.acks_durable)
+    raw_sync = log.sync_function()
+    sync = rep.covering(raw_sync) if st.acks_durable else raw_sync
+    first = framer.frame_range(0, engine.CHUNK)
+    stop = engine.Stop(0, 10**15)
+    ready(ack_fd)
+    engine.run(st, log.fd, sync, framer, first, stop, writers=writers, write=rep.write)
+
+
+def cut_moment_ms(seed: int, kind: str, strategy: str, k: int) -> float:
+    return moment_ms(seed, CUT_WINDOW_MS, kind, strategy, k)
+
+
+def one_cut(cutter, strategy: str, k: int, seed: int, sync_method: str = "fdatasync", writers: int = 1) -> CutResult:
+    """Run one writer, cut it at its seeded moment (``cutter``: a ``cuts.ProcessCut`` or
+    ``cuts.PowerCut``), recover its log, compare."""
+    st = parse(strategy)
+    after_ms = cut_moment_ms(seed, cutter.kind, strategy, k)
+    name = f".fsyncstudy-{os.getpid()}-crash-{k}.log"
     try:
-        st = parse(strategy)
-        framer = Framer(payload_for(128))
-        log = LogFile(directory, sync_method, "append", 0, name=name)
-        # the ack point is the strategy table's: after a covering sync, or when write() returns
-        rep = _Reporter(ack_fd, ack_on_write=not st.acks_durable)
-        raw_sync = log.sync_function()
-        sync = rep.covering(raw_sync) if st.acks_durable else raw_sync
-        first = framer.frame_range(0, engine.CHUNK)
-        stop = engine.Stop(0, 10**15)
-        os.write(ack_fd, MSG.pack(READY, time.perf_counter_ns()))
-        engine.run(st, log.fd, sync, framer, first, stop, writers=writers, write=rep.write)
-    except BaseException as e:  # the frozen mount after a power cut ends up here (EIO): expected
+        seen = run_cut(lambda fd: _writer(fd, str(cutter.directory), name, strategy, sync_method, writers),
+                            after_ms, cutter)
+        # a process cut leaves the writer's own failure as its own: nothing stopped it but itself
+        error = f"the writer failed before the cut: {seen.failure}" if seen.failure and \
+            cutter.kind == "process" else ""
         try:
-            msg = f"{type(e).__name__}: {e}".encode()[:4000]
-            os.write(ack_fd, MSG.pack(FAILED, len(msg)) + msg)
-        except OSError:
-            pass
-        os._exit(1)
-    os._exit(0)
-
-
-class ProcessCut:
-    """SIGKILL the writer; the log is read where it was written."""
-
-    kind = "process"
-
-    def __init__(self, directory: str | os.PathLike):
-        self.directory = Path(directory)
-        self.label = str(self.directory)
-
-    def cut(self, pid: int) -> None:
-        os.kill(pid, signal.SIGKILL)
-
-    def recover_path(self, name: str) -> Path:
-        return self.directory / name
-
-    def cleanup(self, name: str) -> None:
-        try:
-            os.unlink(self.directory / name)
+            data = cutter.recover_path(name).read_bytes()
         except FileNotFoundError:
-            pass
-
-
-class PowerCut:
-    """Cut the power of a lab power-cut filesystem, then SIGKILL the writer; read the backing directory."""
-
-    kind = "power"
-
-    def __init__(self, target: str = "lab:powercut", lab_dir=None):
-        from . import lab  # optional: needs the lab's FUSE filesystem up
-        self._lab = lab
-        self.mount = Path(lab.resolve_target(target, lab_dir))
-        self.backing = Path(lab.backing_of(target, lab_dir))
-        self.label = target
-        self.directory = self.mount
-
-    def cut(self, pid: int) -> None:
-        self._lab.cut(str(self.mount))
-        os.kill(pid, signal.SIGKILL)
-
-    def recover_path(self, name: str) -> Path:
-        return self.backing / name
-
-    def cleanup(self, name: str) -> None:
-        self._lab.reset(str(self.mount))
-        for p in (self.mount / name, self.backing / name):
+            # never "recovered 0": the log was there when the writer said it was ready
+            raise CutError(f"the writer's log {cutter.recover_path(name)} vanished before it could be read "
+                                "(removed by another process?)") from None
+    finally:
+        cutter.restore()
+        for p in {Path(cutter.directory) / name, cutter.recover_path(name)}:
             try:
                 os.unlink(p)
             except FileNotFoundError:
                 pass
-
-
-def cut_moment_ms(seed: int, kind: str, strategy: str, k: int) -> float:
-    return random.Random(f"{seed}/{kind}/{strategy}/{k}").uniform(*CUT_WINDOW_MS)
-
-
-def one_cut(cutter, strategy: str, k: int, seed: int, sync_method: str = "fdatasync", writers: int = 1) -> CutResult:
-    """Run one writer, cut it at its seeded moment, recover, compare."""
-    st = parse(strategy)
-    after_ms = cut_moment_ms(seed, cutter.kind, strategy, k)
-    name = f".fsyncstudy-{os.getpid()}-crash-{k}.log"
-    base = dict(kind=cutter.kind, strategy=strategy, cut=k, seed=seed, cut_after_ms=after_ms,
-                nominal_loss_window_ms=st.nominal_loss_window_ms, target=cutter.label)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.close(r)
-        _writer(w, str(cutter.directory), name, strategy, sync_method, writers)
-    os.close(w)
-    buf = bytearray()
-    try:
-        ready = _read_until(r, buf, lambda: len(buf) >= MSG.size, time.monotonic() + READY_TIMEOUT_S)
-        if not ready or MSG.unpack_from(buf)[0] != READY:
-            os.kill(pid, signal.SIGKILL)
-            _drain(r, buf)
-            raise RuntimeError(f"the writer did not start: {_parse(buf)[2] or 'no word from it'}")
-        t_ready = MSG.unpack_from(buf)[1]
-        del buf[:MSG.size]
-        deadline_ns = t_ready + int(after_ms * 1e6)
-        # wait for the cut moment (an early end of the pipe means the writer died on its own)
-        _read_until(r, buf, lambda: time.perf_counter_ns() >= deadline_ns, None, deadline_ns)
-        cutter.cut(pid)
-        t_cut = time.perf_counter_ns()
-        _drain(r, buf)
-    finally:
-        os.close(r)
-        os.waitpid(pid, 0)
-    his, ts, failure = _parse(buf)
-    error = f"the writer failed before the cut: {failure}" if failure and ts and ts[-1] < t_cut and \
-        cutter.kind == "process" else ""
-    acked = his[-1] if his else 0
-    try:
-        data = cutter.recover_path(name).read_bytes()
-    except FileNotFoundError:
-        # never "recovered 0": the log was there when the writer said it was ready
-        cutter.cleanup(name)
-        raise RuntimeError(f"the writer's log {cutter.recover_path(name)} vanished before it could be read "
-                           "(removed by another process?)") from None
     found = scan(data)
     recovered = found.entries
-    lost = max(0, acked - recovered)
-    oldest = None
-    if lost:
-        j = bisect_right(his, recovered)  # the first report that acknowledged entry number `recovered`
-        oldest = (t_cut - ts[j]) / 1e6
-    cutter.cleanup(name)
-    return CutResult(**base, acked=acked, recovered=recovered, lost_acked=lost, oldest_lost_age_ms=oldest,
-                     newest_ack_age_ms=(t_cut - ts[-1]) / 1e6 if ts else None,
-                     unacked_recovered=max(0, recovered - acked), log_end=found.end, torn=found.end == "torn",
+    return CutResult(kind=cutter.kind, strategy=strategy, cut=k, seed=seed, cut_after_ms=after_ms,
+                     recovered=recovered, **seen.tally(recovered), unacked_recovered=max(0, recovered - seen.acked),
+                     log_end=found.end, torn=found.end == "torn",
                      corrupt=found.end in ("corrupt", "sequence") or found.first_seq not in (None, 0),
-                     log_detail=found.detail, error=error)
-
-
-def _parse(buf: bytearray) -> tuple[list[int], list[int], str]:
-    """Acknowledgement reports, and the writer's failure text if it sent one (always its last message)."""
-    his, ts = [], []
-    n = len(buf) - len(buf) % MSG.size
-    for off in range(0, n, MSG.size):
-        hi, t = MSG.unpack_from(buf, off)
-        if hi == FAILED:
-            return his, ts, bytes(buf[off + MSG.size:off + MSG.size + t]).decode(errors="replace")
-        his.append(hi)
-        ts.append(t)
-    return his, ts, ""
-
-
-def _read_until(fd: int, buf: bytearray, done, deadline_s: float | None, deadline_ns: int | None = None) -> bool:
-    while not done():
-        if deadline_s is not None:
-            left = deadline_s - time.monotonic()
-        else:
-            left = (deadline_ns - time.perf_counter_ns()) / 1e9
-        if left <= 0:
-            return done()
-        ready, _, _ = select.select([fd], [], [], min(left, 0.05))
-        if ready:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                return done()
-            buf += chunk
-    return True
-
-
-def _drain(fd: int, buf: bytearray) -> None:
-    while True:
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return
-        buf += chunk
+                     log_detail=found.detail, nominal_loss_window_ms=st.nominal_loss_window_ms,
+                     target=cutter.label, error=error)
 
 
 # -- an experiment --------------------------------------------------------------------------------
@@ -355,7 +225,7 @@ def run_crash(out: str | os.PathLike, profile: CrashProfile, kinds=("power", "pr
 
     def lost(item, row, summary) -> None:
         kind, strategy, k = item
-        if row["lost_acked"] and parse(strategy).acks_durable:
+        if durable_lost(row, parse(strategy).acks_durable):
             summary.lost_by_durable.append(f"{kind} cut {k} of {strategy}: {row['lost_acked']} acknowledged "
                                            f"entries lost (acked {row['acked']}, recovered {row['recovered']})")
     return runner.fill(ds, summary, todo, run_one, label="crash cuts", unit="cut", progress=progress, ok=_ok,

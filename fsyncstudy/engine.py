@@ -33,7 +33,7 @@ from array import array
 from dataclasses import dataclass, field
 
 from .log import Framer
-from .strategies import Strategy
+from .strategies import KINDS, Strategy
 
 #: Records framed per block once the pre-framed ones run out (duration-bound trials) ...
 CHUNK = 4096
@@ -346,19 +346,23 @@ def run_batch(fd: int, sync, interval_ms: int, framer: Framer, first: list[bytes
     finally:
         fl.halt.set()
         fl.join()
+    _final_sync(fl, fd, sync, i, tl)
+    tl.end_ns = tl.sync_ends[-1]
+    return tl
+
+
+def _final_sync(fl: _Flusher, fd: int, sync, n: int, tl) -> None:
+    """After the flusher stopped: its error, else one more sync if entries below ``n`` are not covered."""
     if fl.error is not None:
         raise fl.error
-    if fl.synced < i:
-        s = clk()
+    if fl.synced < n:
+        s = time.perf_counter_ns()
         try:
             sync(fd)
         except OSError as e:
             raise _wrap_sync_error(e) from e
-        e_ = clk()
-        tl.sync_starts.append(s); tl.sync_ends.append(e_); tl.sync_hi.append(i)
+        tl.sync_starts.append(s); tl.sync_ends.append(time.perf_counter_ns()); tl.sync_hi.append(n)
         tl.final_sync = True
-    tl.end_ns = tl.sync_ends[-1]
-    return tl
 
 
 class _GroupCommit:
@@ -395,7 +399,7 @@ class _GroupCommit:
     def writer(self, out: list) -> None:
         seqs, lats, acks = array("q"), array("q"), array("q")
         out.append((seqs, lats, acks))
-        clk, w, rl, cond = time.perf_counter_ns, self.write, self.framer.record_bytes, self.cond
+        clk, cond = time.perf_counter_ns, self.cond
         n_min, cap = self.stop.entries, self.stop.max_entries
         while True:
             t = clk()
@@ -405,18 +409,9 @@ class _GroupCommit:
                         return
                     if (self.next_seq >= n_min and t >= self.deadline) or self.next_seq >= cap:
                         return
-                    seq = self.next_seq
-                    k = w(self.fd, self._record(seq))
-                    if k != rl:
-                        raise _short_write(k, rl)
-                    self.next_seq = seq + 1
-                    while self.synced <= seq:
-                        if self.error is not None:
-                            return
-                        if self.leading:
-                            cond.wait()
-                            continue
-                        self._lead()
+                    seq = self._commit()
+                    if seq is None:
+                        return
                     a = clk()
                     seqs.append(seq); lats.append(a - t); acks.append(a)
                 except BaseException as e:
@@ -427,6 +422,23 @@ class _GroupCommit:
                         self.error = e
                     cond.notify_all()
                     return
+
+    def _commit(self) -> int | None:
+        """With the lock held: append the next record and wait until a sync covers it (leading one
+        if none is under way); its seq, or None when the writers were stopped meanwhile."""
+        seq = self.next_seq
+        k = self.write(self.fd, self._record(seq))
+        if k != self.framer.record_bytes:
+            raise _short_write(k, self.framer.record_bytes)
+        self.next_seq = seq + 1
+        while self.synced <= seq:
+            if self.error is not None:
+                return None
+            if self.leading:
+                self.cond.wait()
+                continue
+            self._lead()
+        return seq
 
     def _lead(self) -> None:
         """Called with the lock held; releases it while waiting and syncing."""
@@ -593,6 +605,174 @@ def run(st: Strategy, fd: int, sync, framer: Framer, first: list[bytes], stop: S
     raise ValueError(f"the engine has no loop for {st.kind!r}")
 
 
+# -- the open loop: entries arrive at their intended times (``fsyncstudy.load``) ----------------------
+
+#: Before an intended arrival the writer sleeps until this close (a sleep overshoots by tens of us),
+#: then spins on os.sched_yield(), which lets go of the interpreter lock on every turn (0.55 us a
+#: call here).  Measured on this machine: a plain busy spin held the lock so long that batch_10ms's
+#: exposure reached 57-176 ms at 20,000 entries/s; time.sleep(0) costs 16-70 us a call, which made the
+#: generator that late; sched_yield keeps it at about 1.4 us (p50) and the exposure at 10 ms.
+SPIN_S = 150e-6
+
+
+def wait_until(t_ns: int, clk=time.perf_counter_ns, sleep=time.sleep, cpu=time.thread_time_ns,
+                yield_=os.sched_yield) -> int:
+    """Wait for ``t_ns``; returns the CPU time the final yield-spin cost this thread (ns), so that
+    the harness's waiting is not counted as the strategy's work."""
+    left = (t_ns - clk()) / 1e9
+    if left > SPIN_S:
+        sleep(left - SPIN_S)
+    c = cpu()
+    while clk() < t_ns:
+        yield_()          # lets go of the interpreter lock for a moment: the batch flusher may run
+    return cpu() - c
+
+
+@dataclass
+class OpenTimeline:
+    """Raw timings of an open-loop run (ns, perf_counter); per entry in arrival order."""
+
+    start_ns: int = 0
+    end_ns: int = 0
+    intended: array = field(default_factory=lambda: array("q"))   # absolute intended arrival
+    started: array = field(default_factory=lambda: array("q"))    # write() called
+    acks: array = field(default_factory=lambda: array("q"))       # acknowledged (0: never)
+    sync_starts: array = field(default_factory=lambda: array("q"))
+    sync_ends: array = field(default_factory=lambda: array("q"))
+    sync_hi: array = field(default_factory=lambda: array("q"))
+    lateness: array = field(default_factory=lambda: array("q"))   # for entries the writer was idle for
+    spin_cpu_ns: int = 0                                            # CPU the waits' spinning cost
+    final_sync: bool = False                                        # as Timeline's
+
+
+def _burn(us: float) -> None:
+    """Spend ``us`` microseconds of CPU in this thread (an application's work between entries)."""
+    if us > 0:
+        end = time.perf_counter_ns() + int(us * 1000)
+        while time.perf_counter_ns() < end:
+            pass
+
+
+def _open_one_writer(st: Strategy, fd: int, sync, framer: Framer, due: array, deadline_ns: int, tl: OpenTimeline,
+                      work_us: float) -> None:
+    """always / batch / none: one writer, entries in arrival order."""
+    clk, w, rl = time.perf_counter_ns, os.write, framer.record_bytes
+    flusher = None
+    if st.kind == "batch":
+        flusher = _Flusher(fd, sync, st.interval_ms * 1_000_000, tl)
+        flusher.start()
+    step = chunk_records(framer)
+    block, base = framer.frame_range(0, min(len(due), step)), 0
+    ia, sa, aa, la = tl.intended.append, tl.started.append, tl.acks.append, tl.lateness.append
+    try:
+        for i, d in enumerate(due):
+            if clk() >= deadline_ns:
+                break
+            if i - base >= len(block):
+                base += len(block)
+                block = framer.frame_range(base, min(len(due), base + step))
+            if clk() < d:
+                tl.spin_cpu_ns += wait_until(d)
+                s = clk()
+                la(s - d)
+            else:
+                s = clk()
+            k = w(fd, block[i - base])
+            if k != rl:
+                raise _short_write(k, rl)
+            if st.kind == "always":
+                ss = clk()
+                if sync is not None:
+                    try:
+                        sync(fd)
+                    except OSError as e:
+                        raise _wrap_sync_error(e) from e
+                a = clk()
+                tl.sync_starts.append(ss); tl.sync_ends.append(a); tl.sync_hi.append(i + 1)
+            else:
+                a = clk()
+                if flusher is not None:
+                    if flusher.error is not None:
+                        raise flusher.error
+                    flusher.written = i + 1
+            ia(d); sa(s); aa(a)
+            _burn(work_us)
+    finally:
+        if flusher is not None:
+            flusher.halt.set()
+            flusher.join()
+    if flusher is not None:
+        _final_sync(flusher, fd, sync, len(tl.acks), tl)   # the final covering sync, as in the closed loop
+
+
+class _OpenGroup(_GroupCommit):
+    """Group commit's leader/follower protocol, each writer taking entries at its own arrivals."""
+
+    def open_writer(self, due: array, deadline_ns: int, out: list, work_us: float) -> None:
+        mine = (array("q"), array("q"), array("q"), array("q"), array("q"), array("q"))  # seq, intended, started,
+        out.append(mine)                                                                   # ack, late, spin cpu
+        seqs, ints, sts, acks, lates, spin = mine
+        clk, cond = time.perf_counter_ns, self.cond
+        for d in due:
+            if clk() >= deadline_ns or self.error is not None:
+                return
+            if clk() < d:
+                spin.append(wait_until(d))
+                s = clk()
+                lates.append(s - d)
+            else:
+                s = clk()
+            with cond:
+                try:
+                    if self.error is not None:
+                        return
+                    seq = self._commit()
+                    if seq is None:
+                        return
+                    a = clk()
+                except BaseException as e:
+                    if self.error is None:
+                        self.error = e
+                    cond.notify_all()
+                    return
+            seqs.append(seq); ints.append(d); sts.append(s); acks.append(a)
+            _burn(work_us)
+
+
+def _open_group(st: Strategy, fd: int, sync, framer: Framer, due: array, clients: int, deadline_ns: int,
+                 tl: OpenTimeline, work_us: float) -> None:
+    gc = _OpenGroup(fd, sync, st.interval_ms / 1000, framer, framer.frame_range(0, chunk_records(framer)),
+                    Stop(), tl)
+    outs: list = []
+    # arrivals dealt round robin: each client offers rate / clients
+    threads = [threading.Thread(target=gc.open_writer, args=(due[k::clients], deadline_ns, outs, work_us),
+                                name=f"fsyncstudy-writer-{k}", daemon=True) for k in range(clients)]
+    run_threads(threads, gc.stop_writers)
+    if gc.error is not None:
+        raise gc.error
+    rows = sorted((s, d, b, a) for o in outs for s, d, b, a in zip(o[0], o[1], o[2], o[3]))
+    for _, d, b, a in rows:
+        tl.intended.append(d); tl.started.append(b); tl.acks.append(a)
+    for o in outs:
+        tl.lateness.extend(o[4])
+        tl.spin_cpu_ns += sum(o[5])
+
+
+def run_open(st: Strategy, fd: int, sync, framer: Framer, start_ns: int, due: array, deadline_ns: int,
+             clients: int = 1, work_us: float = 0.0) -> OpenTimeline:
+    """The open loop's one dispatch: from ``start_ns`` serve entries arriving at ``due`` (absolute
+    perf_counter ns) until ``deadline_ns``; ``always``/``batch``/``none`` with one writer in arrival
+    order, ``group`` with ``clients`` writers dealt the arrivals round robin.  ``work_us``: CPU spent
+    after each entry (an application's work)."""
+    tl = OpenTimeline(start_ns=start_ns)
+    wait_until(start_ns)
+    if st.kind == "group":
+        _open_group(st, fd, sync, framer, due, clients, deadline_ns, tl, work_us)
+    else:
+        _open_one_writer(st, fd, sync, framer, due, deadline_ns, tl, work_us)
+    return tl
+
+
 _HARNESS_NS: dict[str, float] = {}
 
 
@@ -622,7 +802,7 @@ def harness_ns(kind: str, n: int = 20_000) -> float:
         def bare_loop() -> int:
             w, s = os.write, noop
             t = time.perf_counter_ns()
-            if kind in ("always", "group"):
+            if KINDS[kind].acks_durable:   # a sync per entry
                 for r in recs:
                     w(fd, r)
                     s(fd)

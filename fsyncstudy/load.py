@@ -17,8 +17,9 @@ arrivals, in leader/follower group commit.  Arrivals fall within the trial's dur
 then has ``DRAIN`` more (a tenth of the duration, at least 50 ms) to finish the queue.  Entries still
 queued after that are counted (``unserved``), their wait so far joins the latencies as a lower
 bound, and the trial is marked saturated; so is one whose achieved rate (acknowledgements within
-the duration) falls below 97% of the offered rate.  Waits sleep until ``SPIN_S`` before the arrival, then
-spin yielding the interpreter lock; the CPU the spinning costs is not counted as the strategy's.
+the duration) falls below 97% of the offered rate.  The writer loops are the engine's
+(``engine.run_open``, beside the closed loops): waits sleep until ``engine.SPIN_S`` before the arrival,
+then spin yielding the interpreter lock; the CPU the spinning costs is not counted as the strategy's.
 
 Standard library only, except the latency histogram: ``hdrhistogram``, imported when a result is
 summarized.
@@ -29,10 +30,9 @@ import math
 import os
 import random
 import resource
-import threading
 import time
 from array import array
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from . import engine, measures
 from .log import Framer, LogFile
@@ -40,12 +40,6 @@ from .strategies import Strategy, parse
 from .trial import DEFAULT_PAYLOAD_BYTES, MAX_ENTRIES, payload_for
 
 ARRIVALS = ("constant", "poisson")
-#: Before an intended arrival the writer sleeps until this close (a sleep overshoots by tens of us),
-#: then spins on os.sched_yield(), which lets go of the interpreter lock on every turn (0.55 us a
-#: call here).  Measured on this machine: a plain busy spin held the lock so long that batch_10ms's
-#: exposure reached 57-176 ms at 20,000 entries/s; time.sleep(0) costs 16-70 us a call, which made the
-#: generator that late; sched_yield keeps it at about 1.4 us (p50) and the exposure at 10 ms.
-SPIN_S = 150e-6
 #: After the last arrival, the queue may drain for this share of the duration (at least DRAIN_MIN_S).
 DRAIN = 0.1
 DRAIN_MIN_S = 0.05
@@ -74,166 +68,6 @@ def schedule(rate: float, duration_s: float, kind: str = "constant", seed: int =
             break
         out.append(int(t))
     return out
-
-
-def _wait_until(t_ns: int, clk=time.perf_counter_ns, sleep=time.sleep, cpu=time.thread_time_ns,
-                yield_=os.sched_yield) -> int:
-    """Wait for ``t_ns``; returns the CPU time the final yield-spin cost this thread (ns), so that
-    the harness's waiting is not counted as the strategy's work."""
-    left = (t_ns - clk()) / 1e9
-    if left > SPIN_S:
-        sleep(left - SPIN_S)
-    c = cpu()
-    while clk() < t_ns:
-        yield_()          # lets go of the interpreter lock for a moment: the batch flusher may run
-    return cpu() - c
-
-
-@dataclass
-class OpenTimeline:
-    """Raw timings of an open-loop run (ns, perf_counter); per entry in arrival order."""
-
-    start_ns: int = 0
-    end_ns: int = 0
-    intended: array = field(default_factory=lambda: array("q"))   # absolute intended arrival
-    started: array = field(default_factory=lambda: array("q"))    # write() called
-    acks: array = field(default_factory=lambda: array("q"))       # acknowledged (0: never)
-    sync_starts: array = field(default_factory=lambda: array("q"))
-    sync_ends: array = field(default_factory=lambda: array("q"))
-    sync_hi: array = field(default_factory=lambda: array("q"))
-    lateness: array = field(default_factory=lambda: array("q"))   # for entries the writer was idle for
-    spin_cpu_ns: int = 0                                            # CPU the waits' spinning cost
-
-
-def _burn(us: float) -> None:
-    """Spend ``us`` microseconds of CPU in this thread (an application's work between entries)."""
-    if us > 0:
-        end = time.perf_counter_ns() + int(us * 1000)
-        while time.perf_counter_ns() < end:
-            pass
-
-
-def _serve_one_writer(st: Strategy, fd: int, sync, framer: Framer, due: array, deadline_ns: int, tl: OpenTimeline,
-                      work_us: float) -> None:
-    """always / batch / none: one writer, entries in arrival order."""
-    clk, w, rl = time.perf_counter_ns, os.write, framer.record_bytes
-    flusher = None
-    if st.kind == "batch":
-        flusher = engine._Flusher(fd, sync, st.interval_ms * 1_000_000, tl)
-        flusher.start()
-    step = engine.chunk_records(framer)
-    block, base = framer.frame_range(0, min(len(due), step)), 0
-    ia, sa, aa, la = tl.intended.append, tl.started.append, tl.acks.append, tl.lateness.append
-    try:
-        for i, d in enumerate(due):
-            if clk() >= deadline_ns:
-                break
-            if i - base >= len(block):
-                base += len(block)
-                block = framer.frame_range(base, min(len(due), base + step))
-            if clk() < d:
-                tl.spin_cpu_ns += _wait_until(d)
-                s = clk()
-                la(s - d)
-            else:
-                s = clk()
-            k = w(fd, block[i - base])
-            if k != rl:
-                raise engine._short_write(k, rl)
-            if st.kind == "always":
-                ss = clk()
-                if sync is not None:
-                    try:
-                        sync(fd)
-                    except OSError as e:
-                        raise engine._wrap_sync_error(e) from e
-                a = clk()
-                tl.sync_starts.append(ss); tl.sync_ends.append(a); tl.sync_hi.append(i + 1)
-            else:
-                a = clk()
-                if flusher is not None:
-                    if flusher.error is not None:
-                        raise flusher.error
-                    flusher.written = i + 1
-            ia(d); sa(s); aa(a)
-            _burn(work_us)
-    finally:
-        if flusher is not None:
-            flusher.halt.set()
-            flusher.join()
-    if flusher is not None:
-        if flusher.error is not None:
-            raise flusher.error
-        n = len(tl.acks)
-        if flusher.synced < n:   # the final covering sync, as in the closed loop
-            s = clk()
-            try:
-                sync(fd)
-            except OSError as e:
-                raise engine._wrap_sync_error(e) from e
-            tl.sync_starts.append(s); tl.sync_ends.append(clk()); tl.sync_hi.append(n)
-
-
-class _OpenGroup(engine._GroupCommit):
-    """Group commit's leader/follower protocol, each writer taking entries at its own arrivals."""
-
-    def open_writer(self, due: array, deadline_ns: int, out: list, work_us: float) -> None:
-        mine = (array("q"), array("q"), array("q"), array("q"), array("q"), array("q"))  # seq, intended, started,
-        out.append(mine)                                                                   # ack, late, spin cpu
-        seqs, ints, sts, acks, lates, spin = mine
-        clk, w, rl, cond = time.perf_counter_ns, self.write, self.framer.record_bytes, self.cond
-        for d in due:
-            if clk() >= deadline_ns or self.error is not None:
-                return
-            if clk() < d:
-                spin.append(_wait_until(d))
-                s = clk()
-                lates.append(s - d)
-            else:
-                s = clk()
-            with cond:
-                try:
-                    if self.error is not None:
-                        return
-                    seq = self.next_seq
-                    k = w(self.fd, self._record(seq))
-                    if k != rl:
-                        raise engine._short_write(k, rl)
-                    self.next_seq = seq + 1
-                    while self.synced <= seq:
-                        if self.error is not None:
-                            return
-                        if self.leading:
-                            cond.wait()
-                            continue
-                        self._lead()
-                    a = clk()
-                except BaseException as e:
-                    if self.error is None:
-                        self.error = e
-                    cond.notify_all()
-                    return
-            seqs.append(seq); ints.append(d); sts.append(s); acks.append(a)
-            _burn(work_us)
-
-
-def _serve_group(st: Strategy, fd: int, sync, framer: Framer, due: array, clients: int, deadline_ns: int,
-                 tl: OpenTimeline, work_us: float) -> None:
-    gc = _OpenGroup(fd, sync, st.interval_ms / 1000, framer, framer.frame_range(0, engine.chunk_records(framer)),
-                    engine.Stop(), tl)
-    outs: list = []
-    # arrivals dealt round robin: each client offers rate / clients
-    threads = [threading.Thread(target=gc.open_writer, args=(due[k::clients], deadline_ns, outs, work_us),
-                                name=f"fsyncstudy-writer-{k}", daemon=True) for k in range(clients)]
-    engine.run_threads(threads, gc.stop_writers)
-    if gc.error is not None:
-        raise gc.error
-    rows = sorted((s, d, b, a) for o in outs for s, d, b, a in zip(o[0], o[1], o[2], o[3]))
-    for _, d, b, a in rows:
-        tl.intended.append(d); tl.started.append(b); tl.acks.append(a)
-    for o in outs:
-        tl.lateness.extend(o[4])
-        tl.spin_cpu_ns += sum(o[5])
 
 
 @dataclass
@@ -310,7 +144,6 @@ def run_load_trial(strategy: str | Strategy, rate: float, duration_s: float = 1.
     directory = os.fspath(resolve_directory(directory if directory is not None else pick_directory()))
     tgt = target or describe(directory)
     framer = Framer(payload_for(payload_bytes))
-    tl = OpenTimeline()
     with LogFile(directory, sync_method, "append", 0) as log:
         sync = log.sync_function()
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -318,12 +151,7 @@ def run_load_trial(strategy: str | Strategy, rate: float, duration_s: float = 1.
         due = array("q", (t0 + d for d in due_rel))
         end = t0 + int(duration_s * 1e9)
         deadline = end + int(max(DRAIN * duration_s, DRAIN_MIN_S) * 1e9)
-        tl.start_ns = t0
-        _wait_until(t0)
-        if st.kind == "group":
-            _serve_group(st, log.fd, sync, framer, due, clients, deadline, tl, work_us)
-        else:
-            _serve_one_writer(st, log.fd, sync, framer, due, deadline, tl, work_us)
+        tl = engine.run_open(st, log.fd, sync, framer, t0, due, deadline, clients, work_us)
         tl.end_ns = max(deadline, tl.sync_ends[-1] if len(tl.sync_ends) else 0, tl.acks[-1] if len(tl.acks) else 0)
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     if on_timeline is not None:

@@ -33,7 +33,6 @@ import array
 import ctypes
 import os
 import pwd
-import random
 import select
 import shutil
 import signal
@@ -45,7 +44,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import measures
+from . import cuts, measures
 from .strategies import parse
 
 #: Our data directories in a target: ``.fsyncstudy-realdb-<pid>-<name>``; our socket directories in
@@ -93,6 +92,12 @@ class Setting:
     @property
     def key(self) -> str:
         return f"{self.db}/{self.name}"
+
+    @property
+    def acks_durable(self) -> bool:
+        """Whether a commit is acknowledged only after a sync covering it (``Strategy.acks_durable``'s
+        counterpart): the promise is no loss at all."""
+        return self.promise_ms == 0
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -783,7 +788,8 @@ def _client_proc(conn_w: int, go_r: int, factory, payload: bytes, due=None) -> N
     arrival; arrivals stop at the deadline, and what is still unserved DRAIN later is counted."""
     import pickle
 
-    from .load import DRAIN, DRAIN_MIN_S, _wait_until
+    from .engine import wait_until
+    from .load import DRAIN, DRAIN_MIN_S
     try:
         c = factory()
         os.write(conn_w, b"R")
@@ -817,7 +823,7 @@ def _client_proc(conn_w: int, go_r: int, factory, payload: bytes, due=None) -> N
                     lat.extend((now - (start + x)) / 1e3 for x in due[k:])
                     break
                 if at > time.monotonic_ns():
-                    spin_ns += _wait_until(at, clk=time.monotonic_ns)
+                    spin_ns += wait_until(at, clk=time.monotonic_ns)
                 c.commit(payload)
                 now = time.monotonic_ns()
                 lat.append((now - at) / 1e3)
@@ -998,7 +1004,6 @@ def measure(setting: Setting, directory, duration_s: float = 0.5, clients: int |
 
 # -- power cuts ------------------------------------------------------------------------------------
 
-ACK = struct.Struct("<qq")   # (commits acknowledged so far, CLOCK_MONOTONIC ns); -1 ready
 #: Cut moments are drawn uniformly from a window after the client is ready: from CUT_FROM_MS to
 #: CUT_SPAN times the setting's promised loss window (so cuts fall before, inside and past it), at
 #: least CUT_MIN_MS.  A durable setting is tested as well by a short window as by a long one: what
@@ -1039,20 +1044,17 @@ class CutResult:
 
 
 def _ack_client(ack_w: int, factory, payload: bytes) -> None:  # pragma: no cover - a child
-    try:
-        c = factory()
-        os.write(ack_w, ACK.pack(-1, time.monotonic_ns()))
-        n = 0
-        while True:
-            c.commit(payload)
-            n += 1
-            os.write(ack_w, ACK.pack(n, time.monotonic_ns()))
-    except BaseException:
-        os._exit(1)
+    c = factory()
+    cuts.ready(ack_w)
+    n = 0
+    while True:
+        c.commit(payload)
+        n += 1
+        cuts.ack(ack_w, n)
 
 
 def cut_moment_ms(seed: int, setting: Setting, k: int) -> float:
-    return random.Random(f"{seed}/{setting.key}/{k}").uniform(*cut_window_ms(setting))
+    return cuts.moment_ms(seed, cut_window_ms(setting), setting.key, k)
 
 
 class CutSession:
@@ -1068,8 +1070,9 @@ class CutSession:
     many rows (list entries) of this cut it holds.
     """
 
-    def __init__(self, setting: Setting, mount: Path, lab, label: str = "lab:powercut"):
-        self.setting, self.mount, self.lab, self.label = setting, Path(mount), lab, label
+    def __init__(self, setting: Setting, power: cuts.PowerCut):
+        self.setting, self.power = setting, power
+        self.mount, self.label = power.mount, power.label
         self.db = None
         self.generation = 0
 
@@ -1104,77 +1107,23 @@ class CutSession:
     def cut(self, k: int, seed: int = 0) -> CutResult:
         s = self.setting
         after = cut_moment_ms(seed, s, k)
-        base = dict(db=s.db, setting=s.name, cut=k, seed=seed, cut_after_ms=after, promise_ms=s.promise_ms,
-                    target=self.label)
         payload = (bytes(range(256)) * 2)[:PAYLOAD_BYTES]
         self._up()
         name = f"log{k}"
         self.db.prepare(name)
-        buf = bytearray()
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child, which never returns into our frames
-            try:
-                os.close(r)
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-                _ack_client(w, lambda: self.db.client(name), payload)
-            finally:
-                os._exit(1)
-        os.close(w)
-        t_cut = None
+        db = self.db
         try:
-            deadline = time.monotonic() + READY_TIMEOUT_S
-            while len(buf) < ACK.size:
-                if time.monotonic() > deadline or not select.select([r], [], [], 1)[0]:
-                    raise DatabaseError("the client did not get ready")
-                chunk = os.read(r, 1 << 16)
-                if not chunk:
-                    raise DatabaseError(f"the client died before it was ready: {_tail(self.db.log) if self.db.log else ''}")
-                buf += chunk
-            t_ready = ACK.unpack_from(buf)[1]
-            del buf[:ACK.size]
-            cut_ns = t_ready + int(after * 1e6)
-            while time.monotonic_ns() < cut_ns:
-                left = (cut_ns - time.monotonic_ns()) / 1e9
-                if select.select([r], [], [], max(0.0, min(left, 0.05)))[0]:
-                    chunk = os.read(r, 1 << 16)
-                    if not chunk:
-                        break
-                    buf += chunk
-            self.lab.cut(str(self.mount))
-            t_cut = time.monotonic_ns()
-            os.kill(pid, signal.SIGKILL)
-            self.db.kill()
-            while True:
-                chunk = os.read(r, 1 << 16)
-                if not chunk:
-                    break
-                buf += chunk
+            seen = cuts.run_cut(lambda fd: _ack_client(fd, lambda: db.client(name), payload), after, self.power,
+                                who="client", also_kill=db.kill, ready_timeout_s=READY_TIMEOUT_S,
+                                context=lambda: _tail(db.log) if db.log else "")
+        except cuts.CutError as e:
+            raise DatabaseError(str(e)) from None
         finally:
-            os.close(r)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            os.waitpid(pid, 0)
-            if t_cut is not None or self.db.proc is None:
-                self.lab.reset(str(self.mount))
-        his, ts = [], []
-        for off in range(0, len(buf) - len(buf) % ACK.size, ACK.size):
-            n, t = ACK.unpack_from(buf, off)
-            if t <= t_cut:
-                his.append(n)
-                ts.append(t)
-        acked = his[-1] if his else 0
+            self.power.restore()
         recovered, opened, why = self._reopen(name)
-        lost = max(0, acked - recovered) if recovered is not None else None
-        oldest = None
-        if lost:
-            # commits are acknowledged in order: the first lost one is number recovered + 1
-            j = next(i for i, n in enumerate(his) if n > recovered)
-            oldest = (t_cut - ts[j]) / 1e6
-        return CutResult(**base, acked=acked, recovered=recovered, lost_acked=lost, oldest_lost_age_ms=oldest,
-                         newest_ack_age_ms=(t_cut - ts[-1]) / 1e6 if ts else None, opened=opened, open_error=why)
+        return CutResult(db=s.db, setting=s.name, cut=k, seed=seed, cut_after_ms=after, recovered=recovered,
+                         **seen.tally(recovered), opened=opened, open_error=why, promise_ms=s.promise_ms,
+                         target=self.label)
 
     def _reopen(self, name: str) -> tuple[int | None, bool, str]:
         """(rows of this cut, whether the database opened, why not): the database started again on
@@ -1198,9 +1147,9 @@ class CutSession:
             return None, False, f"{type(e).__name__}: {str(e)[:300]}"
 
 
-def one_cut(setting: Setting, mount: Path, lab, k: int, seed: int = 0, label: str = "lab:powercut") -> CutResult:
+def one_cut(setting: Setting, power: cuts.PowerCut, k: int, seed: int = 0) -> CutResult:
     """One power cut under ``setting``'s database on a fresh instance (``CutSession`` for many)."""
-    with CutSession(setting, mount, lab, label) as session:
+    with CutSession(setting, power) as session:
         return session.cut(k, seed)
 
 

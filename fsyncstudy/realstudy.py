@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from . import dataset, realdb, runner
+from .cuts import CutError, PowerCut, durable_lost
 from .log import remove_stale
 from .places import resolve_all
 from .targets import describe, table_label
@@ -236,12 +237,12 @@ def run_real_crash(out, p: RealPlan, seed: int = 0, target: str = "lab:powercut"
                    progress: bool = True, cuts: int | None = None) -> runner.Summary:
     """Run (or resume) power cuts under each of the plan's ``cut_settings`` on the lab's power-cut
     filesystem (which must be up) into the dataset ``out``."""
-    from . import lab
     n = cuts or p.cuts
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 100_000:
         raise ValueError(f"cuts must be an integer in 1..100,000, got {n!r}")
     chosen = _settings(p.cut_settings)
-    mount = Path(lab.resolve_target(target, lab_dir))
+    power = PowerCut(target, lab_dir)
+    mount = power.mount
     missing = realdb.availability()
     ds = dataset.open_or_resume(out, CRASH_KIND, {"plan": asdict(p), "seed": seed, "cuts": n,
                                                   "cut_window_ms": {c.key: list(realdb.cut_window_ms(c))
@@ -258,7 +259,7 @@ def run_real_crash(out, p: RealPlan, seed: int = 0, target: str = "lab:powercut"
         s, k = item
         try:
             res = session.cut(k, seed)
-        except (OSError, realdb.DatabaseError, realdb.DatabaseMissing) as e:
+        except (OSError, realdb.DatabaseError, realdb.DatabaseMissing, CutError) as e:
             session.close()
             res = realdb.CutResult(db=s.db, setting=s.name, cut=k, seed=seed,
                                    cut_after_ms=realdb.cut_moment_ms(seed, s, k), acked=0, recovered=None,
@@ -269,12 +270,12 @@ def run_real_crash(out, p: RealPlan, seed: int = 0, target: str = "lab:powercut"
 
     def lost(item, row, summary) -> None:
         s, k = item
-        if not row["error"] and row["lost_acked"] and s.promise_ms == 0:
+        if durable_lost(row, s.acks_durable):
             summary.lost_by_durable.append(f"cut {k} of {s.key}: {row['lost_acked']} acknowledged commits lost")
     # one database per setting, kept across its cuts
     return runner.fill(ds, summary, todo, run_one, label="power cuts under real databases", unit="cut",
                        progress=progress, ok=runner.error_empty, postfix=lambda item: item[0].key, after=lost,
-                       session=(lambda item: item[0].key, lambda items: realdb.CutSession(items[0][0], mount, lab, target)))
+                       session=(lambda item: item[0].key, lambda items: realdb.CutSession(items[0][0], power)))
 
 
 def load_crash(path: str | os.PathLike):

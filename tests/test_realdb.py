@@ -337,9 +337,10 @@ def powercut(scratch_base):
                                        ("postgres/on", False), ("postgres/off-200ms", True)])
 def test_a_power_cut_loses_only_what_the_setting_did_not_sync(key, loses, powercut, tmp_path):
     needs(key.split("/")[0])
-    from fsyncstudy import lab
-    mount = Path(powercut.directory("lab:powercut"))
-    with realdb.CutSession(realdb.BY_KEY[key], mount, lab) as session:
+    from fsyncstudy.cuts import PowerCut
+    power = PowerCut("lab:powercut", powercut.lab_dir)
+    mount = power.mount
+    with realdb.CutSession(realdb.BY_KEY[key], power) as session:
         results = [session.cut(k, seed=1) for k in range(2)]
     assert ours(mount) == []
     for r in results:
