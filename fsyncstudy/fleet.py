@@ -30,7 +30,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import __version__, dataset, loadstudy, sweep
+from . import __version__, dataset, loadstudy, runner, sweep
 from .places import default_targets, resolve_all
 from .targets import Target, describe
 
@@ -117,7 +117,7 @@ def run_on_host(p: sweep.Planned, prof: sweep.Profile, target: dict, dirs: list[
 def run_load_on_host(p: dict, prof: loadstudy.LoadProfile, target: dict, seed: int, digest: str) -> dict:
     """On the host: one planned load-study trial (open loop), in the Dask worker's process; the row."""
     _same_engine(digest)
-    return _stamped(loadstudy._run_one(p, prof, Target(**target), seed))
+    return _stamped(loadstudy.run_one(p, prof, Target(**target), seed))
 
 
 # -- the client --------------------------------------------------------------------------------------
@@ -286,9 +286,7 @@ class _Spec:
 
 def _sweep_spec(profile: sweep.Profile, seed: int) -> _Spec:
     def failed(p, desc, why):
-        row = sweep._planned_row(p, profile, Target(**desc))
-        row.update(status="error", error=why, strategy=p.config.strategy, worker_pid=None)
-        return row
+        return sweep.failed_row(p, profile, Target(**desc), why)
     return _Spec("study", KIND, TABLE, SCHEMA, profile,
                  plan=lambda h, dirs: sweep.plan(profile, dirs, f"{seed}/{h}"),
                  ident=lambda h, p: (p.round, f"{h}:{p.target}", p.config.key),
@@ -301,20 +299,12 @@ def _sweep_spec(profile: sweep.Profile, seed: int) -> _Spec:
 
 
 def _load_spec(profile: loadstudy.LoadProfile, seed: int) -> _Spec:
-    def failed(p, desc, why):
-        from .targets import table_label
-        return {"round": p["round"], "warmup": p["warmup"], "position": p["position"], "target": p["target"],
-                "target_label": table_label(Target(**desc)),
-                "config": loadstudy.config_key(p["strategy"], p["clients"], p["work_us"]),
-                "config_label": loadstudy.config_label(p["strategy"], p["clients"], p["work_us"]),
-                "rate": p["rate"], "status": "error", "error": why, "strategy": p["strategy"]}
     return _Spec("load study", loadstudy.KIND, loadstudy.TABLE, LOAD_SCHEMA, profile,
                  plan=lambda h, dirs: loadstudy.plan(profile, dirs, f"{seed}/{h}"),
-                 ident=lambda h, p: (p["round"], f"{h}:{p['target']}",
-                                     loadstudy.config_key(p["strategy"], p["clients"], p["work_us"]), p["rate"]),
-                 key=loadstudy._key, target_of=lambda p: p["target"],
+                 ident=lambda h, p: loadstudy.ident(p, f"{h}:{p['target']}"),
+                 key=loadstudy.key, target_of=lambda p: p["target"],
                  call=lambda h, p, desc, dirs, run_id, digest: (run_load_on_host, p, profile, desc, seed, digest),
-                 failed_row=failed,
+                 failed_row=lambda p, desc, why: loadstudy.failed_row(p, Target(**desc), seed, why),
                  label=lambda p: f"round {p['round']}, {p['strategy']} at {p['rate']:,.0f}/s")
 
 
@@ -389,38 +379,25 @@ def _run(fleet: Fleet, spec: _Spec, out, targets, names, seed, progress, limit, 
         # the host's own round order: its seed is the study's and its name
         todo = [p for p in spec.plan(h, resolved[h]["dirs"]) if spec.ident(h, p) not in done]
         queues[h] = deque(todo[:limit] if limit is not None else todo)
-    total = sum(len(q) for q in queues.values())
-    summary = FleetSummary(out=Path(out), planned=total + len(done), skipped=len(done), ran=0, failed=0)
+    todo = [(h, p) for h in sorted(hosts) for p in queues[h]]
+    summary = FleetSummary(out=Path(out), planned=len(todo) + len(done), skipped=len(done))
     run_id = uuid.uuid4().hex[:12]
-    running: dict = {}
-
-    def submit(h: str) -> None:
-        p = queues[h].popleft()
-        fn, *args = spec.call(h, p, resolved[h]["descriptions"][spec.target_of(p)], resolved[h]["dirs"], run_id,
-                              facts[h]["engine_sha256"])
-        fut = fleet.client.submit(fn, *args, workers=[hosts[h]], allow_other_workers=False, pure=False, retries=0,
-                                  key=f"fsyncstudy-{spec.kind}-{run_id}-{h}-{uuid.uuid4().hex[:8]}")
-        running[fut] = (h, p)
-
-    def record(h: str, p, row: dict) -> None:
-        row["target"] = f"{h}:{spec.target_of(p)}"
-        row["target_label"] = f"{h}: {row.get('target_label') or spec.target_of(p)}"
-        row["host"] = h
-        row["run_id"] = run_id
-        row.setdefault("hostname", facts[h]["hostname"])
-        ok = row["status"] == "ok"
-        ds.append(row, ok=ok)
-        summary.ran += 1
-        summary.hosts[h] = summary.hosts.get(h, 0) + 1
-        if not ok:
-            summary.failed += 1
-            summary.errors[row["error"]] = summary.errors.get(row["error"], 0) + 1
 
     def failed(h: str, p, why: str) -> dict:
         return spec.failed_row(p, resolved[h]["descriptions"][spec.target_of(p)], why)
 
-    with dataset.filling(ds, summary, total, f"{spec.profile.name} {spec.what} on {len(hosts)} hosts", "trial",
-                         progress) as bar:
+    def on_dask(_todo, starting):
+        """runner.fill's executor: each host works through its own queue, one trial at a time, in its
+        worker; rows are yielded as they finish, a lost host's trial as failed (its queue then dropped)."""
+        running: dict = {}
+
+        def submit(h: str) -> None:
+            p = queues[h].popleft()
+            fn, *args = spec.call(h, p, resolved[h]["descriptions"][spec.target_of(p)], resolved[h]["dirs"], run_id,
+                                  facts[h]["engine_sha256"])
+            fut = fleet.client.submit(fn, *args, workers=[hosts[h]], allow_other_workers=False, pure=False,
+                                      retries=0, key=f"fsyncstudy-{spec.kind}-{run_id}-{h}-{uuid.uuid4().hex[:8]}")
+            running[fut] = (h, p)
         try:
             for h in sorted(hosts):
                 if queues[h]:
@@ -436,9 +413,8 @@ def _run(fleet: Fleet, spec: _Spec, out, targets, names, seed, progress, limit, 
                         row = fut.result()
                     except Exception as e:
                         row = failed(h, p, f"{type(e).__name__}: {str(e)[:300]} (on {h})")
-                    record(h, p, row)
-                    bar.set_postfix_str(f"{h}: {spec.label(p)}")
-                    bar.update(1)
+                    starting((h, p))
+                    yield (h, p), row
                     if queues[h] and h not in summary.lost:
                         submit(h)
                 if not finished:
@@ -449,16 +425,31 @@ def _run(fleet: Fleet, spec: _Spec, out, targets, names, seed, progress, limit, 
                             fut.cancel()
                             why = f"the worker of host {h} ({hosts[h]}) left the cluster"
                             summary.lost[h] = why
-                            record(h, p, failed(h, p, f"WorkerLost: {why} during this trial"))
-                            bar.update(1)
                             queues[h].clear()
+                            yield (h, p), failed(h, p, f"WorkerLost: {why} during this trial")
         finally:
             for fut in running:
                 fut.cancel()
             running.clear()
-    if summary.interrupted:
-        raise KeyboardInterrupt(f"fleet {spec.what} interrupted after {summary.ran} new trials; "
-                                f"{ds.path / spec.table} keeps every finished one and the same command resumes")
+
+    def count_host(item, row: dict, summary: FleetSummary) -> None:
+        summary.hosts[item[0]] = summary.hosts.get(item[0], 0) + 1
+
+    def record(item, row: dict) -> dict:
+        h, p = item
+        row["target"] = f"{h}:{spec.target_of(p)}"
+        row["target_label"] = f"{h}: {row.get('target_label') or spec.target_of(p)}"
+        row["host"] = h
+        row["run_id"] = run_id
+        row.setdefault("hostname", facts[h]["hostname"])
+        return row
+
+    def execute(todo_, starting):
+        for item, row in on_dask(todo_, starting):
+            yield item, record(item, row)
+    runner.fill(ds, summary, todo, label=f"fleet {spec.profile.name} {spec.what} on {len(hosts)} hosts", unit="trial",
+                progress=progress, postfix=lambda item: f"{item[0]}: {spec.label(item[1])}", after=count_host,
+                execute=execute)
     for h, why in summary.lost.items():
         summary.notes.append(f"{why}: its trial then was recorded failed and its remaining trials did not run; "
                              "the same command resumes them")

@@ -77,8 +77,14 @@ def plan(profile: LoadProfile, targets: list[str], seed: int) -> list[dict]:
     return out
 
 
-def _key(row) -> tuple:
+def key(row) -> tuple:
+    """The unit a row belongs to: (round, target, config, rate)."""
     return (int(row["round"]), row["target"], row["config"], float(row["rate"]))
+
+
+def ident(p: dict, target: str | None = None) -> tuple:
+    """A planned trial's unit, as ``key`` gives it for its row (``target``: as the row names it)."""
+    return (p["round"], target or p["target"], config_key(p["strategy"], p["clients"], p["work_us"]), p["rate"])
 
 
 def _ok(row) -> bool:
@@ -97,22 +103,27 @@ def run_load_study(out, profile: LoadProfile, targets: list[str], seed: int = 0,
                                 notes={"target_names": dict(zip(dirs, targets))})
     for d in dirs:
         remove_stale(d)
-    done = ds.done(_key, _ok)
-    todo = [p for p in plan(profile, dirs, seed)
-            if (p["round"], p["target"], config_key(p["strategy"], p["clients"], p["work_us"]), p["rate"]) not in done]
+    done = ds.done(key, _ok)
+    todo = [p for p in plan(profile, dirs, seed) if ident(p) not in done]
     summary = runner.Summary(out=ds.path, planned=len(todo) + len(done), skipped=len(done))
     return runner.fill(ds, summary, todo[:limit] if limit is not None else todo,
-                       lambda p, _: _run_one(p, profile, descriptions[p["target"]], seed),
+                       lambda p, _: run_one(p, profile, descriptions[p["target"]], seed),
                        label=f"{profile.name} load study", unit="trial", progress=progress, ok=_ok,
                        postfix=lambda p: f"round {p['round']}: {p['strategy']} at {p['rate']:,.0f}/s on "
                                          f"{Path(p['target']).name or p['target']}")
 
 
-def _run_one(p: dict, profile: LoadProfile, target, seed: int) -> dict:
-    row = {"round": p["round"], "warmup": p["warmup"], "position": p["position"], "target": p["target"],
-           "target_label": table_label(target), "config": config_key(p["strategy"], p["clients"], p["work_us"]),
-           "config_label": config_label(p["strategy"], p["clients"], p["work_us"]), "rate": p["rate"],
-           "seed": zlib.crc32(f"{seed}/{p['round']}/{p['strategy']}/{p['rate']}".encode()), "status": "ok", "error": ""}
+def _row(p: dict, target, seed: int) -> dict:
+    return {"round": p["round"], "warmup": p["warmup"], "position": p["position"], "target": p["target"],
+            "target_label": table_label(target), "config": config_key(p["strategy"], p["clients"], p["work_us"]),
+            "config_label": config_label(p["strategy"], p["clients"], p["work_us"]), "rate": p["rate"],
+            "seed": zlib.crc32(f"{seed}/{p['round']}/{p['strategy']}/{p['rate']}".encode()), "status": "ok",
+            "error": ""}
+
+
+def run_one(p: dict, profile: LoadProfile, target, seed: int) -> dict:
+    """One planned trial (open loop) on ``target`` (its ``Target``); its row, an error recorded in it."""
+    row = _row(p, target, seed)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -121,8 +132,13 @@ def _run_one(p: dict, profile: LoadProfile, target, seed: int) -> dict:
                                work_us=p["work_us"])
         row.update(r.as_dict())
     except (OSError, ValueError) as e:
-        row.update(status="error", error=f"{type(e).__name__}: {e}", strategy=p["strategy"])
+        row.update(failed_row(p, target, seed, f"{type(e).__name__}: {e}"))
     return row
+
+
+def failed_row(p: dict, target, seed: int, why: str) -> dict:
+    """The row of a planned trial that did not run, or failed, with why."""
+    return {**_row(p, target, seed), "status": "error", "error": why, "strategy": p["strategy"]}
 
 
 def load(path: str | os.PathLike, include_warmup: bool = False):

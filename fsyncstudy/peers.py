@@ -31,7 +31,7 @@ import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 
-from . import dataset
+from . import dataset, runner
 from .intervals import Estimate, against_aim, equivalence, mean_ci, paired_ratio_ci
 from .log import HEADER
 from .peertools import PREALLOC_TO_FIO, FioRun, PeerFailed, PeerMissing, find_peers, fio_command, fio_version, \
@@ -384,11 +384,11 @@ ROUND_COLUMNS = [name for name, _ in SCHEMA]
 
 
 def run_comparison(out, targets: list[str] | None = None, rounds: int = 5, peers=("fio", "pg_test_fsync"),
-                   secs_per_test: int = 1, log=None) -> dict:
+                   secs_per_test: int = 1, log=None, progress: bool = False) -> runner.Summary:
     """``compare`` on each target, into the dataset ``out`` (``rounds.csv``: one row per pair, round
     and side); a target whose rows are there already is skipped (resume).  A peer that is not
-    installed is recorded in meta.json's notes with how to install it, and the other peer still
-    runs.  Returns the dataset's meta."""
+    installed is recorded in meta.json's notes (and the summary's ``missing``) with how to install
+    it, and the other peer still runs."""
     names = targets or default_targets()
     dirs = resolve_all(names)
     found, missing = {}, {}
@@ -399,21 +399,23 @@ def run_comparison(out, targets: list[str] | None = None, rounds: int = 5, peers
             missing[p] = str(e)
     descriptions = {d: describe(d) for d in dirs}
     plan = {"rounds": rounds, "peers": list(peers), "secs_per_test": secs_per_test, "targets": dirs}
-    with dataset.open_or_resume(out, KIND, plan, SCHEMA, TABLE,
+    ds = dataset.open_or_resume(out, KIND, plan, SCHEMA, TABLE,
                                 notes={"missing_peers": missing, "peer_versions": peer_versions(found)},
-                                targets={d: t.as_dict() for d, t in descriptions.items()}) as ds:
-        done = ds.done(lambda r: r["target"], lambda r: True)
-        for d in dirs:
-            if d in done or not found:
-                continue
-            t = descriptions[d]
-            (log or (lambda m: None))(f"comparing on {d} ({t.fstype}) with {', '.join(found)}")
-            results = compare(d, rounds=rounds, peers=list(found), secs_per_test=secs_per_test, log=log)
-            by_pair = {pr.pair: pr for pr in results}
-            for row in to_rows(results):
-                pr = by_pair[row["pair"]]
-                ds.append({**row, "target": d, "target_label": table_label(t), "aim": pr.aim, "notes": pr.notes})
-        return ds.meta
+                                targets={d: t.as_dict() for d, t in descriptions.items()})
+    done = ds.done(lambda r: r["target"], lambda r: True)
+    todo = [d for d in dirs if d not in done] if found else []
+    summary = runner.Summary(out=ds.path, planned=len(dirs), skipped=sum(d in done for d in dirs), missing=missing)
+
+    def run_one(d: str, _) -> list[dict]:
+        t = descriptions[d]
+        (log or (lambda m: None))(f"comparing on {d} ({t.fstype}) with {', '.join(found)}")
+        results = compare(d, rounds=rounds, peers=list(found), secs_per_test=secs_per_test, log=log)
+        by_pair = {pr.pair: pr for pr in results}
+        return [{**row, "target": d, "target_label": table_label(t), "aim": by_pair[row["pair"]].aim,
+                 "notes": by_pair[row["pair"]].notes} for row in to_rows(results)]
+    # a comparison's rows carry no error: a pair that cannot run raises, and the target is compared again
+    return runner.fill(ds, summary, todo, run_one, label="peers comparison", unit="target", progress=progress,
+                       ok=lambda row: True, postfix=lambda d: d)
 
 
 def load(path):

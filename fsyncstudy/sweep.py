@@ -255,10 +255,7 @@ class Worker:
             raise
         code = self.proc.wait()
         self.proc = None
-        row = _planned_row(p, prof, target)
-        row.update(status="error", error=f"WorkerDied: the worker process ended (exit status {code}) during this trial",
-                   strategy=p.config.strategy)
-        return row
+        return failed_row(p, prof, target, f"WorkerDied: the worker process ended (exit status {code}) during this trial")
 
     def close(self, interrupt: bool = False) -> None:
         proc, self.proc = self.proc, None
@@ -352,6 +349,12 @@ def _planned_row(p: Planned, prof: Profile | None, target: Target, duration_s: f
     return {"round": p.round, "warmup": p.warmup, "position": p.position, "target": p.target,
             "target_label": table_label(target), "config": p.config.key, "config_label": p.config.label,
             "duration_rule_s": dur, "status": "ok", "error": "", "worker_pid": os.getpid()}
+
+
+def failed_row(p: Planned, prof: Profile, target: Target, why: str) -> dict:
+    """The row of a planned trial that did not run, or failed, with why."""
+    return {**_planned_row(p, prof, target), "status": "error", "error": why, "strategy": p.config.strategy,
+            "worker_pid": None}
 
 
 def _run_planned(p: Planned, prof: Profile | None, target: Target, duration_s: float | None = None) -> dict:

@@ -83,6 +83,24 @@ def test_short_comparison_with_fio_runs_and_parses_real_fio_output(disk_dir):
     assert leftovers(disk_dir) == []
 
 
+def test_a_comparison_fills_its_dataset_by_target_through_the_runner_and_resumes(disk_dir, tmp_path, monkeypatch):
+    need("fio")
+    monkeypatch.setattr(peertools, "PG_BIN_GLOB", "/nonexistent/*/bin/pg_test_fsync")
+    if peertools.shutil.which("pg_test_fsync"):
+        pytest.skip("pg_test_fsync is on PATH here: it cannot be made missing")
+    out = tmp_path / "peers"
+    s = peers.run_comparison(out, targets=[str(disk_dir)], rounds=2, peers=("fio", "pg_test_fsync"))
+    assert (s.planned, s.ran, s.skipped, s.failed) == (1, 1, 0, 0)
+    assert "apt-get install postgresql" in s.missing["pg_test_fsync"]
+    df, meta = peers.load(out)
+    # one row per pair, round and side, each with its target
+    assert len(df) == 2 * 2 * 2 and set(df["target"]) == {str(disk_dir)} and set(df["tool"]) == {"fsyncstudy", "fio"}
+    assert "pg_test_fsync" in meta["notes"]["missing_peers"]
+    again = peers.run_comparison(out, targets=[str(disk_dir)], rounds=2, peers=("fio", "pg_test_fsync"))
+    assert (again.ran, again.skipped) == (0, 1) and len(peers.load(out)[0]) == 8
+    assert leftovers(disk_dir) == []
+
+
 def test_compare_command_prints_the_table_and_json(disk_dir):
     need("fio")
     out = cli("compare", "--peers", "fio", "--rounds", "1", "--entries", "100", "--target", str(disk_dir))
