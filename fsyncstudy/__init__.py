@@ -29,8 +29,6 @@ functions too, and fails on a cycle or an import that goes the other way):
 Layers 1-8 are the standard library only: the protocol node starts from them.  pandas,
 scipy and seaborn come in with ``stats``, ``analysis`` and ``plots``.
 """
-import re as _re
-
 #: The layers whose modules measure (1-7 and 10): what their code does is what a dataset's numbers
 #: mean, so ``dataset.engine_digest`` covers every module in them, read from the list above.
 MEASURING_LAYERS = (1, 2, 3, 4, 5, 6, 7, 10)
@@ -39,21 +37,36 @@ MEASURING_LAYERS = (1, 2, 3, 4, 5, 6, 7, 10)
 def layers() -> dict[str, int]:
     """Each module's layer, read from the numbered list in this docstring: {"fsyncstudy.engine": 3, ...}
     (a package, like ``fsyncstudy.lab``, stands for its modules)."""
+    import re
     out = {}
     for line in (__doc__ or "").splitlines():
-        m = _re.match(r"^(\d+)\. (.*)$", line.strip())
+        m = re.match(r"^(\d+)\. (.*)$", line.strip())
         if m:
-            for n in _re.findall(r"``([\w.]+)``", m.group(2).split(":")[0]):
+            for n in re.findall(r"``([\w.]+)``", m.group(2).split(":")[0]):
                 out["fsyncstudy" if n == "fsyncstudy" else f"fsyncstudy.{n}"] = int(m.group(1))
     return out
 
 
-from .log import LogScan, read_log  # noqa: E402
-from .strategies import Strategy, StrategyError, parse  # noqa: E402
-from .targets import Target, describe  # noqa: E402
-from .trial import TrialResult, run_trial  # noqa: E402
-
 __version__ = "0.1.0"
+
+#: The names most users need, each imported from its module on first use (PEP 562), so that importing
+#: the package (as ``python -m fsyncstudy.node`` does first) costs nothing measurable.
+_EXPORTS = {"LogScan": "log", "read_log": "log", "Strategy": "strategies", "StrategyError": "strategies",
+            "parse": "strategies", "Target": "targets", "describe": "targets", "TrialResult": "trial",
+            "run_trial": "trial"}
 
 __all__ = ["LogScan", "Strategy", "StrategyError", "Target", "TrialResult", "describe", "parse", "read_log",
            "run_trial", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fsyncstudy' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import os
 import struct
-import uuid
 import zlib
 from dataclasses import dataclass
 
@@ -252,7 +251,7 @@ class LogFile:
         self.sync_method = check_sync_method(sync_method)
         self.prealloc = check_preallocation(prealloc)
         self.directory = os.fspath(directory)
-        self.path = os.path.join(self.directory, name or f".fsyncstudy-{os.getpid()}-{uuid.uuid4().hex[:12]}.log")
+        self.path = os.path.join(self.directory, name or f".fsyncstudy-{os.getpid()}-{os.urandom(6).hex()}.log")
         self.prealloc_bytes = prealloc_bytes if prealloc != "append" else 0
         self.fd = -1
         try:

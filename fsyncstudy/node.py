@@ -13,20 +13,34 @@ to take more than ``MAX_REQUEST_S``.  A line is read up to ``MAX_LINE_BYTES``; a
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import sys
 from enum import IntEnum
-from typing import Any, TextIO
 
-from .log import HEADER, remove_stale, unwind_on_sigterm
-from .places import pick_directory
-from .strategies import StrategyError, parse, quote
-from .targets import describe, one_line
-from .trial import DEFAULT_PAYLOAD_BYTES, MAX_ENTRIES, MAX_PAYLOAD_BYTES, MAX_WRITERS, SPACE_MARGIN_BYTES, TargetFull, \
-    TrialResult, estimate_s, human_bytes, median_trial, probe_sync_s, run_rounds, space_needed
+
+def _load_library() -> None:
+    """The measuring library, imported once: at the first message that needs it, and at the latest just
+    after init_ok is sent (before the next line is read).  Its imports (dataclasses and inspect, re,
+    pathlib: about 35 ms here) would otherwise come before the node can answer init; the trials do not
+    start any sooner for them either way."""
+    global HEADER, remove_stale, pick_directory, StrategyError, parse, quote, describe, one_line, \
+        DEFAULT_PAYLOAD_BYTES, MAX_ENTRIES, MAX_PAYLOAD_BYTES, MAX_WRITERS, SPACE_MARGIN_BYTES, TargetFull, \
+        estimate_s, human_bytes, median_trial, probe_sync_s, run_rounds, space_needed, _LOADED
+    if _LOADED:
+        return
+    from .log import HEADER, remove_stale, unwind_on_sigterm
+    from .places import pick_directory
+    from .strategies import StrategyError, parse, quote
+    from .targets import describe, one_line
+    from .trial import DEFAULT_PAYLOAD_BYTES, MAX_ENTRIES, MAX_PAYLOAD_BYTES, MAX_WRITERS, SPACE_MARGIN_BYTES, \
+        TargetFull, estimate_s, human_bytes, median_trial, probe_sync_s, run_rounds, space_needed
+    unwind_on_sigterm()  # a trial cut short by SIGTERM still removes its log
+    _LOADED = True
+
+
+_LOADED = False
 
 #: Strategies one request may name (repeats count).
 MAX_STRATEGIES = 16
@@ -66,7 +80,7 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _int_field(body: dict, key: str, lo: int, hi: int, default: Any = None) -> int:
+def _int_field(body: dict, key: str, lo: int, hi: int, default=None) -> int:
     v = body.get(key, default)
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
         got = "missing" if key not in body else quote(v)
@@ -87,7 +101,7 @@ def _unanswerable(msg: dict) -> str | None:
 
 
 class Node:
-    def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None,
+    def __init__(self, stdin=None, stdout=None, stderr=None,
                  directory: str | os.PathLike | None = None):
         self.stdin = stdin if stdin is not None else sys.stdin
         self.stdout = stdout if stdout is not None else sys.stdout
@@ -103,7 +117,7 @@ class Node:
     def log(self, text: str) -> None:
         print(text, file=self.stderr, flush=True)
 
-    def send(self, dest: Any, body: dict) -> None:
+    def send(self, dest, body: dict) -> None:
         body["msg_id"] = self.next_msg_id
         line = json.dumps({"src": self.node_id, "dest": dest, "body": body}, allow_nan=False)
         self.next_msg_id += 1
@@ -152,6 +166,7 @@ class Node:
                 continue
             try:
                 self.handle_line(raw)
+                _load_library()
             except Exception as e:  # a last guard: one line never ends the node
                 self.log(f"dropped a line after an unexpected {type(e).__name__}: {str(e)[:200]}")
 
@@ -176,6 +191,8 @@ class Node:
     def handle(self, msg: dict) -> None:
         body = msg["body"]
         kind = body.get("type")
+        if kind != "init" or not isinstance(body.get("node_id"), str) or not body["node_id"] or "msg_id" not in body:
+            _load_library()   # an init that will be answered at once is the one message that needs none of it
         why = _unanswerable(msg)
         has_id = why is None
         try:
@@ -264,7 +281,7 @@ class Node:
         return list(zip(strategies, trials))
 
     @staticmethod
-    def result(st, trials: list[TrialResult]) -> dict:
+    def result(st, trials: list) -> dict:
         med = median_trial(trials)
         out = {"strategy": st.name, "ops_per_sec": med.ops_per_sec, "durability": st.durability,
                "data_loss_window": st.data_loss_window}
@@ -279,14 +296,17 @@ class Node:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fsyncstudy.node", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dir", help="directory for trial logs (default: $FSYNCSTUDY_DIR, else durable storage)")
-    args = ap.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    directory = None
+    if argv:   # argparse (a few ms) only when there is something to parse
+        import argparse
+        ap = argparse.ArgumentParser(prog="python -m fsyncstudy.node", description=__doc__.split("\n\n")[0])
+        ap.add_argument("--dir", help="directory for trial logs (default: $FSYNCSTUDY_DIR, else durable storage)")
+        directory = ap.parse_args(argv).dir
     out = sys.stdout
     sys.stdout = sys.stderr  # only messages reach the real stdout; a stray print becomes a log line
-    unwind_on_sigterm()  # a trial cut short by SIGTERM still removes its log
     try:
-        return Node(sys.stdin.buffer, out, sys.stderr, directory=args.dir).run()
+        return Node(sys.stdin.buffer, out, sys.stderr, directory=directory).run()
     except (KeyboardInterrupt, BrokenPipeError):
         return 0
     finally:

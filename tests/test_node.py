@@ -279,3 +279,24 @@ def test_the_node_removes_logs_left_by_dead_writers_and_no_live_one_whatever_its
     finally:
         holder.communicate("")
     live.unlink()
+
+
+def test_init_is_answered_before_the_measuring_library_is_imported(disk_dir):
+    # the node's start-up is the interpreter's and json's: the library (dataclasses, re, pathlib...) loads
+    # just after init_ok is written, and the next request is served as before
+    code = ("import io, json, sys\n"
+            "from fsyncstudy import node\n"
+            f"init = json.dumps({INIT!r})\n"
+            f"bench = json.dumps({bench(2, 5, ['always'])!r})\n"
+            "out = io.StringIO()\n"
+            f"n = node.Node(io.StringIO(init + '\\n' + bench + '\\n'), out, io.StringIO(), directory={str(disk_dir)!r})\n"
+            "n.handle_line(init)\n"
+            "print(sorted(m for m in sys.modules if m.startswith('fsyncstudy.')), out.getvalue().count('init_ok'))\n"
+            "n.stdin.readline(); n.run()\n"
+            "print('fsyncstudy.trial' in sys.modules, out.getvalue().count('fsync_benchmark_ok'))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert p.returncode == 0, p.stderr
+    first, second = p.stdout.splitlines()
+    assert first == "['fsyncstudy.node'] 1"
+    assert second == "True 1"
+    assert leftovers(disk_dir) == []
