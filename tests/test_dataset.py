@@ -240,7 +240,8 @@ def test_the_engine_digest_covers_every_measuring_module_and_only_those():
     here = REPO / "fsyncstudy"
     names = {str(p.relative_to(here)) for p in dataset.engine_sources()}
     # every module of the measuring layers, read from the layer table (realdb's workload among them)...
-    assert {"engine.py", "trial.py", "load.py", "crash.py", "realdb.py", "realstudy.py", "lab/powercut.py"} <= names
+    assert {"engine.py", "trial.py", "load.py", "cuts.py", "crash.py", "realdb/workload.py", "realdb/power.py",
+            "realstudy.py", "lab/powercut.py"} <= names
     # ...and nothing of the layers that only read datasets
     assert not names & {"dataset.py", "analysis.py", "stats.py", "plots.py", "study.py", "report.py", "cli.py"}
     measuring = {m for m, layer in fsyncstudy.layers().items() if layer in fsyncstudy.MEASURING_LAYERS}
