@@ -43,8 +43,10 @@ from typing import NamedTuple
 _T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,
          2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922, 2.093024, 2.085963,
          2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272)
-T_METHOD = "95% t interval over rounds"
-RATIO_METHOD = "geometric mean of paired per-round ratios, 95% t interval of the log ratios"
+#: How a table's 95% intervals were made, for its ``ci_method`` and the captions: ``mean_interval`` over
+#: trials, and ``ratio_interval`` paired by round (the words its ``method`` gives them at 95%).
+T_METHOD = "geometric mean, 95% t interval on the log scale, over trials"
+RATIO_METHOD = "geometric mean of per-round ratios, 95% t interval of the log ratios"
 
 
 def t975(df: int) -> float:

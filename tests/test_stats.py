@@ -43,6 +43,7 @@ def test_ratio_interval_pairs_by_round_and_is_never_negative():
     iv = stats.ratio_interval([20, 22, 21, 25, 30], [1, 1.1, 1.0], pairs=([1, 2, 3, 3, 4], [1, 2, 3]))
     assert iv.n == 3 and iv.estimate == pytest.approx((20 / 1 * 22 / 1.1 * math.sqrt(21 * 25) / 1.0) ** (1 / 3))
     assert 0 < iv.low < iv.estimate < iv.high
+    assert iv.method == stats.RATIO_METHOD   # the captions' words are the interval's own
     with pytest.raises(ValueError):
         stats.ratio_interval([1, 2], [1, 2, 3], pairs=[1, 2])
 
@@ -69,6 +70,7 @@ def test_summaries_carry_n_and_the_method():
     # three trials each: the t interval on the log scale, and no BCa (it covered 70-87% at such n)
     assert s["ci_method"].str.contains("t interval on the log scale").all() and not s["ci_method"].str.contains("BCa").any()
     assert s["bca_low"].isna().all()
+    assert all(stats.T_METHOD.startswith(m) for m in s["ci_method"])   # the caption says what the table did
     assert ops.loc["none/w1/append/fdatasync", "estimate"] == pytest.approx((1000 * 1100 * 900) ** (1 / 3))
 
 
