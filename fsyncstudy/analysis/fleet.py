@@ -50,7 +50,7 @@ def fleet_cells(df: pd.DataFrame, meta: dict, metric: str = "ops_per_sec") -> pd
     rows = []
     for (role, config, host), g in d.groupby(["role", "config_label", "host"]):
         e = geomean(g[metric])
-        rows.append({"role": role, "config_label": config, "host": host, "n": e.n, "mean": e.mean,
+        rows.append({"role": role, "config_label": config, "host": host, "n": e.n, "mean": e.estimate,
                      "low": e.low, "high": e.high, "target_label": g["target_label"].iloc[0]})
     return pd.DataFrame(rows, columns=["role", "config_label", "host", "n", "mean", "low", "high", "target_label"])
 

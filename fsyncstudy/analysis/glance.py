@@ -12,10 +12,10 @@ def _paired_by_round(df: pd.DataFrame, target: str, num: str, den: str, metric: 
     """num / den on one target, paired by round (both ran in every round, in shuffled order)."""
     g = df[df["target"] == target].pivot_table(index="round", columns="config", values=metric, aggfunc="mean")
     if num not in g or den not in g:
-        return intervals.Estimate(None, None, None, 0)
+        return intervals.Interval(intervals.NAN, intervals.NAN, intervals.NAN, "a side was not measured here", 0)
     if num == den:   # the best is the baseline itself (no group configuration beat it)
         n = int(g[num].notna().sum())
-        return intervals.Estimate(1.0, 1.0, 1.0, n)
+        return intervals.Interval(1.0, 1.0, 1.0, "the baseline itself", n)
     g = g[[num, den]].dropna()
     return intervals.paired_ratio_ci(g[num].tolist(), g[den].tolist())
 
@@ -42,12 +42,12 @@ def headline(df: pd.DataFrame) -> list[dict]:
         out.append({
             "target": target, "target_label": display_label(g["target_label"].iloc[0]),
             "durability": g["target_durability"].iloc[0], "n": len(always),
-            "always": intervals.mean_ci(always.tolist()),
+            "always": intervals.mean_interval(always.tolist()),
             "best_zero_loss": best, "best_zero_loss_label": zero.loc[zero["config"] == best, "config_label"].iloc[0],
-            "best_zero_loss_ops": intervals.mean_ci(zero.loc[zero["config"] == best, "ops_per_sec"].tolist()),
+            "best_zero_loss_ops": intervals.mean_interval(zero.loc[zero["config"] == best, "ops_per_sec"].tolist()),
             "best_zero_loss_ratio": _paired_by_round(df, target, best, TASK[0]),
             "batch10_ratio": _paired_by_round(df, target, TASK[1], TASK[0]),
-            "batch10_exposure_ms": intervals.mean_ci(b["exposure_ms_max"].tolist()),
+            "batch10_exposure_ms": intervals.mean_interval(b["exposure_ms_max"].tolist()),
             "batch10_exposure_max_ms": float(b["exposure_ms_max"].max()) if len(b) else None,
         })
     return out

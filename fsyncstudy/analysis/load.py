@@ -15,11 +15,11 @@ KNEE_FLOOR_US = 1000.0
 LOAD_METHOD = "geometric mean over trials, 95% t interval of the logs"
 
 
-def geomean(values) -> intervals.Estimate:
+def geomean(values) -> intervals.Interval:
     """Geometric mean with the t interval of the logs (latencies are positive and skewed): the
-    positive values through ``intervals.mean_ci``, which works on the log scale for positive values
-    (this took the logs itself once, so for values above 1 it averaged logs of logs)."""
-    return intervals.mean_ci([v for v in values if v is not None and v == v and v > 0])
+    positive values through ``intervals.mean_interval``, which works on the log scale for positive
+    values (this took the logs itself once, so for values above 1 it averaged logs of logs)."""
+    return intervals.mean_interval([v for v in values if v is not None and v == v and v > 0])
 
 
 def load_summary(df: pd.DataFrame) -> pd.DataFrame:
@@ -39,7 +39,7 @@ def load_summary(df: pd.DataFrame) -> pd.DataFrame:
                "ci_method": LOAD_METHOD}
         for col in ("latency_us_p50", "latency_us_p99", "latency_us_p999", "service_us_p99", "exposure_ms_max"):
             e = geomean(g[col])
-            row[col], row[col + "_low"], row[col + "_high"] = e.mean, e.low, e.high
+            row[col], row[col + "_low"], row[col + "_high"] = e.estimate, e.low, e.high
         rows.append(row)
     out = pd.DataFrame(rows)
     return out.sort_values(["target", "config", "rate"]).reset_index(drop=True) if len(out) else out
@@ -76,8 +76,8 @@ def knees(df: pd.DataFrame, factor: float = KNEE_FACTOR, floor_us: float = KNEE_
         base = geomean(g.loc[g["rate"] == rates[0], "latency_us_p99"])
         rows.append({"target": target, "target_label": g["target_label"].iloc[0], "config": config,
                      "config_label": g["config_label"].iloc[0], "kind": g["kind"].iloc[0],
-                     "unloaded_p99_us": base.mean,
-                     "bound_us": max(factor * base.mean, base.mean + floor_us) if base.mean else None,
+                     "unloaded_p99_us": base.estimate,
+                     "bound_us": max(factor * base.estimate, base.estimate + floor_us) if base.has_estimate() else None,
                      "knee_rate": median, "knee_low": min(per_round), "knee_high": max(per_round),
                      "next_rate": later[0] if later else None, "rounds": len(per_round),
                      "capacity_seen": g["achieved_rate"].max(), "rates": len(rates)})
@@ -89,9 +89,15 @@ def _window_ms(row) -> tuple[float | None, float | None, str]:
     """What an acknowledgement risks at this rate: (estimate, upper bound, how it is known)."""
     if row["kind"] in ("always", "group"):
         return 0.0, 0.0, "acknowledged after its sync"
-    if row["kind"] == "batch":
-        return row["exposure_ms_max"], row["exposure_ms_max_high"], "measured worst exposure per trial"
+    if row["kind"] == "batch":   # no interval (one trial): no upper bound to promise
+        return (intervals.none_if_nan(row["exposure_ms_max"]), intervals.none_if_nan(row["exposure_ms_max_high"]),
+                "measured worst exposure per trial")
     return None, None, "never synced: the kernel decides (seconds)"
+
+
+def _or_estimate(bound, row) -> float:
+    """A bound of the p99 latency, or its estimate where there is no interval (one trial: NaN)."""
+    return row["latency_us_p99"] if bound is None or bound != bound else bound
 
 
 def advise(summ: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: float | None = None) -> pd.DataFrame:
@@ -113,15 +119,15 @@ def advise(summ: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms
                 verdict = "cannot keep up"
             elif w_hi is None or w_hi > loss_budget_ms:
                 verdict = "loses too much"
-            elif p99_budget_ms is not None and (r["latency_us_p99_high"] or r["latency_us_p99"]) > p99_budget_ms * 1e3:
+            elif p99_budget_ms is not None and _or_estimate(r["latency_us_p99_high"], r) > p99_budget_ms * 1e3:
                 verdict = "too slow"
             else:
                 verdict = "meets both"
             rows.append({"target": target, "target_label": r["target_label"], "config": r["config"],
                          "config_label": r["config_label"], "kind": r["kind"], "measured_at": at,
                          "p99_ms": r["latency_us_p99"] / 1e3,
-                         "p99_ms_low": (r["latency_us_p99_low"] or r["latency_us_p99"]) / 1e3,
-                         "p99_ms_high": (r["latency_us_p99_high"] or r["latency_us_p99"]) / 1e3,
+                         "p99_ms_low": _or_estimate(r["latency_us_p99_low"], r) / 1e3,
+                         "p99_ms_high": _or_estimate(r["latency_us_p99_high"], r) / 1e3,
                          "window_ms": w, "window_ms_high": w_hi, "window_source": how,
                          "entries_at_risk": None if w is None else rate * w / 1e3, "verdict": verdict})
     out = pd.DataFrame(rows)
@@ -153,8 +159,8 @@ def busy_summary(df: pd.DataFrame) -> pd.DataFrame:
         rows.append({"target": target, "target_label": g["target_label"].iloc[0], "strategy": g["strategy"].iloc[0],
                      "kind": g["kind"].iloc[0], "clients": int(g["clients"].iloc[0]), "rate": rate,
                      "work_us": work, "cpu_busy_share": work * 1e-6 * rate, "n": len(g),
-                     "exposure_ms_max": e.mean, "exposure_ms_max_low": e.low, "exposure_ms_max_high": e.high,
-                     "latency_us_p99": lat.mean, "latency_us_p99_low": lat.low, "latency_us_p99_high": lat.high,
+                     "exposure_ms_max": e.estimate, "exposure_ms_max_low": e.low, "exposure_ms_max_high": e.high,
+                     "latency_us_p99": lat.estimate, "latency_us_p99_low": lat.low, "latency_us_p99_high": lat.high,
                      "saturated_trials": int(g["saturated"].astype(bool).sum())})
     out = pd.DataFrame(rows)
     return out.sort_values(["target_label", "strategy", "work_us"]).reset_index(drop=True)

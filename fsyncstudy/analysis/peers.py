@@ -18,14 +18,14 @@ def peers_summary(df: pd.DataFrame, durability: dict[str, str] | None = None) ->
         ours = g[g["side"] == "ours"].sort_values("round")
         peer = g[g["side"] == "peer"].sort_values("round")
         r = intervals.paired_ratio_ci(list(ours["ops_per_sec"]), list(peer["ops_per_sec"]))
-        o, p = intervals.mean_ci(ours["ops_per_sec"]), intervals.mean_ci(peer["ops_per_sec"])
+        o, p = intervals.mean_interval(ours["ops_per_sec"]), intervals.mean_interval(peer["ops_per_sec"])
         rows.append({"target": target, "target_label": g["target_label"].iloc[0],
                      "target_durability": (durability or {}).get(target, ""), "pair": pair,
                      "peer": g["peer"].iloc[0], "peer_test": peer["config"].iloc[0], "ours": ours["config"].iloc[0],
-                     "rounds": len(ours), "ratio": r.mean, "ratio_low": r.low, "ratio_high": r.high,
-                     "ours_ops": o.mean, "ours_low": o.low, "ours_high": o.high,
-                     "peer_ops": p.mean, "peer_low": p.low, "peer_high": p.high,
-                     "peer_half_width": (p.high - p.mean) / p.mean if p.low is not None and p.mean else np.nan,
+                     "rounds": len(ours), "ratio": r.estimate, "ratio_low": r.low, "ratio_high": r.high,
+                     "ours_ops": o.estimate, "ours_low": o.low, "ours_high": o.high,
+                     "peer_ops": p.estimate, "peer_low": p.low, "peer_high": p.high,
+                     "peer_half_width": (p.high - p.estimate) / p.estimate if p.has_interval() and p.estimate else np.nan,
                      "ours_p50_us": ours["p50_us"].mean(), "ours_p99_us": ours["p99_us"].mean(),
                      "peer_p50_us": peer["p50_us"].mean(), "peer_p99_us": peer["p99_us"].mean(),
                      "aim": g["aim"].iloc[0], "verdict": pair_verdict(pair, g["peer"].iloc[0], ours["ops_per_sec"].tolist(),

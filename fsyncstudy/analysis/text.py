@@ -82,7 +82,7 @@ def ceiling_text(df: pd.DataFrame, ceiling: pd.DataFrame, target: str, configs: 
 
 
 def _ci(e, fmt) -> str:
-    return fmt(e.mean) + ("" if e.low is None else f" (95% CI {fmt(e.low)}–{fmt(e.high)})")
+    return fmt(e.estimate) + ("" if not e.has_interval() else f" (95% CI {fmt(e.low)}–{fmt(e.high)})")
 
 
 def headline_lines(rows: list[dict]) -> list[str]:
@@ -94,9 +94,9 @@ def headline_lines(rows: list[dict]) -> list[str]:
         if h["best_zero_loss"] != TASK[0]:
             text += (f"; the fastest choice that loses nothing acknowledged is `{h['best_zero_loss_label']}`, "
                      f"{_ci(h['best_zero_loss_ratio'], ratio)}× that")
-        if h["batch10_ratio"].mean is not None:
+        if h["batch10_ratio"].has_estimate():
             text += (f"; `batch_10ms` runs {_ci(h['batch10_ratio'], ratio)}× `always`, and its worst exposure of an "
-                     f"acknowledged entry was {h['batch10_exposure_ms'].mean:.1f} ms per trial (geometric mean) "
+                     f"acknowledged entry was {h['batch10_exposure_ms'].estimate:.1f} ms per trial (geometric mean) "
                      f"({h['batch10_exposure_max_ms']:.1f} ms at most)")
         lines.append(text + f" [n = {h['n']} trials each]")
     return lines

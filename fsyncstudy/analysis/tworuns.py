@@ -72,15 +72,15 @@ def diff_runs(a: pd.DataFrame, b: pd.DataFrame, metric: str = "ops_per_sec") -> 
             xb = gb.loc[gb["config"] == config, metric].dropna().tolist()
             if not xa or not xb:
                 continue
-            ea, eb = intervals.mean_ci(xa), intervals.mean_ci(xb)
-            r = intervals.unpaired_ratio_ci(xb, xa)
-            verdict = ("too few trials for an interval" if r.low is None else
+            ea, eb = intervals.mean_interval(xa), intervals.mean_interval(xb)
+            r = intervals.ratio_interval(xb, xa)
+            verdict = ("too few trials for an interval" if not r.has_interval() else
                        "B higher" if r.low > 1 else "B lower" if r.high < 1 else "no significant difference")
             first = ga[ga["config"] == config].iloc[0]
             rows.append({"target_a": ta, "target_b": tb, "target_label": first["target_label"], "config": config,
                          "config_label": first["config_label"], "metric": metric,
-                         "n_a": ea.n, "mean_a": ea.mean, "low_a": ea.low, "high_a": ea.high,
-                         "n_b": eb.n, "mean_b": eb.mean, "low_b": eb.low, "high_b": eb.high,
-                         "ratio": r.mean, "ratio_low": r.low, "ratio_high": r.high, "verdict": verdict,
+                         "n_a": ea.n, "mean_a": ea.estimate, "low_a": ea.low, "high_a": ea.high,
+                         "n_b": eb.n, "mean_b": eb.estimate, "low_b": eb.low, "high_b": eb.high,
+                         "ratio": r.estimate, "ratio_low": r.low, "ratio_high": r.high, "verdict": verdict,
                          "ci_method": "ratio of geometric means, Welch's 95% t interval of the log difference"})
     return pd.DataFrame(rows)
