@@ -135,8 +135,8 @@ def main(argv=None) -> int:
                  ("C, fio's file", "fio")):
         ops = paired_ratio_ci([v[0] for v in got[a]], [v[0] for v in got[b]])
         p99 = paired_ratio_ci([v[1] for v in got[a]], [v[1] for v in got[b]])
-        print(f"  {a} / {b}: ops {ops.mean:.3f} ({ops.low:.3f}-{ops.high:.3f}), "
-              f"sync p99 {p99.mean:.3f} ({p99.low:.3f}-{p99.high:.3f})")
+        print(f"  {a} / {b}: ops {ops.estimate:.3f} ({ops.low:.3f}-{ops.high:.3f}), "
+              f"sync p99 {p99.estimate:.3f} ({p99.low:.3f}-{p99.high:.3f})")
     return 0
 
 

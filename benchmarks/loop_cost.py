@@ -167,8 +167,8 @@ def report(res: dict) -> None:
             print(f"  {side:8s} {med:9,.0f} ops/s (median of {len(ops[side])} blocks)")
             continue
         r = paired_ratio_ci(ops[side], ops["C"])
-        print(f"  {side:8s} {med:9,.0f} ops/s   / C {r.mean:.3f} (95% CI {r.low:.3f}-{r.high:.3f}), "
-              f"{(1 / r.mean - 1) * 1e6 / statistics.median(ops['C']):+.1f} us per op")
+        print(f"  {side:8s} {med:9,.0f} ops/s   / C {r.estimate:.3f} (95% CI {r.low:.3f}-{r.high:.3f}), "
+              f"{(1 / r.estimate - 1) * 1e6 / statistics.median(ops['C']):+.1f} us per op")
     c, e = (sorted(res["sync_ns"][k]) for k in ("C", "engine"))
     what = "sync" if res["method"] in ("fdatasync", "fsync") else "synchronous write"
     print(f"  {what} latency p50 / p99 / p99.9: C {_pct(c, 50)} / {_pct(c, 99)} / {_pct(c, 99.9)} us, "

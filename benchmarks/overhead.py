@@ -151,7 +151,7 @@ def main() -> int:
         e = paired_ratio_ci(got[a], got[b])
         verdict = against_aim(e, aim)
         ok &= verdict != "short"
-        ci = "" if e.low is None else f"; paired geomean {e.mean:.3f} [{e.low:.3f}, {e.high:.3f}] 95%"
+        ci = "" if not e.has_interval() else f"; paired geomean {e.estimate:.3f} [{e.low:.3f}, {e.high:.3f}] 95%"
         print(f"{a:>14}: median {ma:12,.0f} ops/s   {b:>22}: median {mb:12,.0f} ops/s   "
               f"ratio {ratio:.3f} (per round {min(per_round):.3f}..{max(per_round):.3f}{ci}; "
               f"aim >= {aim}: {verdict})")
@@ -181,14 +181,14 @@ def peers_side(directory: str, rounds: int) -> bool:
             verdict = against_aim(e, aim)
             ok &= verdict != "short"
             per = [a / b for a, b in zip(pr.ours_ops_per_sec, pr.peer_ops_per_sec) if b]
-            print(f"{pr.pair:>17}: ours / peer ops/s {e.mean:.3f} [{e.low:.3f}, {e.high:.3f}] 95% (per round "
+            print(f"{pr.pair:>17}: ours / peer ops/s {e.estimate:.3f} [{e.low:.3f}, {e.high:.3f}] 95% (per round "
                   f"{min(per):.3f}..{max(per):.3f}, {pr.rounds} rounds; aim >= {aim}: {verdict})")
             if pr.pair == "fio-fdatasync":
                 ours, theirs = pr.ours_p99_us, pr.peer_p99_us
                 p = paired_ratio_ci(ours, theirs)
                 worse = against_aim(p, 1.0)   # "meets" here means ours is wholly above fio's: the aim is <= 1
                 print(f"{'sync p99':>17}: ours median {statistics.median(ours):.1f} us, fio's "
-                      f"{statistics.median(theirs):.1f} us; ours / fio's {p.mean:.3f} [{p.low:.3f}, {p.high:.3f}] 95% "
+                      f"{statistics.median(theirs):.1f} us; ours / fio's {p.estimate:.3f} [{p.low:.3f}, {p.high:.3f}] 95% "
                       f"(aim <= 1: {'short' if worse == 'meets' else 'meets' if worse == 'short' else 'unclear'})")
     return ok
 

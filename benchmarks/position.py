@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     ops = paired_ratio_ci([f[0] for f in first], [s[0] for s in second])
     p99 = paired_ratio_ci([f[1] for f in first], [s[1] for s in second])
     print(f"after {args.after}, {args.rounds} rounds in {directory}: first run / second run "
-          f"ops {ops.mean:.3f} ({ops.low:.3f}-{ops.high:.3f}), sync p99 {p99.mean:.3f} ({p99.low:.3f}-{p99.high:.3f})")
+          f"ops {ops.estimate:.3f} ({ops.low:.3f}-{ops.high:.3f}), sync p99 {p99.estimate:.3f} ({p99.low:.3f}-{p99.high:.3f})")
     return 0
 
 

@@ -20,7 +20,9 @@ functions too, and fails on a cycle or an import that goes the other way):
     measurements that fill datasets (``realdb``: SQLite, PostgreSQL and Redis started and stopped by us;
     ``fleet``: one sweep across many hosts, on Dask distributed, imported only there)
 11. ``stats``: intervals and effect sizes over trials (pandas, scipy)
-12. ``analysis``: the tables the notebooks show (frames in, tables out)
+12. ``analysis`` ``analysis.sweep`` ``analysis.crash`` ``analysis.peers`` ``analysis.tworuns`` ``analysis.glance``
+    ``analysis.load`` ``analysis.realdb`` ``analysis.fleet`` ``analysis.text``: the tables the notebooks show
+    (frames in, tables out), one module per topic; ``text``: the sentences built from them, and ``Checks``
 13. ``plots`` ``explore``: every figure; the notebooks' widgets (ipywidgets) over them
 14. ``study``: the profiles and the ``make report`` pipeline; the datasets notebooks open
 15. ``report``: notebooks executed and rendered to HTML
@@ -36,14 +38,13 @@ MEASURING_LAYERS = (1, 2, 3, 4, 5, 6, 7, 10)
 
 def layers() -> dict[str, int]:
     """Each module's layer, read from the numbered list in this docstring: {"fsyncstudy.engine": 3, ...}
-    (a package, like ``fsyncstudy.lab``, stands for its modules)."""
+    (a package, like ``fsyncstudy.lab``, stands for its modules unless they are listed)."""
     import re
     out = {}
-    for line in (__doc__ or "").splitlines():
-        m = re.match(r"^(\d+)\. (.*)$", line.strip())
-        if m:
-            for n in re.findall(r"``([\w.]+)``", m.group(2).split(":")[0]):
-                out["fsyncstudy" if n == "fsyncstudy" else f"fsyncstudy.{n}"] = int(m.group(1))
+    # an item runs on over its indented lines; its modules are the names before its first colon
+    for m in re.finditer(r"^(\d+)\. (.*(?:\n[ \t]+\S.*)*)", __doc__ or "", re.M):
+        for n in re.findall(r"``([\w.]+)``", m.group(2).split(":")[0]):
+            out["fsyncstudy" if n == "fsyncstudy" else f"fsyncstudy.{n}"] = int(m.group(1))
     return out
 
 

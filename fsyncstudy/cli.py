@@ -17,7 +17,7 @@ from pathlib import Path
 from . import __version__, study
 from .dataset import now_utc
 from .etcd import ETCD_P99_LIMIT_MS, run_etcd_preset
-from .intervals import Estimate
+from .intervals import Interval
 from .log import unwind_on_sigterm
 from .peers import compare
 from .peertools import PG_SECTIONS, PeerFailed, PeerMissing
@@ -320,15 +320,15 @@ def cmd_bench_preset(args) -> int:
 # -- compare and pgtest -----------------------------------------------------------------------------
 
 def _num(v, nd: int = 0) -> str:
-    return "-" if v is None else f"{v:,.{nd}f}"
+    return "-" if v is None or v != v else f"{v:,.{nd}f}"
 
 
-def _ci(e: Estimate, nd: int = 0) -> str:
-    if e.mean is None:
+def _ci(e: Interval, nd: int = 0) -> str:
+    if not e.has_estimate():
         return "-"
-    if e.low is None:
-        return _num(e.mean, nd)
-    return f"{_num(e.mean, nd)} [{_num(e.low, nd)}, {_num(e.high, nd)}]"
+    if not e.has_interval():
+        return _num(e.estimate, nd)
+    return f"{_num(e.estimate, nd)} [{_num(e.low, nd)}, {_num(e.high, nd)}]"
 
 
 def format_pairs(results) -> str:
@@ -400,11 +400,11 @@ def format_pgtest(rep: PgTestReport) -> str:
                 lines.append(SECTION_NOTES[section])
         head = PG_LABEL_FORMAT % t.label
         e = t.estimate()
-        if t.na or e.mean is None:
+        if t.na or not e.has_estimate():
             lines.append(head + PG_NA_FORMAT % (t.na or "n/a"))
             continue
-        line = head + PG_OPS_FORMAT % (e.mean, 1e6 / e.mean)
-        if e.low is not None:
+        line = head + PG_OPS_FORMAT % (e.estimate, 1e6 / e.estimate)
+        if e.has_interval():
             line += f"   95% CI {e.low:.3f}..{e.high:.3f}"
         lines.append(line)
     lines += ["", "ops/sec: mean over trials; usecs/op: 1e6 / that mean; 95% CI: t interval over trials.",
@@ -647,8 +647,7 @@ def cmd_advise(args) -> int:
 def format_diff(diff, name_a: str, name_b: str) -> str:
     rows = [[r.target_label, r.config_label, f"{_num(r.mean_a)} [{_num(r.low_a)}, {_num(r.high_a)}] n={r.n_a}",
              f"{_num(r.mean_b)} [{_num(r.low_b)}, {_num(r.high_b)}] n={r.n_b}",
-             _ci(Estimate(r.ratio, None if r.ratio_low != r.ratio_low else r.ratio_low,
-                          None if r.ratio_high != r.ratio_high else r.ratio_high, 0), 3), r.verdict]
+             _ci(Interval(r.ratio, r.ratio_low, r.ratio_high, r.ci_method), 3), r.verdict]
             for r in diff.itertuples()]
     metric = diff["metric"].iloc[0]
     return "\n".join([f"A: {name_a}", f"B: {name_b}", "",

@@ -13,19 +13,19 @@ The public API (re-exported by ``fsyncstudy.stats``; notebooks, the CLI and the 
   only where the sample is large enough for one (the maximum never gets one).
 - ``zero_events_upper(n, level=0.95)``: the upper bound of a rate when 0 events were seen in n tries.
 
-Each returns an ``Interval`` (estimate, low, high, method, n); NaN bounds mean no interval, and the
-method says why.  Coverage is checked by simulation in ``tests/test_coverage.py``: at n = 3, 5 and 10
-the t intervals cover 95% of the time; the bootstrap (BCa) intervals this package used before covered
-70-87% at those n and are no longer used below 20 values.
+Each returns an ``Interval`` (estimate, low, high, method, n), the package's one interval type: NaN
+bounds mean no interval (a NaN estimate: no values), and the method says why; NaN, not None, so a
+column of them is a float column in pandas.  Coverage is checked by simulation in
+``tests/test_coverage.py``: at n = 3, 5 and 10 the t intervals cover 95% of the time; the bootstrap
+(BCa) intervals this package used before covered 70-87% at those n and are no longer used below 20
+values.
 
-The older helpers below return an ``Estimate`` for the peers' tables and are thin adapters over
-the same functions:
+Helpers over an ``Interval``:
 
-- ``mean_ci``: ``mean_interval`` at 95%;
-- ``paired_ratio_ci``: ``ratio_interval`` paired by position (rounds are paired, so drift on a
+- ``paired_ratio_ci``: ``ratio_interval`` paired by position, at 95% (rounds are paired, so drift on a
   shared machine cancels);
-- ``unpaired_ratio_ci``: ``ratio_interval`` unpaired (two runs share no rounds);
-- ``against_aim`` and ``where``: how an interval stands against a threshold or another interval.
+- ``against_aim`` and ``where``: how an interval stands against a threshold, or a value against an interval;
+- ``none_if_nan``: a missing number as None, where it leaves for JSON (which has no NaN).
 
 t quantiles at 95% come from a table (df <= 30) and a Cornish-Fisher expansion beyond (error < 1e-5);
 at other levels from the exact t distribution for integer df (Abramowitz & Stegun 26.7.3-4),
@@ -36,15 +36,16 @@ from __future__ import annotations
 import functools
 import math
 import statistics
-from dataclasses import dataclass
 from typing import NamedTuple
 
 #: Student's t 97.5% quantiles for 1..30 degrees of freedom.
 _T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,
          2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922, 2.093024, 2.085963,
          2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272)
-T_METHOD = "95% t interval over rounds"
-RATIO_METHOD = "geometric mean of paired per-round ratios, 95% t interval of the log ratios"
+#: How a table's 95% intervals were made, for its ``ci_method`` and the captions: ``mean_interval`` over
+#: trials, and ``ratio_interval`` paired by round (the words its ``method`` gives them at 95%).
+T_METHOD = "geometric mean, 95% t interval on the log scale, over trials"
+RATIO_METHOD = "geometric mean of per-round ratios, 95% t interval of the log ratios"
 
 
 def t975(df: int) -> float:
@@ -58,21 +59,6 @@ def t975(df: int) -> float:
     g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96
     g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384
     return z + g1 / df + g2 / df ** 2 + g3 / df ** 3
-
-
-@dataclass
-class Estimate:
-    """An estimate with its 95% interval (low/high None with fewer than two values)."""
-
-    mean: float | None
-    low: float | None
-    high: float | None
-    n: int
-
-    def contains(self, x: float) -> bool | None:
-        if self.low is None or self.high is None:
-            return None
-        return self.low <= x <= self.high
 
 
 def _finite(values) -> list[float]:
@@ -91,6 +77,9 @@ class Interval(NamedTuple):
     high: float
     method: str
     n: int = 0
+
+    def has_estimate(self) -> bool:
+        return self.estimate == self.estimate
 
     def has_interval(self) -> bool:
         return self.low == self.low and self.high == self.high
@@ -320,46 +309,35 @@ def equivalence(numerator, denominator, margin: float, pairs=None, alpha: float 
     return "unclear", iv
 
 
-def _estimate(i: Interval) -> Estimate:
-    if i.estimate != i.estimate:
-        return Estimate(None, None, None, i.n)
-    if not i.has_interval():
-        return Estimate(i.estimate, None, None, i.n)
-    return Estimate(i.estimate, i.low, i.high, i.n)
-
-
 def _positive_logs(values) -> list[float]:
     return [math.log(v) for v in _finite(values) if v > 0]
 
 
-def mean_ci(values) -> Estimate:
-    """``mean_interval`` at 95% as an ``Estimate`` (positive values: the geometric mean)."""
-    return _estimate(mean_interval(values))
-
-
-def paired_ratio_ci(numerator, denominator) -> Estimate:
-    """``ratio_interval`` paired by position, at 95%, as an ``Estimate``."""
+def paired_ratio_ci(numerator, denominator) -> Interval:
+    """``ratio_interval`` paired by position, at 95%: the i-th values of both sides are one round (the
+    longer side is cut to the shorter)."""
     num, den = list(numerator), list(denominator)
     k = min(len(num), len(den))
-    return _estimate(ratio_interval(num[:k], den[:k], pairs=True))
+    return ratio_interval(num[:k], den[:k], pairs=True)
 
 
-def unpaired_ratio_ci(numerator, denominator) -> Estimate:
-    """``ratio_interval`` unpaired, at 95%, as an ``Estimate``."""
-    return _estimate(ratio_interval(numerator, denominator))
-
-
-def against_aim(e: Estimate, aim: float) -> str:
+def against_aim(e: Interval, aim: float) -> str:
     """'meets' when the whole interval is at or above ``aim``, 'short' when wholly below, 'unclear'
     when it straddles it; with a single value the point estimate decides; '' without one."""
-    if e.mean is None:
+    if not e.has_estimate():
         return ""
-    lo, hi = (e.mean, e.mean) if e.low is None else (e.low, e.high)
+    lo, hi = (e.low, e.high) if e.has_interval() else (e.estimate, e.estimate)
     return "meets" if lo >= aim else ("short" if hi < aim else "unclear")
 
 
-def where(x: float | None, e: Estimate) -> str:
+def where(x: float | None, e: Interval) -> str:
     """'within', 'below' or 'above' ``e``'s interval; '' when either is missing."""
-    if x is None or e.low is None or e.high is None:
+    if x is None or not e.has_interval():
         return ""
     return "within" if e.low <= x <= e.high else ("below" if x < e.low else "above")
+
+
+def none_if_nan(x: float | None) -> float | None:
+    """An estimate or bound with None for NaN (no value, no interval): for JSON, which has no NaN, and
+    for formats that show None as '-'."""
+    return None if x is None or x != x else x

@@ -32,7 +32,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 
 from . import dataset, runner
-from .intervals import Estimate, against_aim, equivalence, mean_ci, paired_ratio_ci
+from .intervals import Interval, against_aim, equivalence, mean_interval, none_if_nan, paired_ratio_ci
 from .log import HEADER
 from .peertools import PREALLOC_TO_FIO, FioRun, PeerFailed, PeerMissing, find_peers, fio_command, fio_version, \
     peer_versions, run_fio, run_pg_test_fsync
@@ -97,30 +97,31 @@ class PairResult:
     def rounds(self) -> int:
         return len(self.ours_ops_per_sec)
 
-    def ratio(self) -> Estimate:
+    def ratio(self) -> Interval:
         return paired_ratio_ci(self.ours_ops_per_sec, self.peer_ops_per_sec)
 
-    def ours_ops(self) -> Estimate:
-        return mean_ci(self.ours_ops_per_sec)
+    def ours_ops(self) -> Interval:
+        return mean_interval(self.ours_ops_per_sec)
 
-    def peer_ops(self) -> Estimate:
-        return mean_ci(self.peer_ops_per_sec)
+    def peer_ops(self) -> Interval:
+        return mean_interval(self.peer_ops_per_sec)
 
     def verdict(self) -> str:
         return pair_verdict(self.pair, self.peer, self.ours_ops_per_sec, self.peer_ops_per_sec)
 
     def summary(self) -> dict:
-        """One flat row: the pair, ratio with CI, both sides' ops/sec with CI, mean p50/p99 over rounds."""
-        r, o, p = self.ratio(), self.ours_ops(), self.peer_ops()
+        """One flat row: the pair, ratio with CI, both sides' ops/sec with CI, mean p50/p99 over rounds
+        (None where there is no value or no interval: the row goes out as JSON)."""
+        r, o, p, n = self.ratio(), self.ours_ops(), self.peer_ops(), none_if_nan
 
         def avg(xs):
-            return mean_ci(xs).mean
+            return n(mean_interval(xs).estimate)
         return {
             "pair": self.pair, "peer": self.peer, "peer_test": self.peer_test, "ours": self.ours,
             "block_bytes": self.block_bytes, "prealloc": self.prealloc, "rounds": self.rounds,
-            "ratio": r.mean, "ratio_ci_low": r.low, "ratio_ci_high": r.high,
-            "ours_ops_per_sec": o.mean, "ours_ops_ci_low": o.low, "ours_ops_ci_high": o.high,
-            "peer_ops_per_sec": p.mean, "peer_ops_ci_low": p.low, "peer_ops_ci_high": p.high,
+            "ratio": n(r.estimate), "ratio_ci_low": n(r.low), "ratio_ci_high": n(r.high),
+            "ours_ops_per_sec": n(o.estimate), "ours_ops_ci_low": n(o.low), "ours_ops_ci_high": n(o.high),
+            "peer_ops_per_sec": n(p.estimate), "peer_ops_ci_low": n(p.low), "peer_ops_ci_high": n(p.high),
             "latency": self.latency,
             "ours_p50_us": avg(self.ours_p50_us), "ours_p99_us": avg(self.ours_p99_us),
             "peer_p50_us": avg(self.peer_p50_us), "peer_p99_us": avg(self.peer_p99_us),

@@ -23,7 +23,7 @@ import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
 
-from .intervals import Estimate, mean_ci
+from .intervals import Interval, mean_interval, none_if_nan
 from .peers import PG_BLOCK_BYTES, PG_FILE_BYTES, PG_MAX_FRAMED_BYTES, PG_METHODS, PG_TRIAL, calibrated_entries
 from .places import pick_directory
 from .targets import describe
@@ -54,8 +54,8 @@ class PgTest:
     sync_p99_us: list[float | None] = field(default_factory=list)
     na: str = ""
 
-    def estimate(self) -> Estimate:
-        return mean_ci(self.ops_per_sec)
+    def estimate(self) -> Interval:
+        return mean_interval(self.ops_per_sec)
 
 
 @dataclass
@@ -72,8 +72,8 @@ class PgTestReport:
         d = asdict(self)
         for t, row in zip(self.tests, d["tests"]):
             e = t.estimate()
-            row.update(mean_ops_per_sec=e.mean, ci_low=e.low, ci_high=e.high,
-                       usecs_per_op=1e6 / e.mean if e.mean else None)
+            row.update(mean_ops_per_sec=none_if_nan(e.estimate), ci_low=none_if_nan(e.low), ci_high=none_if_nan(e.high),
+                       usecs_per_op=1e6 / e.estimate if e.has_estimate() and e.estimate else None)
         return d
 
     def to_rows(self) -> list[dict]:

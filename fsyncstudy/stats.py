@@ -14,7 +14,8 @@ uncertainty we report is across trials of a configuration:
 * outliers by Tukey's fences (below Q1 - 1.5 IQR or above Q3 + 1.5 IQR), counted and
   reported, never dropped.
 
-The interval functions live in ``intervals`` (standard library only) and are re-exported here.
+The interval functions, and ``T_METHOD`` and ``RATIO_METHOD`` that name them in captions, live in
+``intervals`` (standard library only) and are re-exported here.
 Every table carries ``n`` and ``ci_method`` so a figure never loses where its interval came from.
 """
 from __future__ import annotations
@@ -25,16 +26,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from .intervals import (Interval, mean_interval, quantile_interval, ratio_interval,  # noqa: F401
-                        zero_events_upper)
+from .intervals import (RATIO_METHOD, T_METHOD, Interval, mean_interval, quantile_interval,  # noqa: F401
+                        ratio_interval, zero_events_upper)
 
 CONFIDENCE = 0.95
 N_BOOT = 2000
-T_METHOD = "geometric mean, 95% t interval on the log scale, over trials"
 BCA_METHOD = "95% BCa bootstrap over trials (from 20 trials)"
 #: BCa intervals below this many values are not given (their coverage fell to 70-87%).
 BCA_MIN_N = 20
-RATIO_METHOD = "geometric mean of per-round ratios, 95% t interval of the log ratios"
 #: Columns that describe a configuration, carried into every summary row.
 CONFIG_COLUMNS = ["target", "target_label", "target_fstype", "target_durability", "config", "config_label",
                   "strategy", "kind", "interval_ms", "writers", "prealloc", "sync_method", "nominal_loss_window_ms"]

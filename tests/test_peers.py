@@ -44,12 +44,12 @@ def test_t_quantiles_match_scipy():
 
 def test_ratio_is_the_geometric_mean_of_paired_rounds_with_an_interval():
     r = intervals.paired_ratio_ci([100, 200, 400], [100, 100, 100])
-    assert r.mean == pytest.approx(2.0) and r.n == 3
+    assert r.estimate == pytest.approx(2.0) and r.n == 3
     assert r.low < 2.0 < r.high and r.low > 0
     same = intervals.paired_ratio_ci([5.0, 7.0], [5.0, 7.0])
-    assert same.mean == 1.0 and same.low == same.high == 1.0
+    assert same.estimate == 1.0 and same.low == same.high == 1.0
     one = intervals.paired_ratio_ci([3.0], [2.0])
-    assert one.mean == pytest.approx(1.5) and one.low is None
+    assert one.estimate == pytest.approx(1.5) and not one.has_interval()
     assert intervals.paired_ratio_ci([3.0, 4.0], [None, 2.0]).n == 1   # a round the peer could not run is left out
 
 
@@ -68,7 +68,7 @@ def test_short_comparison_with_fio_runs_and_parses_real_fio_output(disk_dir):
             assert isinstance(a, float) and 0 < a <= b            # parsed from fio's percentile block
         assert p.target_fstype and p.block_bytes == 144
         r = p.ratio()
-        assert math.isfinite(r.mean) and r.low <= r.mean <= r.high
+        assert math.isfinite(r.estimate) and r.low <= r.estimate <= r.high
     # fio synced (n or n - 1 times), the no-sync job did not
     assert all(s in (199, 200) for s in sync.peer_syncs) and sync.ours_syncs == [200, 200]
     assert nosync.peer_syncs == [0, 0] and nosync.ours_syncs == [0, 0]
@@ -78,8 +78,8 @@ def test_short_comparison_with_fio_runs_and_parses_real_fio_output(disk_dir):
     assert len(rows) == 2 * 2 * 2 and {r["side"] for r in rows} == {"ours", "peer"}
     assert {r["tool"] for r in rows} == {"fsyncstudy", "fio"}
     s = sync.summary()
-    assert s["ratio"] == pytest.approx(sync.ratio().mean) and s["peer_p99_us"] > 0
-    json.dumps([p.as_dict() for p in res])           # plain data all the way down
+    assert s["ratio"] == pytest.approx(sync.ratio().estimate) and s["peer_p99_us"] > 0
+    json.dumps([p.as_dict() for p in res], allow_nan=False)   # plain data all the way down, None for no value
     assert leftovers(disk_dir) == []
 
 
@@ -220,7 +220,8 @@ def test_pg_pairs_match_each_sync_method(disk_dir, tmp_path, monkeypatch):
         assert p.block_bytes == 8192 and p.overwrite_offset0 and p.prealloc == "zero-fill"
         assert p.peer_ops_per_sec[0] > 0 and p.ours_ops_per_sec[0] > 0 and p.peer_p99_us == [None]
         assert p.ours_syncs == [p.entries] and p.peer_version.endswith("15.0")
-        assert p.ratio().low is None    # one round: no interval
+        assert not p.ratio().has_interval()    # one round: no interval
+        assert p.summary()["ratio_ci_low"] is None   # and None in JSON, which has no NaN
     assert res[1].peer_ops_per_sec == [pytest.approx(1231110.529)]
     assert any("O_DIRECT" in n for n in res[0].notes)
     assert leftovers(disk_dir) == []
@@ -305,7 +306,7 @@ def test_pgtest_prints_pg_test_fsyncs_sections_and_lines(disk_dir):
     fd = next(t for t in rep.tests if t.section == 1 and t.label == "fdatasync")
     assert fd.how == "engine always/fdatasync" and fd.sync_p99_us[0] > 0
     assert len(rep.to_rows()) == 2 * sum(t.how != "n/a" for t in rep.tests)
-    json.dumps(rep.as_dict())
+    json.dumps(rep.as_dict(), allow_nan=False)
     assert leftovers(disk_dir) == []
 
 

@@ -43,6 +43,7 @@ def test_ratio_interval_pairs_by_round_and_is_never_negative():
     iv = stats.ratio_interval([20, 22, 21, 25, 30], [1, 1.1, 1.0], pairs=([1, 2, 3, 3, 4], [1, 2, 3]))
     assert iv.n == 3 and iv.estimate == pytest.approx((20 / 1 * 22 / 1.1 * math.sqrt(21 * 25) / 1.0) ** (1 / 3))
     assert 0 < iv.low < iv.estimate < iv.high
+    assert iv.method == stats.RATIO_METHOD   # the captions' words are the interval's own
     with pytest.raises(ValueError):
         stats.ratio_interval([1, 2], [1, 2, 3], pairs=[1, 2])
 
@@ -69,6 +70,7 @@ def test_summaries_carry_n_and_the_method():
     # three trials each: the t interval on the log scale, and no BCa (it covered 70-87% at such n)
     assert s["ci_method"].str.contains("t interval on the log scale").all() and not s["ci_method"].str.contains("BCa").any()
     assert s["bca_low"].isna().all()
+    assert all(stats.T_METHOD.startswith(m) for m in s["ci_method"])   # the caption says what the table did
     assert ops.loc["none/w1/append/fdatasync", "estimate"] == pytest.approx((1000 * 1100 * 900) ** (1 / 3))
 
 
@@ -89,16 +91,16 @@ def test_unpaired_ratio_is_welchs_interval_of_the_log_difference():
 
     from fsyncstudy import intervals
     a, b = [10.0, 12.0, 11.0, 13.0], [20.0, 25.0, 22.0]
-    r = intervals.unpaired_ratio_ci(b, a)
+    r = intervals.ratio_interval(b, a)
     la, lb = np.log(a), np.log(b)
-    assert r.mean == pytest.approx(math.exp(lb.mean() - la.mean()))
+    assert r.estimate == pytest.approx(math.exp(lb.mean() - la.mean()))
     va, vb = la.var(ddof=1) / 4, lb.var(ddof=1) / 3
     df = (va + vb) ** 2 / (va ** 2 / 3 + vb ** 2 / 2)
     half = st.t.ppf(0.975, int(df)) * math.sqrt(va + vb)   # df rounded down: a little wider, never narrower
     assert r.low == pytest.approx(math.exp(lb.mean() - la.mean() - half), rel=1e-5)
     assert r.high == pytest.approx(math.exp(lb.mean() - la.mean() + half), rel=1e-5)
-    assert intervals.unpaired_ratio_ci([5.0], [2.0, 3.0]).low is None
-    assert intervals.unpaired_ratio_ci([], [1.0]).mean is None
+    assert not intervals.ratio_interval([5.0], [2.0, 3.0]).has_interval()
+    assert not intervals.ratio_interval([], [1.0]).has_estimate()
 
 
 def test_variance_components_find_a_round_effect_and_its_size():

@@ -1,0 +1,166 @@
+"""At your rate (notebook 06, the open-loop load study): latency from arrival per rate, the knee,
+the advice for a rate and a loss budget, and the writer doing work between entries."""
+from __future__ import annotations
+
+import pandas as pd
+
+from .. import intervals
+
+
+#: A rate is below the knee while its p99 latency from arrival stays within this factor of the
+#: unloaded p99 (the lowest rate's), or within KNEE_FLOOR_US of it, whichever is larger (doubling a
+#: 60 us p99 is noise, not a knee), and no trial left entries queued.
+KNEE_FACTOR = 2.0
+KNEE_FLOOR_US = 1000.0
+LOAD_METHOD = "geometric mean over trials, 95% t interval of the logs"
+
+
+def geomean(values) -> intervals.Interval:
+    """Geometric mean with the t interval of the logs (latencies are positive and skewed): the
+    positive values through ``intervals.mean_interval``, which works on the log scale for positive
+    values (this took the logs itself once, so for values above 1 it averaged logs of logs)."""
+    return intervals.mean_interval([v for v in values if v is not None and v == v and v > 0])
+
+
+def load_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per target, configuration and offered rate: the achieved rate, latency from arrival (p50, p99,
+    p99.9), service p99 and batch exposure (geometric means over trials with 95% intervals), how many
+    trials left entries queued, the generator's lateness and the CPU per entry."""
+    rows = []
+    if "busy" in df:
+        df = df[~df["busy"]]   # the busy-writer cells are not part of the rate sweep (busy_summary)
+    for (target, config, rate), g in df.groupby(["target", "config", "rate"], sort=False):
+        row = {"target": target, "target_label": g["target_label"].iloc[0],
+               "target_durability": g["target_durability"].iloc[0], "config": config,
+               "config_label": g["config_label"].iloc[0], "strategy": g["strategy"].iloc[0], "kind": g["kind"].iloc[0],
+               "rate": rate, "n": len(g), "achieved_rate": g["achieved_rate"].mean(),
+               "saturated_trials": int(g["saturated"].astype(bool).sum()),
+               "lateness_us_p99": g["lateness_us_p99"].max(), "cpu_us_per_entry": g["cpu_us_per_entry"].mean(),
+               "ci_method": LOAD_METHOD}
+        for col in ("latency_us_p50", "latency_us_p99", "latency_us_p999", "service_us_p99", "exposure_ms_max"):
+            e = geomean(g[col])
+            row[col], row[col + "_low"], row[col + "_high"] = e.estimate, e.low, e.high
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    return out.sort_values(["target", "config", "rate"]).reset_index(drop=True) if len(out) else out
+
+
+def knees(df: pd.DataFrame, factor: float = KNEE_FACTOR, floor_us: float = KNEE_FLOOR_US) -> pd.DataFrame:
+    """Per target and configuration, from a load study's trials: the knee, the highest offered rate up
+    to which p99 latency from arrival stays within ``factor`` of the unloaded p99 (the lowest rate's),
+    or within ``floor_us`` of it if that is more, with no entries left queued.  Found in each round separately (a round runs every rate once), so
+    the knee comes with its spread over rounds: the median round's knee, and the lowest and highest.
+    0 means: already past it at the lowest rate measured."""
+    import statistics
+    rows = []
+    if "busy" in df:
+        df = df[~df["busy"]]
+    for (target, config), g in df.groupby(["target", "config"], sort=False):
+        rates = sorted(set(g["rate"]))
+        per_round = []
+        for _, r in g.groupby("round"):
+            p99 = dict(zip(r["rate"], r["latency_us_p99"]))
+            sat = dict(zip(r["rate"], r["saturated"].astype(bool)))
+            if rates[0] not in p99:
+                continue
+            knee = 0.0
+            for rate in rates:
+                if rate not in p99 or sat[rate] or not p99[rate] <= max(factor * p99[rates[0]], p99[rates[0]] + floor_us):
+                    break
+                knee = rate
+            per_round.append(knee)
+        if not per_round:
+            continue
+        median = statistics.median_low(per_round)
+        later = [r for r in rates if r > median]
+        base = geomean(g.loc[g["rate"] == rates[0], "latency_us_p99"])
+        rows.append({"target": target, "target_label": g["target_label"].iloc[0], "config": config,
+                     "config_label": g["config_label"].iloc[0], "kind": g["kind"].iloc[0],
+                     "unloaded_p99_us": base.estimate,
+                     "bound_us": max(factor * base.estimate, base.estimate + floor_us) if base.has_estimate() else None,
+                     "knee_rate": median, "knee_low": min(per_round), "knee_high": max(per_round),
+                     "next_rate": later[0] if later else None, "rounds": len(per_round),
+                     "capacity_seen": g["achieved_rate"].max(), "rates": len(rates)})
+    out = pd.DataFrame(rows)
+    return out.sort_values(["target_label", "config"]).reset_index(drop=True) if len(out) else out
+
+
+def _window_ms(row) -> tuple[float | None, float | None, str]:
+    """What an acknowledgement risks at this rate: (estimate, upper bound, how it is known)."""
+    if row["kind"] in ("always", "group"):
+        return 0.0, 0.0, "acknowledged after its sync"
+    if row["kind"] == "batch":   # no interval (one trial): no upper bound to promise
+        return (intervals.none_if_nan(row["exposure_ms_max"]), intervals.none_if_nan(row["exposure_ms_max_high"]),
+                "measured worst exposure per trial")
+    return None, None, "never synced: the kernel decides (seconds)"
+
+
+def _or_estimate(bound, row) -> float:
+    """A bound of the p99 latency, or its estimate where there is no interval (one trial: NaN)."""
+    return row["latency_us_p99"] if bound is None or bound != bound else bound
+
+
+def advise(summ: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: float | None = None) -> pd.DataFrame:
+    """Per target: among the configurations measured at ``rate`` or the next rate above it, those that
+    lose at most ``loss_budget_ms`` of acknowledged entries (the upper bound of the measured window) and
+    keep p99 latency from arrival within ``p99_budget_ms`` (its upper bound) without saturating; the one
+    with the lowest p99 is the advice.  Every candidate is listed with its evidence and verdict."""
+    rows = []
+    for target, g in summ.groupby("target", sort=False):
+        above = sorted(r for r in set(g["rate"]) if r >= rate)
+        if not above:
+            rows.append({"target": target, "target_label": g["target_label"].iloc[0], "config": None,
+                         "verdict": f"not measured at {rate:,.0f}/s or above (highest: {g['rate'].max():,.0f}/s)"})
+            continue
+        at = above[0]
+        for _, r in g[g["rate"] == at].iterrows():
+            w, w_hi, how = _window_ms(r)
+            if r["saturated_trials"]:
+                verdict = "cannot keep up"
+            elif w_hi is None or w_hi > loss_budget_ms:
+                verdict = "loses too much"
+            elif p99_budget_ms is not None and _or_estimate(r["latency_us_p99_high"], r) > p99_budget_ms * 1e3:
+                verdict = "too slow"
+            else:
+                verdict = "meets both"
+            rows.append({"target": target, "target_label": r["target_label"], "config": r["config"],
+                         "config_label": r["config_label"], "kind": r["kind"], "measured_at": at,
+                         "p99_ms": r["latency_us_p99"] / 1e3,
+                         "p99_ms_low": _or_estimate(r["latency_us_p99_low"], r) / 1e3,
+                         "p99_ms_high": _or_estimate(r["latency_us_p99_high"], r) / 1e3,
+                         "window_ms": w, "window_ms_high": w_hi, "window_source": how,
+                         "entries_at_risk": None if w is None else rate * w / 1e3, "verdict": verdict})
+    out = pd.DataFrame(rows)
+    if len(out) and "p99_ms" in out:
+        out["advised"] = False
+        for target, g in out[out["verdict"] == "meets both"].groupby("target"):
+            out.loc[g["p99_ms"].idxmin(), "advised"] = True
+    return out
+
+
+#: The rate and the loss budgets the report's index answers for.
+DEFAULT_RATE = 2000
+DEFAULT_LOSS_BUDGETS_MS = (0, 20)
+
+
+def busy_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """When the writer's thread does work between entries: per target and strategy at the busy rate,
+    batch's worst exposure and p99 latency from arrival at each amount of work, 0 included (from the
+    rate sweep's cell at the same rate)."""
+    if "busy" not in df or not df["busy"].any():
+        return pd.DataFrame()
+    busy = df[df["busy"]]
+    rate = busy["rate"].iloc[0]
+    base_configs = {c.rsplit("/w", 1)[0] for c in busy["config"]}
+    plain = df[~df["busy"] & (df["rate"] == rate) & df["config"].isin(base_configs)]
+    rows = []
+    for (target, config, work), g in pd.concat([plain, busy]).groupby(["target", "config", "work_us"], sort=False):
+        e, lat = geomean(g["exposure_ms_max"]), geomean(g["latency_us_p99"])
+        rows.append({"target": target, "target_label": g["target_label"].iloc[0], "strategy": g["strategy"].iloc[0],
+                     "kind": g["kind"].iloc[0], "clients": int(g["clients"].iloc[0]), "rate": rate,
+                     "work_us": work, "cpu_busy_share": work * 1e-6 * rate, "n": len(g),
+                     "exposure_ms_max": e.estimate, "exposure_ms_max_low": e.low, "exposure_ms_max_high": e.high,
+                     "latency_us_p99": lat.estimate, "latency_us_p99_low": lat.low, "latency_us_p99_high": lat.high,
+                     "saturated_trials": int(g["saturated"].astype(bool).sum())})
+    out = pd.DataFrame(rows)
+    return out.sort_values(["target_label", "strategy", "work_us"]).reset_index(drop=True)

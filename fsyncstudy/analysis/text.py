@@ -1,0 +1,223 @@
+"""Sentences and the notebooks' checks: numbers formatted with the precision they deserve, each
+topic's tables turned into the sentences the notebooks and the report's index print, and ``Checks``,
+the invariants a notebook asserts.  The topic modules compute; this one words what they computed."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..trial import CPU_BOUND_SHARE
+from .load import DEFAULT_LOSS_BUDGETS_MS, DEFAULT_RATE, advise, load_summary
+from .realdb import QUIET_FLUSHES_PER_COMMIT
+from .sweep import TASK
+from .tworuns import ceiling_ratios
+
+
+def fmt_ratio(x: float) -> str:
+    """A ratio with the precision its size deserves: 1.07, 12.3, 98."""
+    if not np.isfinite(x):
+        return "n/a"
+    return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:,.0f}"
+
+
+def span(values, fmt=fmt_ratio) -> str:
+    """'a–b' over the values, or one number when both ends print the same ('0.99', not '0.99–0.99')."""
+    vals = [v for v in values if v == v]
+    if not vals:
+        return "n/a"
+    lo, hi = fmt(min(vals)), fmt(max(vals))
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def ratio_text(est: float, low: float, high: float) -> str:
+    return f"{fmt_ratio(est)}× (95% CI {fmt_ratio(low)}–{fmt_ratio(high)})"
+
+
+CPU_SHARE_TEXT = f"{CPU_BOUND_SHARE:.0%}"
+
+
+def cpu_bound_text(df: pd.DataFrame, target: str, configs: list[str]) -> str:
+    """A computed sentence on whether these configurations' ops/sec measure the storage or the CPU
+    on one target: from the trials' ``bound`` (CPU time over elapsed time) where the dataset has it,
+    else '' (datasets measured before CPU accounting)."""
+    if "bound" not in df.columns:
+        return ""
+    g = df[(df["target"] == target) & df["config"].isin(configs) & (df["bound"].fillna("") != "")]
+    if g.empty:
+        return ""
+    cpu = g[g["bound"] == "cpu"]
+    names = " and ".join(f"`{c.split('/')[0]}`" for c in configs)
+    if len(cpu) == len(g):
+        return (f"{names} were CPU-bound in all {len(g)} trials (the process on a CPU for at least "
+                f"{CPU_SHARE_TEXT} of the time, {g['cpu_us_per_entry'].median():.2f} µs of CPU per entry at the median): "
+                "their ops/sec measure the write loop and the kernel's copy, not the storage.")
+    if cpu.empty:
+        return f"{names} were storage-bound in all {len(g)} trials."
+    return f"{names} were CPU-bound in {len(cpu)} of {len(g)} trials."
+
+
+def writeback_phrase(fstype: str, durability: str, bound_s: float) -> str:
+    """What bounds an unsynced entry's exposure on this target, in words."""
+    if durability == "volatile" or str(fstype) in ("tmpfs", "ramfs"):
+        return "nothing there ever reaches durable storage"
+    if str(fstype).startswith("fuse"):
+        return "this FUSE target writes nothing back before a sync, so a power cut loses every unsynced entry"
+    return f"the kernel writes back after about {bound_s:.0f} s"
+
+
+def ceiling_text(df: pd.DataFrame, ceiling: pd.DataFrame, target: str, configs: list[str], source: str) -> str:
+    """A computed sentence: the C loop's no-sync write ceiling on this target (``write_ceiling``,
+    from the comparison dataset ``source``) and where these configurations reach against it; '' when
+    the comparison did not measure this target."""
+    ratios = ceiling_ratios(df, ceiling, target, configs)
+    if not ratios:
+        return ""
+    c = ceiling.loc[df.loc[df["target"] == target, "target_label"].iloc[0]]
+    lo = f"{c['low']:,.0f}–{c['high']:,.0f}" if np.isfinite(c["low"]) else "no interval"
+    reach = " and ".join(f"`{k.split('/')[0]}` {ratio_text(r.estimate, r.low, r.high)}" for k, r in ratios.items())
+    return (f"The ceiling of a C loop: fio writing the same {int(c['block_bytes'])}-byte records without syncing "
+            f"(to a file preallocated with {c['prealloc']}) reached "
+            f"{c['ops_per_sec']:,.0f} ops/s on this target (95% CI {lo}, {int(c['rounds'])} rounds of the comparison "
+            f"run `{source}`); {reach} of it.")
+
+
+def _ci(e, fmt) -> str:
+    return fmt(e.estimate) + ("" if not e.has_interval() else f" (95% CI {fmt(e.low)}–{fmt(e.high)})")
+
+
+def headline_lines(rows: list[dict]) -> list[str]:
+    """The headline as sentences, one per target (plain text; the report's index wraps them in HTML)."""
+    ops, ratio = (lambda x: f"{x:,.0f}"), fmt_ratio
+    lines = []
+    for h in rows:
+        text = f"**{h['target_label']}**: `always` sustains {_ci(h['always'], ops)} ops/s"
+        if h["best_zero_loss"] != TASK[0]:
+            text += (f"; the fastest choice that loses nothing acknowledged is `{h['best_zero_loss_label']}`, "
+                     f"{_ci(h['best_zero_loss_ratio'], ratio)}× that")
+        if h["batch10_ratio"].has_estimate():
+            text += (f"; `batch_10ms` runs {_ci(h['batch10_ratio'], ratio)}× `always`, and its worst exposure of an "
+                     f"acknowledged entry was {h['batch10_exposure_ms'].estimate:.1f} ms per trial (geometric mean) "
+                     f"({h['batch10_exposure_max_ms']:.1f} ms at most)")
+        lines.append(text + f" [n = {h['n']} trials each]")
+    return lines
+
+
+def advice_lines(adv: pd.DataFrame, rate: float, loss_budget_ms: float) -> list[str]:
+    """The advice as sentences, one per target."""
+    lines = []
+    # the machine's own disks first, then the lab's filesystems, then its emulations
+    order = sorted(dict.fromkeys(adv["target"]), key=lambda t: (
+        adv.loc[adv["target"] == t, "target_label"].iloc[0].startswith("lab:"),
+        "EMULATED" in adv.loc[adv["target"] == t, "target_label"].iloc[0]))
+    for target in order:
+        g = adv[adv["target"] == target]
+        label = g["target_label"].iloc[0]
+        if g["config"].isna().all():
+            lines.append(f"**{label}**: {g['verdict'].iloc[0]}")
+            continue
+        best = g[g.get("advised", False) == True]  # noqa: E712
+        if best.empty:
+            why = "; ".join(f"`{r.config_label}` {r.verdict}" + (f" ({r.window_ms:.1f} ms window)" if r.verdict ==
+                                                                  "loses too much" and r.window_ms == r.window_ms
+                                                                  and r.window_ms is not None else "")
+                            for r in g.itertuples())
+            lines.append(f"**{label}**: no strategy measured both keeps up at {rate:,.0f}/s and loses at most "
+                         f"{loss_budget_ms:g} ms: {why}")
+            continue
+        b = best.iloc[0]
+        risk = ("loses nothing acknowledged" if b["window_ms"] == 0 else
+                f"risks the last {b['window_ms']:.1f} ms (up to {b['window_ms_high']:.1f}), about "
+                f"{b['entries_at_risk']:,.0f} entries at a power cut")
+        lines.append(f"**{label}** at {rate:,.0f} entries/s, losing at most {loss_budget_ms:g} ms: `{b['config_label']}` "
+                     f"answers with p99 {b['p99_ms']:.2f} ms (95% CI {b['p99_ms_low']:.2f}–{b['p99_ms_high']:.2f}, "
+                     f"measured at {b['measured_at']:,.0f}/s) and {risk}")
+    return lines
+
+
+def at_rate_lines(load_df: pd.DataFrame, rate: float = DEFAULT_RATE,
+                  budgets=DEFAULT_LOSS_BUDGETS_MS) -> list[str]:
+    """The index's answer at a default rate: the advice for each loss budget, per target."""
+    summ = load_summary(load_df)
+    out = []
+    for budget in budgets:
+        out += advice_lines(advise(summ, rate, budget), rate, budget)
+    return out
+
+
+def flush_attribution(pred: pd.DataFrame) -> list[str]:
+    """Sentences, one per target, on the flushes the device-wide counter saw from other processes
+    during the real-database study (``realdb_predictions``' ``*_others_flushes_per_commit``): empty
+    where the disk was quiet or nothing was measured."""
+    out = []
+    if "predicted_others_flushes_per_commit" not in pred:
+        return out
+    for label, g in pred.groupby("target_label", sort=False):
+        o = pd.concat([g["db_others_flushes_per_commit"], g["predicted_others_flushes_per_commit"]]).dropna()
+        if len(o) and o.max() >= QUIET_FLUSHES_PER_COMMIT:
+            out.append(f"On {label} other processes were flushing the same device: in the quiet window before "
+                       f"each trial it saw what adds up to {o.median():.2f} flushes per commit at the median "
+                       f"(up to {o.max():.2f}). The device-wide flush counts per commit on this page include "
+                       "them; they cannot be told apart from ours, so the flush differences are not attributed.")
+    return out
+
+
+def prediction_why(row) -> str:
+    """Where a database and its prediction differ per commit, the larger differences first, computed
+    from one row of ``realdb_predictions``: syncs (device flushes), bytes reaching the device, CPU."""
+    parts = []
+
+    def ratio(a, b):
+        return a / b if np.isfinite(a) and np.isfinite(b) and b > 0 else float("nan")
+
+    f = ratio(row["db_flushes_per_commit"], row["predicted_flushes_per_commit"])
+    others = np.nanmax([row.get("db_others_flushes_per_commit", np.nan),
+                        row.get("predicted_others_flushes_per_commit", np.nan), 0.0])
+    if others >= QUIET_FLUSHES_PER_COMMIT:   # the device-wide counter counted other processes too
+        parts.append((0.0, f"device flushes not compared ({others:.2f} per commit came from other processes)"))
+    elif np.isfinite(row["db_flushes_per_commit"]) and np.isfinite(row["predicted_flushes_per_commit"]) and \
+            max(row["db_flushes_per_commit"], row["predicted_flushes_per_commit"]) >= 0.05:
+        parts.append((abs(np.log(f)) if np.isfinite(f) and f > 0 else 9.0,
+                      f"device flushes per commit {row['db_flushes_per_commit']:.2f} against "
+                      f"{row['predicted_flushes_per_commit']:.2f}"))
+    b = ratio(row["db_bytes_per_commit"], row["predicted_bytes_per_commit"])
+    if np.isfinite(b) and b > 0 and max(row["db_bytes_per_commit"], row["predicted_bytes_per_commit"]) >= 512:
+        parts.append((abs(np.log(b)), f"bytes written to the device per commit {row['db_bytes_per_commit']:,.0f} "
+                                      f"against {row['predicted_bytes_per_commit']:,.0f}"))
+    c = ratio(row["db_cpu_us_per_commit"], row["predicted_cpu_us_per_commit"])
+    if np.isfinite(c) and c > 0:
+        server = row.get("db_server_cpu_us_per_commit", float("nan"))
+        who = (f"{row['db_client_cpu_us_per_commit']:,.1f} in the clients + {server:,.1f} in the server"
+               if np.isfinite(server) else "in the client process, which is the database")
+        parts.append((abs(np.log(c)), f"CPU per commit {row['db_cpu_us_per_commit']:,.1f} µs ({who}) "
+                                      f"against {row['predicted_cpu_us_per_commit']:,.1f} µs in our writer"))
+    parts.sort(key=lambda x: -x[0])
+    return "; ".join(p for _, p in parts)
+
+
+class Checks:
+    """The invariants a notebook asserts on its data.  Each ``check(ok, what, detail)`` fails at once
+    (AssertionError, so nbval and the report stop) when ``ok`` is false; shown in a notebook, the
+    object is one line: how many held, and which.
+
+    A check whose premise the machine can break (a device-wide counter on a disk other processes
+    use) passes ``unless``: the measured reason its premise did not hold, or "" when it held.  With a
+    reason it is not applied, and the line says which checks were not, and why."""
+
+    def __init__(self):
+        self.held: list[str] = []
+        self.not_checked: list[tuple[str, str]] = []
+
+    def __call__(self, ok, what: str, detail=None, unless: str = "") -> None:
+        if unless:
+            self.not_checked.append((what, unless))
+            return
+        if not bool(ok):
+            raise AssertionError(f"{what}: does not hold" + ("" if detail is None else f"\n{detail}"))
+        self.held.append(what)
+
+    def _repr_markdown_(self) -> str:
+        text = f"**{len(self.held)} checks on this data hold**: " + "; ".join(self.held) + "."
+        if self.not_checked:
+            text += (f" **{len(self.not_checked)} not checked**, because what {'it rests' if len(self.not_checked) == 1 else 'they rest'} "
+                     "on did not hold here: " + "; ".join(f"{what} ({why})" for what, why in self.not_checked) + ".")
+        return text

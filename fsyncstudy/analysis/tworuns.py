@@ -1,0 +1,86 @@
+"""Two runs side by side (notebooks 01-02 and 07): the C loop's write ceiling from a comparison run
+beside a sweep, and run B against run A."""
+from __future__ import annotations
+
+import pandas as pd
+
+from .. import intervals
+
+
+def write_ceiling(peers_df: pd.DataFrame) -> pd.DataFrame:
+    """The write ceiling of a C loop per target, from a comparison dataset: fio's no-sync writes
+    (``--rw=write --ioengine=sync``, the ``fio-nosync`` pair's peer side), indexed by target label,
+    with the geometric mean over rounds and its 95% t interval, the record size, and the raw values
+    (``values``) to build ratios from.  Empty when the dataset has no such pair."""
+    rows = []
+    has = len(peers_df) and {"pair", "side", "target_label"} <= set(peers_df.columns)
+    f = peers_df[(peers_df["pair"] == "fio-nosync") & (peers_df["side"] == "peer")] if has else None
+    for label, g in f.groupby("target_label", sort=False) if f is not None else ():
+        iv = intervals.mean_interval(g["ops_per_sec"].tolist())
+        rows.append({"target_label": label, "ops_per_sec": iv.estimate, "low": iv.low, "high": iv.high,
+                     "rounds": len(g), "block_bytes": int(g["block_bytes"].iloc[0]),
+                     "prealloc": str(g["prealloc"].iloc[0]), "values": g["ops_per_sec"].tolist()})
+    return pd.DataFrame(rows, columns=["target_label", "ops_per_sec", "low", "high", "rounds", "block_bytes",
+                                       "prealloc", "values"]).set_index("target_label")
+
+
+def ceiling_ratios(df: pd.DataFrame, ceiling: pd.DataFrame, target: str, configs: list[str]) -> dict:
+    """Each configuration's ops/sec on ``target`` over the C loop's ceiling on the same target
+    (matched by target label and record size), as ``intervals.ratio_interval`` of two independent
+    samples (the sweep and the comparison are separate runs: nothing pairs them).  {} when the
+    ceiling was not measured there or with another record size."""
+    g = df[df["target"] == target]
+    if g.empty or ceiling.empty:
+        return {}
+    label = g["target_label"].iloc[0]
+    if label not in ceiling.index:
+        return {}
+    c = ceiling.loc[label]
+    out = {}
+    for config in configs:
+        x = g[g["config"] == config]
+        if len(x) and "record_bytes" in x.columns and int(x["record_bytes"].iloc[0]) == int(c["block_bytes"]):
+            out[config] = intervals.ratio_interval(x["ops_per_sec"].tolist(), c["values"])
+    return out
+
+
+def pair_targets(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, str]:
+    """Which target of run B stands for each target of run A: the same directory, else the same label,
+    else, when each run has one target, that one."""
+    ta, tb = list(dict.fromkeys(a["target"])), list(dict.fromkeys(b["target"]))
+    la = dict(zip(a["target"], a["target_label"]))
+    lb = {label: t for t, label in zip(b["target"], b["target_label"])}
+    out = {t: t for t in ta if t in tb}
+    for t in ta:
+        if t not in out and la[t] in lb and lb[la[t]] not in out.values():
+            out[t] = lb[la[t]]
+    if not out and len(ta) == 1 and len(tb) == 1:
+        out[ta[0]] = tb[0]
+    return out
+
+
+def diff_runs(a: pd.DataFrame, b: pd.DataFrame, metric: str = "ops_per_sec") -> pd.DataFrame:
+    """Run B against run A, per target and configuration both hold: each side's mean with its 95% t
+    interval, the ratio B/A of geometric means with Welch's 95% interval (the runs share no rounds),
+    and whether B is significantly higher, lower, or neither.  Rows of trials that failed must be
+    left out before (``sweep.load`` does)."""
+    rows = []
+    for ta, tb in pair_targets(a, b).items():
+        ga, gb = a[a["target"] == ta], b[b["target"] == tb]
+        for config in dict.fromkeys(ga["config"]):
+            xa = ga.loc[ga["config"] == config, metric].dropna().tolist()
+            xb = gb.loc[gb["config"] == config, metric].dropna().tolist()
+            if not xa or not xb:
+                continue
+            ea, eb = intervals.mean_interval(xa), intervals.mean_interval(xb)
+            r = intervals.ratio_interval(xb, xa)
+            verdict = ("too few trials for an interval" if not r.has_interval() else
+                       "B higher" if r.low > 1 else "B lower" if r.high < 1 else "no significant difference")
+            first = ga[ga["config"] == config].iloc[0]
+            rows.append({"target_a": ta, "target_b": tb, "target_label": first["target_label"], "config": config,
+                         "config_label": first["config_label"], "metric": metric,
+                         "n_a": ea.n, "mean_a": ea.estimate, "low_a": ea.low, "high_a": ea.high,
+                         "n_b": eb.n, "mean_b": eb.estimate, "low_b": eb.low, "high_b": eb.high,
+                         "ratio": r.estimate, "ratio_low": r.low, "ratio_high": r.high, "verdict": verdict,
+                         "ci_method": "ratio of geometric means, Welch's 95% t interval of the log difference"})
+    return pd.DataFrame(rows)
