@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import intervals
+from ..strategies import KINDS
 from .sweep import TASK, display_label
 
 
@@ -36,7 +37,7 @@ def headline(df: pd.DataFrame) -> list[dict]:
         always = g.loc[g["config"] == TASK[0], "ops_per_sec"]
         if always.empty:
             continue
-        zero = g[g["kind"].isin(["always", "group"]) & (g["prealloc"] == "append")]
+        zero = g[g["kind"].isin([k for k, row in KINDS.items() if row.acks_durable]) & (g["prealloc"] == "append")]
         best = zero.groupby("config")["ops_per_sec"].mean().idxmax()
         b = g.loc[g["config"] == TASK[1]]
         out.append({

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import intervals
+from ..strategies import KINDS
 
 
 #: A rate is below the knee while its p99 latency from arrival stays within this factor of the
@@ -87,7 +88,7 @@ def knees(df: pd.DataFrame, factor: float = KNEE_FACTOR, floor_us: float = KNEE_
 
 def _window_ms(row) -> tuple[float | None, float | None, str]:
     """What an acknowledgement risks at this rate: (estimate, upper bound, how it is known)."""
-    if row["kind"] in ("always", "group"):
+    if KINDS[row["kind"]].acks_durable:
         return 0.0, 0.0, "acknowledged after its sync"
     if row["kind"] == "batch":   # no interval (one trial): no upper bound to promise
         return (intervals.none_if_nan(row["exposure_ms_max"]), intervals.none_if_nan(row["exposure_ms_max_high"]),
