@@ -273,19 +273,14 @@ def realdb_crash_dataset(path=None, profile_name: str = "quick", seed: int = 0, 
     them; None when the lab cannot come up here (the reason is printed)."""
     if (found := _found(path, realstudy.CRASH_KIND, not measure)) is not None:
         return found
-    from .lab import Lab, LabError
+    from .lab import LabError
+    out = default_out(realstudy.CRASH_KIND, profile_name, BUILD)
     try:
-        with Lab.for_run(targets=["powercut"]) as lab:
-            if "lab:powercut" not in lab.available():
-                print(f"power cuts under real databases skipped: {lab.skipped().get('lab:powercut')}")
-                return None
-            out = default_out(realstudy.CRASH_KIND, profile_name, BUILD)
-            realstudy.run_real_crash(out, profile(profile_name).realdb, seed=seed, lab_dir=lab.lab_dir,
-                                     progress=progress)
-            return out
+        realstudy.run_real_crash_in_lab(out, profile(profile_name).realdb, seed=seed, progress=progress)
     except LabError as e:
         print(f"power cuts under real databases skipped: {e}")
         return None
+    return out
 
 
 @dataclass

@@ -22,7 +22,7 @@ from .log import unwind_on_sigterm
 from .peers import compare
 from .peertools import PG_SECTIONS, PeerFailed, PeerMissing
 from .pgtest import SECTION_NOTES, PgTestReport, run_suite
-from .places import BUILD, pick_directory
+from .places import pick_directory
 from .strategies import PREALLOCATIONS, SYNC_METHODS, parse
 from .targets import advice, describe, device, discover, machine_advice, one_line
 from .trial import run_trial
@@ -556,12 +556,8 @@ def cmd_realdb(args) -> int:
     rows = []
     for s in chosen:
         say(f"{s.key} and its prediction {s.predict} on {directory}")
-        d = realstudy.measure_db(s, str(directory), args.duration, target.block_device, rate=args.rate or 0.0,
-                                 seed=args.seed)
-        p = realstudy.measure_prediction(s, str(directory), args.duration, target.block_device,
-                                         rate=args.rate or 0.0, seed=args.seed)
-        rows.append({"setting": s.key, "clients": s.clients, "db": d, "prediction": {"strategy": s.predict, **p},
-                     "ratio": d["commits_per_sec"] / p["commits_per_sec"] if p["commits_per_sec"] else None})
+        rows.append(realstudy.side_by_side(s, str(directory), args.duration, target.block_device,
+                                           rate=args.rate or 0.0, seed=args.seed))
     if args.json:
         print_json({"fsyncstudy": envelope(target), "results": rows}, indent=1)
         return 0
@@ -580,26 +576,14 @@ def cmd_realdb(args) -> int:
 
 
 def _realdb_crash(args) -> int:
-    from . import analysis, realdb, realstudy
-    from .lab import Lab, LabError
-    chosen = realdb.settings(args.db, args.setting)
-    if args.profile and not (args.db or args.setting):
-        plan = profiles.profile(args.profile).realdb
-    else:
-        plan = realstudy.RealPlan(args.profile or "custom", settings=tuple(s.key for s in chosen),
-                                  cut_settings=tuple(s.key for s in chosen), cuts=args.cuts or 20)
-    out = Path(args.out) if args.out else catalog.default_out(realstudy.CRASH_KIND, args.profile) if args.profile and \
-        not (args.db or args.setting) else BUILD / f"realdb-crash-{'+'.join(sorted({s.db for s in chosen}))}"
+    from . import analysis, realstudy
     try:
-        lab = Lab.for_run(targets=["powercut"])
-        with lab:
-            if "lab:powercut" not in lab.available():
-                raise LabError(f"lab:powercut cannot come up here: {lab.skipped().get('lab:powercut')}")
-            s = realstudy.run_real_crash(out, plan, seed=args.seed, lab_dir=lab.lab_dir,
-                                         progress=not args.quiet and not args.json, cuts=args.cuts)
+        s = study.run_realdb_crash(args.profile, args.db, args.setting, cuts=args.cuts, out=args.out, seed=args.seed,
+                                   progress=not args.quiet and not args.json)
     except KeyboardInterrupt as e:
         say(f"\n{e.args[0] if e.args else 'interrupted'}")
         return 130
+    out = s.out
     for db, why in s.missing.items():
         say(f"{db} skipped: {why}")
     cuts, _ = realstudy.load_crash(out)

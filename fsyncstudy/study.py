@@ -9,9 +9,9 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import NamedTuple
 
-from . import crash, loadstudy, peers, realstudy, sweep
+from . import crash, loadstudy, peers, realdb, realstudy, runner, sweep
 from .catalog import default_out, realdb_targets, runs_dir
-from .places import default_targets
+from .places import BUILD, default_targets
 from .profiles import eta, profile
 
 
@@ -110,3 +110,25 @@ class StudyPaths(NamedTuple):
     realdb: Path | None = None
     realdb_crash: Path | None = None
 
+
+# -- power cuts under the real databases, as `realdb crash` runs them --------------------------------
+
+def run_realdb_crash(profile_name: str | None = None, db: str | None = None, settings: list[str] | None = None,
+                     cuts: int | None = None, out=None, seed: int = 0, progress: bool = True) -> runner.Summary:
+    """Power cuts under the real databases on a storage lab of their own
+    (``realstudy.run_real_crash_in_lab``: a LabError when lab:powercut cannot come up here).
+
+    The plan is the profile's when no database or setting is named; else the named ones (``db``, and
+    ``settings`` of it, as ``realdb.settings``) with ``cuts`` each, 20 unless given.  Into ``out``, else
+    the profile's default dataset in runs/, else build/realdb-crash-<databases>.  The summary's ``out``
+    is the dataset.
+    """
+    chosen = realdb.settings(db, settings)
+    if profile_name and not (db or settings):
+        plan = profile(profile_name).realdb
+        default = default_out(realstudy.CRASH_KIND, profile_name)
+    else:
+        keys = tuple(s.key for s in chosen)
+        plan = realstudy.RealPlan(profile_name or "custom", settings=keys, cut_settings=keys, cuts=cuts or 20)
+        default = BUILD / f"realdb-crash-{'+'.join(sorted({s.db for s in chosen}))}"
+    return realstudy.run_real_crash_in_lab(Path(out) if out else default, plan, seed=seed, progress=progress, cuts=cuts)
