@@ -24,9 +24,12 @@ functions too, and fails on a cycle or an import that goes the other way):
     ``analysis.load`` ``analysis.realdb`` ``analysis.fleet`` ``analysis.text``: the tables the notebooks show
     (frames in, tables out), one module per topic; ``text``: the sentences built from them, and ``Checks``
 13. ``plots`` ``explore``: every figure; the notebooks' widgets (ipywidgets) over them
-14. ``study``: the profiles and the ``make report`` pipeline; the datasets notebooks open
-15. ``report``: notebooks executed and rendered to HTML
-16. ``cli`` ``node`` ``__main__``: the shells (commands and their formatting; the protocol node)
+14. ``profiles``: what each profile measures (a plan for every part of the study); how long that takes
+15. ``catalog``: where datasets go (their default names), which there are, the newest, what the notebooks
+    open; the upgrade of datasets written before format 2
+16. ``study``: the ``make report`` pipeline
+17. ``report``: notebooks executed and rendered to HTML
+18. ``cli`` ``node`` ``__main__``: the shells (commands and their formatting; the protocol node)
 
 Layers 1-8 are the standard library only: the protocol node starts from them.  pandas,
 scipy and seaborn come in with ``stats``, ``analysis`` and ``plots``.

@@ -14,7 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import __version__, study
+from . import __version__, catalog, profiles, study
 from .dataset import now_utc
 from .etcd import ETCD_P99_LIMIT_MS, run_etcd_preset
 from .intervals import Interval
@@ -133,16 +133,17 @@ def cmd_devices(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    from . import sweep
     from .sweep import run_sweep
 
     if args.scheduler:
         return cmd_fleet_sweep(args)
     if args.host:
         raise ValueError("--host names the hosts of a fleet: give --scheduler too")
-    out = args.out or study.sweep_out(args.profile)
+    out = args.out or catalog.default_out(sweep.KIND, args.profile)
     say(f"study: {args.profile} profile into {out}")
     try:
-        s = run_sweep(out, profile=study.profile(args.profile).sweep, targets=args.target, seed=args.seed,
+        s = run_sweep(out, profile=profiles.profile(args.profile).sweep, targets=args.target, seed=args.seed,
                       progress=not args.quiet)
     except KeyboardInterrupt as e:
         print(f"\n{e.args[0] if e.args else 'interrupted'}", file=sys.stderr)
@@ -158,8 +159,8 @@ def cmd_sweep(args) -> int:
 def cmd_fleet_sweep(args) -> int:
     from . import fleet
 
-    prof = study.profile(args.profile).sweep
-    out = Path(args.out) if args.out else study.fleet_out(args.profile, args.scheduler)
+    prof = profiles.profile(args.profile).sweep
+    out = Path(args.out) if args.out else catalog.default_out(catalog.FLEET, args.profile, scheduler=args.scheduler)
     say(f"fleet study: {args.profile} profile on the hosts of {args.scheduler} into {out}")
     try:
         s = fleet.run_fleet_sweep(out, prof, args.scheduler, targets=args.target, hosts=args.host, seed=args.seed,
@@ -238,12 +239,13 @@ def cmd_report(args) -> int:
 
 
 def cmd_crash(args) -> int:
+    from . import crash
     from .crash import load, run_crash
 
     kinds = tuple(dict.fromkeys(args.kind or ["power", "process"]))
-    out = Path(args.out) if args.out else study.crash_out(args.profile, kinds)
+    out = Path(args.out) if args.out else catalog.default_out(crash.KIND, args.profile, kinds=kinds)
     try:
-        s = run_crash(out, study.profile(args.profile).crash, kinds=kinds,
+        s = run_crash(out, profiles.profile(args.profile).crash, kinds=kinds,
                       strategies=args.strategy, cuts=args.cuts, seed=args.seed, directory=args.dir,
                       progress=not args.quiet and not args.json)
     except KeyboardInterrupt as e:
@@ -273,7 +275,7 @@ def cmd_crash(args) -> int:
 
 def cmd_upgrade(args) -> int:
     for d in args.dataset:
-        meta = study.upgrade(d)
+        meta = catalog.upgrade(d)
         print(f"{d}: meta.json rewritten as a format-{meta['format']} {meta['kind']} dataset (rows untouched)")
     return 0
 
@@ -444,16 +446,17 @@ def cmd_load(args) -> int:
     if args.profile:
         if args.strategy or args.rate:
             raise ValueError("--profile runs the load study's own plan: drop --strategy and --rate")
-        plan = study.profile(args.profile).load
+        plan = profiles.profile(args.profile).load
         if args.scheduler:
             from . import fleet
-            out = Path(args.out) if args.out else study.fleet_out(args.profile, args.scheduler, kind="load")
+            out = (Path(args.out) if args.out else
+                   catalog.default_out(catalog.FLEET_LOAD, args.profile, scheduler=args.scheduler))
             say(f"fleet load study: {plan.name} profile on the hosts of {args.scheduler} into {out}")
             s = fleet.run_fleet_load(out, plan, args.scheduler, targets=args.target, hosts=args.host, seed=args.seed,
                                      progress=not args.quiet)
             return _fleet_done(s, "load trials", loadstudy.TABLE)
-        out = Path(args.out) if args.out else study.load_out(args.profile)
-        targets = args.target or [str(study.runs_dir())]
+        out = Path(args.out) if args.out else catalog.default_out(loadstudy.KIND, args.profile)
+        targets = args.target or [str(catalog.runs_dir())]
         say(f"load study: {plan.name} profile ({len(plan.rates)} rates x {len(plan.strategies)} strategies x "
             f"{len(targets)} targets x {plan.trials + plan.warmup_rounds} rounds of {plan.duration_s:g} s) into {out}")
         s = loadstudy.run_load_study(out, plan, targets, seed=args.seed, progress=not args.quiet)
@@ -516,9 +519,9 @@ def cmd_realdb(args) -> int:
     if args.profile:
         if args.db or args.setting:
             raise ValueError("--profile runs the study's own settings: drop --db and --setting")
-        plan = study.profile(args.profile).realdb
-        out = Path(args.out) if args.out else study.realdb_out(args.profile)
-        targets, where = study.realdb_targets(args.target)
+        plan = profiles.profile(args.profile).realdb
+        out = Path(args.out) if args.out else catalog.default_out(realstudy.KIND, args.profile)
+        targets, where = catalog.realdb_targets(args.target)
         say(f"real databases: {plan.name} profile ({len(plan.settings)} settings and their predictions x "
             f"{len(targets)} targets x {plan.trials + plan.warmup_rounds} rounds of {plan.duration_s:g} s) into {out}"
             + (f"; {where}" if where else ""))
@@ -553,12 +556,8 @@ def cmd_realdb(args) -> int:
     rows = []
     for s in chosen:
         say(f"{s.key} and its prediction {s.predict} on {directory}")
-        d = realstudy.measure_db(s, str(directory), args.duration, target.block_device, rate=args.rate or 0.0,
-                                 seed=args.seed)
-        p = realstudy.measure_prediction(s, str(directory), args.duration, target.block_device,
-                                         rate=args.rate or 0.0, seed=args.seed)
-        rows.append({"setting": s.key, "clients": s.clients, "db": d, "prediction": {"strategy": s.predict, **p},
-                     "ratio": d["commits_per_sec"] / p["commits_per_sec"] if p["commits_per_sec"] else None})
+        rows.append(realstudy.side_by_side(s, str(directory), args.duration, target.block_device,
+                                           rate=args.rate or 0.0, seed=args.seed))
     if args.json:
         print_json({"fsyncstudy": envelope(target), "results": rows}, indent=1)
         return 0
@@ -577,26 +576,14 @@ def cmd_realdb(args) -> int:
 
 
 def _realdb_crash(args) -> int:
-    from . import analysis, realdb, realstudy
-    from .lab import Lab, LabError
-    chosen = realdb.settings(args.db, args.setting)
-    if args.profile and not (args.db or args.setting):
-        plan = study.profile(args.profile).realdb
-    else:
-        plan = realstudy.RealPlan(args.profile or "custom", settings=tuple(s.key for s in chosen),
-                                  cut_settings=tuple(s.key for s in chosen), cuts=args.cuts or 20)
-    out = Path(args.out) if args.out else study.realdb_crash_out(args.profile or "standard") if args.profile and \
-        not (args.db or args.setting) else study.BUILD / f"realdb-crash-{'+'.join(sorted({s.db for s in chosen}))}"
+    from . import analysis, realstudy
     try:
-        lab = Lab.for_run(targets=["powercut"])
-        with lab:
-            if "lab:powercut" not in lab.available():
-                raise LabError(f"lab:powercut cannot come up here: {lab.skipped().get('lab:powercut')}")
-            s = realstudy.run_real_crash(out, plan, seed=args.seed, lab_dir=lab.lab_dir,
-                                         progress=not args.quiet and not args.json, cuts=args.cuts)
+        s = study.run_realdb_crash(args.profile, args.db, args.setting, cuts=args.cuts, out=args.out, seed=args.seed,
+                                   progress=not args.quiet and not args.json)
     except KeyboardInterrupt as e:
         say(f"\n{e.args[0] if e.args else 'interrupted'}")
         return 130
+    out = s.out
     for db, why in s.missing.items():
         say(f"{db} skipped: {why}")
     cuts, _ = realstudy.load_crash(out)
@@ -620,7 +607,7 @@ def _realdb_crash(args) -> int:
 
 def cmd_advise(args) -> int:
     from . import analysis, loadstudy
-    path = study.load_dataset(args.dataset) if args.dataset else study.newest(loadstudy.KIND)
+    path = catalog.existing(args.dataset, loadstudy.KIND) if args.dataset else catalog.newest(loadstudy.KIND)
     df, _ = loadstudy.load(path)
     summ = analysis.load_summary(df)
     adv = analysis.advise(summ, args.rate, args.loss_budget_ms, args.p99_budget_ms)
@@ -658,8 +645,8 @@ def format_diff(diff, name_a: str, name_b: str) -> str:
 
 def cmd_diff(args) -> int:
     from . import analysis
-    a, name_a = study.load_run(args.a)
-    b, name_b = study.load_run(args.b)
+    a, name_a = catalog.load_run(args.a)
+    b, name_b = catalog.load_run(args.b)
     if args.metric not in a.columns or args.metric not in b.columns:
         raise ValueError(f"no metric {args.metric!r} in both runs: try ops_per_sec, ack_latency_us_p99, "
                          "sync_latency_us_p50, exposure_ms_max")
@@ -711,7 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_devices)
     s = sub.add_parser("sweep", help="the study: every configuration on every target, repeated, resumable")
-    s.add_argument("--profile", default="standard", choices=list(study.PROFILES))
+    s.add_argument("--profile", default="standard", choices=list(profiles.PROFILES))
     s.add_argument("--target", "--dir", action="append", dest="target", metavar="DIR",
                    help="a directory or lab:NAME; repeat the flag (default: the checkout's runs/ and /dev/shm)")
     s.add_argument("--out", help="dataset directory (default: runs/<profile>-<host>-<boot id>)")
@@ -740,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="power (the lab's power-cut filesystem) or process (SIGKILL); repeat (default: both)")
     c.add_argument("--strategy", action="append", metavar="NAME", help="repeat (default: the profile's)")
     c.add_argument("--cuts", type=int, help="cuts per strategy (default: the profile's)")
-    c.add_argument("--profile", default="standard", choices=list(study.PROFILES),
+    c.add_argument("--profile", default="standard", choices=list(profiles.PROFILES),
                    help="whose crash plan (full's is standard's)")
     c.add_argument("--target", "--dir", dest="dir", metavar="DIR",
                    help="where process-crash writers write (default: durable storage, as bench)")
@@ -751,7 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_crash)
 
     r = sub.add_parser("report", help="run (or resume) the study, then render the notebooks into reports/")
-    r.add_argument("--profile", default="standard", choices=list(study.PROFILES))
+    r.add_argument("--profile", default="standard", choices=list(profiles.PROFILES))
     r.add_argument("--target", "--dir", action="append", dest="target", metavar="DIR", help="as for sweep")
     r.add_argument("--dataset", help="render this existing dataset instead of measuring")
     r.add_argument("--crash-dataset", help="with --dataset: the crash dataset for notebooks 03 and 04")
@@ -801,7 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("--work-us", type=float, default=0.0, help="CPU the writer spends between entries (an application)")
     lo.add_argument("--target", "--dir", action="append", dest="target", metavar="DIR",
                     help="a directory or lab:NAME (one-off: the first; --profile: each; default: the checkout's runs/)")
-    lo.add_argument("--profile", choices=list(study.PROFILES), help="run the load study of this profile")
+    lo.add_argument("--profile", choices=list(profiles.PROFILES), help="run the load study of this profile")
     lo.add_argument("--out", help="with --profile: the dataset (default: runs/load-<profile>-<host>-<boot>-<key>)")
     lo.add_argument("--seed", type=int, default=0)
     lo.add_argument("--json", action="store_true")
@@ -825,7 +812,7 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--duration", type=float, default=0.5, metavar="SECONDS", help="per trial (default 0.5)")
     rd.add_argument("--rate", type=float, metavar="R", help="an open loop: R commits a second offered (Poisson), "
                                                             "latency from each arrival (default: a closed loop)")
-    rd.add_argument("--profile", choices=list(study.PROFILES), help="run the real-database study of this profile")
+    rd.add_argument("--profile", choices=list(profiles.PROFILES), help="run the real-database study of this profile")
     rd.add_argument("--cuts", type=int, help="crash: cuts per setting (default: the profile's, else 20)")
     rd.add_argument("--out", help="the dataset (default: runs/realdb[-crash]-<profile>-<host>-<boot>-<key>)")
     rd.add_argument("--seed", type=int, default=0)

@@ -2,7 +2,7 @@
 open loop (``fsyncstudy.load``), repeated in randomized rounds after a warm-up round, every trial
 appended durably to the ``load.csv`` of a dataset; resumable, a failed trial run again.
 
-The named profiles are ``fsyncstudy.study.PROFILES[name].load``; the knee and the advice are
+The named profiles are ``fsyncstudy.profiles.PROFILES[name].load``; the knee and the advice are
 computed from the dataset by ``fsyncstudy.analysis`` (``load_summary``, ``knees``, ``advise``).
 """
 from __future__ import annotations

@@ -282,3 +282,28 @@ def load_crash(path: str | os.PathLike):
     df, meta = dataset.load(path, CRASH_KIND)
     df["key"] = df["db"] + "/" + df["setting"]
     return df, meta
+
+
+# -- one setting beside its prediction, and power cuts with the lab brought up ----------------------
+
+def side_by_side(s: realdb.Setting, directory: str, duration_s: float, block_device: str | None,
+                 rate: float = 0.0, seed: int = 0) -> dict:
+    """One trial of the setting and one of its prediction on ``directory`` (the database first), and the
+    ratio database / prediction of their commits a second (None when the prediction committed nothing):
+    what ``realdb --db`` shows, as a dict ready for JSON.  One trial a side: ``run_real_study`` repeats
+    them in rounds, for intervals."""
+    d = measure_db(s, directory, duration_s, block_device, rate=rate, seed=seed)
+    p = measure_prediction(s, directory, duration_s, block_device, rate=rate, seed=seed)
+    return {"setting": s.key, "clients": s.clients, "db": d, "prediction": {"strategy": s.predict, **p},
+            "ratio": d["commits_per_sec"] / p["commits_per_sec"] if p["commits_per_sec"] else None}
+
+
+def run_real_crash_in_lab(out, p: RealPlan, seed: int = 0, progress: bool = True,
+                          cuts: int | None = None) -> runner.Summary:
+    """``run_real_crash`` on a storage lab of its own: lab:powercut is brought up for the cuts and torn
+    down after (``lab.Lab.for_run``); a ``lab.LabError`` saying why when it cannot come up here."""
+    from .lab import Lab, LabError
+    with Lab.for_run(targets=["powercut"]) as up:
+        if "lab:powercut" not in up.available():
+            raise LabError(f"lab:powercut cannot come up here: {up.skipped().get('lab:powercut')}")
+        return run_real_crash(out, p, seed=seed, lab_dir=up.lab_dir, progress=progress, cuts=cuts)

@@ -5,7 +5,7 @@ rounds, every finished trial appended durably to the ``trials.csv`` of a dataset
 The plan (which trial runs in which round, in which order) is a pure function of the
 profile, the targets and the seed, so a re-run of the same study skips the trials that
 already have a good row and runs only the rest (a failed trial runs again).  The named
-profiles are ``fsyncstudy.study.PROFILES``.
+profiles are ``fsyncstudy.profiles.PROFILES``.
 """
 from __future__ import annotations
 
@@ -141,14 +141,14 @@ def run_sweep(out: str | os.PathLike, profile: Profile, targets: list[str] | Non
               skipped: dict[str, str] | None = None, fresh_process: bool = True) -> SweepSummary:
     """Run (or resume) a study into directory ``out``; returns what was done.
 
-    ``profile`` is a ``Profile`` (the named ones: ``fsyncstudy.study.PROFILES[name].sweep``).
+    ``profile`` is a ``Profile`` (the named ones: ``fsyncstudy.profiles.PROFILES[name].sweep``).
     ``limit`` stops after that many new trials (for tests and dry runs); ``skipped`` names
     targets that were wanted but could not be measured, with the reason (kept in meta.json).
     ``fresh_process``: each round runs in a fresh worker process (``Worker``); False runs every trial
     in this process (tests that replace ``run_trial`` use it).
     """
     if not isinstance(profile, Profile):
-        raise TypeError(f"profile must be a sweep.Profile, got {profile!r} (named profiles: fsyncstudy.study.PROFILES)")
+        raise TypeError(f"profile must be a sweep.Profile, got {profile!r} (named profiles: fsyncstudy.profiles.PROFILES)")
     names = targets or default_targets()
     dirs = resolve_all(names)
     descriptions = {d: describe(d) for d in dirs}

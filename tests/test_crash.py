@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from fsyncstudy.crash import ProcessCut, load, one_cut, run_crash
-from fsyncstudy.study import PROFILES
+from fsyncstudy.profiles import PROFILES
 
 QUICK = PROFILES["quick"].crash
 from conftest import REPO, leftovers

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO
 from fsyncstudy import crash, dataset, sweep
 from fsyncstudy.dataset import DatasetBusy, DatasetError, Table, open_or_resume, read_meta, read_rows
-from fsyncstudy.study import PROFILES
+from fsyncstudy.profiles import PROFILES
 from fsyncstudy.sweep import Profile, load, run_sweep
 
 TINY = Profile("tiny", trials=2, warmup_rounds=1, min_duration_s=0.02, min_intervals=3, batch_ms=(0,),

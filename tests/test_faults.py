@@ -13,7 +13,7 @@ from fsyncstudy.engine import SyncFailed
 from fsyncstudy.lab import Lab, clear_faults, inject, requirement, reset, status
 from fsyncstudy.node import Node
 from fsyncstudy.dataset import read_rows
-from fsyncstudy.study import PROFILES
+from fsyncstudy.profiles import PROFILES
 from fsyncstudy.sweep import Profile, run_sweep
 from fsyncstudy.trial import TargetFull
 

@@ -3,7 +3,7 @@ import re
 
 from fsyncstudy.loadstudy import LoadProfile, run_load_study
 from fsyncstudy.report import build_report, notebooks
-from fsyncstudy.study import PROFILES
+from fsyncstudy.profiles import PROFILES
 from fsyncstudy.sweep import run_sweep
 
 

@@ -8,9 +8,10 @@ from collections import Counter
 
 import pytest
 
+from fsyncstudy import catalog
 from fsyncstudy.dataset import read_rows
-from fsyncstudy.study import PROFILES, study_key, sweep_out
-from fsyncstudy.sweep import COLUMNS, Config, Profile, load, plan, run_sweep
+from fsyncstudy.profiles import PROFILES
+from fsyncstudy.sweep import COLUMNS, KIND, SCHEMA, Config, Profile, load, plan, run_sweep
 from conftest import REPO, SHM, leftovers
 
 TINY = Profile("tiny", trials=2, warmup_rounds=1, min_duration_s=0.02, min_intervals=3, batch_ms=(0, 10),
@@ -150,22 +151,29 @@ def test_resuming_a_dataset_with_other_columns_is_refused(disk_dir, tmp_path):
 
 
 def test_default_dataset_names_change_with_the_study_definition():
-    assert study_key(PROFILES["quick"].sweep) != study_key(PROFILES["standard"].sweep)
-    assert sweep_out("quick").name.endswith(study_key(PROFILES["quick"].sweep))
+    from dataclasses import asdict
+    def key(name):
+        return catalog.key(asdict(PROFILES[name].sweep), SCHEMA)
+    assert key("quick") != key("standard")
+    assert catalog.default_out(KIND, "quick").name.endswith(key("quick"))
+    # targets named explicitly are another dataset; the same ones, in any order, the same
+    assert catalog.default_out(KIND, "quick", targets=["/a", "/b"]) == catalog.default_out(KIND, "quick",
+                                                                                           targets=["/b", "/a"])
+    assert catalog.default_out(KIND, "quick", targets=["/a"]) != catalog.default_out(KIND, "quick")
 
 
 def test_the_report_pipeline_plans_its_time_from_each_phase():
-    from fsyncstudy import study
+    from fsyncstudy import profiles
     q = PROFILES["quick"]
-    e = study.eta(q, targets=2, default_targets=2, kinds=("process",))
-    per_round = sum(q.sweep.duration_s(c) + study.SWEEP_OVERHEAD_S for c in q.sweep.configs())
+    e = profiles.eta(q, targets=2, default_targets=2, kinds=("process",))
+    per_round = sum(q.sweep.duration_s(c) + profiles.SWEEP_OVERHEAD_S for c in q.sweep.configs())
     assert e["sweep"] == pytest.approx(2 * 4 * per_round)        # 2 targets, 1 warm-up + 3 rounds
-    assert e["crash"] == pytest.approx(3 * 5 * study.CUT_S)       # 3 strategies, 5 process cuts each
-    assert e["peers"] == pytest.approx(3 * 2 * study.PEER_ROUND_S["fio"])
-    std = study.eta(PROFILES["standard"], 9, 2, ("power", "process"))
-    assert std["crash"] == pytest.approx((8 * 100 + 3 * 50) * study.CUT_S)
+    assert e["crash"] == pytest.approx(3 * 5 * profiles.CUT_S)       # 3 strategies, 5 process cuts each
+    assert e["peers"] == pytest.approx(3 * 2 * profiles.PEER_ROUND_S["fio"])
+    std = profiles.eta(PROFILES["standard"], 9, 2, ("power", "process"))
+    assert std["crash"] == pytest.approx((8 * 100 + 3 * 50) * profiles.CUT_S)
     # the real databases' power cuts are planned only where the power can be cut
-    assert std["real databases"] > study.eta(PROFILES["standard"], 9, 2, ("process",))["real databases"] > 0
+    assert std["real databases"] > profiles.eta(PROFILES["standard"], 9, 2, ("process",))["real databases"] > 0
 
 
 def test_each_round_runs_in_its_own_fresh_worker_process(disk_dir, tmp_path):

@@ -1,0 +1,135 @@
+"""The study's profiles, and the model of how long each part of them takes.
+
+A profile (``PROFILES``) names one plan for every part of the study:
+
+=========  =====================================  ==============================  ==========================
+profile    sweep (``sweep.Profile``)              crash (``crash.CrashProfile``)  peers (``PeersPlan``)
+=========  =====================================  ==============================  ==========================
+quick      3 trials, batch 0/10/50/100 ms         8 power / 5 process cuts        fio, 3 rounds
+standard   5 trials, 9 batch intervals 0..100 ms  100 power / 50 process cuts     fio + pg_test_fsync, 5
+full       10 trials, batch 0..100 ms by 2        as standard                     as standard
+=========  =====================================  ==============================  ==========================
+
+and a load study (``loadstudy.LoadProfile``) and a real-database study (``realstudy.RealPlan``).  The
+notebooks' parameter ``profile`` and the CLI's ``--profile`` both mean an entry of this table; where each
+profile's datasets go is ``catalog``, and ``study.run_study`` runs them all.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .crash import CrashProfile
+from .loadstudy import LoadProfile
+from .realdb import QUIET_WINDOW_S
+from .realstudy import RealPlan
+from .sweep import Profile
+
+
+@dataclass(frozen=True)
+class PeersPlan:
+    """The comparison with the peers: alternating rounds per target, which peers, pg_test_fsync's -s."""
+
+    rounds: int
+    peers: tuple[str, ...] = ("fio", "pg_test_fsync")
+    secs_per_test: int = 1
+
+
+@dataclass(frozen=True)
+class StudyProfile:
+    name: str
+    sweep: Profile
+    crash: CrashProfile
+    peers: PeersPlan
+    load: LoadProfile
+    realdb: RealPlan
+
+
+_CRASH_QUICK = CrashProfile("quick", power=(("always", "group_0ms", "batch_10ms", "batch_50ms", "none"), 8),
+                            process=(("always", "batch_10ms", "none"), 5))
+# batch_1ms and batch_20ms left out since 2026-11-29 (room for the real databases' cuts): 0, 5, 10,
+# 50 and 100 ms still span the curve of the loss window
+_CRASH_STANDARD = CrashProfile(
+    "standard", power=(("always", "group_0ms", *(f"batch_{n}ms" for n in (0, 5, 10, 50, 100)), "none"), 100),
+    process=(("always", "batch_10ms", "none"), 50))
+#: The real databases at a fixed rate (2,000 commits a second, the README's question): the settings
+#: that sync (the throughput study and the power cuts run every setting).
+_REAL_AT_RATE = ("sqlite/wal-full", "postgres/on", "postgres/off-200ms", "redis/always", "redis/everysec")
+
+PROFILES = {
+    "quick": StudyProfile(
+        "quick", sweep=Profile("quick", trials=3, warmup_rounds=1, min_duration_s=0.15, min_intervals=5,
+                               batch_ms=(0, 10, 50, 100), group=((0, 4),)),
+        crash=_CRASH_QUICK, peers=PeersPlan(rounds=3, peers=("fio",)),
+        # no warm-up round in the quick load study (2026-12-07: the quick report took 5 min 14 s here, idle;
+        # its 32 warm-up trials cost about 15 s, the notebooks two at a time save about 30 s)
+        load=LoadProfile("quick", rates=(500, 2000, 5000, 20000), duration_s=0.4, lab_targets=("lab:hdd-emulated",),
+                         busy=(), warmup_rounds=0),
+        realdb=RealPlan("quick", trials=2, warmup_rounds=0, duration_s=0.3,
+                        settings=("sqlite/wal-full", "sqlite/wal-normal", "postgres/on", "postgres/off-200ms",
+                                  "redis/always", "redis/everysec"),
+                        cuts=3, cut_settings=("sqlite/wal-full", "postgres/off-200ms", "redis/everysec"))),
+    "standard": StudyProfile(
+        # 0.5 s: benchmarks/trial_length.py (2026-11-28, host ext4 and lab:ext4, 5 rounds) found 0.25 s
+        # trials reading always's p99 13% high and its ops/sec up to 15% low against 4 s trials, and
+        # no trend from 0.5 to 4 s beyond the trial-to-trial spread (medians within 0.90-1.06)
+        # batch intervals: 9, not every 5 ms, to make room in the 35-minute budget for the real databases;
+        # the committed sweep of 2026-11-29 found the batch curve flat from 5 to 100 ms (CPU-bound), so
+        # the finer grid bought nothing
+        "standard", sweep=Profile("standard", trials=5, warmup_rounds=1, min_duration_s=0.5, min_intervals=5,
+                                  batch_ms=(0, 2, 5, 10, 20, 30, 50, 75, 100),
+                                  # one writer only at 0 ms: with a delay it is always plus the delay
+                                  group=((0, 1), *((n, w) for n in (0, 10, 50) for w in (4, 16)))),
+        crash=_CRASH_STANDARD, peers=PeersPlan(rounds=5),
+        load=LoadProfile("standard", rates=(200, 500, 1000, 2000, 5000, 10000, 50000)),
+        realdb=RealPlan("standard", trials=3, warmup_rounds=1, duration_s=0.5, cuts=100,
+                        rates=(2000.0,), rate_settings=_REAL_AT_RATE)),
+    "full": StudyProfile(
+        "full", sweep=Profile("full", trials=10, warmup_rounds=1, min_duration_s=1.0, min_intervals=10,
+                              batch_ms=tuple(range(0, 101, 2)),
+                              group=tuple((n, w) for n in (0, 1, 5, 10, 50) for w in (1, 2, 4, 8, 16)),
+                              prealloc_modes=("zero-fill", "fallocate")),
+        crash=_CRASH_STANDARD, peers=PeersPlan(rounds=5),
+        load=LoadProfile("full", rates=(100, 200, 500, 1000, 2000, 3000, 5000, 8000, 10000, 20000, 50000), trials=5,
+                         duration_s=1.0),
+        realdb=RealPlan("full", trials=5, warmup_rounds=1, duration_s=1.0, cuts=100)),
+}
+
+
+def profile(name: str) -> StudyProfile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}: use one of {', '.join(PROFILES)}") from None
+
+
+# -- how long a study takes ------------------------------------------------------------------------
+
+#: Seconds a phase costs beyond what its plan says, per unit, as measured on the CI machine
+#: (2026-11-26/28: 1,836 sweep trials in 832 s, 2,300 cuts in 545 s, 10 peer rounds in about 3 min).
+SWEEP_OVERHEAD_S = 0.05
+CUT_S = 0.24
+PEER_ROUND_S = {"fio": 2.5, "pg_test_fsync": 15.5}
+NOTEBOOKS_S = 45   # two at a time (report.PARALLEL): 45 s for the quick report's nine, 2026-12-07
+#: Seconds a real-database trial (start, connect, stop) and a power cut (restart, recovery) cost beyond
+#: their timed part, about, on this kind of machine.
+REAL_TRIAL_OVERHEAD_S, REAL_CUT_OVERHEAD_S = 0.4, 0.2
+LOAD_OVERHEAD_S = 0.03
+
+
+def eta(prof: StudyProfile, targets: int, default_targets: int, kinds, lab_targets=()) -> dict[str, float]:
+    """About how long each phase of ``run_study`` takes, in seconds (an estimate to plan by)."""
+    sp = prof.sweep
+    trials = sum(sp.duration_s(c) + SWEEP_OVERHEAD_S for c in sp.configs()) * (sp.trials + sp.warmup_rounds)
+    cuts = sum(len(getattr(prof.crash, k)[0]) * getattr(prof.crash, k)[1] for k in kinds)
+    lp = prof.load
+    load_targets = 1 + sum(1 for t in lp.lab_targets if t in lab_targets)
+    load = (lp.trials + lp.warmup_rounds) * len(lp.cells()) * load_targets * (lp.duration_s + LOAD_OVERHEAD_S)
+    rp = prof.realdb
+    cells = len(rp.settings) + len(rp.rate_settings) * len(rp.rates)
+    real = (rp.trials + rp.warmup_rounds) * cells * 2 * (rp.duration_s + REAL_TRIAL_OVERHEAD_S + QUIET_WINDOW_S)
+    if "power" in kinds:
+        from .realdb import BY_KEY, cut_window_ms
+        real += sum(rp.cuts * (sum(cut_window_ms(BY_KEY[k])) / 2e3 + REAL_CUT_OVERHEAD_S) for k in rp.cut_settings)
+    return {"sweep": trials * targets, "crash": cuts * CUT_S, "load": load, "real databases": real,
+            "peers": prof.peers.rounds * default_targets * sum(PEER_ROUND_S.get(p, 10) for p in prof.peers.peers),
+            "notebooks": NOTEBOOKS_S}
