@@ -256,13 +256,19 @@ def cmd_crash(args) -> int:
         print_json({"fsyncstudy": envelope(), "dataset": str(out), "cuts": json.loads(df.to_json(orient="records"))},
                    indent=1)
     else:
+        from . import analysis
+        # a cut that failed was cut again: its row is history, counted here and in no other column
+        errors = {key: int((g["error"] != "").sum()) for key, g in df.groupby(["kind", "strategy"], sort=False)}
+        counted = {(r.kind, r.strategy): r for r in analysis.crash_table(df).itertuples()}
         rows = []
-        for (kind, strat), g in df.groupby(["kind", "strategy"], sort=False):
-            x = g[g["error"] == ""]  # a cut that failed was cut again: its row is history
-            rows.append([kind, strat, _fmt(len(x)), _fmt(int(x["acked"].sum())), _fmt(int(x["lost_acked"].sum())),
-                         _fmt(int((x["lost_acked"] > 0).sum())), _fmt(x["oldest_lost_age_ms"].median(), 2),
-                         _fmt(x["oldest_lost_age_ms"].max(), 2), _fmt(int(x["torn"].sum())),
-                         _fmt(int(x["corrupt"].sum())), _fmt(int((g["error"] != "").sum()))])
+        for (kind, strat), failed in errors.items():
+            r = counted.get((kind, strat))
+            if r is None:  # every cut of it failed
+                rows.append([kind, strat, "0", "0", "0", "0", "-", "-", "0", "0", _fmt(failed)])
+                continue
+            rows.append([kind, strat, _fmt(r.cuts), _fmt(r.acked), _fmt(r.lost_acked), _fmt(r.cuts_losing),
+                         _fmt(r.window_median_ms, 2), _fmt(r.window_max_ms, 2), _fmt(r.torn), _fmt(r.corrupt),
+                         _fmt(failed)])
         print(table(rows, ["kind", "strategy", "cuts", "acked", "acked lost", "cuts losing", "loss window p50 ms",
                            "max ms", "torn", "corrupt", "errors"]))
         print("(errors: cuts that failed, run again on resume; they count in no other column)")
