@@ -2,12 +2,11 @@
 acknowledged entries each strategy lost."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .. import catalog, profiles
 from ..crash import KIND, TABLE
-from .output import envelope, fmt, print_json, ran_line, say, say_why, table
+from .output import envelope, fmt, print_json, ran_line, records, say, say_why, table
 
 CRASH_HEADER = ["kind", "strategy", "cuts", "acked", "acked lost", "cuts losing", "loss window p50 ms", "max ms",
                 "torn", "corrupt", "errors"]
@@ -28,7 +27,7 @@ def cmd_crash(args) -> int:
         return 130
     df, _ = load(out)
     if args.json:
-        print_json({"fsyncstudy": envelope(), "dataset": str(out), "cuts": json.loads(df.to_json(orient="records"))},
+        print_json({"fsyncstudy": envelope(), "dataset": str(out), "cuts": records(df)},
                    indent=1)
     else:
         # a cut that failed was cut again: its row is history, counted here and in no other column

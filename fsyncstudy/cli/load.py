@@ -2,7 +2,6 @@
 (which strategy at your rate and loss budget, from a load study)."""
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from ..loadstudy import KIND, TABLE
 from ..places import pick_directory
 from ..strategies import parse
 from ..targets import Target, describe, one_line
-from .output import envelope, fmt, ms, print_json, ran_line, say, say_why, table
+from .output import envelope, fmt, ms, print_json, ran_line, records, say, say_why, table
 
 
 def rates(text: str) -> list[float]:
@@ -98,7 +97,7 @@ def cmd_advise(args) -> int:
     if args.json:
         print_json({"fsyncstudy": envelope(), "dataset": str(path), "rate": args.rate,
                     "loss_budget_ms": args.loss_budget_ms, "p99_budget_ms": args.p99_budget_ms,
-                    "candidates": json.loads(adv.to_json(orient="records"))})
+                    "candidates": records(adv)})
         return 0
     print(format_advice(path.name, analysis.advice_lines(adv, args.rate, args.loss_budget_ms), adv))
     return 0

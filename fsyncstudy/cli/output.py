@@ -74,3 +74,8 @@ def envelope(target=None) -> dict:
 def print_json(obj, indent: int = 2) -> None:
     json.dump(obj, sys.stdout, indent=indent)
     print()
+
+
+def records(frame) -> list[dict]:
+    """A DataFrame's rows as JSON's objects (pandas' own conversion: NaN as null, numpy types as JSON's)."""
+    return json.loads(frame.to_json(orient="records"))

@@ -2,13 +2,12 @@
 trial a side, or the study of a profile), and ``realdb crash``: power cuts under them."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .. import catalog, profiles, study
 from ..places import pick_directory
 from ..targets import Target, describe, one_line
-from .output import envelope, fmt, ms, print_json, ran_line, say, say_why, table
+from .output import envelope, fmt, ms, print_json, ran_line, records, say, say_why, table
 
 PRED_HEADER = ["setting", "target", "commits/s", "predicted by", "its ops/s", "db / prediction", "flushes/commit",
                "bytes/commit", "CPU us/commit"]
@@ -29,19 +28,9 @@ def cmd_realdb(args) -> int:
             + (f"; {where}" if where else ""))
         s = realstudy.run_real_study(out, plan, targets, seed=args.seed, progress=not args.quiet and not args.json,
                                      where=where)
-        for db, why in s.missing.items():
-            say(f"{db} skipped: {why}")
         df, meta = realstudy.load(out)
         pred = analysis.realdb_predictions(df, meta["notes"].get("settings"))
-        if args.json:
-            print_json({"fsyncstudy": envelope(), "dataset": str(out), "skipped": s.missing,
-                        "settings": json.loads(pred.to_json(orient="records"))})
-        else:
-            print(format_predictions(pred))
-            print()
-            print(ran_line(s, "trials", realstudy.TABLE))
-        say_why(s.errors, "trials")
-        return 1 if s.failed else 0
+        return done(args, s, "trials", realstudy.TABLE, pred, format_predictions(pred))
     if not args.db:
         raise ValueError("give --db sqlite|postgres|redis (one trial of each setting beside its prediction), "
                          "or --profile (the study)")
@@ -65,6 +54,23 @@ def cmd_realdb(args) -> int:
         return 0
     print(format_side_by_side(rows, target, args.rate, args.duration))
     return 0
+
+
+def done(args, s, what: str, table_name: str, settings, text: str, indent: int = 2, **more) -> int:
+    """How a run of the study or of the cuts ends: the databases that could not run, then the
+    ``settings`` frame as JSON (with ``more``) or ``text`` and what the run did, the errors of what
+    failed; the exit status."""
+    for db, why in s.missing.items():
+        say(f"{db} skipped: {why}")
+    if args.json:
+        print_json({"fsyncstudy": envelope(), "dataset": str(s.out), "skipped": s.missing, "settings": records(settings),
+                    **more}, indent=indent)
+    else:
+        print(text)
+        print()
+        print(ran_line(s, what, table_name))
+    say_why(s.errors, what)
+    return 1 if s.failed else 0
 
 
 def format_predictions(pred) -> str:
@@ -102,20 +108,9 @@ def cmd_realdb_crash(args) -> int:
     except KeyboardInterrupt as e:
         say(f"\n{e.args[0] if e.args else 'interrupted'}")
         return 130
-    for db, why in s.missing.items():
-        say(f"{db} skipped: {why}")
     cuts, _ = realstudy.load_crash(s.out)
     losses = analysis.realdb_losses(cuts)
-    if args.json:
-        print_json({"fsyncstudy": envelope(), "dataset": str(s.out), "skipped": s.missing,
-                    "settings": json.loads(losses.to_json(orient="records")),
-                    "cuts": json.loads(cuts.to_json(orient="records"))}, indent=1)
-    else:
-        print(format_losses(losses))
-        print()
-        print(ran_line(s, "cuts", realstudy.CRASH_TABLE))
-    say_why(s.errors, "cuts")
-    return 1 if s.failed else 0
+    return done(args, s, "cuts", realstudy.CRASH_TABLE, losses, format_losses(losses), indent=1, cuts=records(cuts))
 
 
 def format_losses(losses) -> str:

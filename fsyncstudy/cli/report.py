@@ -2,12 +2,11 @@
 (two runs side by side) and ``upgrade`` (datasets written before format 2)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .. import catalog, study
 from ..intervals import Interval
-from .output import ci, envelope, num, print_json, say, table
+from .output import ci, envelope, num, print_json, records, say, table
 
 
 def cmd_report(args) -> int:
@@ -65,7 +64,7 @@ def cmd_diff(args) -> int:
         say(f"figure: {args.plot}")
     if args.json:
         print_json({"fsyncstudy": envelope(), "a": str(args.a), "b": str(args.b),
-                    "rows": json.loads(diff.to_json(orient="records"))})
+                    "rows": records(diff)})
         return 0
     print(format_diff(diff, name_a, name_b))
     return 0
