@@ -29,7 +29,8 @@ functions too, and fails on a cycle or an import that goes the other way):
     open; the upgrade of datasets written before format 2
 16. ``study``: the ``make report`` pipeline
 17. ``report``: notebooks executed and rendered to HTML
-18. ``cli`` ``node`` ``__main__``: the shells (commands and their formatting; the protocol node)
+18. ``cli`` ``node`` ``__main__``: the shells (``cli``: a module per command family, whose formatters
+    return text; the protocol node)
 
 Layers 1-8 are the standard library only: the protocol node starts from them.  pandas,
 scipy and seaborn come in with ``stats``, ``analysis`` and ``plots``.

@@ -101,7 +101,7 @@ def test_lab_inject_refuses_an_infinite_delay(tmp_path):
 def test_any_other_failure_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
     def exhausted():
         raise MemoryError()
-    monkeypatch.setattr(cli, "discover", exhausted)
+    monkeypatch.setattr(cli.bench, "discover", exhausted)
     assert cli.main(["devices"]) == 1
     assert capsys.readouterr().err.strip() == "error: MemoryError"
     with pytest.raises(MemoryError):

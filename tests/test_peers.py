@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fsyncstudy import intervals, peers, peertools, pgtest
-from fsyncstudy.cli import format_pgtest
+from fsyncstudy.cli.peers import format_pgtest
 from conftest import REPO, leftovers
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -1,0 +1,92 @@
+"""The commands over datasets: ``report`` (the study, then the notebooks rendered into HTML), ``diff``
+(two runs side by side) and ``upgrade`` (datasets written before format 2)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import catalog, study
+from ..intervals import Interval
+from .output import ci, envelope, num, print_json, records, say, table
+
+
+def cmd_report(args) -> int:
+    from ..report import ReportIncomplete, build_report
+
+    if args.dataset:
+        dataset, crash, peers, loads = args.dataset, args.crash_dataset, args.peers_dataset, args.load_dataset
+        real, real_crash = args.realdb_dataset, args.realdb_crash_dataset
+    else:
+        try:
+            paths = study.run_study(args.profile, targets=args.target, use_lab=not args.no_lab, seed=args.seed,
+                                    progress=not args.quiet, log=say)
+        except KeyboardInterrupt as e:
+            say(f"\n{e.args[0] if e.args else 'interrupted'}")
+            return 130
+        dataset, crash, peers, loads, real, real_crash = paths
+    try:
+        index = build_report(dataset, out_dir=args.out, crash_dataset=crash, peers_dataset=peers, load_dataset=loads,
+                             realdb_dataset=real, realdb_crash_dataset=real_crash, seed=args.seed, log=say)
+    except ReportIncomplete as e:
+        # every page was rendered; the ones that stopped say where on the page, and here once each
+        print(f"report: {e.index.resolve()} ({len(e.failures)} page(s) stopped before their end)")
+        for f in e.failures:
+            say(f"error: {f.line()}")
+        return 1
+    print(f"report: {index.resolve()}")
+    from .. import analysis, sweep
+    df, _ = sweep.load(Path(dataset).resolve())
+    for line in analysis.headline_lines(analysis.headline(df)):
+        print(f"- {line}")
+    if loads:
+        from .. import loadstudy
+        for line in analysis.at_rate_lines(loadstudy.load(Path(loads).resolve())[0]):
+            print(f"- {line}")
+    return 0
+
+
+# -- diff: two runs side by side -------------------------------------------------------------------
+
+def cmd_diff(args) -> int:
+    from .. import analysis
+    a, name_a = catalog.load_run(args.a)
+    b, name_b = catalog.load_run(args.b)
+    if args.metric not in a.columns or args.metric not in b.columns:
+        raise ValueError(f"no metric {args.metric!r} in both runs: try ops_per_sec, ack_latency_us_p99, "
+                         "sync_latency_us_p50, exposure_ms_max")
+    diff = analysis.diff_runs(a, b, args.metric)
+    if diff.empty:
+        raise ValueError(f"{name_a} and {name_b} have no target and configuration in common (targets are "
+                         "paired by directory, else by label, else one to one)")
+    if args.plot:
+        from .. import plots
+        fig = plots.run_ratios(diff, f"{name_b} over {name_a}")
+        fig.savefig(args.plot, dpi=110, bbox_inches="tight")
+        say(f"figure: {args.plot}")
+    if args.json:
+        print_json({"fsyncstudy": envelope(), "a": str(args.a), "b": str(args.b),
+                    "rows": records(diff)})
+        return 0
+    print(format_diff(diff, name_a, name_b))
+    return 0
+
+
+def format_diff(diff, name_a: str, name_b: str) -> str:
+    """``diff``'s text: the two runs, one row per target and configuration of ``analysis.diff_runs``."""
+    rows = [[r.target_label, r.config_label, f"{num(r.mean_a)} [{num(r.low_a)}, {num(r.high_a)}] n={r.n_a}",
+             f"{num(r.mean_b)} [{num(r.low_b)}, {num(r.high_b)}] n={r.n_b}",
+             ci(Interval(r.ratio, r.ratio_low, r.ratio_high, r.ci_method), 3), r.verdict]
+            for r in diff.itertuples()]
+    metric = diff["metric"].iloc[0]
+    return "\n".join([f"A: {name_a}", f"B: {name_b}", "",
+                      table(rows, ["target", "configuration", f"A {metric} [95% CI]", f"B {metric} [95% CI]",
+                                   "B/A [95% CI]", "verdict"]), "",
+                      f"{diff['ci_method'].iloc[0]}; each side's interval: 95% t over its trials"])
+
+
+# -- upgrade ---------------------------------------------------------------------------------------
+
+def cmd_upgrade(args) -> int:
+    for d in args.dataset:
+        meta = catalog.upgrade(d)
+        print(f"{d}: meta.json rewritten as a format-{meta['format']} {meta['kind']} dataset (rows untouched)")
+    return 0
