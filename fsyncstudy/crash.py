@@ -176,7 +176,7 @@ def run_crash(out: str | os.PathLike, profile: CrashProfile, kinds=("power", "pr
               progress: bool = True, note: dict | None = None) -> runner.Summary:
     """Run (or resume) a crash experiment into the dataset ``out`` (its table: ``cuts.csv``).
 
-    ``profile`` is a ``CrashProfile`` (the named ones: ``fsyncstudy.study.PROFILES[name].crash``).
+    ``profile`` is a ``CrashProfile`` (the named ones: ``fsyncstudy.profiles.PROFILES[name].crash``).
     A cut recorded with an error is cut again on resume; its row stays as history.
     """
     if not isinstance(profile, CrashProfile):

@@ -8,7 +8,7 @@ Every trial is a row of ``trials.csv`` (``side``: ``db`` or ``prediction``) in a
 and a failed trial or cut runs again.  A database that cannot run here is recorded in the dataset's
 notes with the reason, and the rest goes on.
 
-The named plans are ``fsyncstudy.study.PROFILES[name].realdb``.
+The named plans are ``fsyncstudy.profiles.PROFILES[name].realdb``.
 """
 from __future__ import annotations
 

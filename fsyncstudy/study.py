@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import NamedTuple
 
 from . import crash, loadstudy, peers, realdb, realstudy, runner, sweep
 from .catalog import default_out, realdb_targets, runs_dir
@@ -20,8 +19,10 @@ def _minutes(seconds: float) -> str:
 
 
 def run_study(profile_name: str = "standard", targets: list[str] | None = None, use_lab: bool = True, seed: int = 0,
-              progress: bool = True, log=print) -> "StudyPaths":
-    """The measurements behind the report: the sweep, the crash experiment, the peers comparison.
+              progress: bool = True, log=print) -> dict[str, Path | None]:
+    """The measurements behind the report: the sweep, the crash experiment, the peers comparison, the
+    load study and the real databases.  Returns the datasets filled, named as ``report.build_report``
+    takes them (``dataset``: the sweep; ``crash_dataset``, ...; None for what did not run).
 
     With ``use_lab`` (and a machine that allows it: root, loop devices, /dev/fuse, the mkfs
     tools) the storage lab comes up for the duration, its targets join the sweep, and the
@@ -97,18 +98,8 @@ def run_study(profile_name: str = "standard", targets: list[str] | None = None, 
     peers_path = default_out(peers.KIND, prof.name)
     peers.run_comparison(peers_path, rounds=prof.peers.rounds, peers=prof.peers.peers,
                          secs_per_test=prof.peers.secs_per_test, log=(lambda m: log(f"peers: {m}")) if progress else None)
-    return StudyPaths(sweep_path, crash_path, peers_path, load_path, real_path, real_crash_path)
-
-
-class StudyPaths(NamedTuple):
-    """The datasets ``run_study`` filled."""
-
-    sweep: Path
-    crash: Path
-    peers: Path
-    load: Path
-    realdb: Path | None = None
-    realdb_crash: Path | None = None
+    return {"dataset": sweep_path, "crash_dataset": crash_path, "peers_dataset": peers_path,
+            "load_dataset": load_path, "realdb_dataset": real_path, "realdb_crash_dataset": real_crash_path}
 
 
 # -- power cuts under the real databases, as `realdb crash` runs them --------------------------------

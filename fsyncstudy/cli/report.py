@@ -13,19 +13,18 @@ def cmd_report(args) -> int:
     from ..report import ReportIncomplete, build_report
 
     if args.dataset:
-        dataset, crash, peers, loads = args.dataset, args.crash_dataset, args.peers_dataset, args.load_dataset
-        real, real_crash = args.realdb_dataset, args.realdb_crash_dataset
+        datasets = {"dataset": args.dataset, "crash_dataset": args.crash_dataset, "peers_dataset": args.peers_dataset,
+                    "load_dataset": args.load_dataset, "realdb_dataset": args.realdb_dataset,
+                    "realdb_crash_dataset": args.realdb_crash_dataset}
     else:
         try:
-            paths = study.run_study(args.profile, targets=args.target, use_lab=not args.no_lab, seed=args.seed,
-                                    progress=not args.quiet, log=say)
+            datasets = study.run_study(args.profile, targets=args.target, use_lab=not args.no_lab, seed=args.seed,
+                                       progress=not args.quiet, log=say)
         except KeyboardInterrupt as e:
             say(f"\n{e.args[0] if e.args else 'interrupted'}")
             return 130
-        dataset, crash, peers, loads, real, real_crash = paths
     try:
-        index = build_report(dataset, out_dir=args.out, crash_dataset=crash, peers_dataset=peers, load_dataset=loads,
-                             realdb_dataset=real, realdb_crash_dataset=real_crash, seed=args.seed, log=say)
+        index = build_report(out_dir=args.out, seed=args.seed, log=say, **datasets)
     except ReportIncomplete as e:
         # every page was rendered; the ones that stopped say where on the page, and here once each
         print(f"report: {e.index.resolve()} ({len(e.failures)} page(s) stopped before their end)")
@@ -34,12 +33,12 @@ def cmd_report(args) -> int:
         return 1
     print(f"report: {index.resolve()}")
     from .. import analysis, sweep
-    df, _ = sweep.load(Path(dataset).resolve())
+    df, _ = sweep.load(Path(datasets["dataset"]).resolve())
     for line in analysis.headline_lines(analysis.headline(df)):
         print(f"- {line}")
-    if loads:
+    if datasets["load_dataset"]:
         from .. import loadstudy
-        for line in analysis.at_rate_lines(loadstudy.load(Path(loads).resolve())[0]):
+        for line in analysis.at_rate_lines(loadstudy.load(Path(datasets["load_dataset"]).resolve())[0]):
             print(f"- {line}")
     return 0
 
