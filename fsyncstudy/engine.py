@@ -464,6 +464,48 @@ class _GroupCommit:
         if hi > self.synced:
             self.synced = hi
 
+    def own_sync_writer(self, out: list) -> None:
+        """``always`` with several writers: each appends its record under the log lock and then
+        syncs it itself, outside the lock, concurrently with the others' syncs (what W threads that
+        each write and fsync their own entry do, without group commit).  An entry is acknowledged
+        when its own sync returned, and only if no writer's write or sync has failed by then: a
+        failed sync's error is reported once per open file, so a concurrent sync on the same file
+        may return 0 for pages that were dropped."""
+        seqs, lats, acks, sstarts = array("q"), array("q"), array("q"), array("q")
+        out.append((seqs, lats, acks, sstarts))
+        clk, cond, sync, fd = time.perf_counter_ns, self.cond, self.sync, self.fd
+        n_min, cap, rl = self.stop.entries, self.stop.max_entries, self.framer.record_bytes
+        while True:
+            t = clk()
+            with cond:
+                if self.error is not None:
+                    return
+                if (self.next_seq >= n_min and t >= self.deadline) or self.next_seq >= cap:
+                    return
+                seq = self.next_seq
+                try:
+                    k = self.write(fd, self._record(seq))
+                    if k != rl:
+                        raise _short_write(k, rl)
+                except BaseException as e:
+                    self.error = e
+                    cond.notify_all()
+                    return
+                self.next_seq = seq + 1
+            s = clk()
+            try:
+                sync(fd)
+            except OSError as e:
+                with cond:
+                    if self.error is None:
+                        self.error = _wrap_sync_error(e)
+                    cond.notify_all()
+                return
+            a = clk()
+            if self.error is not None:
+                return
+            seqs.append(seq); lats.append(a - t); acks.append(a); sstarts.append(s)
+
     def stop_writers(self, why: BaseException) -> None:
         """Make every writer return as soon as its current system call does (Ctrl-C, SIGTERM)."""
         with self.cond:
@@ -582,12 +624,46 @@ def run_group(fd: int, sync, interval_ms: int, writers: int, framer: Framer, fir
     return tl
 
 
+def run_always_writers(fd: int, sync, writers: int, framer: Framer, first: list[bytes], stop: Stop,
+                       write=None) -> Timeline:
+    """``always`` with ``writers`` threads on one log, each writing and syncing its own entries
+    (``_GroupCommit.own_sync_writer``): the baseline group commit is measured against at the same
+    writers.  Each entry's sync is listed as the one covering it (``sync_hi`` = seq + 1; a sync also
+    covers the entries written before it started, so this overstates exposure, never hides it)."""
+    if sync is None:
+        raise ValueError("always with several writers needs a sync call (fdatasync or fsync): with "
+                         "open_datasync/open_sync every write is synchronous and one log's writes are serialized")
+    tl = Timeline(record_bytes=framer.record_bytes)
+    gc = _GroupCommit(fd, sync, 0.0, framer, first, stop, tl)
+    gc.write = write or os.write
+    outs: list = []
+    threads = [threading.Thread(target=gc.own_sync_writer, args=(outs,), name=f"fsyncstudy-writer-{k}", daemon=True)
+               for k in range(writers)]
+    tl.start_ns = time.perf_counter_ns()
+    gc.deadline = stop.deadline(tl.start_ns)
+    run_threads(threads, gc.stop_writers)
+    if gc.error is not None:
+        raise gc.error
+    n = sum(len(o[0]) for o in outs)
+    tl.latency, tl.acks, tl.sync_starts = (array("q", bytes(8 * n)) for _ in range(3))
+    for seqs, lats, acks, sstarts in outs:
+        for seq, lat, a, ss in zip(seqs, lats, acks, sstarts):
+            tl.latency[seq] = lat
+            tl.acks[seq] = a
+            tl.sync_starts[seq] = ss
+    tl.sync_ends = array("q", tl.acks)
+    tl.sync_hi = array("q", range(1, n + 1))
+    tl.end_ns = max(tl.acks) if n else tl.start_ns
+    return tl
+
+
 def run(st: Strategy, fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, writers: int = 1,
         write=None, offset0: bool = False) -> Timeline:
     """The one dispatch from a strategy to its loop (the trial and the crash experiment both call it).
 
     ``sync`` is the call that makes written data durable (None: O_DSYNC/O_SYNC writes are);
-    ``write`` replaces ``os.write`` (see ``run_always``); ``writers`` is group commit's;
+    ``write`` replaces ``os.write`` (see ``run_always``); ``writers``: threads on the one log, for
+    group commit (sharing syncs) and ``always`` (each syncing its own entries);
     ``offset0`` (``always`` and ``none``) writes every record at offset 0, as pg_test_fsync does.
     """
     if offset0:
@@ -595,6 +671,10 @@ def run(st: Strategy, fd: int, sync, framer: Framer, first: list[bytes], stop: S
             raise ValueError(f"offset0 goes only with 'always' or 'none' and the engine's own write, not {st.name}")
         write = _pwrite_offset0
     if st.kind == "always":
+        if writers > 1:
+            if offset0:
+                raise ValueError("offset0 goes with one writer only")
+            return run_always_writers(fd, sync, writers, framer, first, stop, write=write)
         return run_always(fd, sync, framer, first, stop, write=write)
     if st.kind == "none":
         return run_none(fd, framer, first, stop, write=write)

@@ -53,7 +53,7 @@ MAX_LINE_BYTES = 1 << 20
 
 #: Measured fields copied from the median trial into a result, beside the task's four.
 MEASURED = (
-    "entries", "elapsed_s", "syncs", "sync_method", "prealloc",
+    "entries", "elapsed_s", "syncs", "sync_method", "prealloc", "writers",
     "ack_latency_us_p50", "ack_latency_us_p99", "ack_latency_us_max",
     "sync_latency_us_p50", "sync_latency_us_p99", "sync_latency_us_max",
     "flush_interval_ms_mean", "flush_interval_ms_p99",

@@ -28,7 +28,7 @@ DEFAULT_PAYLOAD_BYTES = 128
 SPACE_MARGIN_BYTES = 16 << 20
 #: Bounds on what one trial may be asked, so that no request exhausts memory or runs for days:
 #: entries (engine.MAX_ENTRIES, which also ends a duration-bound trial), payload bytes per entry,
-#: group commit's writers (threads), and seconds.
+#: writers (threads, for group commit and always), and seconds.
 MAX_ENTRIES = engine.MAX_ENTRIES
 MAX_PAYLOAD_BYTES = 1 << 20
 MAX_WRITERS = 64
@@ -197,8 +197,14 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
     _check_int("writers", writers, 1, MAX_WRITERS)
     if prealloc_bytes is not None:
         _check_int("prealloc_bytes", prealloc_bytes, 0, 1 << 40)
-    if writers > 1 and st.kind != "group":
-        raise ValueError(f"{st.name}: several writers are only meaningful for group_<N>ms (group commit)")
+    if writers > 1 and not st.acks_durable:
+        raise ValueError(f"{st.name}: several writers are only meaningful for group_<N>ms (group commit) and for "
+                         "always (each writer syncing its own entries)")
+    if writers > 1 and sync_method.startswith("open_"):
+        raise ValueError(f"{sync_method} with several writers: every write is synchronous and one log's writes "
+                         "are serialized; use fdatasync or fsync")
+    if writers > 1 and overwrite_offset0:
+        raise ValueError("overwrite_offset0 goes with one writer only")
     if overwrite_offset0 and st.kind not in ("always", "none"):
         raise ValueError(f"overwrite_offset0 goes only with 'always' or 'none', not {st.name}")
     if direct and not overwrite_offset0:
@@ -409,13 +415,13 @@ def probe_sync_s(directory, n: int = 8) -> float:
 
 
 def estimate_s(strategies: list[Strategy], entries: int, writers: int, sync_s: float) -> float:
-    """About how long one round of ``run_rounds`` takes at the least: a sync per entry for ``always``,
-    one per ``writers`` entries for group commit, each after its N ms wait, a write per entry for all."""
+    """About how long one round of ``run_rounds`` takes at the least: a sync per entry for ``always``
+    (``writers`` of them at once at the most), one per ``writers`` entries for group commit, each after its N ms wait, a write per entry for all."""
     total = 0.0
     for st in strategies:
         total += entries * MIN_WRITE_S
         if st.kind == "always":
-            total += entries * sync_s
+            total += -(-entries // writers) * sync_s   # W writers' syncs may overlap: at the least this
         elif st.kind == "group":
             total += -(-entries // writers) * (st.interval_ms / 1000 + sync_s)
         elif st.kind == "batch":

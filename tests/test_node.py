@@ -32,6 +32,16 @@ def run_node(lines, directory):
     return replies, out.getvalue(), err.getvalue()
 
 
+def test_always_and_group_commit_run_with_the_same_writers(disk_dir):
+    # like with like: always with W writers (each syncing its own entries) beside group commit with W
+    replies, _, _ = run_node([INIT, bench(2, 200, ["always", "group_0ms"], writers=4)], disk_dir)
+    res = replies[1]["body"]["results"]
+    assert [(r["strategy"], r["writers"]) for r in res] == [("always", 4), ("group_0ms", 4)]
+    assert res[0]["syncs"] == 200 and 0 < res[1]["syncs"] <= 200
+    assert res[0]["exposure_ms_max"] == 0 and res[1]["exposure_ms_max"] == 0
+    assert os.listdir(disk_dir) == []
+
+
 def test_init_ok_is_formatted_exactly_like_the_task(disk_dir):
     _, raw, _ = run_node([INIT], disk_dir)
     assert raw == INIT_OK + "\n"

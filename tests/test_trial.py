@@ -94,6 +94,57 @@ def test_group_commit_shares_syncs_and_acks_only_durable_entries(disk_dir, count
     assert r.exposure_ms_max == 0.0
 
 
+def test_always_with_several_writers_syncs_every_entry_itself_and_acks_only_durable_entries(disk_dir,
+                                                                                            count_fdatasync):
+    # the baseline of group commit at the same writers: each thread writes and syncs its own entries
+    r = run_trial("always", entries=400, writers=4, directory=disk_dir, verify=True)
+    assert r.verified, r.verify_detail
+    assert r.writers == 4 and r.entries >= 400
+    assert r.syncs == r.entries == len(count_fdatasync)       # one sync per entry, none shared
+    assert r.exposure_ms_max == 0.0                           # acknowledged after its own sync
+    assert leftovers(disk_dir) == []
+
+
+def test_always_with_several_writers_overlaps_their_syncs(disk_dir, monkeypatch):
+    # concurrent: a sync starts while another is still running (group commit would wait for it)
+    inside, most = [0], [0]
+    real = os.fdatasync
+
+    def slow(fd):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        time.sleep(0.002)
+        real(fd)
+        inside[0] -= 1
+    monkeypatch.setattr(os, "fdatasync", slow)
+    run_trial("always", entries=60, writers=4, directory=disk_dir)
+    assert most[0] >= 2
+
+
+def test_always_with_several_writers_stops_at_a_failed_sync_and_acknowledges_nothing_after(disk_dir):
+    framer = Framer(bytes(128))
+    path = disk_dir / "always-writers-fail.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    calls = []
+
+    def failing(fd):
+        calls.append(fd)
+        time.sleep(0.0002)
+        if len(calls) >= 20:
+            raise OSError(errno.EIO, "Input/output error")
+    try:
+        with pytest.raises(SyncFailed):
+            engine.run_always_writers(fd, failing, 4, framer, framer.frame_range(0, 64), engine.Stop(entries=10**6))
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    # every writer stopped: no write or sync started after the failure was recorded (at most the other
+    # three writers' syncs were already under way)
+    assert len(calls) <= 20 + 3
+    import threading
+    assert [t.name for t in threading.enumerate() if t.name.startswith("fsyncstudy-")] == []
+
+
 def test_group_commit_with_one_writer_is_one_sync_per_entry(disk_dir, count_fdatasync):
     r = run_trial("group_0ms", entries=100, directory=disk_dir)
     assert r.syncs == 100 == len(count_fdatasync)
@@ -122,7 +173,8 @@ def test_fsync_method_calls_fsync(disk_dir, monkeypatch):
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(strategy="batch_10ms", sync_method="open_sync"), "only goes with 'always'"),
-    (dict(strategy="always", writers=4), "group"),
+    (dict(strategy="batch_10ms", writers=4), "group"),
+    (dict(strategy="always", writers=4, sync_method="open_dsync"), "several writers"),
     (dict(strategy="always", sync_method="O_DIRECT"), "unknown sync method"),
     (dict(strategy="always", prealloc="sparse"), "unknown preallocation"),
     (dict(strategy="always", entries=0), "integer in 1.."),

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sync-method", default="fdatasync", choices=SYNC_METHODS)
     b.add_argument("--prealloc", default="append", choices=PREALLOCATIONS)
     b.add_argument("--payload-bytes", type=int, default=128)
-    b.add_argument("--writers", type=int, default=1, help="concurrent writers (group_<N>ms only)")
+    b.add_argument("--writers", type=int, default=1, help="concurrent writers on the one log (group_<N>ms: sharing syncs; always: each syncing its own entries)")
     b.add_argument("--json", action="store_true", help="print the full results as JSON")
     b.add_argument("--plot", metavar="PNG", help="also draw each trial's latency histogram and timeline into a PNG")
     b.add_argument("--preset", choices=["etcd"], help="etcd: fio's etcd disk check (2300-byte writes, fdatasync "
