@@ -79,6 +79,9 @@ class Profile:
         out = [Config("always"), Config("none")]
         out += [Config(f"batch_{n}ms") for n in self.batch_ms]
         out += [Config(f"group_{n}ms", writers=w) for n, w in self.group]
+        # group commit's baseline at each of its writer counts: the same threads, each syncing its own
+        # entries (what an application with W writers has without group commit)
+        out += [Config("always", writers=w) for w in sorted({w for _, w in self.group if w > 1})]
         out += [Config(s, prealloc=p) for p in self.prealloc_modes for s in self.prealloc_compare]
         return out
 

@@ -219,3 +219,13 @@ def test_a_sweep_stops_when_its_measuring_code_changes_under_it(disk_dir, tmp_pa
         run_sweep(out, profile=TINY, targets=[str(disk_dir)], progress=False)
     assert read_rows(out / "trials.csv") == []   # nothing measured by the other code was kept
     assert leftovers(disk_dir) == []
+
+
+@pytest.mark.parametrize("name", ["quick", "standard", "full"])
+def test_every_group_commit_writer_count_has_always_with_the_same_writers(name):
+    # like with like: group commit with W writers is compared with W writers each syncing their own entries
+    configs = PROFILES[name].sweep.configs()
+    group_writers = {c.writers for c in configs if c.strategy.startswith("group_")}
+    always_writers = {c.writers for c in configs if c.strategy == "always" and c.prealloc == "append"}
+    assert group_writers <= always_writers | {1}
+    assert 1 in always_writers
