@@ -372,10 +372,12 @@ class _GroupCommit:
     it.  If no sync is in progress it becomes the leader: it waits ``delay`` seconds for
     more writers to join (N = 0: no wait), syncs everything written so far, and wakes
     the followers.  An entry is acknowledged only once a covering sync has returned.
+    With ``own_sync`` the same writers each sync their own entry instead (``always`` with
+    several writers: the baseline group commit is measured against).
     """
 
     def __init__(self, fd: int, sync, delay_s: float, framer: Framer, first: list[bytes], stop: Stop,
-                 tl: Timeline):
+                 tl: Timeline, own_sync: bool = False):
         self.fd, self.sync, self.delay_s, self.framer, self.stop, self.tl = fd, sync, delay_s, framer, stop, tl
         self.block, self.block_base = first, 0
         self.cond = threading.Condition(threading.Lock())
@@ -386,6 +388,9 @@ class _GroupCommit:
         self.write = os.write
         self.error: BaseException | None = None
         self.halt = threading.Event()     # set by stop_writers(): a waiting leader stops waiting
+        # how each entry is committed: shared syncs (group commit), or each writer's own (always, W writers)
+        self.commit_one = self._own if own_sync else self._shared
+        self.own_syncs: list[tuple[int, int, int]] = []     # (seq, sync start, sync end) of _own
 
     def _record(self, seq: int) -> bytes:
         # seq grows by one under the lock, so only the current block is ever needed
@@ -397,31 +402,73 @@ class _GroupCommit:
         return self.block[k]
 
     def writer(self, out: list) -> None:
+        """One closed-loop writer thread: the next entry as soon as the last one is acknowledged."""
         seqs, lats, acks = array("q"), array("q"), array("q")
         out.append((seqs, lats, acks))
-        clk, cond = time.perf_counter_ns, self.cond
-        n_min, cap = self.stop.entries, self.stop.max_entries
+        clk, commit = time.perf_counter_ns, self.commit_one
         while True:
             t = clk()
+            seq = commit(t)
+            if seq is None:
+                return
+            a = clk()
+            seqs.append(seq); lats.append(a - t); acks.append(a)
+
+    def _stopping(self, t: int) -> bool:
+        return (self.next_seq >= self.stop.entries and t >= self.deadline) or self.next_seq >= self.stop.max_entries
+
+    def _shared(self, t: int | None = None) -> int | None:
+        """Group commit: append the next entry under the log lock and wait for a sync that covers it
+        (``_commit``); its seq, or None once the run stops (``t``: a closed-loop writer's clock, for the
+        stop rule) or failed."""
+        cond = self.cond
+        with cond:
+            try:
+                if self.error is not None or (t is not None and self._stopping(t)):
+                    return None
+                return self._commit()
+            except BaseException as e:
+                # Recorded before the lock is released, so no other writer writes, syncs or
+                # acknowledges after a failed write or sync (a second sync of the same pages
+                # is the retry fsyncgate forbids).  The trial re-raises it.
+                if self.error is None:
+                    self.error = e
+                cond.notify_all()
+                return None
+
+    def _own(self, t: int | None = None) -> int | None:
+        """``always`` with several writers: append the next entry under the log lock, then sync it
+        here, outside the lock, concurrently with the other writers' syncs.  Its seq once its own sync
+        returned, and only if no writer's write or sync has failed by then (a failed sync's error is
+        reported once per open file, so a concurrent sync on the same file may return 0 for pages
+        that were dropped); None once the run stops or failed."""
+        cond, clk = self.cond, time.perf_counter_ns
+        with cond:
+            if self.error is not None or (t is not None and self._stopping(t)):
+                return None
+            seq = self.next_seq
+            try:
+                k = self.write(self.fd, self._record(seq))
+                if k != self.framer.record_bytes:
+                    raise _short_write(k, self.framer.record_bytes)
+            except BaseException as e:
+                self.error = e
+                cond.notify_all()
+                return None
+            self.next_seq = seq + 1
+        s = clk()
+        try:
+            self.sync(self.fd)
+        except OSError as e:
             with cond:
-                try:
-                    if self.error is not None:
-                        return
-                    if (self.next_seq >= n_min and t >= self.deadline) or self.next_seq >= cap:
-                        return
-                    seq = self._commit()
-                    if seq is None:
-                        return
-                    a = clk()
-                    seqs.append(seq); lats.append(a - t); acks.append(a)
-                except BaseException as e:
-                    # Recorded before the lock is released, so no other writer writes, syncs or
-                    # acknowledges after a failed write or sync (a second sync of the same pages
-                    # is the retry fsyncgate forbids).  The trial re-raises it.
-                    if self.error is None:
-                        self.error = e
-                    cond.notify_all()
-                    return
+                if self.error is None:
+                    self.error = _wrap_sync_error(e)
+                cond.notify_all()
+            return None
+        if self.error is not None:
+            return None
+        self.own_syncs.append((seq, s, clk()))
+        return seq
 
     def _commit(self) -> int | None:
         """With the lock held: append the next record and wait until a sync covers it (leading one
@@ -464,47 +511,27 @@ class _GroupCommit:
         if hi > self.synced:
             self.synced = hi
 
-    def own_sync_writer(self, out: list) -> None:
-        """``always`` with several writers: each appends its record under the log lock and then
-        syncs it itself, outside the lock, concurrently with the others' syncs (what W threads that
-        each write and fsync their own entry do, without group commit).  An entry is acknowledged
-        when its own sync returned, and only if no writer's write or sync has failed by then: a
-        failed sync's error is reported once per open file, so a concurrent sync on the same file
-        may return 0 for pages that were dropped."""
-        seqs, lats, acks, sstarts = array("q"), array("q"), array("q"), array("q")
-        out.append((seqs, lats, acks, sstarts))
-        clk, cond, sync, fd = time.perf_counter_ns, self.cond, self.sync, self.fd
-        n_min, cap, rl = self.stop.entries, self.stop.max_entries, self.framer.record_bytes
-        while True:
-            t = clk()
-            with cond:
-                if self.error is not None:
-                    return
-                if (self.next_seq >= n_min and t >= self.deadline) or self.next_seq >= cap:
-                    return
-                seq = self.next_seq
-                try:
-                    k = self.write(fd, self._record(seq))
-                    if k != rl:
-                        raise _short_write(k, rl)
-                except BaseException as e:
-                    self.error = e
-                    cond.notify_all()
-                    return
-                self.next_seq = seq + 1
-            s = clk()
-            try:
-                sync(fd)
-            except OSError as e:
-                with cond:
-                    if self.error is None:
-                        self.error = _wrap_sync_error(e)
-                    cond.notify_all()
+    def open_writer(self, due: array, deadline_ns: int, out: list, work_us: float) -> None:
+        """One open-loop writer thread: each entry at its own arrival (``run_open``)."""
+        mine = (array("q"), array("q"), array("q"), array("q"), array("q"), array("q"))  # seq, intended, started,
+        out.append(mine)                                                                   # ack, late, spin cpu
+        seqs, ints, sts, acks, lates, spin = mine
+        clk, commit = time.perf_counter_ns, self.commit_one
+        for d in due:
+            if clk() >= deadline_ns or self.error is not None:
+                return
+            if clk() < d:
+                spin.append(wait_until(d))
+                s = clk()
+                lates.append(s - d)
+            else:
+                s = clk()
+            seq = commit()
+            if seq is None:
                 return
             a = clk()
-            if self.error is not None:
-                return
-            seqs.append(seq); lats.append(a - t); acks.append(a); sstarts.append(s)
+            seqs.append(seq); ints.append(d); sts.append(s); acks.append(a)
+            _burn(work_us)
 
     def stop_writers(self, why: BaseException) -> None:
         """Make every writer return as soon as its current system call does (Ctrl-C, SIGTERM)."""
@@ -627,17 +654,15 @@ def run_group(fd: int, sync, interval_ms: int, writers: int, framer: Framer, fir
 def run_always_writers(fd: int, sync, writers: int, framer: Framer, first: list[bytes], stop: Stop,
                        write=None) -> Timeline:
     """``always`` with ``writers`` threads on one log, each writing and syncing its own entries
-    (``_GroupCommit.own_sync_writer``): the baseline group commit is measured against at the same
-    writers.  Each entry's sync is listed as the one covering it (``sync_hi`` = seq + 1; a sync also
-    covers the entries written before it started, so this overstates exposure, never hides it)."""
+    (``_GroupCommit._own``): the baseline group commit is measured against at the same writers."""
     if sync is None:
         raise ValueError("always with several writers needs a sync call (fdatasync or fsync): with "
                          "open_datasync/open_sync every write is synchronous and one log's writes are serialized")
     tl = Timeline(record_bytes=framer.record_bytes)
-    gc = _GroupCommit(fd, sync, 0.0, framer, first, stop, tl)
+    gc = _GroupCommit(fd, sync, 0.0, framer, first, stop, tl, own_sync=True)
     gc.write = write or os.write
     outs: list = []
-    threads = [threading.Thread(target=gc.own_sync_writer, args=(outs,), name=f"fsyncstudy-writer-{k}", daemon=True)
+    threads = [threading.Thread(target=gc.writer, args=(outs,), name=f"fsyncstudy-writer-{k}", daemon=True)
                for k in range(writers)]
     tl.start_ns = time.perf_counter_ns()
     gc.deadline = stop.deadline(tl.start_ns)
@@ -645,16 +670,23 @@ def run_always_writers(fd: int, sync, writers: int, framer: Framer, first: list[
     if gc.error is not None:
         raise gc.error
     n = sum(len(o[0]) for o in outs)
-    tl.latency, tl.acks, tl.sync_starts = (array("q", bytes(8 * n)) for _ in range(3))
-    for seqs, lats, acks, sstarts in outs:
-        for seq, lat, a, ss in zip(seqs, lats, acks, sstarts):
+    tl.latency, tl.acks = array("q", bytes(8 * n)), array("q", bytes(8 * n))
+    for seqs, lats, acks in outs:
+        for seq, lat, a in zip(seqs, lats, acks):
             tl.latency[seq] = lat
             tl.acks[seq] = a
-            tl.sync_starts[seq] = ss
-    tl.sync_ends = array("q", tl.acks)
-    tl.sync_hi = array("q", range(1, n + 1))
+    _own_syncs_in_order(gc.own_syncs, tl)
     tl.end_ns = max(tl.acks) if n else tl.start_ns
     return tl
+
+
+def _own_syncs_in_order(own: list[tuple[int, int, int]], tl) -> None:
+    """Each entry's own sync, listed in seq order as the one covering it (``sync_hi`` = seq + 1; a sync
+    also covers the entries written before it started, so this overstates exposure, never hides it)."""
+    own.sort()
+    tl.sync_starts = array("q", (s for _, s, _ in own))
+    tl.sync_ends = array("q", (e for _, _, e in own))
+    tl.sync_hi = array("q", (seq + 1 for seq, _, _ in own))
 
 
 def run(st: Strategy, fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, writers: int = 1,
@@ -785,46 +817,16 @@ def _open_one_writer(st: Strategy, fd: int, sync, framer: Framer, due: array, de
         _final_sync(flusher, fd, sync, len(tl.acks), tl)   # the final covering sync, as in the closed loop
 
 
-class _OpenGroup(_GroupCommit):
-    """Group commit's leader/follower protocol, each writer taking entries at its own arrivals."""
-
-    def open_writer(self, due: array, deadline_ns: int, out: list, work_us: float) -> None:
-        mine = (array("q"), array("q"), array("q"), array("q"), array("q"), array("q"))  # seq, intended, started,
-        out.append(mine)                                                                   # ack, late, spin cpu
-        seqs, ints, sts, acks, lates, spin = mine
-        clk, cond = time.perf_counter_ns, self.cond
-        for d in due:
-            if clk() >= deadline_ns or self.error is not None:
-                return
-            if clk() < d:
-                spin.append(wait_until(d))
-                s = clk()
-                lates.append(s - d)
-            else:
-                s = clk()
-            with cond:
-                try:
-                    if self.error is not None:
-                        return
-                    seq = self._commit()
-                    if seq is None:
-                        return
-                    a = clk()
-                except BaseException as e:
-                    if self.error is None:
-                        self.error = e
-                    cond.notify_all()
-                    return
-            seqs.append(seq); ints.append(d); sts.append(s); acks.append(a)
-            _burn(work_us)
-
-
-def _open_group(st: Strategy, fd: int, sync, framer: Framer, due: array, clients: int, deadline_ns: int,
-                 tl: OpenTimeline, work_us: float) -> None:
-    gc = _OpenGroup(fd, sync, st.interval_ms / 1000, framer, framer.frame_range(0, chunk_records(framer)),
-                    Stop(), tl)
+def _open_writers(st: Strategy, fd: int, sync, framer: Framer, due: array, clients: int, deadline_ns: int,
+                  tl: OpenTimeline, work_us: float) -> None:
+    """Several writers on one log, the arrivals dealt round robin (each client offers rate / clients):
+    group commit, or ``always`` with each writer syncing its own entries."""
+    own = st.kind == "always"
+    if own and sync is None:
+        raise ValueError("always with several writers needs a sync call (fdatasync or fsync)")
+    gc = _GroupCommit(fd, sync, (st.interval_ms or 0) / 1000, framer, framer.frame_range(0, chunk_records(framer)),
+                      Stop(), tl, own_sync=own)
     outs: list = []
-    # arrivals dealt round robin: each client offers rate / clients
     threads = [threading.Thread(target=gc.open_writer, args=(due[k::clients], deadline_ns, outs, work_us),
                                 name=f"fsyncstudy-writer-{k}", daemon=True) for k in range(clients)]
     run_threads(threads, gc.stop_writers)
@@ -836,18 +838,20 @@ def _open_group(st: Strategy, fd: int, sync, framer: Framer, due: array, clients
     for o in outs:
         tl.lateness.extend(o[4])
         tl.spin_cpu_ns += sum(o[5])
+    if own:
+        _own_syncs_in_order(gc.own_syncs, tl)
 
 
 def run_open(st: Strategy, fd: int, sync, framer: Framer, start_ns: int, due: array, deadline_ns: int,
              clients: int = 1, work_us: float = 0.0) -> OpenTimeline:
     """The open loop's one dispatch: from ``start_ns`` serve entries arriving at ``due`` (absolute
     perf_counter ns) until ``deadline_ns``; ``always``/``batch``/``none`` with one writer in arrival
-    order, ``group`` with ``clients`` writers dealt the arrivals round robin.  ``work_us``: CPU spent
-    after each entry (an application's work)."""
+    order, ``group`` (and ``always`` with ``clients`` > 1) with ``clients`` writers dealt the arrivals
+    round robin.  ``work_us``: CPU spent after each entry (an application's work)."""
     tl = OpenTimeline(start_ns=start_ns)
     wait_until(start_ns)
-    if st.kind == "group":
-        _open_group(st, fd, sync, framer, due, clients, deadline_ns, tl, work_us)
+    if st.kind == "group" or clients > 1:
+        _open_writers(st, fd, sync, framer, due, clients, deadline_ns, tl, work_us)
     else:
         _open_one_writer(st, fd, sync, framer, due, deadline_ns, tl, work_us)
     return tl

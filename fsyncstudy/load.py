@@ -13,7 +13,8 @@ writer is busy waits in the queue, and its latency is timed from its intended ar
 
 One writer serves ``always``, ``batch_<N>ms`` and ``none`` in arrival order (a FIFO queue, as a log
 with one appender); ``group_<N>ms`` runs ``clients`` writers sharing the rate, each with its own
-arrivals, in leader/follower group commit.  Arrivals fall within the trial's duration; the writer
+arrivals, in leader/follower group commit, and ``always`` with ``clients`` > 1 the same writers each
+syncing its own entries (group commit's baseline at the same clients).  Arrivals fall within the trial's duration; the writer
 then has ``DRAIN`` more (a tenth of the duration, at least 50 ms) to finish the queue.  Entries still
 queued after that are counted (``unserved``), their wait so far joins the latencies as a lower
 bound, and the trial is marked saturated; so is one whose achieved rate (acknowledgements within
@@ -134,8 +135,11 @@ def run_load_trial(strategy: str | Strategy, rate: float, duration_s: float = 1.
     st = strategy if isinstance(strategy, Strategy) else parse(strategy)
     if not isinstance(clients, int) or isinstance(clients, bool) or not 1 <= clients <= 64:
         raise ValueError(f"clients must be an integer in 1..64, got {clients!r}")
-    if clients > 1 and st.kind != "group":
-        raise ValueError(f"{st.name}: several clients share one log only under group commit (group_<N>ms)")
+    if clients > 1 and not st.acks_durable:
+        raise ValueError(f"{st.name}: several clients share one log only under group commit (group_<N>ms) and "
+                         "always (each client syncing its own entries)")
+    if clients > 1 and sync_method.startswith("open_"):
+        raise ValueError(f"{sync_method} with several clients: use fdatasync or fsync")
     if not (isinstance(duration_s, (int, float)) and 0 < duration_s <= 3600):
         raise ValueError(f"duration_s must be in (0, 3600], got {duration_s!r}")
     if not (isinstance(work_us, (int, float)) and 0 <= work_us <= 1e6):

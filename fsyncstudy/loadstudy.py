@@ -31,7 +31,9 @@ class LoadProfile:
 
     name: str
     rates: tuple[int, ...]
-    strategies: tuple[tuple[str, int], ...] = (("always", 1), ("batch_10ms", 1), ("none", 1), ("group_0ms", 4))
+    #: group commit with 4 clients beside always with the same 4 (each syncing its own entries): like with like
+    strategies: tuple[tuple[str, int], ...] = (("always", 1), ("batch_10ms", 1), ("none", 1), ("group_0ms", 4),
+                                               ("always", 4))
     trials: int = 3
     warmup_rounds: int = 1
     duration_s: float = 0.5

@@ -1,4 +1,5 @@
 """Open-loop load: arrivals at a rate, latency from the intended arrival, saturation reported."""
+import os
 import statistics
 
 import pytest
@@ -53,6 +54,19 @@ def test_group_commit_clients_share_the_rate_and_every_entry_is_acknowledged_onc
     assert r.exposure_ms_max is None and 0 < r.syncs <= 1000
 
 
+def test_always_with_several_clients_syncs_each_entry_itself_at_the_same_rate(disk_dir, monkeypatch):
+    # group commit's baseline in the open loop: the same clients, each writing and syncing its own entries
+    calls = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (calls.append(fd), real(fd))[1])
+    seen = []
+    r = load.run_load_trial("always", 1000, duration_s=0.5, clients=4, directory=disk_dir, on_timeline=seen.append)
+    assert (r.served, r.unserved, r.clients) == (500, 0, 4)
+    assert r.syncs == 500 == len(calls)          # one per entry, none shared
+    tl = seen[0]
+    assert all(a >= s for a, s in zip(tl.acks, tl.started)) and list(tl.sync_hi) == list(range(1, 501))
+
+
 def test_batch_exposure_at_a_rate_and_the_final_covering_sync(disk_dir):
     r = load.run_load_trial("batch_20ms", 1000, duration_s=0.5, directory=disk_dir)
     assert r.served == 500 and r.syncs >= 10
@@ -60,7 +74,8 @@ def test_batch_exposure_at_a_rate_and_the_final_covering_sync(disk_dir):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(strategy="always", clients=2), "group commit"),
+    (dict(strategy="none", clients=2), "group commit"),
+    (dict(strategy="always", clients=2, sync_method="open_dsync"), "several clients"),
     (dict(strategy="group_0ms", clients=0), "clients"),
     (dict(strategy="none", work_us=-1), "work_us"),
     (dict(strategy="none", duration_s=0), "duration_s"),
