@@ -629,26 +629,9 @@ def run_threads(threads: list[threading.Thread], stop_writers) -> None:
 
 def run_group(fd: int, sync, interval_ms: int, writers: int, framer: Framer, first: list[bytes],
               stop: Stop, write=None) -> Timeline:
-    tl = Timeline(record_bytes=framer.record_bytes)
-    gc = _GroupCommit(fd, sync, interval_ms / 1000, framer, first, stop, tl)
-    gc.write = write or os.write
-    outs: list = []
-    threads = [threading.Thread(target=gc.writer, args=(outs,), name=f"fsyncstudy-writer-{k}", daemon=True)
-               for k in range(writers)]
-    tl.start_ns = time.perf_counter_ns()
-    gc.deadline = stop.deadline(tl.start_ns)
-    run_threads(threads, gc.stop_writers)
-    if gc.error is not None:
-        raise gc.error
-    n = sum(len(o[0]) for o in outs)
-    tl.latency = array("q", bytes(8 * n))
-    tl.acks = array("q", bytes(8 * n))
-    for seqs, lats, acks in outs:
-        for seq, lat, a in zip(seqs, lats, acks):
-            tl.latency[seq] = lat
-            tl.acks[seq] = a
-    tl.end_ns = max(tl.acks) if n else tl.start_ns
-    return tl
+    """Group commit with ``writers`` threads (``_GroupCommit``)."""
+    return _run_writers(_GroupCommit(fd, sync, interval_ms / 1000, framer, first, stop,
+                                     Timeline(record_bytes=framer.record_bytes)), writers, write)
 
 
 def run_always_writers(fd: int, sync, writers: int, framer: Framer, first: list[bytes], stop: Stop,
@@ -658,14 +641,21 @@ def run_always_writers(fd: int, sync, writers: int, framer: Framer, first: list[
     if sync is None:
         raise ValueError("always with several writers needs a sync call (fdatasync or fsync): with "
                          "open_datasync/open_sync every write is synchronous and one log's writes are serialized")
-    tl = Timeline(record_bytes=framer.record_bytes)
-    gc = _GroupCommit(fd, sync, 0.0, framer, first, stop, tl, own_sync=True)
+    gc = _GroupCommit(fd, sync, 0.0, framer, first, stop, Timeline(record_bytes=framer.record_bytes), own_sync=True)
+    tl = _run_writers(gc, writers, write)
+    _own_syncs_in_order(gc.own_syncs, tl)
+    return tl
+
+
+def _run_writers(gc: _GroupCommit, writers: int, write) -> Timeline:
+    """Run ``writers`` closed-loop threads on ``gc`` until its stop rule; the timeline, entries in seq order."""
+    tl = gc.tl
     gc.write = write or os.write
     outs: list = []
     threads = [threading.Thread(target=gc.writer, args=(outs,), name=f"fsyncstudy-writer-{k}", daemon=True)
                for k in range(writers)]
     tl.start_ns = time.perf_counter_ns()
-    gc.deadline = stop.deadline(tl.start_ns)
+    gc.deadline = gc.stop.deadline(tl.start_ns)
     run_threads(threads, gc.stop_writers)
     if gc.error is not None:
         raise gc.error
@@ -675,7 +665,6 @@ def run_always_writers(fd: int, sync, writers: int, framer: Framer, first: list[
         for seq, lat, a in zip(seqs, lats, acks):
             tl.latency[seq] = lat
             tl.acks[seq] = a
-    _own_syncs_in_order(gc.own_syncs, tl)
     tl.end_ns = max(tl.acks) if n else tl.start_ns
     return tl
 
