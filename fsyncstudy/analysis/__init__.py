@@ -10,6 +10,8 @@ One module per topic, and ``text`` for the sentences built from their tables:
 - ``peers``: ours against fio and pg_test_fsync (notebook 05);
 - ``tworuns``: two runs side by side: the C loop's write ceiling beside a sweep, run B against run A
   (notebooks 01-02, 07);
+- ``choice``: the one computed answer per durable target and writer count (the index, notebook 01,
+  ``python -m fsyncstudy answer``);
 - ``glance``: the answer at a glance, per durable target (the report's index);
 - ``load``: at your rate: the open-loop load study's latencies, knees and advice (notebook 06);
 - ``realdb``: real databases against their predictions, and what their power cuts lost (notebook 08);
@@ -19,6 +21,7 @@ One module per topic, and ``text`` for the sentences built from their tables:
 Every name is re-exported here, so ``from fsyncstudy import analysis; analysis.headline(df)`` is the
 way to call them; the topic modules import only from lower layers and from each other, ``text`` last.
 """
+from .choice import FIELDS as ANSWER_FIELDS, answer, answer_json, answer_lines
 from .crash import crash_table, loss_windows
 from .fleet import FLEET_METHOD, fleet_cells, fleet_hosts, fleet_outlier, fleet_roles, fleet_spread, fleet_variance
 from .glance import headline
@@ -34,7 +37,7 @@ from .text import (CPU_SHARE_TEXT, Checks, advice_lines, at_rate_lines, ceiling_
 from .tworuns import ceiling_ratios, diff_runs, pair_targets, write_ceiling
 
 __all__ = [
-    "BASELINE", "CPU_SHARE_TEXT", "CRASH_TARGET", "Checks", "DEFAULT_LOSS_BUDGETS_MS", "DEFAULT_RATE", "FLEET_METHOD",
+    "ANSWER_FIELDS", "BASELINE", "CPU_SHARE_TEXT", "answer", "answer_json", "answer_lines", "CRASH_TARGET", "Checks", "DEFAULT_LOSS_BUDGETS_MS", "DEFAULT_RATE", "FLEET_METHOD",
     "KNEE_FACTOR", "KNEE_FLOOR_US", "LOAD_METHOD", "QUIET_FLUSHES_PER_COMMIT", "TASK", "advice_lines", "advise",
     "at_rate_lines", "busy_summary", "ceiling_ratios", "ceiling_text", "cpu_bound_text", "crash_table", "diff_runs",
     "display_label", "fleet_cells", "fleet_hosts", "fleet_outlier", "fleet_roles", "fleet_spread", "fleet_variance",

@@ -4,7 +4,7 @@ command family, and returns text (so that it is tested without a subprocess):
 
 - ``bench``: ``bench`` (and ``--preset etcd``), ``devices``
 - ``peers``: ``peers``/``compare``, ``pgtest``
-- ``sweep``: ``sweep`` (here or on a fleet), ``fleet status``
+- ``sweep``: ``sweep`` (here or on a fleet), ``fleet status``, ``answer``
 - ``crash``: ``crash``
 - ``load``: ``load``, ``advise``
 - ``realdb``: ``realdb``, ``realdb crash``
@@ -28,7 +28,7 @@ from .load import cmd_advise, cmd_load
 from .peers import cmd_compare, cmd_pgtest
 from .realdb import cmd_realdb
 from .report import cmd_diff, cmd_report, cmd_upgrade
-from .sweep import cmd_fleet, cmd_sweep
+from .sweep import cmd_answer, cmd_fleet, cmd_sweep
 
 
 # -- the parser -------------------------------------------------------------------------------------
@@ -183,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--json", action="store_true")
     rd.add_argument("--quiet", action="store_true")
     rd.set_defaults(func=cmd_realdb)
+
+    an = sub.add_parser("answer", help="per durable target and writer count, the fastest choice that loses nothing "
+                                       "acknowledged, against always with the same writers, from a sweep's data")
+    an.add_argument("--dataset", help="a sweep dataset (default: the newest of this machine, else the committed one)")
+    an.add_argument("--json", action="store_true")
+    an.set_defaults(func=cmd_answer)
 
     ad = sub.add_parser("advise", help="at your rate and loss budget, which strategy, from a load study's data")
     ad.add_argument("--rate", type=float, required=True, help="your entries per second")

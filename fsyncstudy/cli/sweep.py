@@ -71,3 +71,24 @@ def format_fleet_status(rows: list[dict]) -> str:
     return table([[r["host"], r["address"], r["hostname"], r["fsyncstudy"], r["python"], r["kernel"],
                    ", ".join(r["default_targets"]), r["refused"] or "ok"] for r in rows],
                  ["host", "address", "hostname", "fsyncstudy", "python", "kernel", "default targets", "joins"])
+
+
+# -- answer: the one computed answer of a sweep ------------------------------------------------------
+
+def cmd_answer(args) -> int:
+    from .. import analysis, sweep
+    path = catalog.existing(args.dataset, KIND) if args.dataset else catalog.newest(KIND)
+    df, _ = sweep.load(path)
+    rows = analysis.answer(df)
+    if args.json:
+        print_json({"fsyncstudy": envelope(), "dataset": str(path), "answers": analysis.answer_json(rows)})
+        return 0
+    print(format_answer(path.name, analysis.answer_lines(rows)))
+    return 0
+
+
+def format_answer(dataset_name: str, sentences: list[str]) -> str:
+    """``answer``'s text: one line per durable target and writer count (``analysis.answer_lines``)."""
+    lines = [f"from the sweep {dataset_name}: per durable target and writer count, the fastest choice that "
+             "loses nothing acknowledged", ""]
+    return "\n".join(lines + ["- " + s.replace("**", "").replace("`", "") for s in sentences])

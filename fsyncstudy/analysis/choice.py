@@ -1,0 +1,145 @@
+"""The one computed answer: per durable target and per writer count, the fastest configuration that
+loses nothing acknowledged, against ``always`` with the same writers, and whether the data can tell it
+from the runner-up.  The report's index, notebook 01 and ``python -m fsyncstudy answer`` all read it.
+
+Rules (each row carries the premises it rests on, so a page can print them and a test can check them):
+
+- **Like with like.** The candidates at W writers are the configurations that acknowledge only after a
+  covering sync (``acks_durable``: ``always`` and ``group_<N>ms``) run with exactly W writers, whatever
+  their preallocation and sync method (those are part of the choice).  The baseline is ``always``
+  (append, fdatasync) with the same W writers, each syncing its own entries; a dataset that has no such
+  run (made before 2026-12-07) falls back to ``always`` with one writer, and the row says so
+  (``baseline_writers`` differs from ``writers``, ``like_with_like`` False).
+- **Ratios are paired by round** (every configuration ran once in each shuffled round): the geometric
+  mean of the per-round ratios with the t interval of the log ratios.
+- **Resolved** means the choice is faster than every other candidate at W writers, each paired ratio's
+  interval above 1 at a simultaneous level (Bonferroni over the k - 1 comparisons, so picking the
+  largest of k point estimates does not make a tie look like a win).  Otherwise the row names the
+  candidates the data cannot tell from the choice (``tied``) and is not resolved.
+- **What bounds it**: ``cpu`` when most of the choice's trials were CPU-bound (the writer's process was
+  on a CPU, or waiting for one, nearly all the time), else ``storage``; on a FUSE target the daemon's
+  work is inside every sync and its CPU is not measured, so a trial there that is not CPU-bound is
+  ``fuse-daemon or storage`` (the two cannot be told apart from the writer's side).
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .. import intervals
+from ..strategies import KINDS
+from .sweep import display_label
+
+#: The confidence of every interval in the answer (simultaneous over a row's comparisons).
+LEVEL = 0.95
+#: The JSON rows' fields, in order (scripts rely on these names).
+FIELDS = ("target", "target_label", "writers", "choice", "choice_label", "ops_per_sec", "ops_low", "ops_high",
+          "baseline", "baseline_writers", "like_with_like", "ratio", "ratio_low", "ratio_high", "n",
+          "candidates", "resolved", "runner_up", "runner_up_ratio", "runner_up_low", "runner_up_high", "tied",
+          "bound", "level")
+
+
+def _baseline(writers: int) -> str:
+    return f"always/w{writers}/append/fdatasync"
+
+
+def target_order(df: pd.DataFrame) -> list[str]:
+    """The machine's own disks first, then the lab's filesystems, then its emulations."""
+    labels = df.drop_duplicates("target").set_index("target")["target_label"]
+    return sorted(labels.index, key=lambda t: (labels[t].startswith("lab:"), "EMULATED" in labels[t], labels[t]))
+
+
+def _paired(g: pd.DataFrame, num: str, den: str, level: float) -> intervals.Interval:
+    a, b = g[g["config"] == num], g[g["config"] == den]
+    if a.empty or b.empty:
+        return intervals.Interval(intervals.NAN, intervals.NAN, intervals.NAN, "a side was not measured here", 0)
+    if num == den:
+        return intervals.Interval(1.0, 1.0, 1.0, "the baseline itself", len(a))
+    return intervals.ratio_interval(a["ops_per_sec"].tolist(), b["ops_per_sec"].tolist(),
+                                    pairs=(a["round"].tolist(), b["round"].tolist()), level=level)
+
+
+def _bound(rows: pd.DataFrame) -> str:
+    cpu = (rows["bound"] == "cpu").mean() > 0.5 if "bound" in rows and len(rows) else False
+    if cpu:
+        return "cpu"
+    fuse = rows["target_fstype"].astype(str).str.startswith("fuse").any()
+    return "fuse-daemon or storage" if fuse else "storage"
+
+
+def answer(df: pd.DataFrame, level: float = LEVEL) -> list[dict]:
+    """One row per durable target and writer count measured (see the module's rules); ``df`` is a sweep's
+    trials (``sweep.load``)."""
+    durable_kinds = [k for k, row in KINDS.items() if row.acks_durable]
+    durable = df[(df["target_durability"] != "volatile") & df["kind"].isin(durable_kinds)]
+    out = []
+    for target in target_order(durable):
+        g = durable[durable["target"] == target]
+        for w in sorted(int(x) for x in g["writers"].unique()):
+            cands = g[g["writers"] == w]
+            means = cands.groupby("config")["ops_per_sec"].mean().sort_values(ascending=False)
+            choice = means.index[0]
+            base = _baseline(w) if _baseline(w) in set(g["config"]) else _baseline(1)
+            if base not in set(g["config"]):
+                continue
+            mine = cands[cands["config"] == choice]
+            ops = intervals.mean_interval(mine["ops_per_sec"].tolist(), level=level)
+            ratio = _paired(g, choice, base, level)
+            others = list(means.index[1:])
+            simultaneous = 1 - (1 - level) / max(1, len(others))
+            against = {o: _paired(cands, choice, o, simultaneous) for o in others}
+            tied = [o for o, r in against.items() if not (r.has_interval() and r.low > 1.0)]
+            runner = others[0] if others else None
+            ru = against[runner] if runner else intervals.Interval(intervals.NAN, intervals.NAN, intervals.NAN, "", 0)
+            label = dict(zip(cands["config"], cands["config_label"]))
+            out.append({
+                "target": target, "target_label": display_label(g["target_label"].iloc[0]), "writers": w,
+                "choice": choice, "choice_label": label[choice],
+                "ops_per_sec": ops.estimate, "ops_low": ops.low, "ops_high": ops.high,
+                "baseline": base, "baseline_writers": int(base.split("/w")[1].split("/")[0]),
+                "like_with_like": base == _baseline(w),
+                "ratio": ratio.estimate, "ratio_low": ratio.low, "ratio_high": ratio.high, "n": ratio.n,
+                "candidates": len(means), "resolved": not tied,
+                "runner_up": label[runner] if runner else None,
+                "runner_up_ratio": ru.estimate, "runner_up_low": ru.low, "runner_up_high": ru.high,
+                "tied": [label[o] for o in tied], "bound": _bound(mine), "level": level,
+            })
+    return out
+
+
+def answer_json(rows: list[dict]) -> list[dict]:
+    """The rows with None for NaN (JSON has no NaN), in ``FIELDS`` order."""
+    return [{k: (intervals.none_if_nan(r[k]) if isinstance(r[k], float) else r[k]) for k in FIELDS} for r in rows]
+
+
+def answer_lines(rows: list[dict]) -> list[str]:
+    """One sentence per row, with its premises: writers, baseline, n, level, what bounds it."""
+    lines = []
+    for r in rows:
+        w = r["writers"]
+        who = "one writer" if w == 1 else f"{w} concurrent writers"
+        base = ("`always` with the same writers" if r["like_with_like"] else
+                f"`always` with {r['baseline_writers']} writer (this dataset has no `always` with {w}: "
+                "the writers differ)")
+        text = (f"**{r['target_label']}**, {who}: the fastest choice that loses nothing acknowledged is "
+                f"`{r['choice_label']}`, {r['ops_per_sec']:,.0f} ops/s")
+        if r["choice"] == r["baseline"]:
+            text += " (the baseline itself)"
+        elif r["ratio"] == r["ratio"]:
+            text += f", {_ratio(r['ratio'], r['ratio_low'], r['ratio_high'])}× {base}"
+        if r["candidates"] == 1:
+            text += "; it was the only candidate"
+        elif r["resolved"]:
+            text += (f"; ahead of every other candidate (runner-up `{r['runner_up']}`: "
+                     f"{_ratio(r['runner_up_ratio'], r['runner_up_low'], r['runner_up_high'])}×, "
+                     f"simultaneous over {r['candidates'] - 1})")
+        else:
+            text += (f"; **not resolved**: the data cannot tell it from {', '.join(f'`{t}`' for t in r['tied'])} "
+                     f"(simultaneous intervals over {r['candidates'] - 1} comparisons include 1)")
+        lines.append(text + f" [n = {r['n']} rounds, {r['level']:.0%} intervals; bound: {r['bound']}]")
+    return lines
+
+
+def _ratio(x: float, lo: float, hi: float) -> str:
+    if lo == lo and hi == hi:
+        return f"{x:.2f} ({lo:.2f}–{hi:.2f})"
+    return f"{x:.2f}"

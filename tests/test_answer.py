@@ -1,0 +1,100 @@
+"""The one computed answer (analysis.answer) on small synthetic sweeps: each rule it promises."""
+import json
+import math
+import random
+import subprocess
+import sys
+
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+
+from fsyncstudy import analysis
+from conftest import REPO
+
+LABELS = {"always": "always", "group_0ms": "group_0ms"}
+
+
+def sweep(configs: dict, rounds: int = 5, target="/disk", label="ext4 on vda", fstype="ext4", bound="storage",
+          noise=0.02, seed=0) -> pd.DataFrame:
+    """configs: {(strategy, writers, prealloc): ops/s}; every configuration once per round."""
+    rng = random.Random(seed)
+    rows = []
+    for r in range(rounds):
+        for (strategy, w, prealloc), ops in configs.items():
+            extra = [f"{w} writers"] if w > 1 else []
+            extra += [prealloc] if prealloc != "append" else []
+            rows.append({"round": r, "target": target, "target_label": label, "target_durability": "durable",
+                         "target_fstype": fstype, "kind": strategy.split("_")[0], "writers": w, "prealloc": prealloc,
+                         "config": f"{strategy}/w{w}/{prealloc}/fdatasync",
+                         "config_label": strategy + (f" ({', '.join(extra)})" if extra else ""),
+                         "ops_per_sec": ops * math.exp(rng.gauss(0, noise)), "bound": bound})
+    return pd.DataFrame(rows)
+
+
+def row(rows, writers):
+    return next(r for r in rows if r["writers"] == writers)
+
+
+def test_a_group_configuration_faster_only_with_16_writers_is_never_the_one_writer_answer():
+    df = sweep({("always", 1, "append"): 7000, ("group_0ms", 1, "append"): 6000,
+                ("group_0ms", 16, "append"): 15000, ("always", 16, "append"): 12000})
+    rows = analysis.answer(df)
+    one, sixteen = row(rows, 1), row(rows, 16)
+    assert one["choice"] == "always/w1/append/fdatasync" and one["ratio"] == 1.0
+    # at 16 writers group commit is compared with always at 16 writers, not with one
+    assert sixteen["choice"] == "group_0ms/w16/append/fdatasync" and sixteen["like_with_like"]
+    assert sixteen["baseline"] == "always/w16/append/fdatasync" and 1.15 < sixteen["ratio"] < 1.35
+
+
+def test_without_always_at_the_same_writers_the_row_says_the_writers_differ():
+    df = sweep({("always", 1, "append"): 7000, ("group_0ms", 4, "append"): 14000})
+    r = row(analysis.answer(df), 4)
+    assert (r["baseline_writers"], r["like_with_like"]) == (1, False)
+    assert "the writers differ" in analysis.answer_lines([r])[0]
+
+
+def test_preallocation_is_part_of_the_choice():
+    df = sweep({("always", 1, "append"): 7000, ("always", 1, "zero-fill"): 10500})
+    r = row(analysis.answer(df), 1)
+    assert r["choice"] == "always/w1/zero-fill/fdatasync" and r["resolved"] and 1.4 < r["ratio"] < 1.6
+
+
+@settings(max_examples=40, deadline=None)
+@given(hs.integers(0, 10_000), hs.floats(0.0, 0.03))
+def test_a_row_is_resolved_exactly_when_its_simultaneous_interval_against_the_runner_up_excludes_a_tie(seed, gap):
+    # two candidates within a few percent of each other, with 10% noise over 3 rounds: never a winner
+    df = sweep({("always", 1, "append"): 7000, ("always", 1, "zero-fill"): 7000 * (1 + gap)}, rounds=3,
+               noise=0.10, seed=seed)
+    r = row(analysis.answer(df), 1)
+    runner = r["runner_up_low"], r["runner_up_high"]
+    if r["resolved"]:
+        assert runner[0] > 1.0          # resolved only when the simultaneous interval excludes a tie
+    else:
+        assert r["tied"] and (math.isnan(runner[0]) or runner[0] <= 1.0)
+
+
+def test_identical_candidates_are_not_resolved():
+    df = sweep({("always", 1, "append"): 7000, ("always", 1, "zero-fill"): 7000}, noise=0.05, seed=3)
+    r = row(analysis.answer(df), 1)
+    assert not r["resolved"] and r["tied"]
+    assert "not resolved" in analysis.answer_lines([r])[0]
+
+
+def test_a_fuse_target_that_is_not_cpu_bound_is_never_called_storage_bound():
+    df = sweep({("always", 1, "append"): 3000}, label="lab:powercut", fstype="fuse.fsyncstudy")
+    assert row(analysis.answer(df), 1)["bound"] == "fuse-daemon or storage"
+    df = sweep({("always", 1, "append"): 3000}, bound="cpu")
+    assert row(analysis.answer(df), 1)["bound"] == "cpu"
+
+
+def test_the_answer_command_on_the_committed_sweep():
+    p = subprocess.run([sys.executable, "-m", "fsyncstudy", "answer", "--dataset", "data/standard-vm-6b60e6aa-4b661b",
+                        "--json"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)["answers"]
+    assert rows and all(list(r) == list(analysis.ANSWER_FIELDS) for r in rows)
+    # the machine's own disk first, every writer count measured, and no one-writer answer with 16 writers
+    assert rows[0]["target_label"] == "ext4 on vda" and {r["writers"] for r in rows} == {1, 4, 16}
+    assert all(r["choice"].split("/")[1] == f"w{r['writers']}" for r in rows)
+    assert all(r["like_with_like"] == (r["baseline_writers"] == r["writers"]) for r in rows)
