@@ -20,7 +20,7 @@ functions too, and fails on a cycle or an import that goes the other way):
     measurements that fill datasets (``realdb``: SQLite, PostgreSQL and Redis started and stopped by us;
     ``fleet``: one sweep across many hosts, on Dask distributed, imported only there)
 11. ``stats``: intervals and effect sizes over trials (pandas, scipy)
-12. ``analysis`` ``analysis.choice`` ``analysis.sweep`` ``analysis.crash`` ``analysis.peers`` ``analysis.tworuns`` ``analysis.glance``
+12. ``analysis`` ``analysis.choice`` ``analysis.sweep`` ``analysis.crash`` ``analysis.peers`` ``analysis.tworuns``
     ``analysis.load`` ``analysis.realdb`` ``analysis.fleet`` ``analysis.text``: the tables the notebooks show
     (frames in, tables out), one module per topic; ``text``: the sentences built from them, and ``Checks``
 13. ``plots`` ``explore``: every figure; the notebooks' widgets (ipywidgets) over them

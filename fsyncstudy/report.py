@@ -185,9 +185,11 @@ def render(executed: list[Path], out_dir: Path, dataset: Path, load_dataset: Pat
     from . import analysis, sweep
     df, meta = sweep.load(dataset)
     index = out_dir / "index.html"
-    at_rate, stopped_here = [], None
+    at_rate, stopped_here, answer_table = [], None, None
     try:
-        answer = analysis.headline_lines(analysis.headline(df))
+        rows = analysis.answer(df)
+        answer = analysis.recommendation_lines(rows)
+        answer_table = analysis.answer_table(rows)
         if load_dataset is not None:
             from . import loadstudy
             at_rate = analysis.at_rate_lines(loadstudy.load(load_dataset)[0])
@@ -195,7 +197,7 @@ def render(executed: list[Path], out_dir: Path, dataset: Path, load_dataset: Pat
         stopped_here = PageFailure("index.html", None, _message(type(e).__name__, str(e)))
         failures.append(stopped_here)
         answer = []
-    index.write_text(_index_html(entries, meta, dataset, answer, at_rate, stopped_here))
+    index.write_text(_index_html(entries, meta, dataset, answer, at_rate, stopped_here, answer_table))
     return index
 
 
@@ -206,7 +208,7 @@ def inline(text: str) -> str:
 
 
 def _index_html(entries, meta: dict, dataset: Path, answer: list[str], at_rate: list[str] = (),
-                stopped: PageFailure | None = None) -> str:
+                stopped: PageFailure | None = None, answer_table=None) -> str:
     from . import analysis
     plan = meta["plan"]
     rows = "".join(
@@ -225,8 +227,10 @@ def _index_html(entries, meta: dict, dataset: Path, answer: list[str], at_rate: 
                     + "".join(f"<li>{inline(line)}</li>" for line in at_rate) + "</ul>") if at_rate else ""
     answer_html = "".join(f"<li>{inline(line)}</li>" for line in answer) or \
         "<li>No target in this dataset can make data durable: every number in it measures the CPU, not storage.</li>"
+    table_html = answer_table.to_html(border=0, index=False) if answer_table is not None and len(answer_table) else ""
     if stopped is not None:
         answer_html = f"<li>{_failure_html(stopped, 'The answer could not be computed', 'The pages below were rendered.')}</li>"
+        table_html = ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>fsyncstudy report</title>
 <style>
@@ -242,9 +246,15 @@ code {{ background: #f4f4f4; padding: 0 0.2rem; }}
 <h1>fsyncstudy: what each fsync strategy costs</h1>
 <h2>The answer, per target that can be durable</h2>
 <ul class="answer">{answer_html}</ul>
-<p>Geometric means over trials with 95% t intervals on the log scale; ratios are paired by round (every configuration ran once in each
-shuffled round) with the 95% t interval of the log ratios. Definitions of the strategies: the table in the
-project's README.</p>
+<p>For each writer count measured, the fastest configuration that acknowledges only after a covering sync
+(<code>always</code> or group commit, any preallocation), against <code>always</code> with the same writers, each
+syncing its own entries. Ratios are paired by round (every configuration ran once in each shuffled round): the
+geometric mean of the per-round ratios with the 95% t interval of the log ratios. <i>Resolved</i>: faster than
+every other candidate at those writers with simultaneous 95% intervals (Bonferroni); otherwise the tied ones are
+named. <i>Bound</i>: what the choice's trials waited for (a FUSE target's daemon is not measured). The machine's
+own disks first, then the lab's filesystems, then its emulations. <code>python -m fsyncstudy answer --json</code>
+gives the same rows. Definitions of the strategies: the table in the project's README.</p>
+{table_html}
 {at_rate_html}
 <h2>The pages</h2>
 <ol>{rows}</ol>

@@ -27,7 +27,8 @@ def test_the_report_renders_every_notebook_self_contained(disk_dir, tmp_path):
         assert "Traceback" not in page
     assert "Question" in (index.parent / "01-three-strategies.html").read_text()
     assert "Explore (in JupyterLab)" not in (index.parent / "02-interval-sweep.html").read_text()  # widgets: no
-    assert "The answer, per target that can be durable" in text and "sustains" in text
+    assert "The answer, per target that can be durable" in text and "to lose nothing acknowledged: with one writer" in text
+    assert "fastest that loses nothing" in text     # the table behind the recommendations
     assert "At 2,000 entries a second" in text and "advised" not in text
     assert "Latency from arrival against the offered rate" in (index.parent / "06-at-your-rate.html").read_text()
 

@@ -12,19 +12,17 @@ One module per topic, and ``text`` for the sentences built from their tables:
   (notebooks 01-02, 07);
 - ``choice``: the one computed answer per durable target and writer count (the index, notebook 01,
   ``python -m fsyncstudy answer``);
-- ``glance``: the answer at a glance, per durable target (the report's index);
 - ``load``: at your rate: the open-loop load study's latencies, knees and advice (notebook 06);
 - ``realdb``: real databases against their predictions, and what their power cuts lost (notebook 08);
 - ``fleet``: hosts side by side (notebook 09);
 - ``text``: sentences, and ``Checks``, the invariants a notebook asserts.
 
-Every name is re-exported here, so ``from fsyncstudy import analysis; analysis.headline(df)`` is the
+Every name is re-exported here, so ``from fsyncstudy import analysis; analysis.answer(df)`` is the
 way to call them; the topic modules import only from lower layers and from each other, ``text`` last.
 """
-from .choice import FIELDS as ANSWER_FIELDS, answer, answer_json, answer_lines
+from .choice import FIELDS as ANSWER_FIELDS, answer, answer_json, answer_lines, answer_table, recommendation_lines
 from .crash import crash_table, loss_windows
 from .fleet import FLEET_METHOD, fleet_cells, fleet_hosts, fleet_outlier, fleet_roles, fleet_spread, fleet_variance
-from .glance import headline
 from .load import (DEFAULT_LOSS_BUDGETS_MS, DEFAULT_RATE, KNEE_FACTOR, KNEE_FLOOR_US, LOAD_METHOD, advise,
                    busy_summary, geomean, knees, load_summary)
 from .peers import peers_summary
@@ -33,15 +31,15 @@ from .sweep import (BASELINE, CRASH_TARGET, TASK, display_label, frontier_points
                     none_vs_batch, prealloc_table, reference_rows, rendering_commit, summary, targets_table,
                     task_table, writeback_applies)
 from .text import (CPU_SHARE_TEXT, Checks, advice_lines, at_rate_lines, ceiling_text, cpu_bound_text, flush_attribution,
-                   fmt_ratio, headline_lines, prediction_why, ratio_text, span, writeback_phrase)
+                   fmt_ratio, prediction_why, ratio_text, span, writeback_phrase)
 from .tworuns import ceiling_ratios, diff_runs, pair_targets, write_ceiling
 
 __all__ = [
-    "ANSWER_FIELDS", "BASELINE", "CPU_SHARE_TEXT", "answer", "answer_json", "answer_lines", "CRASH_TARGET", "Checks", "DEFAULT_LOSS_BUDGETS_MS", "DEFAULT_RATE", "FLEET_METHOD",
+    "ANSWER_FIELDS", "BASELINE", "CPU_SHARE_TEXT", "answer", "answer_json", "answer_lines", "answer_table", "recommendation_lines", "CRASH_TARGET", "Checks", "DEFAULT_LOSS_BUDGETS_MS", "DEFAULT_RATE", "FLEET_METHOD",
     "KNEE_FACTOR", "KNEE_FLOOR_US", "LOAD_METHOD", "QUIET_FLUSHES_PER_COMMIT", "TASK", "advice_lines", "advise",
     "at_rate_lines", "busy_summary", "ceiling_ratios", "ceiling_text", "cpu_bound_text", "crash_table", "diff_runs",
     "display_label", "fleet_cells", "fleet_hosts", "fleet_outlier", "fleet_roles", "fleet_spread", "fleet_variance",
-    "flush_attribution", "fmt_ratio", "frontier_points", "geomean", "headline", "headline_lines", "interval_curves",
+    "flush_attribution", "fmt_ratio", "frontier_points", "geomean", "interval_curves",
     "knees", "load_summary", "loss_windows", "machine_table", "none_vs_batch", "pair_targets", "peers_summary",
     "prealloc_table", "prediction_why", "ratio_text", "realdb_at_rate", "realdb_losses", "realdb_predictions",
     "reference_rows", "rendering_commit", "span", "summary", "targets_table", "task_table", "write_ceiling",

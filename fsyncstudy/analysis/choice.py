@@ -143,3 +143,45 @@ def _ratio(x: float, lo: float, hi: float) -> str:
     if lo == lo and hi == hi:
         return f"{x:.2f} ({lo:.2f}–{hi:.2f})"
     return f"{x:.2f}"
+
+
+def recommendation_lines(rows: list[dict]) -> list[str]:
+    """One recommendation per target (loss budget: nothing acknowledged), for each writer count measured,
+    the machine's own disks first: what to use, by how much, against what, and whether it is resolved."""
+    lines = []
+    for target in dict.fromkeys(r["target"] for r in rows):
+        mine = [r for r in rows if r["target"] == target]
+        parts = []
+        for r in mine:
+            who = "one writer" if r["writers"] == 1 else f"{r['writers']} writers"
+            if r["choice"] == r["baseline"]:
+                how = "the fastest measured"
+            else:
+                base = "`always`" + ("" if r["baseline_writers"] == 1 else f" with {r['baseline_writers']} writers")
+                how = f"{r['ratio']:.2f}× {base}"
+                if r["ratio_low"] == r["ratio_low"]:
+                    how += f", 95% CI {r['ratio_low']:.2f}–{r['ratio_high']:.2f}"
+            if not r["resolved"]:
+                how += f"; not resolved against {', '.join(f'`{t}`' for t in r['tied'])}"
+            parts.append(f"with {who}, `{r['choice_label']}` ({how})")
+        text = f"**{mine[0]['target_label']}**, to lose nothing acknowledged: " + "; ".join(parts)
+        unlike = sorted({r["writers"] for r in mine if not r["like_with_like"]})
+        if unlike:
+            text += (f". The writers differ at {', '.join(map(str, unlike))} writers: this dataset has no `always` with "
+                     "as many, so those ratios are against `always` with one writer")
+        lines.append(text)
+    return lines
+
+
+def answer_table(rows: list[dict]) -> pd.DataFrame:
+    """The table behind the recommendations: one row per target and writer count."""
+    def ci(x, lo, hi, fmt):
+        return (fmt.format(x) + (f" [{fmt.format(lo)}, {fmt.format(hi)}]" if lo == lo and hi == hi else "")) if x == x else ""
+    return pd.DataFrame([{
+        "target": r["target_label"], "writers": r["writers"], "fastest that loses nothing": r["choice_label"],
+        "ops/s [95% CI]": ci(r["ops_per_sec"], r["ops_low"], r["ops_high"], "{:,.0f}"),
+        "× baseline [95% CI]": ("1 (the baseline)" if r["choice"] == r["baseline"]
+                                else ci(r["ratio"], r["ratio_low"], r["ratio_high"], "{:.2f}")),
+        "baseline": f"always, {r['baseline_writers']} writer{'s' if r['baseline_writers'] > 1 else ''}",
+        "resolved": "yes" if r["resolved"] else "no: " + ", ".join(r["tied"]),
+        "bound": r["bound"], "rounds": r["n"]} for r in rows])

@@ -9,7 +9,6 @@ import pandas as pd
 from ..trial import CPU_BOUND_SHARE
 from .load import DEFAULT_LOSS_BUDGETS_MS, DEFAULT_RATE, advise, load_summary
 from .realdb import QUIET_FLUSHES_PER_COMMIT
-from .sweep import TASK
 from .tworuns import ceiling_ratios
 
 
@@ -83,23 +82,6 @@ def ceiling_text(df: pd.DataFrame, ceiling: pd.DataFrame, target: str, configs: 
 
 def _ci(e, fmt) -> str:
     return fmt(e.estimate) + ("" if not e.has_interval() else f" (95% CI {fmt(e.low)}–{fmt(e.high)})")
-
-
-def headline_lines(rows: list[dict]) -> list[str]:
-    """The headline as sentences, one per target (plain text; the report's index wraps them in HTML)."""
-    ops, ratio = (lambda x: f"{x:,.0f}"), fmt_ratio
-    lines = []
-    for h in rows:
-        text = f"**{h['target_label']}**: `always` sustains {_ci(h['always'], ops)} ops/s"
-        if h["best_zero_loss"] != TASK[0]:
-            text += (f"; the fastest choice that loses nothing acknowledged is `{h['best_zero_loss_label']}`, "
-                     f"{_ci(h['best_zero_loss_ratio'], ratio)}× that")
-        if h["batch10_ratio"].has_estimate():
-            text += (f"; `batch_10ms` runs {_ci(h['batch10_ratio'], ratio)}× `always`, and its worst exposure of an "
-                     f"acknowledged entry was {h['batch10_exposure_ms'].estimate:.1f} ms per trial (geometric mean) "
-                     f"({h['batch10_exposure_max_ms']:.1f} ms at most)")
-        lines.append(text + f" [n = {h['n']} trials each]")
-    return lines
 
 
 def advice_lines(adv: pd.DataFrame, rate: float, loss_budget_ms: float) -> list[str]:

@@ -34,7 +34,7 @@ def cmd_report(args) -> int:
     print(f"report: {index.resolve()}")
     from .. import analysis, sweep
     df, _ = sweep.load(Path(datasets["dataset"]).resolve())
-    for line in analysis.headline_lines(analysis.headline(df)):
+    for line in analysis.recommendation_lines(analysis.answer(df)):
         print(f"- {line}")
     if datasets["load_dataset"]:
         from .. import loadstudy
