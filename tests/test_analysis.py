@@ -300,16 +300,38 @@ def test_the_knee_is_the_last_rate_within_twice_the_unloaded_p99_and_keeping_up(
 
 
 def test_advice_picks_the_fastest_strategy_within_both_budgets_and_says_why_not_the_others():
-    summ = analysis.load_summary(load_frame())
-    adv = analysis.advise(summ, 1500, loss_budget_ms=0).set_index("config")
+    df = load_frame()
+    adv = analysis.advise(df, 1500, loss_budget_ms=0).set_index("config")
     assert adv.loc["always/c1", "measured_at"] == 2000 and adv.loc["always/c1", "verdict"] == "meets both"
     assert adv.loc["always/c1", "advised"] and adv.loc["batch_10ms/c1", "verdict"] == "loses too much"
-    adv = analysis.advise(summ, 2000, loss_budget_ms=20).set_index("config")
+    assert adv.loc["always/c1", "knee_per_s"] == 2000 and adv.loc["always/c1", "writers"] == 1
+    adv = analysis.advise(df, 2000, loss_budget_ms=20).set_index("config")
     assert adv.loc["batch_10ms/c1", "advised"] and adv.loc["batch_10ms/c1", "entries_at_risk"] == pytest.approx(20.4, rel=0.02)
-    adv = analysis.advise(summ, 3000, loss_budget_ms=0, p99_budget_ms=1)
+    adv = analysis.advise(df, 3000, loss_budget_ms=0, p99_budget_ms=1)
     assert adv.set_index("config").loc["always/c1", "verdict"] == "cannot keep up" and not adv["advised"].any()
     assert "no strategy measured both keeps up at 3,000/s" in analysis.advice_lines(adv, 3000, 0)[0]
-    assert "not measured" in analysis.advise(summ, 9000, 0)["verdict"].iloc[0]
+    assert "not measured" in analysis.advise(df, 9000, 0)["verdict"].iloc[0]
+
+
+def test_a_rate_above_the_knee_is_never_advised_even_where_no_trial_saturated():
+    # always's p99 at 2,000/s is far past twice the unloaded one, but no trial there left entries queued:
+    # the knee is 1,000/s, so 1,500/s (measured at 2,000/s) cannot be advised
+    df = load_frame()
+    df.loc[(df["kind"] == "always") & (df["rate"] == 2000), "latency_us_p99"] = 9000.0
+    adv = analysis.advise(df, 1500, loss_budget_ms=0).set_index("config")
+    assert adv.loc["always/c1", "knee_per_s"] == 1000 and adv.loc["always/c1", "verdict"] == "cannot keep up"
+    assert not adv["advised"].any()
+    assert analysis.keeps_up(1000, 1000) and not analysis.keeps_up(1000, 1001) and not analysis.keeps_up(None, 1)
+
+
+def test_an_advice_whose_p99_interval_overlaps_another_candidates_is_not_resolved():
+    df = load_frame()
+    df["exposure_ms_max"] = df["exposure_ms_max"].where(df["kind"] != "batch", 1.0)   # batch within a 5 ms budget
+    df.loc[df["kind"] == "batch", "latency_us_p99"] = df.loc[df["kind"] == "batch", "round"] * 300.0 + 200
+    adv = analysis.advise(df, 1000, loss_budget_ms=5)
+    best = adv[adv["advised"]].iloc[0]
+    assert not best["resolved"] and best["tied"]
+    assert "not resolved" in analysis.advice_lines(adv, 1000, 5)[0]
 
 
 def test_the_latency_figure_marks_the_knee(df):

@@ -24,7 +24,7 @@ from .choice import FIELDS as ANSWER_FIELDS, answer, answer_json, answer_lines, 
 from .crash import crash_table, loss_windows
 from .fleet import FLEET_METHOD, fleet_cells, fleet_hosts, fleet_outlier, fleet_roles, fleet_spread, fleet_variance
 from .load import (DEFAULT_LOSS_BUDGETS_MS, DEFAULT_RATE, KNEE_FACTOR, KNEE_FLOOR_US, LOAD_METHOD, advise,
-                   busy_summary, geomean, knees, load_summary)
+                   busy_summary, geomean, keeps_up, knees, load_summary)
 from .peers import peers_summary
 from .realdb import QUIET_FLUSHES_PER_COMMIT, realdb_at_rate, realdb_losses, realdb_predictions
 from .sweep import (BASELINE, CRASH_TARGET, TASK, display_label, frontier_points, interval_curves, machine_table,
@@ -39,7 +39,7 @@ __all__ = [
     "KNEE_FACTOR", "KNEE_FLOOR_US", "LOAD_METHOD", "QUIET_FLUSHES_PER_COMMIT", "TASK", "advice_lines", "advise",
     "at_rate_lines", "busy_summary", "ceiling_ratios", "ceiling_text", "cpu_bound_text", "crash_table", "diff_runs",
     "display_label", "fleet_cells", "fleet_hosts", "fleet_outlier", "fleet_roles", "fleet_spread", "fleet_variance",
-    "flush_attribution", "fmt_ratio", "frontier_points", "geomean", "interval_curves",
+    "flush_attribution", "fmt_ratio", "frontier_points", "geomean", "interval_curves", "keeps_up",
     "knees", "load_summary", "loss_windows", "machine_table", "none_vs_batch", "pair_targets", "peers_summary",
     "prealloc_table", "prediction_why", "ratio_text", "realdb_at_rate", "realdb_losses", "realdb_predictions",
     "reference_rows", "rendering_commit", "span", "summary", "targets_table", "task_table", "write_ceiling",

@@ -35,6 +35,7 @@ def load_summary(df: pd.DataFrame) -> pd.DataFrame:
                "target_durability": g["target_durability"].iloc[0], "config": config,
                "config_label": g["config_label"].iloc[0], "strategy": g["strategy"].iloc[0], "kind": g["kind"].iloc[0],
                "rate": rate, "n": len(g), "achieved_rate": g["achieved_rate"].mean(),
+               "writers": int(g["clients"].iloc[0]) if "clients" in g else 1,
                "saturated_trials": int(g["saturated"].astype(bool).sum()),
                "lateness_us_p99": g["lateness_us_p99"].max(), "cpu_us_per_entry": g["cpu_us_per_entry"].mean(),
                "ci_method": LOAD_METHOD}
@@ -101,11 +102,24 @@ def _or_estimate(bound, row) -> float:
     return row["latency_us_p99"] if bound is None or bound != bound else bound
 
 
-def advise(summ: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: float | None = None) -> pd.DataFrame:
-    """Per target: among the configurations measured at ``rate`` or the next rate above it, those that
-    lose at most ``loss_budget_ms`` of acknowledged entries (the upper bound of the measured window) and
-    keep p99 latency from arrival within ``p99_budget_ms`` (its upper bound) without saturating; the one
-    with the lowest p99 is the advice.  Every candidate is listed with its evidence and verdict."""
+def keeps_up(knee_rate: float | None, rate: float) -> bool:
+    """The one definition of "keeps up at ``rate``", shared by the knee on page 06, ``advise`` and the
+    index: ``rate`` is at or below the configuration's knee on that target (the median round's; see
+    ``knees``), so its p99 latency from arrival stayed near the unloaded one with nothing left queued."""
+    return knee_rate is not None and knee_rate == knee_rate and rate <= knee_rate
+
+
+def advise(df: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: float | None = None) -> pd.DataFrame:
+    """Per target, from a load study's trials (``loadstudy.load``): the configurations measured at
+    ``rate`` or the next rate above it, each with its verdict: ``cannot keep up`` (``rate`` is above its
+    knee, ``keeps_up``), ``loses too much`` (the upper bound of its measured window is over
+    ``loss_budget_ms``), ``too slow`` (the upper bound of its p99 is over ``p99_budget_ms``), or
+    ``meets both``.  Among those that meet both, the lowest p99 is ``advised``; it is ``resolved`` only
+    when its p99 interval lies below every other one's, else ``tied`` names the ones it overlaps.  Each
+    row carries ``knee_per_s`` and ``writers`` (the clients it was measured with)."""
+    summ = load_summary(df)
+    kn = knees(df)
+    knee_of = {(r.target, r.config): r.knee_rate for r in kn.itertuples()} if len(kn) else {}
     rows = []
     for target, g in summ.groupby("target", sort=False):
         above = sorted(r for r in set(g["rate"]) if r >= rate)
@@ -116,7 +130,8 @@ def advise(summ: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms
         at = above[0]
         for _, r in g[g["rate"] == at].iterrows():
             w, w_hi, how = _window_ms(r)
-            if r["saturated_trials"]:
+            knee = knee_of.get((target, r["config"]))
+            if r["saturated_trials"] or not keeps_up(knee, rate):
                 verdict = "cannot keep up"
             elif w_hi is None or w_hi > loss_budget_ms:
                 verdict = "loses too much"
@@ -125,7 +140,8 @@ def advise(summ: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms
             else:
                 verdict = "meets both"
             rows.append({"target": target, "target_label": r["target_label"], "config": r["config"],
-                         "config_label": r["config_label"], "kind": r["kind"], "measured_at": at,
+                         "config_label": r["config_label"], "kind": r["kind"], "writers": r["writers"],
+                         "measured_at": at, "knee_per_s": knee,
                          "p99_ms": r["latency_us_p99"] / 1e3,
                          "p99_ms_low": _or_estimate(r["latency_us_p99_low"], r) / 1e3,
                          "p99_ms_high": _or_estimate(r["latency_us_p99_high"], r) / 1e3,
@@ -133,9 +149,11 @@ def advise(summ: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms
                          "entries_at_risk": None if w is None else rate * w / 1e3, "verdict": verdict})
     out = pd.DataFrame(rows)
     if len(out) and "p99_ms" in out:
-        out["advised"] = False
+        out["advised"], out["resolved"], out["tied"] = False, False, [[] for _ in range(len(out))]
         for target, g in out[out["verdict"] == "meets both"].groupby("target"):
-            out.loc[g["p99_ms"].idxmin(), "advised"] = True
+            best = g["p99_ms"].idxmin()
+            tied = [o.config_label for o in g.drop(index=best).itertuples() if o.p99_ms_low <= out.at[best, "p99_ms_high"]]
+            out.at[best, "advised"], out.at[best, "resolved"], out.at[best, "tied"] = True, not tied, tied
     return out
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ..trial import CPU_BOUND_SHARE
-from .load import DEFAULT_LOSS_BUDGETS_MS, DEFAULT_RATE, advise, load_summary
+from .load import DEFAULT_LOSS_BUDGETS_MS, DEFAULT_RATE, advise
 from .realdb import QUIET_FLUSHES_PER_COMMIT
 from .tworuns import ceiling_ratios
 
@@ -110,19 +110,23 @@ def advice_lines(adv: pd.DataFrame, rate: float, loss_budget_ms: float) -> list[
         risk = ("loses nothing acknowledged" if b["window_ms"] == 0 else
                 f"risks the last {b['window_ms']:.1f} ms (up to {b['window_ms_high']:.1f}), about "
                 f"{b['entries_at_risk']:,.0f} entries at a power cut")
-        lines.append(f"**{label}** at {rate:,.0f} entries/s, losing at most {loss_budget_ms:g} ms: `{b['config_label']}` "
-                     f"answers with p99 {b['p99_ms']:.2f} ms (95% CI {b['p99_ms_low']:.2f}–{b['p99_ms_high']:.2f}, "
-                     f"measured at {b['measured_at']:,.0f}/s) and {risk}")
+        who = f" if your service has at least {b['writers']} concurrent writers" if b["writers"] > 1 else ""
+        text = (f"**{label}** at {rate:,.0f} entries/s, losing at most {loss_budget_ms:g} ms: `{b['config_label']}`{who} "
+                f"answers with p99 {b['p99_ms']:.2f} ms (95% CI {b['p99_ms_low']:.2f}–{b['p99_ms_high']:.2f}, "
+                f"measured at {b['measured_at']:,.0f}/s, its knee {b['knee_per_s']:,.0f}/s) and {risk}")
+        if not b["resolved"]:
+            text += (f"; not resolved: its p99 interval overlaps {', '.join(f'`{t}`' for t in b['tied'])}, which also "
+                     "meet both budgets")
+        lines.append(text)
     return lines
 
 
 def at_rate_lines(load_df: pd.DataFrame, rate: float = DEFAULT_RATE,
                   budgets=DEFAULT_LOSS_BUDGETS_MS) -> list[str]:
     """The index's answer at a default rate: the advice for each loss budget, per target."""
-    summ = load_summary(load_df)
     out = []
     for budget in budgets:
-        out += advice_lines(advise(summ, rate, budget), rate, budget)
+        out += advice_lines(advise(load_df, rate, budget), rate, budget)
     return out
 
 

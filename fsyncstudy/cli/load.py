@@ -92,8 +92,7 @@ def cmd_advise(args) -> int:
     from .. import analysis, loadstudy
     path = catalog.existing(args.dataset, KIND) if args.dataset else catalog.newest(KIND)
     df, _ = loadstudy.load(path)
-    summ = analysis.load_summary(df)
-    adv = analysis.advise(summ, args.rate, args.loss_budget_ms, args.p99_budget_ms)
+    adv = analysis.advise(df, args.rate, args.loss_budget_ms, args.p99_budget_ms)
     if args.json:
         print_json({"fsyncstudy": envelope(), "dataset": str(path), "rate": args.rate,
                     "loss_budget_ms": args.loss_budget_ms, "p99_budget_ms": args.p99_budget_ms,
