@@ -313,7 +313,7 @@ def open_sweep(path=None, profile_name: str = "quick", targets: list[str] | None
 
 
 def write_ceiling_for(sweep_meta: dict, path=None):
-    """The C loop's no-sync write ceiling to show beside a sweep (``analysis.write_ceiling``): from the
+    """fio's no-sync write rate (a C loop's) to show beside a sweep (``analysis.write_ceiling``): from the
     comparison dataset ``path``, else from the newest one measured on the sweep's machine in the same
     boot (the same devices), else on the same machine.  Returns (frame, dataset name or None, a
     sentence on where it came from)."""
@@ -331,14 +331,14 @@ def write_ceiling_for(sweep_meta: dict, path=None):
         pick = same_boot or [q for q, _ in same_machine]
         if not pick:
             return (analysis.write_ceiling(pd.DataFrame()), None,
-                    "No comparison dataset was measured on this sweep's machine, so no C loop's write ceiling is "
-                    "shown beside it (`make report` measures one).")
+                    "No comparison dataset was measured on this sweep's machine, so fio's no-sync write rate is "
+                    "not shown beside it (`make report` measures one).")
         p = pick[0]
     df, _ = peers.load(p)
     ceiling = analysis.write_ceiling(df)
     where = ", ".join(f"{analysis.display_label(t)}" for t in ceiling.index) or "no target"
-    return ceiling, p.name, (f"The C loop's write ceiling comes from the comparison dataset `{p.name}` (fio's no-sync "
-                             f"writes; measured on {where}).")
+    return ceiling, p.name, (f"fio's no-sync write rate (a C loop, a reference rate, not a ceiling) comes from the "
+                             f"comparison dataset `{p.name}` (measured on {where}).")
 
 
 def load_run(path: str | os.PathLike):

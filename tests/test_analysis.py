@@ -380,7 +380,13 @@ def test_write_ceiling_is_fio_nosync_peer_side_and_ratios_match_by_label_and_siz
     r = analysis.ceiling_ratios(df, ceiling, "/t", ["none/w1/append/fdatasync", "batch_10ms/w1/append/fdatasync"])
     none_geo = (20_000 * 22_000 * 18_000) ** (1 / 3)
     assert r["none/w1/append/fdatasync"].estimate == pytest.approx(none_geo / row["ops_per_sec"])
-    assert "144-byte" in analysis.ceiling_text(df, ceiling, "/t", ["none/w1/append/fdatasync"], "peers-x")
+    text = analysis.ceiling_text(df, ceiling, "/t", ["none/w1/append/fdatasync"], "peers-x")
+    assert "144-byte" in text and "ceiling" not in text.replace("not a ceiling", "")
+    # our own no-sync loop in the same pair, paired by round: 0.9x here; a rate we can exceed is no ceiling
+    assert row["ours_ratio"] == pytest.approx(0.9) and "0.90" in text and "not like with like" in text
+    faster = analysis.write_ceiling(peers_frame(fio=(800_000.0, 900_000.0, 850_000.0)).assign(
+        ops_per_sec=lambda d: d["ops_per_sec"].where(d["side"] != "ours", d["ops_per_sec"] / 0.9 * 1.1))).iloc[0]
+    assert faster["ours_ratio"] == pytest.approx(1.1)
     # another record size or another target: no ceiling, and no sentence
     df["record_bytes"] = 200
     assert analysis.ceiling_ratios(df, ceiling, "/t", ["none/w1/append/fdatasync"]) == {}

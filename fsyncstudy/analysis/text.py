@@ -65,19 +65,25 @@ def writeback_phrase(fstype: str, durability: str, bound_s: float) -> str:
 
 
 def ceiling_text(df: pd.DataFrame, ceiling: pd.DataFrame, target: str, configs: list[str], source: str) -> str:
-    """A computed sentence: the C loop's no-sync write ceiling on this target (``write_ceiling``,
-    from the comparison dataset ``source``) and where these configurations reach against it; '' when
-    the comparison did not measure this target."""
+    """A computed sentence: fio's no-sync write rate on this target (``write_ceiling``, from the
+    comparison dataset ``source``), what our own no-sync loop did against it in the same pair (same
+    records and preallocation), and where these configurations of the sweep reach against it (another
+    run, an appending log: said so); '' when the comparison did not measure this target."""
     ratios = ceiling_ratios(df, ceiling, target, configs)
     if not ratios:
         return ""
     c = ceiling.loc[df.loc[df["target"] == target, "target_label"].iloc[0]]
     lo = f"{c['low']:,.0f}–{c['high']:,.0f}" if np.isfinite(c["low"]) else "no interval"
     reach = " and ".join(f"`{k.split('/')[0]}` {ratio_text(r.estimate, r.low, r.high)}" for k, r in ratios.items())
-    return (f"The ceiling of a C loop: fio writing the same {int(c['block_bytes'])}-byte records without syncing "
-            f"(to a file preallocated with {c['prealloc']}) reached "
-            f"{c['ops_per_sec']:,.0f} ops/s on this target (95% CI {lo}, {int(c['rounds'])} rounds of the comparison "
-            f"run `{source}`); {reach} of it.")
+    text = (f"fio writing the same {int(c['block_bytes'])}-byte records without syncing (a C loop, to a file "
+            f"preallocated with {c['prealloc']}) reached {c['ops_per_sec']:,.0f} ops/s on this target (95% CI {lo}, "
+            f"{int(c['rounds'])} rounds of the comparison run `{source}`)")
+    if "ours_ratio" in c and c["ours_ratio"] == c["ours_ratio"]:
+        text += (f"; our own no-sync loop in the same pair, same records and file, reached "
+                 f"{ratio_text(c['ours_ratio'], c['ours_low'], c['ours_high'])} of it, so it is a reference rate, not "
+                 "a ceiling")
+    return text + (f". This sweep's {reach} of fio's rate (another run, appending to a growing file, not "
+                   "preallocated: not like with like).")
 
 
 def _ci(e, fmt) -> str:

@@ -8,24 +8,30 @@ from .. import intervals
 
 
 def write_ceiling(peers_df: pd.DataFrame) -> pd.DataFrame:
-    """The write ceiling of a C loop per target, from a comparison dataset: fio's no-sync writes
+    """A C loop's no-sync write rate per target, from a comparison dataset: fio's no-sync writes
     (``--rw=write --ioengine=sync``, the ``fio-nosync`` pair's peer side), indexed by target label,
-    with the geometric mean over rounds and its 95% t interval, the record size, and the raw values
-    (``values``) to build ratios from.  Empty when the dataset has no such pair."""
+    with the geometric mean over rounds and its 95% t interval, the record size, the raw values
+    (``values``) to build ratios from, and our ``none`` in the same pair against it (``ours_ratio``,
+    ``ours_low``, ``ours_high``: same records, same preallocation, paired by round).  It is a reference
+    rate, not a ceiling: our own no-sync loop can exceed it.  Empty when the dataset has no such pair."""
     rows = []
     has = len(peers_df) and {"pair", "side", "target_label"} <= set(peers_df.columns)
-    f = peers_df[(peers_df["pair"] == "fio-nosync") & (peers_df["side"] == "peer")] if has else None
-    for label, g in f.groupby("target_label", sort=False) if f is not None else ():
-        iv = intervals.mean_interval(g["ops_per_sec"].tolist())
+    pair = peers_df[peers_df["pair"] == "fio-nosync"] if has else None
+    for label, g in pair.groupby("target_label", sort=False) if pair is not None else ():
+        peer, ours = g[g["side"] == "peer"], g[g["side"] == "ours"]
+        iv = intervals.mean_interval(peer["ops_per_sec"].tolist())
+        us = intervals.ratio_interval(ours["ops_per_sec"].tolist(), peer["ops_per_sec"].tolist(),
+                                      pairs=(ours["round"].tolist(), peer["round"].tolist()))
         rows.append({"target_label": label, "ops_per_sec": iv.estimate, "low": iv.low, "high": iv.high,
-                     "rounds": len(g), "block_bytes": int(g["block_bytes"].iloc[0]),
-                     "prealloc": str(g["prealloc"].iloc[0]), "values": g["ops_per_sec"].tolist()})
+                     "rounds": len(peer), "block_bytes": int(peer["block_bytes"].iloc[0]),
+                     "prealloc": str(peer["prealloc"].iloc[0]), "values": peer["ops_per_sec"].tolist(),
+                     "ours_ratio": us.estimate, "ours_low": us.low, "ours_high": us.high})
     return pd.DataFrame(rows, columns=["target_label", "ops_per_sec", "low", "high", "rounds", "block_bytes",
-                                       "prealloc", "values"]).set_index("target_label")
+                                       "prealloc", "values", "ours_ratio", "ours_low", "ours_high"]).set_index("target_label")
 
 
 def ceiling_ratios(df: pd.DataFrame, ceiling: pd.DataFrame, target: str, configs: list[str]) -> dict:
-    """Each configuration's ops/sec on ``target`` over the C loop's ceiling on the same target
+    """Each configuration's ops/sec on ``target`` over fio's no-sync rate on the same target
     (matched by target label and record size), as ``intervals.ratio_interval`` of two independent
     samples (the sweep and the comparison are separate runs: nothing pairs them).  {} when the
     ceiling was not measured there or with another record size."""
