@@ -228,6 +228,9 @@ def _index_html(entries, meta: dict, dataset: Path, answer: list[str], at_rate: 
     answer_html = "".join(f"<li>{inline(line)}</li>" for line in answer) or \
         "<li>No target in this dataset can make data durable: every number in it measures the CPU, not storage.</li>"
     table_html = answer_table.to_html(border=0, index=False) if answer_table is not None and len(answer_table) else ""
+    caveat = analysis.targets_caveat(meta)
+    if table_html and caveat:
+        table_html += f"<p>{inline(caveat)}</p>"
     if stopped is not None:
         answer_html = f"<li>{_failure_html(stopped, 'The answer could not be computed', 'The pages below were rendered.')}</li>"
         table_html = ""

@@ -98,3 +98,18 @@ def test_the_answer_command_on_the_committed_sweep():
     assert rows[0]["target_label"] == "ext4 on vda" and {r["writers"] for r in rows} == {1, 4, 16}
     assert all(r["choice"].split("/")[1] == f"w{r['writers']}" for r in rows)
     assert all(r["like_with_like"] == (r["baseline_writers"] == r["writers"]) for r in rows)
+
+
+def test_targets_are_said_for_what_they_are():
+    meta = {"environment": {"targets": {
+        "/d": {"fstype": "ext4", "source": "/dev/vda", "label": "ext4 on vda"},
+        "/l": {"fstype": "xfs", "source": "/dev/loop0", "loop_backing_file": "/img", "lab_target": "lab:xfs"},
+        "/p": {"fstype": "fuse.fsyncstudy", "source": "x", "lab_target": "lab:powercut"},
+        "/h": {"fstype": "fuse.fsyncstudy", "source": "y", "emulated": True, "lab_target": "lab:hdd-emulated"}}}}
+    kinds = [analysis.target_nature(t) for t in meta["environment"]["targets"].values()]
+    assert kinds == ["device", "nested", "fuse", "emulated"]
+    text = analysis.targets_caveat(meta)
+    assert "lab:xfs is nested" in text and "lab:powercut is FUSE" in text and "lab:hdd-emulated emulates" in text
+    assert "the lab's layering, not the filesystems'" in text
+    only_disk = {"environment": {"targets": {"/d": meta["environment"]["targets"]["/d"]}}}
+    assert analysis.targets_caveat(only_disk) == ""

@@ -28,7 +28,7 @@ from .load import (DEFAULT_LOSS_BUDGETS_MS, DEFAULT_RATE, KNEE_FACTOR, KNEE_FLOO
 from .peers import peers_summary
 from .realdb import QUIET_FLUSHES_PER_COMMIT, realdb_at_rate, realdb_losses, realdb_predictions
 from .sweep import (BASELINE, CRASH_TARGET, TASK, display_label, frontier_points, interval_curves, machine_table,
-                    none_vs_batch, prealloc_table, reference_rows, rendering_commit, summary, targets_table,
+                    none_vs_batch, prealloc_table, reference_rows, rendering_commit, summary, target_nature, targets_caveat, targets_table,
                     task_table, writeback_applies)
 from .text import (CPU_SHARE_TEXT, Checks, advice_lines, at_rate_lines, ceiling_text, cpu_bound_text, flush_attribution,
                    fmt_ratio, prediction_why, ratio_text, span, writeback_phrase)
@@ -42,6 +42,6 @@ __all__ = [
     "flush_attribution", "fmt_ratio", "frontier_points", "geomean", "interval_curves", "keeps_up",
     "knees", "load_summary", "loss_windows", "machine_table", "none_vs_batch", "pair_targets", "peers_summary",
     "prealloc_table", "prediction_why", "ratio_text", "realdb_at_rate", "realdb_losses", "realdb_predictions",
-    "reference_rows", "rendering_commit", "span", "summary", "targets_table", "task_table", "write_ceiling",
+    "reference_rows", "rendering_commit", "span", "summary", "target_nature", "targets_caveat", "targets_table", "task_table", "write_ceiling",
     "writeback_applies", "writeback_phrase",
 ]

@@ -45,13 +45,52 @@ def targets_table(meta: dict) -> pd.DataFrame:
     """Every target of a dataset with its filesystem, device and durability verdict; skipped ones too."""
     rows = []
     for path, t in meta["environment"]["targets"].items():
-        rows.append({"target": t.get("label") or path, "directory": path, "filesystem": t["fstype"],
+        rows.append({"target": t.get("label") or path, "kind": target_nature(t), "directory": path, "filesystem": t["fstype"],
                      "device": t.get("block_device") or t["source"], "rotational": t.get("rotational"),
                      "write cache": t.get("write_cache"), "verdict": t["durability"], "why": t["reason"]})
     for name, reason in (meta["notes"].get("skipped_targets") or {}).items():
-        rows.append({"target": name, "directory": "", "filesystem": "", "device": "", "rotational": None,
+        rows.append({"target": name, "kind": "", "directory": "", "filesystem": "", "device": "", "rotational": None,
                      "write cache": None, "verdict": "skipped", "why": reason})
     return pd.DataFrame(rows)
+
+
+def target_nature(t: dict) -> str:
+    """What a target is, from its description: ``device`` (a filesystem on a real block device), ``nested``
+    (a filesystem on a loop device whose image is a file on the host's filesystem: a sync is a guest journal
+    commit plus a sync of that file), ``fuse`` (the lab's FUSE filesystem in Python over a host directory:
+    its daemon works in every call), ``emulated`` (FUSE that sleeps instead of syncing, to imitate a device),
+    or ``memory`` (tmpfs: a sync does nothing)."""
+    if t.get("emulated"):
+        return "emulated"
+    if str(t.get("fstype", "")).startswith("fuse"):
+        return "fuse"
+    if t.get("loop_backing_file"):
+        return "nested"
+    if t.get("fstype") in ("tmpfs", "ramfs"):
+        return "memory"
+    return "device"
+
+
+def targets_caveat(meta: dict) -> str:
+    """A sentence for wherever targets are ranked or their ratios set side by side: which are nested, FUSE or
+    emulated, and the conclusion the data allow; '' when every target is a device (or memory)."""
+    kinds: dict[str, list[str]] = {}
+    for path, t in meta["environment"]["targets"].items():
+        kinds.setdefault(target_nature(t), []).append(t.get("lab_target") or display_label(t.get("label") or path))
+    parts = []
+    if kinds.get("nested"):
+        parts.append(f"{', '.join(kinds['nested'])} {'is' if len(kinds['nested']) == 1 else 'are'} nested (a filesystem on a loop device whose image is a file on "
+                     "the host's filesystem: each sync is a guest journal commit plus a sync of that file on the host)")
+    if kinds.get("fuse"):
+        parts.append(f"{', '.join(kinds['fuse'])} {'is' if len(kinds['fuse']) == 1 else 'are'} FUSE (a Python daemon "
+                     "over a host directory works in every call)")
+    if kinds.get("emulated"):
+        parts.append(f"{', '.join(kinds['emulated'])} {'emulates' if len(kinds['emulated']) == 1 else 'emulate'} a device by sleeping in every sync (FUSE, no device)")
+    if not parts:
+        return ""
+    return ("Of these targets, " + "; ".join(parts) + ". Where they are ranked or their ratios set beside the host "
+            "disk's, the ranking is the lab's layering, not the filesystems': compare filesystems only among targets "
+            "of one kind, and the host disk only with itself.")
 
 
 def display_label(label: str) -> str:
