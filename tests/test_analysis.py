@@ -255,6 +255,18 @@ def test_diff_runs_gives_each_side_the_ratio_and_the_verdict(df):
         "no significant difference"
 
 
+def test_diff_opens_with_its_answer_and_sorts_by_effect(df):
+    b = df.copy()
+    b.loc[b["config"] == analysis.TASK[0], "ops_per_sec"] *= 2      # a large rise
+    b.loc[b["config"] == analysis.TASK[2], "ops_per_sec"] *= 0.5    # a large fall
+    d = analysis.diff_runs(df, b)
+    lines = analysis.diff_summary(d)
+    assert "1 higher in B, 1 lower" in lines[0] and "largest rise `always` 2.00×" in lines[0]
+    assert "largest fall `none` 0.50×" in lines[0] and "by chance alone" in lines[-1]
+    ranked = analysis.diff_sorted(d)
+    assert set(ranked["config"].iloc[:2]) == {analysis.TASK[0], analysis.TASK[2]}   # the biggest moves first
+
+
 def test_the_exploration_view_follows_what_is_picked(df, summ):
     from fsyncstudy import explore
     c = explore.choices(df)

@@ -90,3 +90,43 @@ def diff_runs(a: pd.DataFrame, b: pd.DataFrame, metric: str = "ops_per_sec") -> 
                          "ratio": r.estimate, "ratio_low": r.low, "ratio_high": r.high, "verdict": verdict,
                          "ci_method": "ratio of geometric means, Welch's 95% t interval of the log difference"})
     return pd.DataFrame(rows)
+
+
+def diff_summary(diff: pd.DataFrame) -> list[str]:
+    """``diff``'s answer first, one sentence per target (in the table's order): how many configurations
+    moved up, down, or within noise, and the largest move each way; then how many of all the
+    comparisons 95% intervals would call different by chance alone."""
+    lines = []
+    if diff.empty:
+        return ["The two runs share no target and configuration: nothing to compare."]
+    diff = diff_sorted(diff)
+    for label, g in diff.groupby("target_label", sort=False):
+        up, down = g[g["verdict"] == "B higher"], g[g["verdict"] == "B lower"]
+        same = len(g) - len(up) - len(down)
+        text = f"**{label}**: of {len(g)} configurations, {len(up)} higher in B, {len(down)} lower, {same} within noise"
+        moves = []
+        if len(up):
+            top = up.loc[up["ratio"].idxmax()]
+            moves.append(f"largest rise `{top['config_label']}` {top['ratio']:.2f}× "
+                         f"(95% CI {top['ratio_low']:.2f}–{top['ratio_high']:.2f})")
+        if len(down):
+            low = down.loc[down["ratio"].idxmin()]
+            moves.append(f"largest fall `{low['config_label']}` {low['ratio']:.2f}× "
+                         f"(95% CI {low['ratio_low']:.2f}–{low['ratio_high']:.2f})")
+        lines.append(text + ("; " + "; ".join(moves) if moves else ""))
+    tested = int(diff["ratio_low"].notna().sum())
+    lines.append(f"Each comparison has its own 95% interval: of {tested}, about {0.05 * tested:.0f} would show a "
+                 "difference by chance alone if nothing had changed, so read a lone move as a lead, not a finding.")
+    return lines
+
+
+def diff_sorted(diff: pd.DataFrame) -> pd.DataFrame:
+    """``diff``'s rows by target (the machine's own disks first, then the lab's filesystems, then its
+    emulations), the largest effects first (|log B/A|)."""
+    import numpy as np
+    if diff.empty:
+        return diff
+    labels = sorted(dict.fromkeys(diff["target_label"]), key=lambda t: (t.startswith("lab:"), "EMULATED" in t, t))
+    order = {t: k for k, t in enumerate(labels)}
+    return (diff.assign(_t=diff["target_label"].map(order), _e=-np.abs(np.log(diff["ratio"].astype(float))))
+            .sort_values(["_t", "_e"]).drop(columns=["_t", "_e"]).reset_index(drop=True))

@@ -70,13 +70,18 @@ def cmd_diff(args) -> int:
 
 
 def format_diff(diff, name_a: str, name_b: str) -> str:
-    """``diff``'s text: the two runs, one row per target and configuration of ``analysis.diff_runs``."""
+    """``diff``'s text: the two runs, the answer first (``analysis.diff_summary``: per target how many
+    configurations moved, and the largest moves), then one row per target and configuration of
+    ``analysis.diff_runs``, by target and the largest effects first."""
+    from .. import analysis
+    answer = ["- " + line.replace("**", "").replace("`", "") for line in analysis.diff_summary(diff)]
+    diff = analysis.diff_sorted(diff)
     rows = [[r.target_label, r.config_label, f"{num(r.mean_a)} [{num(r.low_a)}, {num(r.high_a)}] n={r.n_a}",
              f"{num(r.mean_b)} [{num(r.low_b)}, {num(r.high_b)}] n={r.n_b}",
              ci(Interval(r.ratio, r.ratio_low, r.ratio_high, r.ci_method), 3), r.verdict]
             for r in diff.itertuples()]
     metric = diff["metric"].iloc[0]
-    return "\n".join([f"A: {name_a}", f"B: {name_b}", "",
+    return "\n".join([f"A: {name_a}", f"B: {name_b}", "", *answer, "",
                       table(rows, ["target", "configuration", f"A {metric} [95% CI]", f"B {metric} [95% CI]",
                                    "B/A [95% CI]", "verdict"]), "",
                       f"{diff['ci_method'].iloc[0]}; each side's interval: 95% t over its trials"])
