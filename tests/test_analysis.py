@@ -418,3 +418,25 @@ def test_throughput_panel_draws_the_ceiling_only_when_given():
     labels = [line.get_label() for line in ax.get_lines()]
     assert "C loop, no sync (fio)" in labels and len(ax.get_lines()) > 2 * without
     plt.close(fig)
+
+
+def _sides(ratios, base=1000.0):
+    d = pd.DataFrame({"round": range(len(ratios)), "commits_per_sec": [base * r for r in ratios]})
+    p = pd.DataFrame({"round": range(len(ratios)), "commits_per_sec": [base] * len(ratios)})
+    return d, p
+
+
+def test_a_prediction_verdict_is_computed_by_two_one_sided_tests():
+    assert analysis.prediction_verdict(*_sides([1.01, 0.99, 1.02, 0.98, 1.0]))["verdict"] == "predicts"
+    v = analysis.prediction_verdict(*_sides([0.50, 0.52, 0.49]))["verdict"]
+    assert v.startswith("does not predict") and "0.50×" in v
+    v = analysis.prediction_verdict(*_sides([0.70, 2.30, 1.10]))["verdict"]     # sqlite/wal-full's kind of spread
+    assert v.startswith("undecided at n = 3") and "rounds would decide" in v
+
+
+def test_a_disturbed_round_is_flagged():
+    from fsyncstudy.analysis.realdb import _disturbed_rounds
+    d = pd.DataFrame({"round": [1, 2, 3], "client_cpu_us_per_commit": [300.0, 290.0, 1100.0],
+                      "server_cpu_us_per_commit": [None, None, None]})
+    assert _disturbed_rounds(d) == [3]
+    assert _disturbed_rounds(d.iloc[:2]) == []      # two rounds: no median to be far from

@@ -26,7 +26,8 @@ from .fleet import FLEET_METHOD, fleet_cells, fleet_hosts, fleet_outlier, fleet_
 from .load import (DEFAULT_LOSS_BUDGETS_MS, DEFAULT_RATE, KNEE_FACTOR, KNEE_FLOOR_US, LOAD_METHOD, advise,
                    busy_summary, geomean, keeps_up, knees, load_summary)
 from .peers import peers_summary
-from .realdb import QUIET_FLUSHES_PER_COMMIT, realdb_at_rate, realdb_losses, realdb_predictions
+from .realdb import (PREDICT_MARGIN, QUIET_FLUSHES_PER_COMMIT, prediction_verdict, realdb_at_rate, realdb_losses,
+                     realdb_predictions)
 from .sweep import (BASELINE, CRASH_TARGET, TASK, display_label, frontier_points, interval_curves, machine_table,
                     none_vs_batch, prealloc_table, reference_rows, rendering_commit, summary, target_nature, targets_caveat, targets_table,
                     task_table, writeback_applies)
@@ -36,7 +37,7 @@ from .tworuns import ceiling_ratios, diff_runs, diff_sorted, diff_summary, pair_
 
 __all__ = [
     "ANSWER_FIELDS", "BASELINE", "CPU_SHARE_TEXT", "answer", "answer_json", "answer_lines", "answer_table", "recommendation_lines", "CRASH_TARGET", "Checks", "DEFAULT_LOSS_BUDGETS_MS", "DEFAULT_RATE", "FLEET_METHOD",
-    "KNEE_FACTOR", "KNEE_FLOOR_US", "LOAD_METHOD", "QUIET_FLUSHES_PER_COMMIT", "TASK", "advice_lines", "advise",
+    "KNEE_FACTOR", "KNEE_FLOOR_US", "LOAD_METHOD", "PREDICT_MARGIN", "QUIET_FLUSHES_PER_COMMIT", "prediction_verdict", "TASK", "advice_lines", "advise",
     "at_rate_lines", "busy_summary", "ceiling_ratios", "ceiling_text", "cpu_bound_text", "crash_table", "diff_runs", "diff_sorted", "diff_summary",
     "display_label", "fleet_cells", "fleet_hosts", "fleet_outlier", "fleet_roles", "fleet_spread", "fleet_variance",
     "flush_attribution", "fmt_ratio", "frontier_points", "geomean", "interval_curves", "keeps_up",

@@ -28,6 +28,66 @@ def _others_per_commit(g: pd.DataFrame) -> pd.Series:
 QUIET_FLUSHES_PER_COMMIT = 0.05
 
 
+#: A prediction "predicts" a setting when the paired ratio database / prediction lies within this margin
+#: of 1 (on the log scale: [1 - m, 1 / (1 - m)]) by two one-sided tests at 5% (``intervals.equivalence``).
+PREDICT_MARGIN = 0.15
+#: A round whose database CPU per commit is this many times the median round's (or 1 / this) is
+#: flagged as disturbed (another process on a shared machine): shown, not silently averaged.
+DISTURBED_FACTOR = 2.0
+
+
+def _rounds_to_decide(logs: list[float], margin: float, alpha: float = 0.05, cap: int = 1000) -> int | None:
+    """How many rounds the measured spread of the log ratios says would decide the equivalence test (its
+    (1 - 2 alpha) interval inside the margin, or wholly outside it), if the mean stayed where it is; None
+    when it never would (the mean sits on a bound) or there is no spread to go on."""
+    import math
+    import statistics
+    if len(logs) < 2:
+        return None
+    m, sd = statistics.fmean(logs), statistics.stdev(logs)
+    bound = -math.log(1 - margin)
+    room = abs(bound - abs(m))
+    if sd == 0 or room == 0:
+        return None
+    for n in range(2, cap + 1):
+        if intervals.t_quantile(1 - alpha, n - 1) * sd / math.sqrt(n) < room:
+            return n
+    return None
+
+
+def prediction_verdict(d: pd.DataFrame, p: pd.DataFrame, margin: float = PREDICT_MARGIN) -> dict:
+    """The verdict on one setting's prediction from its paired rounds: ``predicts`` (equivalent within
+    ``margin`` by two one-sided tests), ``does not predict`` (the interval wholly outside, with the
+    direction), or ``undecided at n = K`` with the rounds the measured spread says would decide."""
+    import math
+    verdict, iv = intervals.equivalence(d["commits_per_sec"].tolist(), p["commits_per_sec"].tolist(), margin,
+                                        pairs=(d["round"].tolist(), p["round"].tolist()))
+    a = d.groupby("round")["commits_per_sec"].apply(lambda v: math.exp(sum(map(math.log, v)) / len(v)))
+    b = p.groupby("round")["commits_per_sec"].apply(lambda v: math.exp(sum(map(math.log, v)) / len(v)))
+    logs = [math.log(a[r] / b[r]) for r in a.index if r in b.index and a[r] > 0 and b[r] > 0]
+    n = len(logs)
+    if verdict == "equivalent":
+        text = "predicts"
+    elif verdict in ("below", "above"):
+        text = f"does not predict: the database runs {iv.estimate:.2f}× the prediction"
+    else:
+        need = _rounds_to_decide(logs, margin)
+        text = f"undecided at n = {n}" + (f" (about {need} rounds would decide)" if need else
+                                           " (the estimate sits on the margin: more rounds may not decide)")
+    return {"verdict": text, "verdict_low": iv.low, "verdict_high": iv.high, "margin": margin}
+
+
+def _disturbed_rounds(d: pd.DataFrame, factor: float = DISTURBED_FACTOR) -> list[int]:
+    """Rounds whose database CPU per commit is far off the median round's (see DISTURBED_FACTOR); with
+    fewer than three rounds there is no median to be far from."""
+    cpu = (d["client_cpu_us_per_commit"].fillna(0) + d["server_cpu_us_per_commit"].fillna(0))
+    per = cpu.groupby(d["round"]).median()
+    mid = per.median()
+    if len(per) < 3 or not mid > 0:
+        return []
+    return [int(r) for r, v in per.items() if not 1 / factor <= v / mid <= factor]
+
+
 def realdb_predictions(df: pd.DataFrame, settings: dict | None = None) -> pd.DataFrame:
     """Per target and setting: the database's commits/s and its prediction's (geometric means with t
     intervals), the ratio database / prediction paired by round (``intervals.ratio_interval``), and the
@@ -63,7 +123,8 @@ def realdb_predictions(df: pd.DataFrame, settings: dict | None = None) -> pd.Dat
             "db_client_cpu_us_per_commit": _med(d["client_cpu_us_per_commit"]),
             "db_server_cpu_us_per_commit": _med(d["server_cpu_us_per_commit"]),
             "server_write_calls_per_commit": _med(d["server_write_calls_per_commit"]),
-            "mapping": s.get("mapping", ""), "promise": s.get("promise", "")})
+            "mapping": s.get("mapping", ""), "promise": s.get("promise", ""),
+            **prediction_verdict(d, p), "disturbed_rounds": _disturbed_rounds(d)})
     return pd.DataFrame(rows)
 
 
