@@ -84,6 +84,7 @@ class Timeline:
     count: int = -1                 # entries written, where not every one is timed (none)
     cpu_ns: int | None = None       # the process's CPU time over the run (every thread), when measured
     cpu_wait_ns: int | None = None  # time its threads waited for a CPU (run queue) over the run, when measured
+    daemon_cpu_ns: int | None = None  # a lab FUSE daemon's CPU time over the run, when the target has one
 
     @property
     def entries(self) -> int:

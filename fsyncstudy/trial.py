@@ -110,6 +110,10 @@ class TrialResult:
     #: The share of the elapsed time the process's threads were ready to run but waited for a CPU that
     #: other processes had (a busy machine); ``bound`` counts it with ``cpu_share``.
     cpu_wait_share: float | None = None
+    #: On a lab FUSE target: the CPU time of its daemon (every thread) over the run, as a share of the
+    #: elapsed time; ``bound`` is "fuse-daemon" when it is at least CPU_BOUND_SHARE and the writer was not
+    #: CPU-bound (the sync waited on the Python daemon, not on storage).
+    daemon_cpu_share: float | None = None
     bound: str = ""
     #: The ack and sync latencies of the trial as log-linear histograms in ns (``measures.histogram``,
     #: encoded 'bucket:count ...'), so percentiles over trials pooled together can be recomputed.
@@ -240,9 +244,10 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
 
     first = framer.frame_range(0, engine.preframe_records(framer, entries))
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    daemon = fuse_daemon_pid(directory, tgt)
     try:
         tl, verified, detail = _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, first,
-                                    entries, duration_s, verify, overwrite_offset0, on_timeline, direct)
+                                    entries, duration_s, verify, overwrite_offset0, on_timeline, direct, daemon)
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise TargetFull(errno.ENOSPC, f"{directory} ({tgt.fstype}) ran out of space during the trial: it had "
@@ -258,15 +263,19 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
 
 
 def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, first, entries, duration_s, verify,
-         overwrite_offset0, on_timeline, direct=False):
-    """One engine run on a fresh log that is removed afterwards, also after an error."""
+         overwrite_offset0, on_timeline, direct=False, daemon: int | None = None):
+    """One engine run on a fresh log that is removed afterwards, also after an error.  ``daemon``: the
+    pid of the FUSE daemon serving the target, whose CPU time over the run is measured too."""
     with LogFile(directory, sync_method, prealloc, prealloc_bytes, direct=direct) as log:
         sync = log.sync_function()
         stop = engine.Stop(entries or 0, int(duration_s * 1e9) if duration_s else 0, MAX_ENTRIES)
+        d0 = process_cpu_ns(daemon)
         wait0, cpu0 = cpu_wait_ns(), time.process_time_ns()
         tl = engine.run(st, log.fd, sync, framer, first, stop, writers=writers, offset0=overwrite_offset0)
         tl.cpu_ns, wait1 = time.process_time_ns() - cpu0, cpu_wait_ns()
+        d1 = process_cpu_ns(daemon)
         tl.cpu_wait_ns = wait1 - wait0 if wait0 is not None and wait1 is not None else None
+        tl.daemon_cpu_ns = d1 - d0 if d0 is not None and d1 is not None else None
         verified, detail = None, ""
         if verify and overwrite_offset0:
             # only the last entry survives, at offset 0
@@ -280,6 +289,30 @@ def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, 
         if on_timeline is not None:
             on_timeline(tl)  # while the log still exists
     return tl, verified, detail
+
+
+def fuse_daemon_pid(directory, tgt: Target) -> int | None:
+    """The pid of the lab's FUSE daemon serving ``directory``, or None (not a lab FUSE target)."""
+    if not str(tgt.fstype).startswith("fuse.fsyncstudy"):
+        return None
+    from .lab.control import daemon_pid
+    return daemon_pid(directory)
+
+
+_TICK_NS = 1e9 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 1e7
+
+
+def process_cpu_ns(pid: int | None) -> int | None:
+    """Another process's CPU time so far (user + system, every thread; /proc/<pid>/stat, in clock
+    ticks of 10 ms here), in ns; None without a pid or where it cannot be read."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int((int(fields[11]) + int(fields[12])) * _TICK_NS)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def cpu_wait_ns() -> int | None:
@@ -300,18 +333,26 @@ def cpu_wait_ns() -> int | None:
     return total
 
 
-def cpu_fields(cpu_ns: int | None, entries: int, elapsed_ns: int, wait_ns: int | None = None) -> dict:
+def cpu_fields(cpu_ns: int | None, entries: int, elapsed_ns: int, wait_ns: int | None = None,
+               daemon_ns: int | None = None) -> dict:
     """cpu_s, cpu_us_per_entry, cpu_share, cpu_wait_share and bound for a run (empty values without a
     CPU time).  ``bound`` is "cpu" when the process was on a CPU, or ready and waiting for one
     (``wait_ns``: other processes had it), for at least CPU_BOUND_SHARE of the time: it was not
     waiting for storage, so on a busy machine too it measures the loop, not the device."""
     if cpu_ns is None or elapsed_ns <= 0:
-        return {"cpu_s": None, "cpu_us_per_entry": None, "cpu_share": None, "cpu_wait_share": None, "bound": ""}
+        return {"cpu_s": None, "cpu_us_per_entry": None, "cpu_share": None, "cpu_wait_share": None,
+                "daemon_cpu_share": None, "bound": ""}
     share = cpu_ns / elapsed_ns
     wait_share = wait_ns / elapsed_ns if wait_ns is not None else None
+    daemon = daemon_ns / elapsed_ns if daemon_ns is not None else None
+    if share + (wait_share or 0.0) >= CPU_BOUND_SHARE:
+        bound = "cpu"
+    elif daemon is not None and daemon >= CPU_BOUND_SHARE:
+        bound = "fuse-daemon"    # the writer waited, on a FUSE daemon busy the whole time: not on storage
+    else:
+        bound = "storage"
     return {"cpu_s": cpu_ns / 1e9, "cpu_us_per_entry": cpu_ns / 1e3 / entries if entries else None,
-            "cpu_share": share, "cpu_wait_share": wait_share,
-            "bound": "cpu" if share + (wait_share or 0.0) >= CPU_BOUND_SHARE else "storage"}
+            "cpu_share": share, "cpu_wait_share": wait_share, "daemon_cpu_share": daemon, "bound": bound}
 
 
 def summarize(st: Strategy, tl: engine.Timeline, *, sync_method: str, prealloc: str, payload_bytes: int,
@@ -355,7 +396,7 @@ def summarize(st: Strategy, tl: engine.Timeline, *, sync_method: str, prealloc: 
         verified=verified,
         verify_detail=verify_detail, started_at=started_at, warnings=list(notes or []),
         timed_entries=len(tl.latency), harness_ns_per_entry=engine.harness_ns(st.kind),
-        **cpu_fields(tl.cpu_ns, n, elapsed_ns, tl.cpu_wait_ns),
+        **cpu_fields(tl.cpu_ns, n, elapsed_ns, tl.cpu_wait_ns, tl.daemon_cpu_ns),
         ack_latency_hist=measures.encode_histogram(measures.histogram(ack_sorted, presorted=True)),
         sync_latency_hist=measures.encode_histogram(measures.histogram(sync_sorted, presorted=True)),
         ack_p99_is_max=0 < len(ack_sorted) < PERCENTILE_MIN_N, sync_p99_is_max=0 < len(sync_sorted) < PERCENTILE_MIN_N,

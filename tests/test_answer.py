@@ -86,6 +86,11 @@ def test_a_fuse_target_that_is_not_cpu_bound_is_never_called_storage_bound():
     assert row(analysis.answer(df), 1)["bound"] == "fuse-daemon or storage"
     df = sweep({("always", 1, "append"): 3000}, bound="cpu")
     assert row(analysis.answer(df), 1)["bound"] == "cpu"
+    # measured (daemon_cpu_share): a daemon busy the whole trial is the bound, and a quiet one is not
+    busy = sweep({("none", 1, "append"): 20000}, label="lab:powercut", fstype="fuse.fsyncstudy", bound="fuse-daemon")
+    assert analysis.choice._bound(busy.assign(daemon_cpu_share=0.9)) == "fuse-daemon"
+    quiet = sweep({("always", 1, "append"): 3000}, label="lab:powercut", fstype="fuse.fsyncstudy")
+    assert analysis.choice._bound(quiet.assign(daemon_cpu_share=0.3)) == "storage"
 
 
 def test_the_answer_command_on_the_committed_sweep():

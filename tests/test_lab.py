@@ -251,6 +251,18 @@ def test_the_log_writers_file_patterns_work_on_the_power_cut_filesystem(lab, pc,
 
 
 @need("powercut")
+def test_a_trial_on_the_fuse_target_measures_its_daemons_cpu(lab, pc, disk_dir):
+    # the writer sleeps in every call while the Python daemon works: its CPU is measured beside ours, so a
+    # saturated daemon is called so, not "storage"
+    r = run_trial("none", duration_s=0.5, directory=pc)
+    assert r.daemon_cpu_share is not None and r.daemon_cpu_share > 0.05
+    assert r.bound == ("cpu" if r.cpu_share + (r.cpu_wait_share or 0) >= 0.8 else
+                       "fuse-daemon" if r.daemon_cpu_share >= 0.8 else "storage")
+    assert run_trial("none", duration_s=0.1, directory=disk_dir).daemon_cpu_share is None   # no daemon there
+    assert log_leftovers(pc) == []
+
+
+@need("powercut")
 def test_many_cut_inspect_reset_cycles_on_one_mount(lab, pc):
     framer = Framer(payload_for(128))
     records = framer.frame_range(0, 200)

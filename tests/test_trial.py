@@ -431,3 +431,13 @@ def test_direct_writes_whole_blocks_at_offset_0_with_o_direct_as_pg_test_fsync(d
     with pytest.raises(ValueError, match="4096-byte blocks"):
         run_trial("always", entries=5, directory=disk_dir, overwrite_offset0=True, direct=True)
     assert leftovers(disk_dir) == []
+
+
+def test_bound_names_what_the_trial_waited_for():
+    from fsyncstudy.trial import cpu_fields
+    s = 1_000_000_000
+    assert cpu_fields(int(0.9 * s), 100, s)["bound"] == "cpu"
+    assert cpu_fields(int(0.5 * s), 100, s, wait_ns=int(0.4 * s))["bound"] == "cpu"    # waiting for a CPU counts
+    assert cpu_fields(int(0.2 * s), 100, s, daemon_ns=int(0.9 * s))["bound"] == "fuse-daemon"
+    assert cpu_fields(int(0.2 * s), 100, s, daemon_ns=int(0.3 * s))["bound"] == "storage"
+    assert cpu_fields(int(0.2 * s), 100, s)["daemon_cpu_share"] is None

@@ -17,9 +17,9 @@ Rules (each row carries the premises it rests on, so a page can print them and a
   largest of k point estimates does not make a tie look like a win).  Otherwise the row names the
   candidates the data cannot tell from the choice (``tied``) and is not resolved.
 - **What bounds it**: ``cpu`` when most of the choice's trials were CPU-bound (the writer's process was
-  on a CPU, or waiting for one, nearly all the time), else ``storage``; on a FUSE target the daemon's
-  work is inside every sync and its CPU is not measured, so a trial there that is not CPU-bound is
-  ``fuse-daemon or storage`` (the two cannot be told apart from the writer's side).
+  on a CPU, or waiting for one, nearly all the time), ``fuse-daemon`` when most waited on a lab FUSE
+  daemon busy the whole trial (its CPU time is measured beside ours, ``daemon_cpu_share``), else
+  ``storage``; a FUSE target in a dataset from before that measurement says ``fuse-daemon or storage``.
 """
 from __future__ import annotations
 
@@ -59,11 +59,19 @@ def _paired(g: pd.DataFrame, num: str, den: str, level: float) -> intervals.Inte
 
 
 def _bound(rows: pd.DataFrame) -> str:
-    cpu = (rows["bound"] == "cpu").mean() > 0.5 if "bound" in rows and len(rows) else False
-    if cpu:
+    """What most of the choice's trials waited for: ``cpu``, ``fuse-daemon`` (measured: the lab's FUSE
+    daemon busy the whole trial), ``storage``; on a FUSE target whose daemon was not measured (datasets
+    before 2026-12-07) a trial that is not CPU-bound is ``fuse-daemon or storage``."""
+    if not len(rows) or "bound" not in rows:
+        return ""
+    top = rows["bound"].value_counts()
+    if top.get("cpu", 0) > len(rows) / 2:
         return "cpu"
+    if top.get("fuse-daemon", 0) > len(rows) / 2:
+        return "fuse-daemon"
     fuse = rows["target_fstype"].astype(str).str.startswith("fuse").any()
-    return "fuse-daemon or storage" if fuse else "storage"
+    measured = "daemon_cpu_share" in rows and rows["daemon_cpu_share"].notna().any()
+    return "fuse-daemon or storage" if fuse and not measured else "storage"
 
 
 def answer(df: pd.DataFrame, level: float = LEVEL) -> list[dict]:

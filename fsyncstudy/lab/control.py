@@ -49,6 +49,20 @@ def socket_name(path: str | os.PathLike) -> str:
     return "\0" + SOURCE_PREFIX + token
 
 
+def daemon_pid(path: str | os.PathLike) -> int | None:
+    """The pid of the FUSE daemon serving the lab mount that holds ``path`` (the peer of its control
+    socket, SO_PEERCRED); None when it does not answer."""
+    import struct
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(REQUEST_TIMEOUT_S)
+            s.connect(socket_name(path))
+            pid, _, _ = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+            return pid
+    except (OSError, LabError, ValueError, IndexError):
+        return None
+
+
 def request(path: str | os.PathLike, cmd: str, timeout_s: float = REQUEST_TIMEOUT_S, **args):
     """Send one control request to the daemon behind ``path``; its result, or LabError."""
     name = socket_name(path)
