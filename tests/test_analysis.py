@@ -440,3 +440,14 @@ def test_a_disturbed_round_is_flagged():
                       "server_cpu_us_per_commit": [None, None, None]})
     assert _disturbed_rounds(d) == [3]
     assert _disturbed_rounds(d.iloc[:2]) == []      # two rounds: no median to be far from
+
+
+def test_the_advice_states_the_window_of_a_busy_writer_beside_the_idle_one():
+    df = load_frame().assign(busy=False, work_us=0.0, clients=1)
+    extra = df[(df["kind"] == "batch") & (df["rate"] == 2000)].copy()
+    extra = extra.assign(busy=True, work_us=300.0, exposure_ms_max=30.0, config="batch_10ms/c1/w300")
+    adv = analysis.advise(pd.concat([df, extra], ignore_index=True), 2000, loss_budget_ms=20)
+    best = adv[adv["advised"]].iloc[0]
+    assert best["config"] == "batch_10ms/c1" and best["window_busy_ms"] == pytest.approx(30.0)
+    line = analysis.advice_lines(adv, 2000, 20)[0]
+    assert "with an idle writer" in line and "with 300 µs of work an entry in the writer it reached 30.0 ms" in line

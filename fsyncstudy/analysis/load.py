@@ -120,6 +120,8 @@ def advise(df: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: 
     summ = load_summary(df)
     kn = knees(df)
     knee_of = {(r.target, r.config): r.knee_rate for r in kn.itertuples()} if len(kn) else {}
+    busy = busy_summary(df)
+    busy = busy[busy["work_us"] > 0] if len(busy) else busy
     rows = []
     for target, g in summ.groupby("target", sort=False):
         above = sorted(r for r in set(g["rate"]) if r >= rate)
@@ -139,9 +141,17 @@ def advise(df: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: 
                 verdict = "too slow"
             else:
                 verdict = "meets both"
+            # the same strategy at this rate with the writer doing work between entries, where measured: its
+            # window is stated beside the idle writer's (work keeps the flusher off the interpreter)
+            b = busy[(busy["target"] == target) & (busy["strategy"] == r["strategy"]) & (busy["rate"] == at)] \
+                if len(busy) and r["kind"] == "batch" else busy.iloc[0:0] if len(busy) else None
+            worst = b.loc[b["exposure_ms_max"].idxmax()] if b is not None and len(b) and b["exposure_ms_max"].notna().any() else None
             rows.append({"target": target, "target_label": r["target_label"], "config": r["config"],
                          "config_label": r["config_label"], "kind": r["kind"], "writers": r["writers"],
                          "measured_at": at, "knee_per_s": knee,
+                         "window_busy_ms": None if worst is None else worst["exposure_ms_max"],
+                         "window_busy_ms_high": None if worst is None else intervals.none_if_nan(worst["exposure_ms_max_high"]),
+                         "window_busy_work_us": None if worst is None else worst["work_us"],
                          "p99_ms": r["latency_us_p99"] / 1e3,
                          "p99_ms_low": _or_estimate(r["latency_us_p99_low"], r) / 1e3,
                          "p99_ms_high": _or_estimate(r["latency_us_p99_high"], r) / 1e3,

@@ -113,9 +113,16 @@ def advice_lines(adv: pd.DataFrame, rate: float, loss_budget_ms: float) -> list[
                          f"{loss_budget_ms:g} ms: {why}")
             continue
         b = best.iloc[0]
-        risk = ("loses nothing acknowledged" if b["window_ms"] == 0 else
-                f"risks the last {b['window_ms']:.1f} ms (up to {b['window_ms_high']:.1f}), about "
-                f"{b['entries_at_risk']:,.0f} entries at a power cut")
+        if b["window_ms"] == 0:
+            risk = "loses nothing acknowledged: it acknowledges only after its sync"
+        else:
+            risk = (f"leaves an acknowledged entry unsynced for up to {b['window_ms']:.1f} ms per trial with an idle writer "
+                    f"(geometric mean of the trials' worst, 95% upper bound {b['window_ms_high']:.1f} ms), about "
+                    f"{b['entries_at_risk']:,.0f} entries at that rate")
+            if b.get("window_busy_ms") is not None and b["window_busy_ms"] == b["window_busy_ms"]:
+                hi = b["window_busy_ms_high"]
+                risk += (f"; with {b['window_busy_work_us']:g} µs of work an entry in the writer it reached "
+                         f"{b['window_busy_ms']:.1f} ms" + (f" (upper bound {hi:.1f})" if hi is not None and hi == hi else ""))
         who = f" if your service has at least {b['writers']} concurrent writers" if b["writers"] > 1 else ""
         text = (f"**{label}** at {rate:,.0f} entries/s, losing at most {loss_budget_ms:g} ms: `{b['config_label']}`{who} "
                 f"answers with p99 {b['p99_ms']:.2f} ms (95% CI {b['p99_ms_low']:.2f}–{b['p99_ms_high']:.2f}, "
