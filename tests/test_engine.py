@@ -124,7 +124,7 @@ def test_every_trial_says_whether_it_was_cpu_bound(tmp_path):
     assert cpu_fields(500, 10, 1000, wait_ns=300)["bound"] == "cpu"    # ready to run, the CPU taken: not storage
     assert cpu_fields(500, 10, 1000, wait_ns=200)["cpu_wait_share"] == 0.2
     assert cpu_fields(None, 10, 1000) == {"cpu_s": None, "cpu_us_per_entry": None, "cpu_share": None,
-                                          "cpu_wait_share": None, "bound": ""}
+                                          "cpu_wait_share": None, "daemon_cpu_share": None, "bound": ""}
 
 
 def test_a_cpu_bound_trial_is_still_cpu_bound_when_other_processes_take_the_cpus(tmp_path):
