@@ -110,11 +110,11 @@ class TrialResult:
     #: The share of the elapsed time the process's threads were ready to run but waited for a CPU that
     #: other processes had (a busy machine); ``bound`` counts it with ``cpu_share``.
     cpu_wait_share: float | None = None
+    bound: str = ""
     #: On a lab FUSE target: the CPU time of its daemon (every thread) over the run, as a share of the
     #: elapsed time; ``bound`` is "fuse-daemon" when it is at least CPU_BOUND_SHARE and the writer was not
     #: CPU-bound (the sync waited on the Python daemon, not on storage).
     daemon_cpu_share: float | None = None
-    bound: str = ""
     #: The ack and sync latencies of the trial as log-linear histograms in ns (``measures.histogram``,
     #: encoded 'bucket:count ...'), so percentiles over trials pooled together can be recomputed.
     ack_latency_hist: str = ""

@@ -34,6 +34,13 @@ from .sweep import cmd_answer, cmd_fleet, cmd_sweep
 # -- the parser -------------------------------------------------------------------------------------
 
 
+def _reads(p: argparse.ArgumentParser, kind: str, func) -> None:
+    """The options of a command that reads a dataset of ``kind`` and answers in text or JSON."""
+    p.add_argument("--dataset", help=f"a {kind} dataset (default: the newest of this machine, else the committed one)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m fsyncstudy",
                                  description="How much durability each fsync strategy costs, on your storage.")
@@ -186,18 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     an = sub.add_parser("answer", help="per durable target and writer count, the fastest choice that loses nothing "
                                        "acknowledged, against always with the same writers, from a sweep's data")
-    an.add_argument("--dataset", help="a sweep dataset (default: the newest of this machine, else the committed one)")
-    an.add_argument("--json", action="store_true")
-    an.set_defaults(func=cmd_answer)
+    _reads(an, "sweep", cmd_answer)
 
     ad = sub.add_parser("advise", help="at your rate and loss budget, which strategy, from a load study's data")
     ad.add_argument("--rate", type=float, required=True, help="your entries per second")
     ad.add_argument("--loss-budget-ms", type=float, required=True,
                     help="how much acknowledged data a power cut may take (ms; 0: nothing)")
     ad.add_argument("--p99-budget-ms", type=float, help="and the p99 latency you can afford (ms)")
-    ad.add_argument("--dataset", help="a load dataset (default: the newest of this machine, else the committed one)")
-    ad.add_argument("--json", action="store_true")
-    ad.set_defaults(func=cmd_advise)
+    _reads(ad, "load", cmd_advise)
 
     d = sub.add_parser("diff", help="two runs side by side (datasets or bench --json files): each side with its "
                                     "interval, the ratio and whether it is significant")
