@@ -27,7 +27,7 @@ import pandas as pd
 
 from .. import intervals
 from ..strategies import KINDS
-from .sweep import display_label
+from .sweep import display_label, target_rank
 
 #: The confidence of every interval in the answer (simultaneous over a row's comparisons).
 LEVEL = 0.95
@@ -45,7 +45,7 @@ def _baseline(writers: int) -> str:
 def target_order(df: pd.DataFrame) -> list[str]:
     """The machine's own disks first, then the lab's filesystems, then its emulations."""
     labels = df.drop_duplicates("target").set_index("target")["target_label"]
-    return sorted(labels.index, key=lambda t: (labels[t].startswith("lab:"), "EMULATED" in labels[t], labels[t]))
+    return sorted(labels.index, key=lambda t: (*target_rank(labels[t]), labels[t]))
 
 
 def _paired(g: pd.DataFrame, num: str, den: str, level: float) -> intervals.Interval:

@@ -143,9 +143,11 @@ def advise(df: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: 
                 verdict = "meets both"
             # the same strategy at this rate with the writer doing work between entries, where measured: its
             # window is stated beside the idle writer's (work keeps the flusher off the interpreter)
-            b = busy[(busy["target"] == target) & (busy["strategy"] == r["strategy"]) & (busy["rate"] == at)] \
-                if len(busy) and r["kind"] == "batch" else busy.iloc[0:0] if len(busy) else None
-            worst = b.loc[b["exposure_ms_max"].idxmax()] if b is not None and len(b) and b["exposure_ms_max"].notna().any() else None
+            worst = None
+            if len(busy) and r["kind"] == "batch":
+                b = busy[(busy["target"] == target) & (busy["strategy"] == r["strategy"]) & (busy["rate"] == at)]
+                if b["exposure_ms_max"].notna().any():
+                    worst = b.loc[b["exposure_ms_max"].idxmax()]
             rows.append({"target": target, "target_label": r["target_label"], "config": r["config"],
                          "config_label": r["config_label"], "kind": r["kind"], "writers": r["writers"],
                          "measured_at": at, "knee_per_s": knee,

@@ -93,6 +93,12 @@ def targets_caveat(meta: dict) -> str:
             "of one kind, and the host disk only with itself.")
 
 
+def target_rank(label: str) -> tuple[bool, bool]:
+    """Where a target goes in every per-target answer: the machine's own disks first, then the lab's
+    filesystems, then its emulations (a sort key of its label)."""
+    return label.startswith("lab:"), "EMULATED" in label
+
+
 def display_label(label: str) -> str:
     """A target's label without a durability verdict (older datasets stored one in it)."""
     return strip_verdict(label)

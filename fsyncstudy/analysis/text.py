@@ -9,6 +9,7 @@ import pandas as pd
 from ..trial import CPU_BOUND_SHARE
 from .load import DEFAULT_LOSS_BUDGETS_MS, DEFAULT_RATE, advise
 from .realdb import QUIET_FLUSHES_PER_COMMIT
+from .sweep import target_rank
 from .tworuns import ceiling_ratios
 
 
@@ -94,9 +95,8 @@ def advice_lines(adv: pd.DataFrame, rate: float, loss_budget_ms: float) -> list[
     """The advice as sentences, one per target."""
     lines = []
     # the machine's own disks first, then the lab's filesystems, then its emulations
-    order = sorted(dict.fromkeys(adv["target"]), key=lambda t: (
-        adv.loc[adv["target"] == t, "target_label"].iloc[0].startswith("lab:"),
-        "EMULATED" in adv.loc[adv["target"] == t, "target_label"].iloc[0]))
+    order = sorted(dict.fromkeys(adv["target"]),
+                   key=lambda t: target_rank(adv.loc[adv["target"] == t, "target_label"].iloc[0]))
     for target in order:
         g = adv[adv["target"] == target]
         label = g["target_label"].iloc[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import intervals
+from .sweep import target_rank
 
 
 def write_ceiling(peers_df: pd.DataFrame) -> pd.DataFrame:
@@ -126,7 +127,7 @@ def diff_sorted(diff: pd.DataFrame) -> pd.DataFrame:
     import numpy as np
     if diff.empty:
         return diff
-    labels = sorted(dict.fromkeys(diff["target_label"]), key=lambda t: (t.startswith("lab:"), "EMULATED" in t, t))
+    labels = sorted(dict.fromkeys(diff["target_label"]), key=lambda t: (*target_rank(t), t))
     order = {t: k for k, t in enumerate(labels)}
     return (diff.assign(_t=diff["target_label"].map(order), _e=-np.abs(np.log(diff["ratio"].astype(float))))
             .sort_values(["_t", "_e"]).drop(columns=["_t", "_e"]).reset_index(drop=True))
