@@ -173,6 +173,18 @@ def _found(path, kind: str, look: bool, or_raise: bool = False) -> Path | None:
     return None
 
 
+def crash_evidence(path=None) -> tuple[Path | None, "pd.DataFrame | None"]:
+    """(path, cuts) of the crash dataset whose power cuts stand beside the advice's loss column
+    (``analysis.advise``): ``path`` if given, else the newest there is, else (None, None)."""
+    found = _found(path, crash.KIND, True)
+    return (None, None) if found is None else (found, crash.load(found)[0])
+
+
+def crash_cuts(path=None):
+    """The cuts of ``crash_evidence``, or None."""
+    return crash_evidence(path)[1]
+
+
 def sweep_dataset(path=None, profile_name: str = "quick", targets: list[str] | None = None, seed: int = 0,
                   progress: bool = True, measure: bool = False) -> Path:
     """The sweep dataset to analyse: ``path`` if it holds one; else, unless asked to ``measure`` (or

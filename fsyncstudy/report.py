@@ -157,9 +157,9 @@ def _failure_html(failure: PageFailure, title: str,
 
 
 def render(executed: list[Path], out_dir: Path, dataset: Path, load_dataset: Path | None = None,
-           failures: list[PageFailure] | None = None) -> Path:
+           failures: list[PageFailure] | None = None, crash_dataset: Path | None = None) -> Path:
     """The pages and the index; ``failures``: the notebooks that stopped (``execute``), to which a failure
-    of the index's own answer is added."""
+    of the index's own answer is added; ``crash_dataset``: the power cuts cited beside the advice."""
     failures = [] if failures is None else failures
     import nbformat
     from nbconvert import HTMLExporter
@@ -192,7 +192,8 @@ def render(executed: list[Path], out_dir: Path, dataset: Path, load_dataset: Pat
         answer_table = analysis.answer_table(rows)
         if load_dataset is not None:
             from . import loadstudy
-            at_rate = analysis.at_rate_lines(loadstudy.load(load_dataset)[0])
+            from .catalog import crash_cuts as _crash_cuts
+            at_rate = analysis.at_rate_lines(loadstudy.load(load_dataset)[0], cuts=_crash_cuts(crash_dataset))
     except Exception as e:   # the pages are rendered: the index says where its own answer stopped
         stopped_here = PageFailure("index.html", None, _message(type(e).__name__, str(e)))
         failures.append(stopped_here)
@@ -293,7 +294,8 @@ def build_report(dataset: str | Path, out_dir: str | Path = REPO / "reports", bu
                 raise DatasetError(f"{paths[name]} holds a {found} dataset, not a {kind} dataset")
     params = {**{k: str(v) for k, v in paths.items()}, "seed": seed, "n_boot": n_boot}
     executed, failures = execute(params, Path(build), log=log)
-    index = render(executed, Path(out_dir), paths["dataset"], paths.get("load_dataset"), failures)
+    index = render(executed, Path(out_dir), paths["dataset"], paths.get("load_dataset"), failures,
+                   paths.get("crash_dataset"))
     if failures:
         raise ReportIncomplete(index, failures)
     return index

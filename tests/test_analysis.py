@@ -346,6 +346,30 @@ def test_an_advice_whose_p99_interval_overlaps_another_candidates_is_not_resolve
     assert "not resolved" in analysis.advice_lines(adv, 1000, 5)[0]
 
 
+def power_cuts_of(strategy: str, cuts: int, losing: int = 0) -> pd.DataFrame:
+    """Power cuts of one strategy on lab:powercut, the first ``losing`` of them losing 3 entries 12 ms old."""
+    return pd.DataFrame([{"kind": "power", "strategy": strategy, "cut": i, "acked": 100, "error": "",
+                          "lost_acked": 3 if i < losing else 0, "oldest_lost_age_ms": 12.0 if i < losing else None,
+                          "target": "lab:powercut"} for i in range(cuts)])
+
+
+def test_a_durable_strategys_zero_loss_cites_its_power_cuts_and_a_losing_cut_replaces_the_zero():
+    df = load_frame()
+    adv = analysis.advise(df, 1500, loss_budget_ms=0, cuts=power_cuts_of("always", 100)).set_index("config")
+    row = adv.loc["always/c1"]
+    assert row["power_cuts"] == 100 and row["power_cuts_losing"] == 0 and row["advised"]
+    assert row["power_cuts_losing_upper95"] == pytest.approx(0.0295, abs=1e-3)
+    line = analysis.advice_lines(adv.reset_index(), 1500, 0)[0]
+    assert "100 power cuts of `always` on lab:powercut lost none (95% upper bound: 3.0% of cuts)" in line
+    # without crash data the zero is by definition, and the sentence says no cut shows it
+    plain = analysis.advise(df, 1500, loss_budget_ms=0)
+    assert "no power cut of `always`" in analysis.advice_lines(plain, 1500, 0)[0]
+    # a cut that lost an acknowledged entry of a durable strategy is a window, not a zero: never advised at 0 ms
+    lost = analysis.advise(df, 1500, loss_budget_ms=0, cuts=power_cuts_of("always", 50, losing=2)).set_index("config")
+    assert lost.loc["always/c1", "window_ms"] == 12.0 and lost.loc["always/c1", "verdict"] == "loses too much"
+    assert not lost["advised"].any() and "2 of 50 power cuts" in lost.loc["always/c1", "window_source"]
+
+
 def test_the_latency_figure_marks_the_knee(df):
     lf = load_frame()
     summ, k = analysis.load_summary(lf), analysis.knees(lf)

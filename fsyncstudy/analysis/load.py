@@ -109,14 +109,39 @@ def keeps_up(knee_rate: float | None, rate: float) -> bool:
     return knee_rate is not None and knee_rate == knee_rate and rate <= knee_rate
 
 
-def advise(df: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: float | None = None) -> pd.DataFrame:
+def power_cut_evidence(cuts: pd.DataFrame | None, strategy: str) -> dict:
+    """What the crash experiments' power cuts say about ``strategy`` (``crash.load``'s cuts): how many
+    ran (without error), on which target, how many lost an acknowledged entry, the worst loss window,
+    and the 95% upper bound on the share of cuts that lose when none did.  Empty values where the
+    strategy was not cut (or no crash data was given)."""
+    none = {"power_cuts": 0, "power_cuts_losing": 0, "power_cuts_losing_upper95": None, "power_cut_target": None,
+            "power_cut_window_max_ms": None}
+    if cuts is None or not len(cuts):
+        return none
+    g = cuts[(cuts["kind"] == "power") & (cuts["strategy"] == strategy) & (cuts["error"].fillna("") == "")]
+    if g.empty:
+        return none
+    losing = g[g["lost_acked"].fillna(0) > 0]
+    return {"power_cuts": len(g), "power_cuts_losing": len(losing),
+            "power_cuts_losing_upper95": None if len(losing) else intervals.zero_events_upper(len(g)),
+            "power_cut_target": ", ".join(sorted(set(g["target"].astype(str)))),
+            "power_cut_window_max_ms": float(losing["oldest_lost_age_ms"].max()) if len(losing) else 0.0}
+
+
+def advise(df: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: float | None = None,
+           cuts: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per target, from a load study's trials (``loadstudy.load``): the configurations measured at
     ``rate`` or the next rate above it, each with its verdict: ``cannot keep up`` (``rate`` is above its
     knee, ``keeps_up``), ``loses too much`` (the upper bound of its measured window is over
     ``loss_budget_ms``), ``too slow`` (the upper bound of its p99 is over ``p99_budget_ms``), or
     ``meets both``.  Among those that meet both, the lowest p99 is ``advised``; it is ``resolved`` only
     when its p99 interval lies below every other one's, else ``tied`` names the ones it overlaps.  Each
-    row carries ``knee_per_s`` and ``writers`` (the clients it was measured with)."""
+    row carries ``knee_per_s`` and ``writers`` (the clients it was measured with).
+
+    ``cuts`` (a crash dataset's cuts, ``crash.load``): the power cuts of each strategy, as evidence
+    beside the loss column (``power_cut_evidence``).  A strategy that acknowledges after its sync
+    risks 0 ms by definition; the cuts say whether that held, with their number and upper bound, and a
+    cut that lost an acknowledged entry puts its window in place of the 0."""
     summ = load_summary(df)
     kn = knees(df)
     knee_of = {(r.target, r.config): r.knee_rate for r in kn.itertuples()} if len(kn) else {}
@@ -132,6 +157,11 @@ def advise(df: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: 
         at = above[0]
         for _, r in g[g["rate"] == at].iterrows():
             w, w_hi, how = _window_ms(r)
+            evidence = power_cut_evidence(cuts, r["strategy"])
+            if KINDS[r["kind"]].acks_durable and evidence["power_cuts_losing"]:
+                w = w_hi = evidence["power_cut_window_max_ms"]
+                how = (f"{evidence['power_cuts_losing']} of {evidence['power_cuts']} power cuts on "
+                       f"{evidence['power_cut_target']} lost acknowledged entries")
             knee = knee_of.get((target, r["config"]))
             if r["saturated_trials"] or not keeps_up(knee, rate):
                 verdict = "cannot keep up"
@@ -149,7 +179,7 @@ def advise(df: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: 
                 if b["exposure_ms_max"].notna().any():
                     worst = b.loc[b["exposure_ms_max"].idxmax()]
             rows.append({"target": target, "target_label": r["target_label"], "config": r["config"],
-                         "config_label": r["config_label"], "kind": r["kind"], "writers": r["writers"],
+                         "config_label": r["config_label"], "strategy": r["strategy"], "kind": r["kind"], "writers": r["writers"],
                          "measured_at": at, "knee_per_s": knee,
                          "window_busy_ms": None if worst is None else worst["exposure_ms_max"],
                          "window_busy_ms_high": None if worst is None else intervals.none_if_nan(worst["exposure_ms_max_high"]),
@@ -158,7 +188,8 @@ def advise(df: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: 
                          "p99_ms_low": _or_estimate(r["latency_us_p99_low"], r) / 1e3,
                          "p99_ms_high": _or_estimate(r["latency_us_p99_high"], r) / 1e3,
                          "window_ms": w, "window_ms_high": w_hi, "window_source": how,
-                         "entries_at_risk": None if w is None else rate * w / 1e3, "verdict": verdict})
+                         "entries_at_risk": None if w is None else rate * w / 1e3, "verdict": verdict,
+                         **evidence})
     out = pd.DataFrame(rows)
     if len(out) and "p99_ms" in out:
         out["advised"], out["resolved"], out["tied"] = False, False, [[] for _ in range(len(out))]

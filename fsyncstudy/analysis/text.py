@@ -115,6 +115,12 @@ def advice_lines(adv: pd.DataFrame, rate: float, loss_budget_ms: float) -> list[
         b = best.iloc[0]
         if b["window_ms"] == 0:
             risk = "loses nothing acknowledged: it acknowledges only after its sync"
+            n_cuts = b.get("power_cuts", 0)
+            if n_cuts and n_cuts == n_cuts:
+                risk += (f"; {n_cuts:,.0f} power cuts of `{b['strategy']}` on {b['power_cut_target']} lost none "
+                         f"(95% upper bound: {b['power_cuts_losing_upper95']:.1%} of cuts)")
+            elif "power_cuts" in b:
+                risk += f" (the crash data has no power cut of `{b['strategy']}` to show it)"
         else:
             risk = (f"leaves an acknowledged entry unsynced for up to {b['window_ms']:.1f} ms per trial with an idle writer "
                     f"(geometric mean of the trials' worst, 95% upper bound {b['window_ms_high']:.1f} ms), about "
@@ -135,11 +141,12 @@ def advice_lines(adv: pd.DataFrame, rate: float, loss_budget_ms: float) -> list[
 
 
 def at_rate_lines(load_df: pd.DataFrame, rate: float = DEFAULT_RATE,
-                  budgets=DEFAULT_LOSS_BUDGETS_MS) -> list[str]:
-    """The index's answer at a default rate: the advice for each loss budget, per target."""
+                  budgets=DEFAULT_LOSS_BUDGETS_MS, cuts: pd.DataFrame | None = None) -> list[str]:
+    """The index's answer at a default rate: the advice for each loss budget, per target (``cuts``: a
+    crash dataset's, the evidence beside a durable strategy's zero)."""
     out = []
     for budget in budgets:
-        out += advice_lines(advise(load_df, rate, budget), rate, budget)
+        out += advice_lines(advise(load_df, rate, budget, cuts=cuts), rate, budget)
     return out
 
 

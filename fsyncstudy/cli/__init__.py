@@ -200,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--loss-budget-ms", type=float, required=True,
                     help="how much acknowledged data a power cut may take (ms; 0: nothing)")
     ad.add_argument("--p99-budget-ms", type=float, help="and the p99 latency you can afford (ms)")
+    ad.add_argument("--crash-dataset", help="the crash dataset whose power cuts stand beside the loss column "
+                                            "(default: the newest of this machine, else the committed one)")
     _reads(ad, "load", cmd_advise)
 
     d = sub.add_parser("diff", help="two runs side by side (datasets or bench --json files): each side with its "

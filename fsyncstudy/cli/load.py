@@ -92,9 +92,11 @@ def cmd_advise(args) -> int:
     from .. import analysis, loadstudy
     path = catalog.existing(args.dataset, KIND) if args.dataset else catalog.newest(KIND)
     df, _ = loadstudy.load(path)
-    adv = analysis.advise(df, args.rate, args.loss_budget_ms, args.p99_budget_ms)
+    crash_path, cuts = catalog.crash_evidence(args.crash_dataset)
+    adv = analysis.advise(df, args.rate, args.loss_budget_ms, args.p99_budget_ms, cuts=cuts)
     if args.json:
-        print_json({"fsyncstudy": envelope(), "dataset": str(path), "rate": args.rate,
+        print_json({"fsyncstudy": envelope(), "dataset": str(path),
+                    "crash_dataset": None if crash_path is None else str(crash_path), "rate": args.rate,
                     "loss_budget_ms": args.loss_budget_ms, "p99_budget_ms": args.p99_budget_ms,
                     "candidates": records(adv)})
         return 0

@@ -38,7 +38,9 @@ def cmd_report(args) -> int:
         print(f"- {line}")
     if datasets["load_dataset"]:
         from .. import loadstudy
-        for line in analysis.at_rate_lines(loadstudy.load(Path(datasets["load_dataset"]).resolve())[0]):
+        crash = datasets.get("crash_dataset")
+        cuts = catalog.crash_cuts(Path(crash).resolve() if crash else None)
+        for line in analysis.at_rate_lines(loadstudy.load(Path(datasets["load_dataset"]).resolve())[0], cuts=cuts):
             print(f"- {line}")
     return 0
 
