@@ -83,7 +83,8 @@ def run_study(profile_name: str = "standard", targets: list[str] | None = None, 
         real_crash_path = None
         if "lab:powercut" in lab_targets:
             real_crash_path = default_out(realstudy.CRASH_KIND, prof.name)
-            log(f"power cuts under real databases: {prof.realdb.cuts} per setting for "
+            lossy = "" if prof.realdb.lossy_cuts is None else f" ({prof.realdb.lossy_cuts} where the setting may lose)"
+            log(f"power cuts under real databases: {prof.realdb.cuts} per setting{lossy} for "
                 f"{len(prof.realdb.cut_settings)} settings into {real_crash_path}")
             rc = realstudy.run_real_crash(real_crash_path, prof.realdb, seed=seed, lab_dir=up.lab_dir,
                                           progress=progress)
