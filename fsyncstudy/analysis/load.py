@@ -87,14 +87,34 @@ def knees(df: pd.DataFrame, factor: float = KNEE_FACTOR, floor_us: float = KNEE_
     return out.sort_values(["target_label", "config"]).reset_index(drop=True) if len(out) else out
 
 
-def _window_ms(row) -> tuple[float | None, float | None, str]:
-    """What an acknowledgement risks at this rate: (estimate, upper bound, how it is known)."""
+def largest_exposure(df: pd.DataFrame, target: str, strategy: str, clients: int, rate: float) -> dict:
+    """The largest exposure (how long an acknowledged entry stayed unsynced) measured in any trial of
+    ``strategy`` with ``clients`` on ``target`` at ``rate``, whatever the writer's work per entry (the
+    busy cells run at their own rate): the largest, the work per entry it was measured with, the largest
+    with an idle writer, and over how many trials.  The largest measured, not a bound: more trials
+    may see more."""
+    g = df[(df["target"] == target) & (df["strategy"] == strategy) & (df["rate"] == rate)]
+    if "clients" in g:
+        g = g[g["clients"] == clients]
+    e = pd.to_numeric(g["exposure_ms_max"], errors="coerce")
+    work = g["work_us"].fillna(0.0) if "work_us" in g else pd.Series(0.0, index=g.index)
+    if not e.notna().any():
+        return {"window_ms": None, "window_work_us": None, "window_idle_ms": None, "window_trials": 0}
+    idle = e[work == 0]
+    at = e.idxmax()
+    return {"window_ms": float(e[at]), "window_work_us": float(work[at]),
+            "window_idle_ms": float(idle.max()) if idle.notna().any() else None, "window_trials": int(e.notna().sum())}
+
+
+def _window_ms(row, df: pd.DataFrame, target: str) -> tuple[float | None, dict, str]:
+    """What an acknowledgement risks at this rate: (the loss column, its measurement, how it is known).
+    Batch's is the largest exposure measured at that rate, a busy writer's included (``largest_exposure``)."""
     if KINDS[row["kind"]].acks_durable:
-        return 0.0, 0.0, "acknowledged after its sync"
-    if row["kind"] == "batch":   # no interval (one trial): no upper bound to promise
-        return (intervals.none_if_nan(row["exposure_ms_max"]), intervals.none_if_nan(row["exposure_ms_max_high"]),
-                "measured worst exposure per trial")
-    return None, None, "never synced: the kernel decides (seconds)"
+        return 0.0, {}, "acknowledged after its sync"
+    if row["kind"] == "batch":
+        m = largest_exposure(df, target, row["strategy"], int(row["writers"]), row["rate"])
+        return m["window_ms"], m, "the largest exposure measured at that rate"
+    return None, {}, "never synced: the kernel decides (seconds)"
 
 
 def _or_estimate(bound, row) -> float:
@@ -132,9 +152,9 @@ def advise(df: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: 
            cuts: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per target, from a load study's trials (``loadstudy.load``): the configurations measured at
     ``rate`` or the next rate above it, each with its verdict: ``cannot keep up`` (``rate`` is above its
-    knee, ``keeps_up``), ``loses too much`` (the upper bound of its measured window is over
-    ``loss_budget_ms``), ``too slow`` (the upper bound of its p99 is over ``p99_budget_ms``), or
-    ``meets both``.  Among those that meet both, the lowest p99 is ``advised``; it is ``resolved`` only
+    knee, ``keeps_up``), ``loses too much`` (its loss column is over ``loss_budget_ms``), ``too slow`` (the upper bound of its p99 is over ``p99_budget_ms``), or
+    ``meets both``.  Batch's loss column is the largest exposure measured at that rate, with the work
+    per entry it was measured with (``largest_exposure``: a busy writer's cells count).  Among those that meet both, the lowest p99 is ``advised``; it is ``resolved`` only
     when its p99 interval lies below every other one's, else ``tied`` names the ones it overlaps.  Each
     row carries ``knee_per_s`` and ``writers`` (the clients it was measured with).
 
@@ -156,16 +176,16 @@ def advise(df: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: 
             continue
         at = above[0]
         for _, r in g[g["rate"] == at].iterrows():
-            w, w_hi, how = _window_ms(r)
+            w, measured, how = _window_ms(r, df, target)
             evidence = power_cut_evidence(cuts, r["strategy"])
             if KINDS[r["kind"]].acks_durable and evidence["power_cuts_losing"]:
-                w = w_hi = evidence["power_cut_window_max_ms"]
+                w = evidence["power_cut_window_max_ms"]
                 how = (f"{evidence['power_cuts_losing']} of {evidence['power_cuts']} power cuts on "
                        f"{evidence['power_cut_target']} lost acknowledged entries")
             knee = knee_of.get((target, r["config"]))
             if r["saturated_trials"] or not keeps_up(knee, rate):
                 verdict = "cannot keep up"
-            elif w_hi is None or w_hi > loss_budget_ms:
+            elif w is None or w > loss_budget_ms:
                 verdict = "loses too much"
             elif p99_budget_ms is not None and _or_estimate(r["latency_us_p99_high"], r) > p99_budget_ms * 1e3:
                 verdict = "too slow"
@@ -187,7 +207,8 @@ def advise(df: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: 
                          "p99_ms": r["latency_us_p99"] / 1e3,
                          "p99_ms_low": _or_estimate(r["latency_us_p99_low"], r) / 1e3,
                          "p99_ms_high": _or_estimate(r["latency_us_p99_high"], r) / 1e3,
-                         "window_ms": w, "window_ms_high": w_hi, "window_source": how,
+                         "window_ms": w, "window_source": how, "window_work_us": measured.get("window_work_us"),
+                         "window_idle_ms": measured.get("window_idle_ms"), "window_trials": measured.get("window_trials"),
                          "entries_at_risk": None if w is None else rate * w / 1e3, "verdict": verdict,
                          **evidence})
     out = pd.DataFrame(rows)

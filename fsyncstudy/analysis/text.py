@@ -91,6 +91,44 @@ def _ci(e, fmt) -> str:
     return fmt(e.estimate) + ("" if not e.has_interval() else f" (95% CI {fmt(e.low)}–{fmt(e.high)})")
 
 
+def window_text(r) -> str:
+    """An advice row's loss column as a clause: the largest exposure measured at the rate, with the work
+    per entry it was measured with, the idle writer's beside it, over how many trials, and what that is not."""
+    work = r.get("window_work_us")
+    text = f"the largest exposure measured at {r['measured_at']:,.0f}/s was {r['window_ms']:.1f} ms"
+    if work:
+        text += f", with {work:g} µs of work an entry in the writer"
+        if r.get("window_idle_ms") is not None and r["window_idle_ms"] == r["window_idle_ms"]:
+            text += f" ({r['window_idle_ms']:.1f} ms with an idle writer)"
+    else:
+        text += " with an idle writer" + ("" if r.get("window_busy_ms") is not None and r["window_busy_ms"] == r["window_busy_ms"]
+                                          else " (no busy writer was measured at this rate)")
+    return (text + f", over {int(r['window_trials'])} trials (the most seen, not a bound: more trials may see more); "
+            f"about {r['entries_at_risk']:,.0f} entries at that rate")
+
+
+def _why_not(r) -> str:
+    """One candidate's verdict, with its window where that is what ruled it out."""
+    w = getattr(r, "window_ms", None)
+    if r.verdict != "loses too much" or w is None or w != w:
+        return f"`{r.config_label}` {r.verdict}"
+    work = getattr(r, "window_work_us", None)
+    return (f"`{r.config_label}` {r.verdict} ({w:.1f} ms window" +
+            (f", with {work:g} µs of work an entry" if work and work == work else "") + ")")
+
+
+def _one_writer_clause(g: pd.DataFrame) -> str:
+    """For advice that needs several writers: what a service with one writer gets on the same target."""
+    one = g[g["writers"] == 1]
+    meets = one[one["verdict"] == "meets both"]
+    if len(meets):
+        r = meets.loc[meets["p99_ms"].idxmin()]
+        return (f"with one writer, `{r['config_label']}` meets both budgets (p99 {r['p99_ms']:.2f} ms, 95% CI "
+                f"{r['p99_ms_low']:.2f}–{r['p99_ms_high']:.2f})")
+    return ("with one writer, none measured meets both budgets: " +
+            "; ".join(_why_not(r) for r in one.itertuples()))
+
+
 def advice_lines(adv: pd.DataFrame, rate: float, loss_budget_ms: float) -> list[str]:
     """The advice as sentences, one per target."""
     lines = []
@@ -105,10 +143,7 @@ def advice_lines(adv: pd.DataFrame, rate: float, loss_budget_ms: float) -> list[
             continue
         best = g[g.get("advised", False) == True]  # noqa: E712
         if best.empty:
-            why = "; ".join(f"`{r.config_label}` {r.verdict}" + (f" ({r.window_ms:.1f} ms window)" if r.verdict ==
-                                                                  "loses too much" and r.window_ms == r.window_ms
-                                                                  and r.window_ms is not None else "")
-                            for r in g.itertuples())
+            why = "; ".join(_why_not(r) for r in g.itertuples())
             lines.append(f"**{label}**: no strategy measured both keeps up at {rate:,.0f}/s and loses at most "
                          f"{loss_budget_ms:g} ms: {why}")
             continue
@@ -122,13 +157,7 @@ def advice_lines(adv: pd.DataFrame, rate: float, loss_budget_ms: float) -> list[
             elif "power_cuts" in b:
                 risk += f" (the crash data has no power cut of `{b['strategy']}` to show it)"
         else:
-            risk = (f"leaves an acknowledged entry unsynced for up to {b['window_ms']:.1f} ms per trial with an idle writer "
-                    f"(geometric mean of the trials' worst, 95% upper bound {b['window_ms_high']:.1f} ms), about "
-                    f"{b['entries_at_risk']:,.0f} entries at that rate")
-            if b.get("window_busy_ms") is not None and b["window_busy_ms"] == b["window_busy_ms"]:
-                hi = b["window_busy_ms_high"]
-                risk += (f"; with {b['window_busy_work_us']:g} µs of work an entry in the writer it reached "
-                         f"{b['window_busy_ms']:.1f} ms" + (f" (upper bound {hi:.1f})" if hi is not None and hi == hi else ""))
+            risk = f"leaves acknowledged entries unsynced: {window_text(b)}"
         who = f" if your service has at least {b['writers']} concurrent writers" if b["writers"] > 1 else ""
         text = (f"**{label}** at {rate:,.0f} entries/s, losing at most {loss_budget_ms:g} ms: `{b['config_label']}`{who} "
                 f"answers with p99 {b['p99_ms']:.2f} ms (95% CI {b['p99_ms_low']:.2f}–{b['p99_ms_high']:.2f}, "
@@ -136,6 +165,8 @@ def advice_lines(adv: pd.DataFrame, rate: float, loss_budget_ms: float) -> list[
         if not b["resolved"]:
             text += (f"; not resolved: its p99 interval overlaps {', '.join(f'`{t}`' for t in b['tied'])}, which also "
                      "meet both budgets")
+        if b["writers"] > 1:
+            text += "; " + _one_writer_clause(g)
         lines.append(text)
     return lines
 
