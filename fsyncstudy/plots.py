@@ -124,11 +124,20 @@ KIND_COLORS = {"always": 0, "batch": 1, "group": 2, "none": 3}
 
 
 def durability_vs_throughput(points: pd.DataFrame, target: str, ax):
-    """One panel: loss window (measured, and nominal) against ops/sec, the Pareto frontier.
+    """One panel: loss window (measured, and nominal) against ops/sec, one writer's Pareto frontier, and
+    the configurations with several writers drawn hollow beside it.
 
     The frontier's points carry their intervals (x: ops/sec, y: the window); the others are drawn
     small and faint without error bars, so that 20 batch intervals do not hide the frontier."""
     p = points[points["target"] == target]
+    if "writers" in p:
+        # the frontier is one writer's; several writers (always and group commit sharing one log) are drawn
+        # hollow beside it, not joined to it: they are not one writer's option
+        many = p[(p["writers"] > 1) & np.isfinite(p["loss_window_ms"])]
+        for kind, g in many.groupby("kind"):
+            ax.scatter(g["ops_per_sec"], g["loss_window_ms"], s=28, facecolors="none",
+                       edgecolors=PALETTE[KIND_COLORS.get(kind, 4)], lw=1)
+        p = p[p["writers"] == 1]
     for kind, g in p.groupby("kind"):
         color = PALETTE[KIND_COLORS.get(kind, 4)]
         meas = g[g["window_source"] == "measured exposure"]
@@ -167,11 +176,12 @@ def durability_legend(with_crash: bool = False) -> list:
     handles += [Line2D([], [], color="grey", marker="o", ls="", label="on the frontier: worst exposure per trial, "
                        "with intervals"),
                 Line2D([], [], color="grey", marker="o", ms=3, alpha=0.35, ls="", label="not on the frontier"),
+                Line2D([], [], color="grey", marker="o", mfc="none", ls="", label="several writers (not one writer's frontier)"),
                 Line2D([], [], color="grey", marker="_", ms=12, ls="", label="nominal window")]
     if with_crash:
         handles.append(Line2D([], [], color="grey", marker="x", ls="", label="loss window by power cuts (p99)"))
     handles += [Line2D([], [], color="grey", marker="s", ls="", label="kernel writeback bound (not measured)"),
-                Line2D([], [], color="black", alpha=0.6, label="Pareto frontier")]
+                Line2D([], [], color="black", alpha=0.6, label="Pareto frontier, one writer")]
     return handles
 
 

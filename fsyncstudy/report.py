@@ -91,11 +91,17 @@ def _message(ename: str, evalue: str) -> str:
 PARALLEL = max(1, min(2, os.cpu_count() or 1))
 
 
-def execute(params: dict, build: Path, log=print, parallel: int = PARALLEL) -> tuple[list[Path], list[PageFailure]]:
+#: The longest one cell of a page may take in the report (the pages read datasets; measuring happens before).
+CELL_TIMEOUT_S = 600
+
+
+def execute(params: dict, build: Path, log=print, parallel: int = PARALLEL,
+            cell_timeout_s: float = CELL_TIMEOUT_S) -> tuple[list[Path], list[PageFailure]]:
     """Run every notebook with papermill, giving each the parameters it declares, ``parallel`` at a time
     (each kernel on Unix sockets of its own).  A notebook that stops is kept as far as it ran (papermill
     writes it with the failing cell's output) and the others run: returns the executed notebooks, in
-    order, and the failures."""
+    order, and the failures.  A cell that runs longer than ``cell_timeout_s`` stops its page (after one
+    more try of the page: a kernel can stop answering), so the report never waits forever."""
     from concurrent.futures import ThreadPoolExecutor
 
     import papermill as pm
@@ -111,9 +117,18 @@ def execute(params: dict, build: Path, log=print, parallel: int = PARALLEL) -> t
         log(f"executing {nb.name} with {', '.join(f'{k}={v}' for k, v in mine.items())}")
         os.makedirs(sockets, exist_ok=True)
         try:
-            pm.execute_notebook(str(nb), str(target), parameters=mine, cwd=str(NOTEBOOKS), kernel_name="python3",
-                                progress_bar=False, kernel_manager_class=_ipc_kernel_manager(sockets))
-            return None
+            for attempt in (1, 2):
+                try:
+                    pm.execute_notebook(str(nb), str(target), parameters=mine, cwd=str(NOTEBOOKS), kernel_name="python3",
+                                        progress_bar=False, kernel_manager_class=_ipc_kernel_manager(sockets),
+                                        execution_timeout=cell_timeout_s)
+                    return None
+                except TimeoutError:
+                    # a kernel that stopped answering (seen once, 2026-12-07: a widgets cell left "running"
+                    # with its kernel idle, and the report waited for it forever): the page runs once more
+                    if attempt == 2:
+                        raise
+                    log(f"{nb.name}: a cell did not finish within {cell_timeout_s:g} s; running the page again")
         except PapermillExecutionError as e:
             failure = PageFailure(nb.name, e.exec_count, _message(e.ename, e.evalue))
         except Exception as e:   # the kernel died, a timeout, a notebook that cannot be read

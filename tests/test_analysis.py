@@ -81,9 +81,16 @@ def test_the_frontier_keeps_what_nothing_beats_and_draws_none_at_the_kernel_boun
     pts = analysis.frontier_points(summ, df).set_index("config")
     assert pts.loc["none/w1/append/fdatasync", "window_source"] == "kernel bound"
     assert pts.loc["none/w1/append/fdatasync", "loss_window_ms"] == 35_000  # (30 + 5) s
-    front = set(pts.index[pts["pareto"]])
-    # group_0ms beats always and the zero-filled always (faster, same zero window); batch_50ms is beaten by batch_10ms
-    assert front == {"group_0ms/w4/append/fdatasync", "batch_10ms/w1/append/fdatasync", "none/w1/append/fdatasync"}
+    front = set(pts.index[pts["pareto"] & (pts["writers"] == 1)])
+    # like with like: group_0ms with 4 writers is faster than every one-writer zero-loss point, but it is not one
+    # writer's option, so one writer's frontier starts at the zero-filled always (which beats always appending);
+    # batch_50ms is beaten by batch_10ms
+    assert front == {"always/w1/zero-fill/fdatasync", "batch_10ms/w1/append/fdatasync", "none/w1/append/fdatasync"}
+    assert pts.loc["group_0ms/w4/append/fdatasync", "writers"] == 4 and pts.loc["group_0ms/w4/append/fdatasync", "pareto"]
+    # and the page's sentence names one writer's frontier, then the answer per writer count
+    (claim,) = analysis.frontier_claims(pts.reset_index(), analysis.answer(df))
+    assert "one writer: the frontier of the estimates is `always (zero-fill)`, `batch_10ms`, `none`" in claim.text
+    assert "with 4 writers, `group_0ms" in claim.text and claim.premises["trials"] == "3 a point"
     crash = pd.DataFrame({"kind": ["power", "power"], "strategy": ["batch_10ms", "none"], "window_p99_ms": [12.5, 396.0]})
     with_crash = analysis.frontier_points(summ, df, crash=crash, crash_target="/t").set_index("config")
     assert with_crash.loc["batch_10ms/w1/append/fdatasync", "crash_window_ms"] == 12.5
@@ -210,7 +217,11 @@ def test_the_figures_draw_what_their_tables_hold(df, summ):
     fig, axes = plots.facets(1)
     plots.durability_vs_throughput(pts, "/t", axes[0])
     step = [line for line in axes[0].get_lines() if line.get_drawstyle().startswith("steps")]
-    assert len(step) == 1 and len(step[0].get_xdata()) == int(pts["pareto"].sum())
+    # the line is one writer's frontier; group commit's 4 writers are drawn hollow beside it, not joined to it
+    assert len(step) == 1 and len(step[0].get_xdata()) == int((pts["pareto"] & (pts["writers"] == 1)).sum()) == 3
+    hollow = [c for c in axes[0].collections if isinstance(c, matplotlib.collections.PathCollection)
+              and len(c.get_offsets()) and c.get_facecolors().size == 0]
+    assert len(hollow) == 1 and hollow[0].get_offsets()[0][0] == pytest.approx((300 * 330 * 270) ** (1 / 3))
     plots.finish(fig, axes, "the finding", handles=plots.durability_legend())
     assert fig._suptitle.get_text() == "the finding"
 

@@ -191,6 +191,12 @@ def writeback_applies(fstype: str, durability: str) -> bool:
 CRASH_TARGET = "lab:powercut"
 
 
+def _writers(config: str) -> int:
+    """The writers of a configuration key (``strategy/wN/prealloc/method``)."""
+    part = config.split("/")[1] if config.count("/") >= 1 else "w1"
+    return int(part[1:]) if part.startswith("w") and part[1:].isdigit() else 1
+
+
 def frontier_points(summ: pd.DataFrame, df: pd.DataFrame, crash: pd.DataFrame | None = None,
                     crash_target: str = CRASH_TARGET) -> pd.DataFrame:
     """One point per (target, configuration): ops/sec with CI, nominal and measured loss window.
@@ -200,8 +206,9 @@ def frontier_points(summ: pd.DataFrame, df: pd.DataFrame, crash: pd.DataFrame | 
     applies (``writeback_applies``) its window is that bound (dirty_expire + dirty_writeback,
     ``window_source = "kernel bound"``); on a FUSE target nothing writes back (``"unbounded"``, an
     infinite window); on a volatile target every configuration loses everything at a power cut
-    (``"volatile"``, infinite).  ``pareto``: on the frontier of the estimates; ``pareto_maybe``: not
-    beaten with confidence (``stats.pareto_front_uncertain``).  ``crash_window_ms``: the p99 loss
+    (``"volatile"``, infinite).  ``pareto``: on the frontier of the estimates among the configurations
+    with the same writers (``writers``: one frontier per writer count, like with like); ``pareto_maybe``:
+    not beaten with confidence (``stats.pareto_front_uncertain``), within the same writers.  ``crash_window_ms``: the p99 loss
     window that power cuts measured for the same strategy, on ``crash_target`` only, not for none
     (its "window" there is the cut's moment: everything since the start is lost).
     """
@@ -223,7 +230,8 @@ def frontier_points(summ: pd.DataFrame, df: pd.DataFrame, crash: pd.DataFrame | 
             measured, lo, hi, src = np.inf, np.nan, np.nan, "unbounded"
         nominal = r["nominal_loss_window_ms"]
         rows.append({"target": key[0], "target_label": r["target_label"], "config": key[1],
-                     "config_label": r["config_label"], "kind": r["kind"], "target_durability": r["target_durability"],
+                     "config_label": r["config_label"], "kind": r["kind"], "writers": _writers(key[1]),
+                     "target_durability": r["target_durability"],
                      "target_fstype": fstype,
                      "ops_per_sec": r["mean"], "ops_low": r["t_low"], "ops_high": r["t_high"], "n": int(r["n"]),
                      "nominal_window_ms": (bound_ms if src == "kernel bound" else np.inf) if pd.isna(nominal) else nominal,
@@ -237,7 +245,8 @@ def frontier_points(summ: pd.DataFrame, df: pd.DataFrame, crash: pd.DataFrame | 
         pts.loc[on, "crash_window_ms"] = [power.get(c.split("/")[0], np.nan) for c in pts.loc[on, "config"]]
     pts["pareto"] = False
     pts["pareto_maybe"] = False
-    for _, g in pts.groupby("target"):
+    # like with like: a frontier per writer count (16 writers sharing syncs are not one writer's option)
+    for _, g in pts.groupby(["target", "writers"]):
         pts.loc[g.index, "pareto"] = stats.pareto_front(g, "ops_per_sec", "loss_window_ms")
         pts.loc[g.index, "pareto_maybe"] = stats.pareto_front_uncertain(g)
     return pts

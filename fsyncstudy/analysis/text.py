@@ -258,3 +258,46 @@ class Checks:
             text += (f" **{len(self.not_checked)} not checked**, because what {'it rests' if len(self.not_checked) == 1 else 'they rest'} "
                      "on did not hold here: " + "; ".join(f"{what} ({why})" for what, why in self.not_checked) + ".")
         return text
+
+
+def frontier_claims(points: pd.DataFrame, rows: list[dict]) -> list["Claim"]:
+    """Page 03's sentences, one per target: one writer's frontier of the estimates (``frontier_points``,
+    like with like: a frontier per writer count), what could also be on it within the intervals, how the
+    measured batch windows compare with the nominal ones, and the zero-loss answer at each writer count
+    from the one computed answer (``answer``'s rows), so that page 03 and the index say the same."""
+    from .choice import recommendation_part
+    from .claim import Claim
+    out = []
+    for target, p in points.groupby("target", sort=False):
+        label = p["target_label"].iloc[0]
+        if (p["window_source"] == "volatile").all():
+            out.append(Claim(f"**{label}**: volatile; a power cut loses everything whatever the strategy, so no frontier.",
+                             {"target": label}))
+            continue
+        one = p[p["writers"] == 1]
+        f = one[one["pareto"]].sort_values("ops_per_sec")
+        maybe = one[one["pareto_maybe"] & ~one["pareto"]].sort_values("ops_per_sec")
+        names = ", ".join(f"`{c}`" for c in f["config_label"])
+        text = (f"**{label}**, one writer: the frontier of the estimates is {names}; every other one-writer "
+                "configuration is beaten (another is at least as fast and at most as exposed, and better in one)")
+        if len(maybe) <= 3:
+            text += ("; within the 95% intervals " + ", ".join(f"`{c}`" for c in maybe["config_label"]) + " could be on it too."
+                     if len(maybe) else ", each beyond its 95% intervals.")
+        else:
+            text += (f"; within the 95% intervals {len(maybe)} more could be on it (among them "
+                     + ", ".join(f"`{c}`" for c in maybe["config_label"][:3]) + "): their throughput intervals overlap "
+                     "the frontier's, so the estimates alone do not order them.")
+        batch = one[(one["kind"] == "batch") & (one["nominal_window_ms"] > 0) & (one["window_source"] == "measured exposure")]
+        over = batch["loss_window_ms"] / batch["nominal_window_ms"]
+        if len(over):
+            text += f" Across batch intervals, the measured worst exposure was {span(over)}× the nominal window."
+        mine = [r for r in rows if r["target"] == target]
+        if mine:
+            text += " Losing nothing, the answer on the index: " + "; ".join(recommendation_part(r) for r in mine) + "."
+        n = p["n"]
+        out.append(Claim(text, {"target": label,
+                                "writers": "1 on the frontier; the answer's each against always with as many",
+                                "trials": f"{n.min()}" + ("" if n.min() == n.max() else f"–{n.max()}") + " a point",
+                                "intervals": "95% t on the log scale (the answer's paired by round, simultaneous "
+                                             "over its candidates)"}))
+    return out
