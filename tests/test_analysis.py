@@ -507,3 +507,20 @@ def test_advice_that_needs_several_writers_says_what_one_writer_gets():
     line = analysis.advice_lines(adv, 5000, 0)[0]
     assert "`always (4 clients)` if your service has at least 4 concurrent writers" in line
     assert "with one writer, none measured meets both budgets: `always` cannot keep up; `batch_10ms` loses too much" in line
+
+
+def test_page_02_compares_group_commit_with_always_at_the_same_writers_or_says_they_differ(df, summ):
+    rel = stats.relative_to(df, n_boot=200).set_index(["target", "config"])
+    (claim,) = analysis.interval_claims(df, summ, rel, pd.DataFrame())
+    # the frame has group_0ms with 4 writers and always with one only: the sentence says the writers differ
+    assert "with 4 writers, `group_0ms (4 writers)`" in claim.text or "with 4 writers, `group_0ms`" in claim.text
+    assert "this dataset has no `always` with 4 writers: the writers differ" in claim.text
+    # with always at 4 writers beside it, the ratio is against that, paired by round
+    four = df[df["config"] == "always/w1/append/fdatasync"].assign(config="always/w4/append/fdatasync", writers=4,
+                                                                     ops_per_sec=[150.0, 165.0, 135.0])
+    both = pd.concat([df, four], ignore_index=True)
+    s2 = analysis.summary(both, n_boot=200)
+    rel2 = stats.relative_to(both, n_boot=200).set_index(["target", "config"])
+    (claim,) = analysis.interval_claims(both, s2, rel2, pd.DataFrame())
+    assert "2.00× (95% CI 2.00–2.00) `always` with 4 writers" in claim.text and "the writers differ" not in claim.text
+    assert claim.premises["group against always"].startswith("the same writers")

@@ -20,7 +20,8 @@ One module per topic, and ``text`` for the sentences built from their tables:
 Every name is re-exported here, so ``from fsyncstudy import analysis; analysis.answer(df)`` is the
 way to call them; the topic modules import only from lower layers and from each other, ``text`` last.
 """
-from .choice import FIELDS as ANSWER_FIELDS, answer, answer_json, answer_lines, answer_table, recommendation_lines
+from .choice import (FIELDS as ANSWER_FIELDS, answer, answer_json, answer_lines, answer_table, group_against_always,
+                     recommendation_lines)
 from .crash import crash_table, loss_windows
 from .fleet import FLEET_METHOD, fleet_cells, fleet_hosts, fleet_outlier, fleet_roles, fleet_spread, fleet_variance
 from .load import (DEFAULT_LOSS_BUDGETS_MS, DEFAULT_RATE, KNEE_FACTOR, KNEE_FLOOR_US, LOAD_METHOD, advise,
@@ -33,12 +34,12 @@ from .sweep import (BASELINE, CRASH_TARGET, TASK, display_label, frontier_points
                     task_table, writeback_applies)
 from .claim import Claim
 from .text import (CPU_SHARE_TEXT, Checks, advice_lines, at_rate_lines, ceiling_text, cpu_bound_text, flush_attribution,
-                   frontier_claims,
+                   frontier_claims, interval_claims,
                    fmt_ratio, prediction_why, ratio_text, span, writeback_phrase)
 from .tworuns import ceiling_ratios, diff_runs, diff_sorted, diff_summary, pair_targets, write_ceiling
 
 __all__ = [
-    "ANSWER_FIELDS", "BASELINE", "CPU_SHARE_TEXT", "Claim", "frontier_claims", "answer", "answer_json", "answer_lines", "answer_table", "recommendation_lines", "CRASH_TARGET", "Checks", "DEFAULT_LOSS_BUDGETS_MS", "DEFAULT_RATE", "FLEET_METHOD",
+    "ANSWER_FIELDS", "BASELINE", "CPU_SHARE_TEXT", "Claim", "frontier_claims", "group_against_always", "interval_claims", "answer", "answer_json", "answer_lines", "answer_table", "recommendation_lines", "CRASH_TARGET", "Checks", "DEFAULT_LOSS_BUDGETS_MS", "DEFAULT_RATE", "FLEET_METHOD",
     "KNEE_FACTOR", "KNEE_FLOOR_US", "LOAD_METHOD", "PREDICT_MARGIN", "QUIET_FLUSHES_PER_COMMIT", "prediction_verdict", "TASK", "advice_lines", "advise",
     "at_rate_lines", "busy_summary", "ceiling_ratios", "ceiling_text", "cpu_bound_text", "crash_table", "diff_runs", "diff_sorted", "diff_summary",
     "display_label", "fleet_cells", "fleet_hosts", "fleet_outlier", "fleet_roles", "fleet_spread", "fleet_variance",

@@ -198,3 +198,26 @@ def answer_table(rows: list[dict]) -> pd.DataFrame:
         "baseline": f"always, {r['baseline_writers']} writer{'s' if r['baseline_writers'] > 1 else ''}",
         "resolved": "yes" if r["resolved"] else "no: " + ", ".join(r["tied"]),
         "bound": r["bound"], "rounds": r["n"]} for r in rows])
+
+
+def group_against_always(df: pd.DataFrame, level: float = LEVEL) -> list[dict]:
+    """Per target and writer count where group commit ran: its fastest configuration (geometric mean)
+    against ``always`` with the same writers, paired by round (``always`` with one writer, said in
+    ``like_with_like``, where the dataset has no ``always`` with as many)."""
+    out = []
+    for target in target_order(df):
+        g = df[df["target"] == target]
+        grp = g[g["kind"] == "group"]
+        for w in sorted(int(x) for x in grp["writers"].unique()):
+            cands = grp[grp["writers"] == w]
+            means = cands.groupby("config")["ops_per_sec"].apply(
+                lambda v: intervals.mean_interval(v.tolist(), level=level).estimate)
+            best = means.idxmax()
+            base = _baseline(w) if _baseline(w) in set(g["config"]) else _baseline(1)
+            r = _paired(g, best, base, level)
+            out.append({"target": target, "target_label": g["target_label"].iloc[0], "writers": w, "config": best,
+                        "config_label": cands.loc[cands["config"] == best, "config_label"].iloc[0],
+                        "ops_per_sec": float(means[best]), "configurations": len(means),
+                        "baseline_writers": int(base.split("/w")[1].split("/")[0]), "like_with_like": base == _baseline(w),
+                        "ratio": r.estimate, "ratio_low": r.low, "ratio_high": r.high, "n": r.n, "level": level})
+    return out

@@ -301,3 +301,69 @@ def frontier_claims(points: pd.DataFrame, rows: list[dict]) -> list["Claim"]:
                                 "intervals": "95% t on the log scale (the answer's paired by round, simultaneous "
                                              "over its candidates)"}))
     return out
+
+
+def interval_claims(df: pd.DataFrame, summ: pd.DataFrame, rel: pd.DataFrame, ceiling: pd.DataFrame) -> list["Claim"]:
+    """Page 02's sentences, one per target: what ``batch_10ms`` buys over ``always`` (one writer each), how
+    the batch curve compares with fio's no-sync rate on that target, batch_10ms's measured worst exposure,
+    and group commit at each writer count against ``always`` with the same writers (``group_against_always``)
+    beside its closed-loop bound W / (N + median sync).  ``rel``: ``stats.relative_to`` indexed by target
+    and config; ``ceiling``: ``catalog.write_ceiling_for``'s table."""
+    from .. import stats
+    from .choice import group_against_always
+    from .claim import Claim
+    from .sweep import interval_curves
+    curves = interval_curves(summ, "ops_per_sec")
+    exp_max = interval_curves(summ, "exposure_ms_max")
+    sync_us = stats.wide(summ, "sync_latency_us_p50").set_index(["target", "config"])["mean"]
+    groups = group_against_always(df)
+    out = []
+    for target in dict.fromkeys(curves["target"]):
+        c = curves[curves["target"] == target]
+        b = c[c["kind"] == "batch"].set_index("interval_ms")
+        e = exp_max[(exp_max["target"] == target) & (exp_max["kind"] == "batch")].set_index("interval_ms")
+        label = c["target_label"].iloc[0]
+        key10 = (target, "batch_10ms/w1/append/fdatasync")
+        premises = {"target": label, "trials": f"{int(c['n'].min())} a point"}
+        s = f"**{label}**: "
+        if key10 in rel.index:
+            r10 = rel.loc[key10]
+            s += f"`batch_10ms` gives {ratio_text(r10['ratio'], r10['ratio_low'], r10['ratio_high'])} the throughput of `always` (one writer each); "
+            premises["batch against always"] = "one writer each, 95% t interval of the per-round log ratios"
+        roof = ceiling_ratios(df, ceiling, target, list(b.loc[b.index >= 5, "config"]))
+        if roof:
+            tb = df[(df["target"] == target) & df["config"].isin(list(roof))]
+            cpu = (f", and {int((tb['bound'] == 'cpu').sum())} of its {len(tb)} trials were CPU-bound"
+                   if "bound" in tb.columns and tb["bound"].fillna("").ne("").all() else "")
+            s += (f"from 5 to {b.index.max():.0f} ms the batch curve reached {span([r.estimate for r in roof.values()])} "
+                  f"of a C loop's no-sync write rate on this target (fio, {ceiling.loc[label, 'ops_per_sec']:,.0f} "
+                  f"ops/s: a reference rate, not a ceiling){cpu}; ")
+            premises["fio"] = "a separate run (the comparison dataset): unpaired"
+        if 10 in e.index:
+            s += (f"its worst exposure per trial was {e.loc[10, 'mean']:.1f} ms (geometric mean over trials) against a "
+                  "nominal 10 ms plus one sync; ")
+        mine = [r for r in groups if r["target"] == target]
+        g = c[c["kind"] == "group"]
+        if mine:
+            parts = []
+            for r in mine:
+                base = "`always`" + ("" if r["baseline_writers"] == 1 else f" with {r['baseline_writers']} writers")
+                who = "one writer" if r["writers"] == 1 else f"{r['writers']} writers"
+                part = f"with {who}, `{r['config_label']}` reached {r['ops_per_sec']:,.0f} ops/s, {ratio_text(r['ratio'], r['ratio_low'], r['ratio_high'])} {base}"
+                if not r["like_with_like"]:
+                    part += f" (this dataset has no `always` with {r['writers']} writers: the writers differ)"
+                parts.append(part)
+            s += ("group commit acknowledges nothing before its sync; against `always` with the same writers: "
+                  + "; ".join(parts))
+            premises["group against always"] = "the same writers, paired by round, 95% t interval"
+            bound = g.apply(lambda r: r["writers"] / (r["interval_ms"] / 1e3 + sync_us.get((target, r["config"]), float("nan")) / 1e6),
+                            axis=1)
+            if g["target_durability"].iloc[0] == "volatile":
+                s += "."
+            else:
+                s += (f". Group commit reached {span(g['mean'] / bound)} of its closed-loop bound W / (N + median sync) "
+                      f"over its {len(g)} configurations.")
+        else:
+            s = s.rstrip("; ") + "."
+        out.append(Claim(s, premises))
+    return out
