@@ -524,3 +524,24 @@ def test_page_02_compares_group_commit_with_always_at_the_same_writers_or_says_t
     (claim,) = analysis.interval_claims(both, s2, rel2, pd.DataFrame())
     assert "2.00× (95% CI 2.00–2.00) `always` with 4 writers" in claim.text and "the writers differ" not in claim.text
     assert claim.premises["group against always"].startswith("the same writers")
+
+
+def test_page_05s_sentences_carry_their_verdicts_and_premises():
+    rows = rounds_frame([100, 200, 400], [100, 200, 400], [90, 90, 90], [100, 101, 99]).assign(notes="")
+    s = analysis.peers_summary(rows, {"/t": "durable"})
+    claims = analysis.peers_claims(s, rows)
+    first = claims[0]
+    assert first.text.startswith("**ext4**: `fio-fdatasync` 1.00×") and ": meets the 0.95 aim" in first.text
+    assert "`pg-fdatasync` 0.90×" in first.text and ": below, by more than 5%" in first.text
+    assert first.premises["rounds"].startswith("3,") and "pg_test_fsync pairs" in first.premises
+    # a comparison with fio only names no pg_test_fsync premise, and no equivalence-test sentence
+    fio_only = rows[rows["peer"] == "fio"]
+    only = analysis.peers_claims(analysis.peers_summary(fio_only, {"/t": "durable"}), fio_only)
+    assert "pg_test_fsync pairs" not in only[0].premises and not any("equivalence test" in c.text for c in only)
+
+
+def test_page_06s_knees_are_sentences_with_their_clients_and_rounds():
+    claims = analysis.knee_claims(analysis.knees(load_frame().assign(clients=1)), 500)
+    always = next(c for c in claims if c.text.startswith("`always`"))
+    assert always.text == "`always` on **ext4 on vda** keeps up to 2,000/s, not at 5,000/s."
+    assert always.premises["clients"] == 1 and always.premises["rounds"] == 3 and "median round" in always.premises["keeps up"]

@@ -78,6 +78,7 @@ def knees(df: pd.DataFrame, factor: float = KNEE_FACTOR, floor_us: float = KNEE_
         base = geomean(g.loc[g["rate"] == rates[0], "latency_us_p99"])
         rows.append({"target": target, "target_label": g["target_label"].iloc[0], "config": config,
                      "config_label": g["config_label"].iloc[0], "kind": g["kind"].iloc[0],
+                     "writers": int(g["clients"].iloc[0]) if "clients" in g else 1,
                      "unloaded_p99_us": base.estimate,
                      "bound_us": max(factor * base.estimate, base.estimate + floor_us) if base.has_estimate() else None,
                      "knee_rate": median, "knee_low": min(per_round), "knee_high": max(per_round),

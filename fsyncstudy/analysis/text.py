@@ -367,3 +367,79 @@ def interval_claims(df: pd.DataFrame, summ: pd.DataFrame, rel: pd.DataFrame, cei
             s = s.rstrip("; ") + "."
         out.append(Claim(s, premises))
     return out
+
+
+def peers_claims(summ: pd.DataFrame, df: pd.DataFrame) -> list["Claim"]:
+    """Page 05's sentences: per target, every pair's ratio ours/peer with its interval and its verdict
+    (fio's aim, or pg_test_fsync's equivalence test), then what the volatile target, the equivalence
+    test and O_DIRECT mean, each with its premises (target, rounds, test, preallocation).  ``summ``:
+    ``peers_summary``; ``df``: the comparison's rows (``peers.load``)."""
+    from .. import peers
+    from .claim import Claim
+    out = []
+    for target, g in summ.groupby("target", sort=False):
+        label = g["target_label"].iloc[0]
+        parts = []
+        for _, r in g.iterrows():
+            ci = "" if pd.isna(r["ratio_low"]) else f" (95% CI {r['ratio_low']:.2f}–{r['ratio_high']:.2f})"
+            verdict = ""
+            if r["pair"] == "fio-fdatasync" and r["verdict"]:
+                verdict = {"meets": f": meets the {peers.FIO_AIM} aim", "short": f": short of the {peers.FIO_AIM} aim",
+                           "unclear": f": the interval straddles {peers.FIO_AIM}"}[r["verdict"]]
+            elif r["pair"].startswith("pg-") and r["verdict"]:
+                m = peers.PG_EQUIVALENCE_MARGIN
+                verdict = {"equivalent": f": equivalent within {m:.0%}", "below": f": below, by more than {m:.0%}",
+                           "above": f": above, by more than {m:.0%}",
+                           "unclear": f": equivalence within {m:.0%} unclear at {int(r['rounds'])} rounds"}[r["verdict"]]
+            parts.append(f"`{r['pair']}` {r['ratio']:.2f}×{ci}{verdict}")
+        rounds = span(g["rounds"], "{:.0f}".format)
+        premises = {"target": label, "rounds": f"{rounds}, alternating which side runs first, paired",
+                    "ratio": "ours / peer ops/s, geometric mean of per-round ratios, 95% t interval"}
+        if g["pair"].str.startswith("fio").any():
+            premises["fio pairs"] = "the same block size, writes and preallocation (fallocate) on both sides"
+        if g["pair"].str.startswith("pg-").any():
+            premises["pg_test_fsync pairs"] = "8 kB records at offset 0 of a zero-filled 16 MiB file on both sides"
+        out.append(Claim(f"**{label}**: " + "; ".join(parts) + ".", premises))
+    lines = []
+    if any(summ["target_durability"] == "volatile"):
+        lines.append("On a volatile target a sync is a no-op, so each op costs only the call itself, and what shows is the "
+                     "interpreter's per-call cost against the peers' C loops: there the ratio measures Python, not storage.")
+    if any(summ["pair"].str.startswith("pg-")):
+        lines.append(f"pg_test_fsync pairs are judged by an equivalence test: equivalent when the paired ratio's 90% "
+                     f"interval lies within {1 - peers.PG_EQUIVALENCE_MARGIN:.2f}–{1 / (1 - peers.PG_EQUIVALENCE_MARGIN):.3f} "
+                     "(two one-sided tests at 5%); 'unclear' means too few rounds to tell, not a pass. A gap measured "
+                     "before 2026-11-28 came from the page-cache state our zero-fill left; what remains is the cost of "
+                     "timing every operation from Python, measured on one open file against the same calls from C by "
+                     "`benchmarks/loop_cost.py` (docs/peers.md).")
+    if any(summ["pair"].str.startswith("pg-open")):
+        opens = df.loc[df["pair"].str.startswith("pg-open"), "notes"].fillna("").astype(str)
+        if opens.str.contains("O_DIRECT on both sides").all():
+            lines.append("pg_test_fsync's `open_*` tests use O_DIRECT, and so does our side of those pairs (its 8 kB "
+                         "records in page-aligned memory): the same system calls with the same flags.")
+        else:
+            lines.append("pg_test_fsync's `open_*` tests use O_DIRECT and our side of this comparison did not (measured "
+                         "before it did, or on a filesystem without direct I/O). On this kind of disk, O_DIRECT on our side "
+                         "too moved the `pg-open_*` ratios by less than their intervals (docs/peers.md).")
+    return out + [Claim(line) for line in lines]
+
+
+def knee_claims(knees: pd.DataFrame, lowest_rate: float) -> list["Claim"]:
+    """Page 06's knees as sentences: per configuration and target, the highest rate it keeps up with
+    (``load.keeps_up``'s definition: the median round's knee), its spread over the rounds and the next
+    rate measured, with the premises: clients, rounds, and what "keeps up" means."""
+    from .claim import Claim
+    from .load import KNEE_FACTOR, KNEE_FLOOR_US
+    out = []
+    for r in knees.itertuples():
+        rng = "" if r.knee_low == r.knee_high else f" (rounds: {r.knee_low:,.0f}–{r.knee_high:,.0f})"
+        if r.knee_rate:
+            where = f"keeps up to {r.knee_rate:,.0f}/s{rng}" + (
+                f", not at {r.next_rate:,.0f}/s" if r.next_rate == r.next_rate and r.next_rate else ", the highest rate measured")
+        else:
+            where = (f"is past its knee already at the lowest rate measured, {lowest_rate:,.0f}/s (most it achieved: "
+                     f"{r.capacity_seen:,.0f}/s)")
+        premises = {"target": r.target_label, "clients": r.writers, "rounds": r.rounds,
+                    "keeps up": f"p99 from arrival within {KNEE_FACTOR:g}× the unloaded p99 (or {KNEE_FLOOR_US / 1e3:g} ms "
+                                "of it) and nothing left queued, in the median round"}
+        out.append(Claim(f"`{r.config_label}` on **{r.target_label}** {where}.", premises))
+    return out
