@@ -118,3 +118,35 @@ def test_targets_are_said_for_what_they_are():
     assert "the lab's layering, not the filesystems'" in text
     only_disk = {"environment": {"targets": {"/d": meta["environment"]["targets"]["/d"]}}}
     assert analysis.targets_caveat(only_disk) == ""
+
+
+def _committed(kind: str) -> str:
+    """The newest dataset of ``kind`` committed in data/ (not this machine's runs: the test reads what CI has)."""
+    from fsyncstudy import catalog
+    return str(next(p for p, _ in catalog.datasets(kind) if p.parent == catalog.DATA).relative_to(REPO))
+
+
+def test_answer_and_advise_hold_their_rules_on_the_newest_committed_datasets():
+    p = subprocess.run([sys.executable, "-m", "fsyncstudy", "answer", "--dataset", _committed("sweep"), "--json"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)["answers"]
+    # measured since always runs with W writers: every row is like with like
+    assert rows and all(r["like_with_like"] and r["baseline_writers"] == r["writers"] for r in rows)
+    assert all(r["resolved"] == (not r["tied"]) for r in rows)
+    load, crash = _committed("load"), _committed("crash")
+    for rate in (500, 2000, 5000):
+        for budget in (0, 20):
+            p = subprocess.run([sys.executable, "-m", "fsyncstudy", "advise", "--rate", str(rate), "--loss-budget-ms",
+                                str(budget), "--dataset", load, "--crash-dataset", crash, "--json"],
+                               capture_output=True, text=True, cwd=REPO, timeout=120)
+            assert p.returncode == 0, p.stderr
+            cands = [c for c in json.loads(p.stdout)["candidates"] if c.get("config")]
+            assert cands and all({"knee_per_s", "writers", "advised", "resolved", "tied", "power_cuts"} <= set(c) for c in cands)
+            for c in cands:
+                if c["advised"]:
+                    # never above the knee, never over the loss budget, a durable zero backed by power cuts
+                    assert c["knee_per_s"] is not None and rate <= c["knee_per_s"], c
+                    assert c["window_ms"] is not None and c["window_ms"] <= budget, c
+                    assert c["window_ms"] > 0 or c["power_cuts"] >= 1, c
+                    assert c["resolved"] == (not c["tied"]), c
