@@ -270,7 +270,7 @@ code {{ background: #f4f4f4; padding: 0 0.2rem; }}
 syncing its own entries. Ratios are paired by round (every configuration ran once in each shuffled round): the
 geometric mean of the per-round ratios with the 95% t interval of the log ratios. <i>Resolved</i>: faster than
 every other candidate at those writers with simultaneous 95% intervals (Bonferroni); otherwise the tied ones are
-named. <i>Bound</i>: what most of the choice's trials waited for: the CPU, a lab FUSE daemon busy the whole trial (its CPU is measured beside ours), or storage. The machine's
+named. <i>Bound</i>: what most of the choice's trials waited for: the CPU, the writer and a lab FUSE daemon busy on CPUs together nearly the whole trial (the daemon's CPU is measured beside ours), or storage. The machine's
 own disks first, then the lab's filesystems, then its emulations. <code>python -m fsyncstudy answer --json</code>
 gives the same rows. Definitions of the strategies: the table in the project's README.</p>
 {table_html}

@@ -382,6 +382,13 @@ def load(path: str | os.PathLike, include_warmup: bool = False):
     out by default, failed trials always (their rows are history)."""
     df, meta = dataset.load(path, KIND)
     df["target_label"] = df["target_label"].map(strip_verdict)  # the verdict has its own column
+    if {"cpu_share", "daemon_cpu_share", "bound"} <= set(df.columns):
+        # what a trial waited for follows today's rule (trial.bound_of) from the shares it measured
+        from .trial import bound_of
+        has = df["cpu_share"].notna()
+        wait = df["cpu_wait_share"] if "cpu_wait_share" in df else df["cpu_share"] * float("nan")
+        df.loc[has, "bound"] = [bound_of(s, None if w != w else w, None if d != d else d)
+                                for s, w, d in zip(df.loc[has, "cpu_share"], wait[has], df.loc[has, "daemon_cpu_share"])]
     if not include_warmup:
         df = df[~df["warmup"]]
     return df[df["status"] == "ok"].reset_index(drop=True), meta

@@ -112,8 +112,8 @@ class TrialResult:
     cpu_wait_share: float | None = None
     bound: str = ""
     #: On a lab FUSE target: the CPU time of its daemon (every thread) over the run, as a share of the
-    #: elapsed time; ``bound`` is "fuse-daemon" when it is at least CPU_BOUND_SHARE and the writer was not
-    #: CPU-bound (the sync waited on the Python daemon, not on storage).
+    #: elapsed time; ``bound`` is "fuse-daemon" when the writer and the daemon together were on a CPU at
+    #: least CPU_BOUND_SHARE of it (``bound_of``).
     daemon_cpu_share: float | None = None
     #: The ack and sync latencies of the trial as log-linear histograms in ns (``measures.histogram``,
     #: encoded 'bucket:count ...'), so percentiles over trials pooled together can be recomputed.
@@ -345,14 +345,23 @@ def cpu_fields(cpu_ns: int | None, entries: int, elapsed_ns: int, wait_ns: int |
     share = cpu_ns / elapsed_ns
     wait_share = wait_ns / elapsed_ns if wait_ns is not None else None
     daemon = daemon_ns / elapsed_ns if daemon_ns is not None else None
-    if share + (wait_share or 0.0) >= CPU_BOUND_SHARE:
-        bound = "cpu"
-    elif daemon is not None and daemon >= CPU_BOUND_SHARE:
-        bound = "fuse-daemon"    # the writer waited, on a FUSE daemon busy the whole time: not on storage
-    else:
-        bound = "storage"
     return {"cpu_s": cpu_ns / 1e9, "cpu_us_per_entry": cpu_ns / 1e3 / entries if entries else None,
-            "cpu_share": share, "cpu_wait_share": wait_share, "daemon_cpu_share": daemon, "bound": bound}
+            "cpu_share": share, "cpu_wait_share": wait_share, "daemon_cpu_share": daemon,
+            "bound": bound_of(share, wait_share, daemon)}
+
+
+def bound_of(share: float, wait_share: float | None = None, daemon: float | None = None) -> str:
+    """What a trial waited for, from its measured CPU shares (the one rule; ``sweep.load`` applies it to
+    datasets measured under an earlier one): "cpu" when the writer's process was on a CPU or waiting for
+    one at least CPU_BOUND_SHARE of the time; on a FUSE target, "fuse-daemon" when the writer and the
+    daemon together were on a CPU that long (each write is a round trip the writer sleeps through while
+    the Python daemon works: the chain is busy on CPU, storage is not what it waits for); else "storage"."""
+    busy = share + (wait_share or 0.0)
+    if busy >= CPU_BOUND_SHARE:
+        return "cpu"
+    if daemon is not None and daemon == daemon and busy + daemon >= CPU_BOUND_SHARE:
+        return "fuse-daemon"
+    return "storage"
 
 
 def summarize(st: Strategy, tl: engine.Timeline, *, sync_method: str, prealloc: str, payload_bytes: int,

@@ -150,3 +150,22 @@ def test_answer_and_advise_hold_their_rules_on_the_newest_committed_datasets():
                     assert c["window_ms"] is not None and c["window_ms"] <= budget, c
                     assert c["window_ms"] > 0 or c["power_cuts"] >= 1, c
                     assert c["resolved"] == (not c["tied"]), c
+
+
+def test_a_writer_and_its_fuse_daemon_busy_together_are_the_bound_not_storage():
+    from fsyncstudy.trial import bound_of
+    # none on lab:powercut, 2026-12-07: the writer 24% on a CPU, the daemon 80%: each write a round trip
+    assert bound_of(0.24, 0.0, 0.80) == "fuse-daemon"
+    assert bound_of(0.56, None, 0.44) == "fuse-daemon"      # group commit, 16 writers: the pair still busy
+    assert bound_of(0.10, 0.0, 0.54) == "storage"           # always: the daemon waits on the host's fsync
+    assert bound_of(0.85, 0.0, 0.10) == "cpu" and bound_of(0.5, 0.35) == "cpu"
+    assert bound_of(0.3, 0.0, None) == "storage" and bound_of(0.3, 0.0, float("nan")) == "storage"
+
+
+def test_a_dataset_reads_with_todays_bound_from_the_shares_it_measured():
+    from fsyncstudy import sweep as sweep_mod
+    df, _ = sweep_mod.load(REPO / "data" / "standard-vm-78139a10-762866")
+    fuse = df[(df["target_label"] == "lab:powercut") & (df["strategy"] == "none")]
+    # measured under the daemon-alone rule, several of these trials said storage; their shares say otherwise
+    assert len(fuse) == 5 and (fuse["bound"] == "fuse-daemon").all()
+    assert ((fuse["cpu_share"] + fuse["daemon_cpu_share"]) >= 0.8).all()

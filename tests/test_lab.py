@@ -256,8 +256,11 @@ def test_a_trial_on_the_fuse_target_measures_its_daemons_cpu(lab, pc, disk_dir):
     # saturated daemon is called so, not "storage"
     r = run_trial("none", duration_s=0.5, directory=pc)
     assert r.daemon_cpu_share is not None and r.daemon_cpu_share > 0.05
-    assert r.bound == ("cpu" if r.cpu_share + (r.cpu_wait_share or 0) >= 0.8 else
-                       "fuse-daemon" if r.daemon_cpu_share >= 0.8 else "storage")
+    busy = r.cpu_share + (r.cpu_wait_share or 0)
+    assert r.bound == ("cpu" if busy >= 0.8 else "fuse-daemon" if busy + r.daemon_cpu_share >= 0.8 else "storage")
+    # none never syncs: the writer and the daemon between them are on a CPU nearly all the time, whatever
+    # the storage under the daemon
+    assert r.bound in ("cpu", "fuse-daemon")
     assert run_trial("none", duration_s=0.1, directory=disk_dir).daemon_cpu_share is None   # no daemon there
     assert log_leftovers(pc) == []
 

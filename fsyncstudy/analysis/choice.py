@@ -17,8 +17,9 @@ Rules (each row carries the premises it rests on, so a page can print them and a
   largest of k point estimates does not make a tie look like a win).  Otherwise the row names the
   candidates the data cannot tell from the choice (``tied``) and is not resolved.
 - **What bounds it**: ``cpu`` when most of the choice's trials were CPU-bound (the writer's process was
-  on a CPU, or waiting for one, nearly all the time), ``fuse-daemon`` when most waited on a lab FUSE
-  daemon busy the whole trial (its CPU time is measured beside ours, ``daemon_cpu_share``), else
+  on a CPU, or waiting for one, nearly all the time), ``fuse-daemon`` when in most the writer and a lab
+  FUSE daemon were on a CPU together nearly all the time (``trial.bound_of``; the daemon's CPU time is
+  measured beside ours, ``daemon_cpu_share``), else
   ``storage``; a FUSE target in a dataset from before that measurement says ``fuse-daemon or storage``.
 """
 from __future__ import annotations
