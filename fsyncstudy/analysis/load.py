@@ -153,11 +153,13 @@ def advise(df: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: 
            cuts: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per target, from a load study's trials (``loadstudy.load``): the configurations measured at
     ``rate`` or the next rate above it, each with its verdict: ``cannot keep up`` (``rate`` is above its
-    knee, ``keeps_up``), ``loses too much`` (its loss column is over ``loss_budget_ms``), ``too slow`` (the upper bound of its p99 is over ``p99_budget_ms``), or
-    ``meets both``.  Batch's loss column is the largest exposure measured at that rate, with the work
-    per entry it was measured with (``largest_exposure``: a busy writer's cells count).  Among those that meet both, the lowest p99 is ``advised``; it is ``resolved`` only
-    when its p99 interval lies below every other one's, else ``tied`` names the ones it overlaps.  Each
-    row carries ``knee_per_s`` and ``writers`` (the clients it was measured with).
+    knee, ``keeps_up``), ``loses too much`` (its loss column is over ``loss_budget_ms``), ``too slow``
+    (the upper bound of its p99 is over ``p99_budget_ms``), or ``meets both``.  Batch's loss column is
+    the largest exposure measured at that rate, with the work per entry it was measured with
+    (``largest_exposure``: a busy writer's cells count).  Among those that meet both, the lowest p99 is
+    ``advised``; it is ``resolved`` only when its p99 interval lies below every other one's, else
+    ``tied`` names the ones it overlaps.  Each row carries ``knee_per_s`` and ``writers`` (the clients
+    it was measured with).
 
     ``cuts`` (a crash dataset's cuts, ``crash.load``): the power cuts of each strategy, as evidence
     beside the loss column (``power_cut_evidence``).  A strategy that acknowledges after its sync
