@@ -135,21 +135,28 @@ def test_answer_and_advise_hold_their_rules_on_the_newest_committed_datasets():
     assert rows and all(r["like_with_like"] and r["baseline_writers"] == r["writers"] for r in rows)
     assert all(r["resolved"] == (not r["tied"]) for r in rows)
     load, crash = _committed("load"), _committed("crash")
+    # the command once, for its JSON fields; the rules over rates and budgets in-process (the same function)
+    p = subprocess.run([sys.executable, "-m", "fsyncstudy", "advise", "--rate", "2000", "--loss-budget-ms", "0",
+                        "--dataset", load, "--crash-dataset", crash, "--json"], capture_output=True, text=True, cwd=REPO,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["crash_dataset"].endswith(crash.split("/")[-1])
+    fields = {"knee_per_s", "writers", "advised", "resolved", "tied", "power_cuts", "window_ms"}
+    assert all(fields <= set(c) for c in out["candidates"] if c.get("config"))
+    from fsyncstudy import crash as crash_mod
+    from fsyncstudy import loadstudy
+    df, cuts = loadstudy.load(REPO / load)[0], crash_mod.load(REPO / crash)[0]
     for rate in (500, 2000, 5000):
         for budget in (0, 20):
-            p = subprocess.run([sys.executable, "-m", "fsyncstudy", "advise", "--rate", str(rate), "--loss-budget-ms",
-                                str(budget), "--dataset", load, "--crash-dataset", crash, "--json"],
-                               capture_output=True, text=True, cwd=REPO, timeout=120)
-            assert p.returncode == 0, p.stderr
-            cands = [c for c in json.loads(p.stdout)["candidates"] if c.get("config")]
-            assert cands and all({"knee_per_s", "writers", "advised", "resolved", "tied", "power_cuts"} <= set(c) for c in cands)
-            for c in cands:
-                if c["advised"]:
-                    # never above the knee, never over the loss budget, a durable zero backed by power cuts
-                    assert c["knee_per_s"] is not None and rate <= c["knee_per_s"], c
-                    assert c["window_ms"] is not None and c["window_ms"] <= budget, c
-                    assert c["window_ms"] > 0 or c["power_cuts"] >= 1, c
-                    assert c["resolved"] == (not c["tied"]), c
+            adv = analysis.advise(df, rate, budget, cuts=cuts).dropna(subset=["config"])
+            assert len(adv)
+            for c in adv[adv["advised"]].to_dict("records"):
+                # never above the knee, never over the loss budget, a durable zero backed by power cuts
+                assert c["knee_per_s"] is not None and rate <= c["knee_per_s"], c
+                assert c["window_ms"] is not None and c["window_ms"] <= budget, c
+                assert c["window_ms"] > 0 or c["power_cuts"] >= 1, c
+                assert c["resolved"] == (not c["tied"]), c
 
 
 def test_a_writer_and_its_fuse_daemon_busy_together_are_the_bound_not_storage():
