@@ -119,6 +119,9 @@ class Observed:
     his: list[int] = field(default_factory=list)
     ts: list[int] = field(default_factory=list)
     failure: str = ""
+    #: when the child said it was ready (its clock, as ``ts``): no acknowledgement is older than the cut's
+    #: distance from it, however late a busy machine made the cut
+    t_ready: int | None = None
 
     @property
     def acked(self) -> int:
@@ -188,7 +191,7 @@ def run_cut(child, after_ms: float, cutter, who: str = "writer", also_kill=None,
         _kill(pid)
         os.waitpid(pid, 0)
     his, ts, failure = _parse(buf, t_cut)
-    return Observed(t_cut, his, ts, failure)
+    return Observed(t_cut, his, ts, failure, t_ready)
 
 
 def _kill(pid: int) -> None:
