@@ -43,6 +43,18 @@ def _baseline(writers: int) -> str:
     return f"always/w{writers}/append/fdatasync"
 
 
+def _baseline_for(g: pd.DataFrame, writers: int) -> str:
+    """``always`` with ``writers`` where the target's trials have it, else with one (the row says so)."""
+    return _baseline(writers) if _baseline(writers) in set(g["config"]) else _baseline(1)
+
+
+def _ranked(cands: pd.DataFrame, level: float) -> pd.Series:
+    """Each configuration's geometric-mean ops/s, fastest first: the estimate page 03's frontier and every
+    ops/s interval here use, so one estimate gives one order."""
+    return cands.groupby("config")["ops_per_sec"].apply(
+        lambda v: intervals.mean_interval(v.tolist(), level=level).estimate).sort_values(ascending=False)
+
+
 def target_order(df: pd.DataFrame) -> list[str]:
     """The machine's own disks first, then the lab's filesystems, then its emulations."""
     labels = df.drop_duplicates("target").set_index("target")["target_label"]
@@ -85,11 +97,9 @@ def answer(df: pd.DataFrame, level: float = LEVEL) -> list[dict]:
         g = durable[durable["target"] == target]
         for w in sorted(int(x) for x in g["writers"].unique()):
             cands = g[g["writers"] == w]
-            # the geometric mean, as the frontier on page 03 and every ops/s interval here: one estimate, one order
-            means = cands.groupby("config")["ops_per_sec"].apply(
-                lambda v: intervals.mean_interval(v.tolist(), level=level).estimate).sort_values(ascending=False)
+            means = _ranked(cands, level)
             choice = means.index[0]
-            base = _baseline(w) if _baseline(w) in set(g["config"]) else _baseline(1)
+            base = _baseline_for(g, w)
             if base not in set(g["config"]):
                 continue
             mine = cands[cands["config"] == choice]
@@ -211,10 +221,9 @@ def group_against_always(df: pd.DataFrame, level: float = LEVEL) -> list[dict]:
         grp = g[g["kind"] == "group"]
         for w in sorted(int(x) for x in grp["writers"].unique()):
             cands = grp[grp["writers"] == w]
-            means = cands.groupby("config")["ops_per_sec"].apply(
-                lambda v: intervals.mean_interval(v.tolist(), level=level).estimate)
-            best = means.idxmax()
-            base = _baseline(w) if _baseline(w) in set(g["config"]) else _baseline(1)
+            means = _ranked(cands, level)
+            best = means.index[0]
+            base = _baseline_for(g, w)
             r = _paired(g, best, base, level)
             out.append({"target": target, "target_label": g["target_label"].iloc[0], "writers": w, "config": best,
                         "config_label": cands.loc[cands["config"] == best, "config_label"].iloc[0],
