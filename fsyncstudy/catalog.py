@@ -1,5 +1,5 @@
 """The study's datasets: where each kind goes by default, which there are, which is the newest, what
-the notebooks open (finding one, else measuring it), and the upgrade of datasets written before format 2.
+the notebooks open (finding one, else measuring it), and the upgrade of datasets written before format 3.
 
 A dataset's default name says what made it (``default_out``): the profile's plan, the machine and its
 boot, and a short key over the plan, the format and the engine, so that a new machine, boot or version
@@ -43,6 +43,12 @@ def key(*parts) -> str:
     format and the engine digest (``dataset.engine_digest``)."""
     blob = json.dumps([dataset.FORMAT, dataset.engine_digest(), *parts], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:6]
+
+
+#: Each kind's columns as this version writes them (``dataset.check``: meta.json must not retype them).
+SCHEMAS = {sweep.KIND: sweep.SCHEMA, crash.KIND: crash.SCHEMA, peers.KIND: peers.SCHEMA,
+           loadstudy.KIND: loadstudy.SCHEMA, realstudy.KIND: realstudy.SCHEMA,
+           realstudy.CRASH_KIND: realstudy.CRASH_SCHEMA}
 
 
 #: A fleet's dataset is a sweep dataset whose plan names its hosts (``fleet``): "fleet" finds those,
@@ -295,6 +301,21 @@ def realdb_crash_dataset(path=None, profile_name: str = "quick", seed: int = 0, 
     return out
 
 
+def shortfall(meta: dict, name: str = "This dataset") -> str:
+    """A sentence for a dataset short of its plan ("" when it is not), from what ``dataset.load`` found
+    (``meta["checked"]``): every page, ``diff`` and ``advise`` computed from such a dataset says so."""
+    text = dataset.shortfall_text(meta.get("checked"))
+    return f"**Short of its plan**: {name}: {text}, so its intervals there are wider than planned." if text else ""
+
+
+def show_shortfall(meta: dict, name: str = "This dataset") -> None:
+    """In a notebook: ``shortfall``'s sentence, shown only when the dataset is short of its plan."""
+    text = shortfall(meta, name)
+    if text:
+        from IPython.display import Markdown, display
+        display(Markdown(text))
+
+
 @dataclass
 class SweepView:
     """What notebooks 01-03 open with: the dataset, its trials, its meta and their summary.
@@ -310,9 +331,13 @@ class SweepView:
 
     def _repr_html_(self) -> str:
         env = self.meta["environment"]
+        import html
+        short = dataset.shortfall_text(self.meta.get("checked"))
         return (f"<p>Dataset <code>{self.path.name}</code>: {len(self.df)} trials (warm-up round excluded), "
                 f"measured on {env['host']} (Linux {env['kernel']}) from {self.meta['created_at']}. The machine and "
-                "the targets: the report's index.</p>")
+                "the targets: the report's index.</p>"
+                + (f"<p><b>Short of its plan</b>: {html.escape(short)}, so its intervals there are wider than "
+                   "planned.</p>" if short else ""))
 
 
 def open_sweep(path=None, profile_name: str = "quick", targets: list[str] | None = None, seed: int = 0,
@@ -361,8 +386,9 @@ def load_run(path: str | os.PathLike):
     from .targets import Target, table_label
     p = Path(path)
     if p.is_dir():
-        df, _ = sweep.load(existing(p, sweep.KIND))
-        return df, p.name
+        df, meta = sweep.load(existing(p, sweep.KIND))
+        # how many trials its plan asked for per configuration: a short dataset says "n = 2 of 5 planned"
+        return df.assign(planned=meta["checked"]["planned"]), p.name
     try:
         doc = json.loads(p.read_text())
         env, results = doc["fsyncstudy"], doc["results"]
@@ -380,22 +406,40 @@ def load_run(path: str | os.PathLike):
     return pd.DataFrame(rows), p.name
 
 
-# -- datasets written before format 2 ---------------------------------------------------------------
+# -- datasets written before format 3 ---------------------------------------------------------------
 
 def upgrade(directory: str | os.PathLike) -> dict:
-    """Rewrite a format-1 dataset's meta.json in the format-2 shape; the rows are not touched.
+    """Bring a dataset written by an older fsyncstudy to today's format: format 1's meta.json is
+    rewritten in the format-2 shape, then format 2's rows are checked and given their checksums
+    (``dataset.upgrade_rows``: a row with a problem refuses the upgrade).
 
     Format 1 had a meta.json of its own shape for each kind (a sweep's had no kind at all).
-    Returns the new meta; refuses anything but a readable format-1 meta.json.
+    Returns the new meta; refuses a dataset of today's format or a meta.json it cannot read.
     """
     d = Path(directory)
-    path = d / dataset.META_FILE
     try:
-        old = json.loads(path.read_text())
+        dataset.read_meta(d, formats=(2, dataset.FORMAT))
+    except dataset.DatasetError:
+        _meta_format_1(d)   # format 1 (or unreadable: it says which) becomes format 2's meta.json
+    return dataset.upgrade_rows(d)
+
+
+def _meta_format_1(d: Path) -> dict:
+    """Rewrite a format-1 meta.json in the format-2 shape (its rows are not touched)."""
+    path = d / dataset.META_FILE
+    why = dataset._regular_file(path, "meta.json")
+    if why:
+        raise dataset.DatasetError(f"{path} {why}")
+    try:
+        text = path.read_text()
+        if len(text) > dataset.MAX_META_BYTES or dataset._too_deep(text, dataset.MAX_META_DEPTH):
+            raise ValueError("too large or too deeply nested for a meta.json")
+        old = json.loads(text)
     except (OSError, ValueError) as e:
-        raise dataset.DatasetError(f"{path} cannot be read as JSON: {e}") from None
+        raise dataset.DatasetError(f"{path} cannot be read as JSON: {' '.join(str(e).split())[:200]}") from None
     if not isinstance(old, dict) or old.get("format", 1) != 1 or not isinstance(old.get("environment"), dict):
-        raise dataset.DatasetError(f"{path} is not a format-1 meta.json (nothing to upgrade)")
+        raise dataset.DatasetError(f"{path} is neither a format-1 meta.json nor a dataset this version reads "
+                                   "(nothing to upgrade)")
     kind = old.get("kind", "sweep")
     env = dict(old["environment"])
     if kind == "sweep":
@@ -427,7 +471,7 @@ def upgrade(directory: str | os.PathLike) -> dict:
         header = None
     types = dict(schema)
     columns = [[c, types.get(c, "str")] for c in header] if header else schema
-    new = {"format": dataset.FORMAT, "kind": kind,
+    new = {"format": 2, "kind": kind,
            "created_at": old.get("created_at") or "unknown (format 1 recorded none)", "environment": env,
            "plan": plan, "table": table, "columns": columns, "notes": notes, "runs": old.get("runs", [])}
     dataset.write_json_durably(path, new)

@@ -235,7 +235,7 @@ def run_crash(out: str | os.PathLike, profile: CrashProfile, kinds=("power", "pr
 def load(path: str | os.PathLike):
     """A crash dataset as (cuts DataFrame, meta dict); every row, errors included (``error`` says so),
     with each strategy's kind (``skind``) and interval beside it."""
-    df, meta = dataset.load(path, KIND)
+    df, meta = dataset.load(path, KIND, SCHEMA)
     df["interval_ms"] = [parse(s).interval_ms for s in df["strategy"]]
     df["skind"] = [parse(s).kind for s in df["strategy"]]
     return df, meta

@@ -3,7 +3,8 @@ comparison's rounds) is a directory of the same shape::
 
     NAME/meta.json    what was planned, where it was measured, how to read the table
     NAME/<table>.csv  one row per finished unit (a trial, a cut, a round), appended and fsynced
-                      before the next one starts
+                      before the next one starts; its last field, ``row_check``, is a checksum of
+                      the others (sha256 over the dataset's ``created_at`` and the row's fields)
     NAME/.lock        held with flock(2) by the one process writing the dataset
 
 ``meta.json`` has one shape for every kind::
@@ -26,6 +27,14 @@ boot, and hands back the rows already there.  A unit whose row says it failed is
 on resume; its failed row stays in the table as history and is left out of every statistic
 (``ok`` decides which rows count).
 
+Every reader goes through ``check`` (``load`` raises on its first problem, ``check`` lists them all):
+the files are regular files inside the directory, meta.json is small and shallow enough to parse,
+the header is the declared columns, every field parses as its column's type, measured values are
+finite and in range, each row's checksum matches its fields, no unit has two rows that count, and a
+dataset short of its plan says so (``Checked.short``, carried into meta as ``meta["checked"]``).
+What each kind's rows mean (their key, which rows count, how many repeats its plan asked for) is in
+``KINDS``.
+
 Standard library only, except ``load``, which returns a pandas DataFrame.
 """
 from __future__ import annotations
@@ -36,26 +45,36 @@ import fcntl
 import io
 import hashlib
 import json
+import math
 import os
 import platform
+import re
 import socket
+import stat
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 
 from . import __version__
 from .log import fsync_dir
 from .places import REPO
 
-#: Bump when the layout of meta.json or the meaning of a table changes.
-FORMAT = 2
+#: Bump when the layout of meta.json or the meaning of a table changes (3: each row carries ``row_check``).
+FORMAT = 3
 META_FILE = "meta.json"
 LOCK_FILE = ".lock"
 #: Column types a table may declare.
 TYPES = ("str", "int", "float", "bool", "list")
+#: The table's last column: a checksum of the row's other fields (``row_check``); not in meta's columns.
+CHECK_COLUMN = "row_check"
+#: meta.json larger or more deeply nested than this is refused before it is parsed.
+MAX_META_BYTES, MAX_META_DEPTH = 4 << 20, 32
+#: A table larger than this is refused before it is read (the largest measured so far: 1.5 MB).
+MAX_TABLE_BYTES = 512 << 20
 
 
 class DatasetError(ValueError):
@@ -124,15 +143,40 @@ def _sysctls() -> dict:
     return {f"vm.{n}": _read(f"/proc/sys/vm/{n}") for n in names}
 
 
-def _git_commit() -> dict:
-    def git(*args):
+def git_state() -> dict:
+    """The checkout's commit and whether its tracked files differ from it (``dirty``); when they do,
+    ``diff_sha256``: a digest of the uncommitted diff of the measuring code (``engine_sources``), None
+    when that code is as committed, so that a dataset measured from a dirty tree still says whether its
+    measuring code was the commit's, and if not, which diff it was."""
+    def git(*args, strip=True):
         try:
-            return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
+            out = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                                 timeout=10).stdout
+            return out.strip() if strip else out
         except (OSError, subprocess.SubprocessError):
             return ""
-    return {"commit": git("rev-parse", "HEAD") or None,
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    commit = git("rev-parse", "HEAD") or None
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    out = {"commit": commit, "dirty": dirty}
+    if commit and dirty:
+        diff = git("diff", "HEAD", "--", *map(str, engine_sources()), strip=False)
+        out["diff_sha256"] = hashlib.sha256(diff.encode()).hexdigest()[:12] if diff else None
+    return out
+
+
+def provenance_text(git: dict | None) -> str:
+    """Which code measured (or renders): "git 420ca20122 (clean)", or what differed from the commit."""
+    git = git or {}
+    head = f"git {str(git.get('commit'))[:10]}"
+    if git.get("commit") is None:
+        return "no git commit recorded"
+    if not git.get("dirty"):
+        return f"{head} (clean)"
+    if "diff_sha256" not in git:
+        return f"{head}, uncommitted changes (not recorded which)"
+    if git["diff_sha256"] is None:
+        return f"{head}, uncommitted changes outside the measuring code"
+    return f"{head}, uncommitted changes to the measuring code (diff sha256 {git['diff_sha256']}): no commit reproduces it"
 
 
 def _versions() -> dict:
@@ -159,7 +203,7 @@ def environment(targets: dict | None = None) -> dict:
             mem = int(line.split()[1]) * 1024
     return {
         "host": socket.gethostname(), "kernel": platform.release(), "os": platform.platform(),
-        "cpu": cpu, "cores": os.cpu_count(), "memory_bytes": mem, "versions": _versions(), "git": _git_commit(),
+        "cpu": cpu, "cores": os.cpu_count(), "memory_bytes": mem, "versions": _versions(), "git": git_state(),
         "dirty_expire_centisecs": _read("/proc/sys/vm/dirty_expire_centisecs"),
         "dirty_writeback_centisecs": _read("/proc/sys/vm/dirty_writeback_centisecs"),
         "fingerprint": machine_fingerprint(), "targets": targets or {},
@@ -200,6 +244,8 @@ def _cell(v):
         return ""
     if isinstance(v, bool):
         return int(v)
+    if isinstance(v, float) and math.isnan(v):
+        return ""  # no value (a NaN is pandas' missing value, and a table's is the empty field)
     if isinstance(v, (list, tuple)):
         return "; ".join(map(str, v))
     return v
@@ -209,6 +255,19 @@ def csv_line(values: list) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow([_cell(v) for v in values])
     return buf.getvalue()
+
+
+def row_check(salt: str, fields_: list[str]) -> str:
+    """The checksum a row carries in its last field: sha256 (16 hex digits) over ``salt`` (the dataset's
+    ``created_at``) and the row's other fields as they are written, so that an edited, negated or
+    transplanted row no longer matches."""
+    return hashlib.sha256((salt + "\n" + csv_line(fields_)).encode()).hexdigest()[:16]
+
+
+def checked_line(salt: str, values: list) -> str:
+    """A row as it is appended: its fields, then their checksum."""
+    cells = [str(_cell(v)) for v in values]
+    return csv_line([*cells, row_check(salt, cells)])
 
 
 def complete_prefix(data: bytes, ncols: int | None = None) -> int:
@@ -239,12 +298,13 @@ def complete_prefix(data: bytes, ncols: int | None = None) -> int:
 
 
 def read_rows(path: Path) -> list[dict]:
-    """The whole rows of an append-only CSV (a torn or partial last record is left out)."""
+    """The whole rows of an append-only CSV (a torn or partial last record is left out), unchecked and
+    without their checksum: what tests look at.  Readers of a dataset use ``check`` or ``load``."""
     data = Path(path).read_bytes()
     text = data[:complete_prefix(data)].decode("utf-8", errors="replace")
     rows = list(csv.DictReader(io.StringIO(text)))
     # a row with more fields than the header (None key) or fewer (None values) is not a whole row
-    return [r for r in rows if None not in r and None not in r.values()]
+    return [{k: v for k, v in r.items() if k != CHECK_COLUMN} for r in rows if None not in r and None not in r.values()]
 
 
 class Table:
@@ -252,19 +312,29 @@ class Table:
 
     One write() per row means an interrupt leaves either the whole row or none of it; a
     power cut can at worst leave a torn last record, which is cut off when the table is
-    opened again (and which ``read_rows`` never returns).
+    opened again (and which no reader returns).  Each row ends with its checksum
+    (``row_check``, salted with ``salt``: the dataset's ``created_at``).
     """
 
-    def __init__(self, path: Path, columns: list[str]):
-        self.path, self.columns = Path(path), list(columns)
+    def __init__(self, path: Path, columns: list[str], salt: str = ""):
+        self.path, self.columns, self.salt = Path(path), list(columns), salt
+        self.header = [*self.columns, CHECK_COLUMN]
         new = not self.path.exists() or self.path.stat().st_size == 0
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         try:
+            if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+                raise DatasetError(f"{self.path} is not a regular file: a dataset's table must be one")
             if new:
-                self._append(csv_line(self.columns))
+                self._append(csv_line(self.header))
                 fsync_dir(self.path.parent)
             else:
                 self._check_and_repair()
+        except OSError as e:
+            os.close(self.fd)
+            if e.errno == errno.ELOOP:
+                raise DatasetError(f"{self.path} is a symbolic link: a dataset's table must be a file inside "
+                                   "its directory") from None
+            raise
         except BaseException:
             os.close(self.fd)
             raise
@@ -272,10 +342,10 @@ class Table:
     def _check_and_repair(self) -> None:
         data = self.path.read_bytes()
         header = next(csv.reader(io.StringIO(data.split(b"\n", 1)[0].decode("utf-8", errors="replace"))), [])
-        if header != self.columns:
+        if header != self.header:
             raise DatasetError(f"{self.path} has other columns than this version of fsyncstudy writes "
                                "(written by another version?); resuming would mix them: choose another --out")
-        keep = max(complete_prefix(data, len(self.columns)), len(data.split(b"\n", 1)[0]) + 1)
+        keep = max(complete_prefix(data, len(self.header)), len(data.split(b"\n", 1)[0]) + 1)
         if keep < len(data):
             os.truncate(self.path, keep)
             os.fsync(self.fd)
@@ -288,7 +358,7 @@ class Table:
         os.fsync(self.fd)
 
     def append(self, row: dict) -> None:
-        self._append(csv_line([row.get(c) for c in self.columns]))
+        self._append(checked_line(self.salt, [row.get(c) for c in self.columns]))
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -335,14 +405,14 @@ class Lock:
 
 # -- meta.json --------------------------------------------------------------------------------------
 
-def _meta_problem(meta) -> str | None:
+def _meta_problem(meta, formats=(FORMAT,)) -> str | None:
     if not isinstance(meta, dict):
         return f"it holds a JSON {type(meta).__name__}, not an object"
     fmt = meta.get("format")
-    if fmt != FORMAT:
+    if fmt not in formats:
         return (f"it is format {fmt!r}; this version of fsyncstudy reads and writes format {FORMAT}"
                 + (" (written by an older version: `python -m fsyncstudy upgrade DIR` converts it)"
-                   if fmt == 1 else ""))
+                   if fmt in (1, 2) else ""))
     for key, kind in (("kind", str), ("created_at", str), ("environment", dict), ("plan", dict), ("table", str),
                       ("columns", list), ("notes", dict), ("runs", list)):
         if not isinstance(meta.get(key), kind):
@@ -352,26 +422,69 @@ def _meta_problem(meta) -> str | None:
     for col in meta["columns"]:
         if not (isinstance(col, list) and len(col) == 2 and isinstance(col[0], str) and col[1] in TYPES):
             return f"its columns hold {col!r}, not a [name, type] pair with a type among {', '.join(TYPES)}"
-    if not meta["table"] or "/" in meta["table"]:
+    names = [c[0] for c in meta["columns"]]
+    if len(set(names)) != len(names) or CHECK_COLUMN in names:
+        return f"its columns repeat a name or declare {CHECK_COLUMN!r} (the checksum is not a column of its own)"
+    if not meta["table"] or "/" in meta["table"] or meta["table"] in (".", "..", META_FILE, LOCK_FILE):
         return f"its table {meta['table']!r} is not a file name"
     return None
 
 
-def read_meta(directory: str | os.PathLike) -> dict:
-    """A dataset's meta.json, checked; a DatasetError naming the file if it is missing or malformed."""
-    path = Path(directory) / META_FILE
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _too_deep(text: str, limit: int) -> bool:
+    """Whether JSON ``text`` nests arrays and objects deeper than ``limit`` (strings left out), found
+    without parsing it: json's parser recurses, and a deep enough file exhausts the stack."""
+    depth = 0
+    for m in _BRACKET.finditer(_STRING.sub("", text)):
+        depth += 1 if m.group() in "[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
+def _regular_file(path: Path, what: str) -> str | None:
+    """Why ``path`` is not a regular file inside its dataset directory (None if it is)."""
     try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if stat.S_ISLNK(st.st_mode):
+        return f"is a symbolic link (to {os.readlink(path)!r}): {what} must be a file inside the dataset directory"
+    if not stat.S_ISREG(st.st_mode):
+        return f"is not a regular file: {what} must be one"
+    return None
+
+
+def read_meta(directory: str | os.PathLike, formats=(FORMAT,)) -> dict:
+    """A dataset's meta.json, checked; a DatasetError naming the file if it is missing or malformed
+    (``formats``: the formats accepted; ``upgrade`` reads format 2 too)."""
+    path = Path(directory) / META_FILE
+    why = _regular_file(path, "meta.json")
+    if why:
+        raise DatasetError(f"{path} {why}")
+    try:
+        size = path.stat().st_size
+        if size > MAX_META_BYTES:
+            raise DatasetError(f"{path} is {size:,} bytes, more than a meta.json holds (at most "
+                               f"{MAX_META_BYTES:,}): not read")
         text = path.read_text()
     except FileNotFoundError:
         raise DatasetError(f"{path} does not exist: {Path(directory)} holds no fsyncstudy dataset") from None
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path} cannot be read: {e}") from None
+    if _too_deep(text, MAX_META_DEPTH):
+        raise DatasetError(f"{path} nests deeper than {MAX_META_DEPTH} levels, which no meta.json does: not parsed")
     try:
         meta = json.loads(text)
-    except ValueError as e:
-        raise DatasetError(f"{path} is not valid JSON ({e}): repair it from a backup, or choose another "
-                           "dataset") from None
-    why = _meta_problem(meta)
+    except (ValueError, RecursionError) as e:
+        raise DatasetError(f"{path} is not valid JSON ({' '.join(str(e).split())[:200]}): repair it from a backup, "
+                           "or choose another dataset") from None
+    why = _meta_problem(meta, formats)
     if why:
         raise DatasetError(f"{path} is not a meta.json this version can read: {why}")
     return meta
@@ -414,7 +527,7 @@ class Dataset:
             self.meta["runs"].append({"finished_at": now_utc(), "rows": self.new_rows, "failed": self.failed_rows,
                                       "interrupted": interrupted,
                                       "elapsed_s": round(time.monotonic() - self.started, 1),
-                                      "git": _git_commit()})
+                                      "git": git_state()})
             write_json_durably(self.path / META_FILE, self.meta)
         finally:
             self.lock.release()
@@ -433,7 +546,8 @@ def open_or_resume(out: str | os.PathLike, kind: str, plan: dict, columns: list[
     Refused (DatasetError, one line naming the file) when another process holds it, when
     rows exist without a readable meta.json, when meta.json is malformed, or when the
     existing dataset has another format, kind, plan, table, columns, or was measured on
-    another machine or boot.  ``targets`` ({name: description}) goes into the environment of
+    another machine or boot, or when its rows do not pass ``check`` (a duplicated row is never
+    counted as done).  ``targets`` ({name: description}) goes into the environment of
     a new dataset; ``notes`` are updated on every run.
     """
     out = Path(out)
@@ -473,9 +587,18 @@ def open_or_resume(out: str | os.PathLike, kind: str, plan: dict, columns: list[
                     "plan": _as_stored(plan), "table": table, "columns": _as_stored(columns),
                     "notes": notes or {}, "runs": []}
             write_json_durably(meta_path, meta)
-        tab = Table(table_path, names)
-        rows = read_rows(table_path)
-        return Dataset(path=out, meta=meta, rows=rows, table=tab, lock=lock)
+        why = _regular_file(table_path, "the table")
+        if why:
+            raise DatasetError(f"{table_path} {why}")
+        tab = Table(table_path, names, salt=meta["created_at"])  # cuts off a torn last row
+        try:
+            got = check(out, kind, schema=columns)
+            if got.problems:
+                raise got.error()
+        except BaseException:
+            tab.close()
+            raise
+        return Dataset(path=out, meta=meta, rows=got.rows, table=tab, lock=lock)
     except BaseException:
         lock.release()
         raise
@@ -536,32 +659,351 @@ def filling(ds: Dataset, summary, total: int, desc: str, unit: str, progress: bo
         summary.elapsed_s = time.monotonic() - start
 
 
-# -- reading a dataset ------------------------------------------------------------------------------
+# -- what each kind's rows mean --------------------------------------------------------------------
 
-def load(directory: str | os.PathLike, kind: str | None = None):
-    """A dataset as (DataFrame of every whole row, typed by its columns, meta dict).
+@dataclass(frozen=True)
+class Kind:
+    """What the dataset layer checks in the rows of one kind of dataset.
+
+    ``key``: the columns that name a unit (a resume runs each once; no unit has two rows that count);
+    ``counts``: (column, value) a row must hold to count (None: every row counts), the others are the
+    history of failed units; ``replicate``: the key column that numbers repeats of one configuration
+    (the rest of the key names the configuration); ``planned(plan, row)``: how many repeats the plan
+    asked for in that row's configuration (warm-up rows, ``warmup`` true, are not among them);
+    ``positive``: columns that are > 0 in a row that counts; every other number is ≥ 0 unless in
+    ``signed``.
+    """
+
+    name: str
+    key: tuple[str, ...]
+    counts: tuple[str, str] | None
+    replicate: str
+    planned: Callable[[dict, dict], int]
+    positive: tuple[str, ...] = ()
+    signed: tuple[str, ...] = ()
+
+    def configuration(self, row: dict) -> tuple:
+        return tuple(row.get(c, "") for c in self.key if c != self.replicate)
+
+    def counted(self, row: dict) -> bool:
+        return self.counts is None or row.get(self.counts[0]) == self.counts[1]
+
+
+KINDS = {k.name: k for k in (
+    Kind("sweep", key=("round", "target", "config"), counts=("status", "ok"), replicate="round",
+         planned=lambda plan, row: plan["profile"]["trials"], positive=("ops_per_sec",)),
+    Kind("crash", key=("kind", "strategy", "cut"), counts=("error", ""), replicate="cut",
+         planned=lambda plan, row: plan["cuts_per_strategy"][row["kind"]]),
+    Kind("peers", key=("target", "pair", "round", "side"), counts=None, replicate="round",
+         planned=lambda plan, row: plan["rounds"]),
+    Kind("load", key=("round", "target", "config", "rate"), counts=("status", "ok"), replicate="round",
+         planned=lambda plan, row: plan["profile"]["trials"], positive=("offered_rate",)),
+    Kind("realdb", key=("round", "target", "db", "setting", "rate", "side"), counts=("status", "ok"),
+         replicate="round", planned=lambda plan, row: plan["plan"]["trials"], positive=("commits_per_sec",)),
+    Kind("realdb-crash", key=("db", "setting", "cut"), counts=("error", ""), replicate="cut",
+         planned=lambda plan, row: plan["cuts_per_setting"][f"{row['db']}/{row['setting']}"]),
+)}
+
+
+# -- checking a dataset -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a dataset: the file, the line (1 = the header) and field if it is in one."""
+
+    file: str
+    text: str
+    line: int | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = "".join([f", line {self.line}" if self.line else "", f", field {self.field!r}" if self.field else ""])
+        return f"{self.file}{where}: {self.text}"
+
+
+@dataclass
+class Checked:
+    """What ``check`` found: the meta (None if unreadable), the whole rows as text (checksum left out)
+    with their line numbers, every problem, and the configurations short of their plan."""
+
+    path: Path
+    meta: dict | None = None
+    rows: list[dict] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    short: list[dict] = field(default_factory=list)   # {"configuration": {...}, "n": 2, "planned": 5}
+    planned: int | None = None                         # repeats planned per configuration, if one number
+    torn_tail: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def error(self) -> "DatasetError":
+        more = len(self.problems) - 1
+        tail = (f" (and {more} more problem{'s' * (more > 1)}: `python -m fsyncstudy check {self.path}` lists them)"
+                if more else "")
+        return DatasetError(f"{self.problems[0]}{tail}")
+
+    def summary(self) -> dict:
+        """What a reader carries with the rows (``meta["checked"]``): rows, configurations short of plan."""
+        return {"rows": len(self.rows), "short": self.short, "planned": self.planned}
+
+
+_INT = re.compile(r"-?[0-9]+")
+_FLOAT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|-?inf|nan")
+_BOOLS = {"1": True, "True": True, "true": True, "0": False, "False": False, "false": False}
+
+
+def _value(text: str, typ: str):
+    """A field as its column's type (None: empty); ValueError saying why it is not one."""
+    if text == "" or typ in ("str", "list"):
+        return None if text == "" and typ not in ("str", "list") else text
+    if typ == "int":
+        if not _INT.fullmatch(text):
+            raise ValueError(f"{text[:40]!r} is not an integer")
+        return int(text)
+    if typ == "float":
+        if not _FLOAT.fullmatch(text):
+            raise ValueError(f"{text[:40]!r} is not a number")
+        x = float(text)
+        if not math.isfinite(x):
+            raise ValueError(f"{text!r} is not a finite number")
+        return x
+    if text not in _BOOLS:
+        raise ValueError(f"{text[:40]!r} is not a boolean (0 or 1)")
+    return _BOOLS[text]
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def check(directory: str | os.PathLike, kind: str | None = None, *, schema: list | None = None,
+          legacy: bool = False) -> Checked:
+    """Every problem of the dataset in ``directory`` (of ``kind``, if given), without raising on its
+    content: what ``load`` and a resume refuse, and what ``python -m fsyncstudy check`` lists.
+    ``schema``: the kind's columns as this version writes them; a column meta.json declares with
+    another type is a problem (an older dataset may lack columns, never retype them).  ``legacy``: a
+    format-2 dataset (rows without checksums) is read too, as ``upgrade`` does."""
+    d = Path(directory)
+    got = Checked(path=d)
+
+    def problem(file, text, line=None, field_=None):
+        got.problems.append(Problem(str(file), text, line, field_))
+
+    if not d.is_dir():
+        problem(d, "is not a directory" if d.exists() else "does not exist")
+        return got
+    try:
+        meta = read_meta(d, (2, FORMAT) if legacy else (FORMAT,))
+    except DatasetError as e:
+        problem(d / META_FILE, str(e).removeprefix(f"{d / META_FILE} "))
+        return got
+    got.meta = meta
+    if kind is not None and meta["kind"] != kind:
+        problem(d / META_FILE, f"it describes a {meta['kind']} dataset, not a {kind} dataset")
+        return got
+    path = d / meta["table"]
+    why = _regular_file(path, "the table")
+    if why:
+        problem(path, why)
+        return got
+    try:
+        size = path.stat().st_size
+        if size > MAX_TABLE_BYTES:
+            problem(path, f"is {size:,} bytes, more than this version reads (at most {MAX_TABLE_BYTES:,})")
+            return got
+        data = path.read_bytes()
+    except FileNotFoundError:
+        problem(path, "does not exist: the dataset has no rows yet")
+        return got
+    except OSError as e:
+        problem(path, f"cannot be read ({e.strerror})")
+        return got
+    expected = dict(schema or [])
+    retyped = [f"{name} as {typ} (this version: {expected[name]})" for name, typ in meta["columns"]
+               if name in expected and expected[name] != typ]
+    if retyped:
+        problem(d / META_FILE, f"declares {len(retyped)} column{'s' * (len(retyped) > 1)} with another type than a "
+                               f"{meta['kind']} dataset's: {', '.join(retyped[:4])}{', ...' if len(retyped) > 4 else ''}")
+        return got
+    columns = [c for c, _ in meta["columns"]]
+    checksums = meta["format"] >= 3
+    header_wanted = [*columns, CHECK_COLUMN] if checksums else columns
+    end = complete_prefix(data, len(header_wanted))
+    got.torn_tail = end < len(data)
+    nul = data.find(b"\0", 0, end)
+    if nul >= 0:
+        problem(path, "holds NUL bytes, which no table written here does (overwritten or corrupted?)",
+                _line_of(data, nul))
+        return got
+    try:
+        text = data[:end].decode("utf-8")
+    except UnicodeDecodeError as e:
+        problem(path, "is not UTF-8 text (corrupted?)", _line_of(data, e.start))
+        return got
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader, None)
+    except csv.Error as e:
+        problem(path, f"its header cannot be read as CSV ({e})", 1)
+        return got
+    if header != header_wanted:
+        missing = [c for c in header_wanted if c not in (header or [])]
+        extra = [c for c in (header or []) if c not in header_wanted]
+        why = "; ".join(filter(None, [f"missing {', '.join(missing[:5])}" if missing else "",
+                                      f"not declared: {', '.join(extra[:5])}" if extra else "",
+                                      "" if missing or extra else "the columns are in another order"]))
+        problem(path, f"its header is not the columns meta.json declares ({why})", 1)
+        return got
+    types = dict(meta["columns"])
+    spec = KINDS.get(meta["kind"])
+    salt = meta.get("created_at", "")
+    first_line = 2
+    seen: dict[tuple, int] = {}
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            problem(path, f"cannot be read as CSV ({e})", first_line)
+            break
+        line, first_line = first_line, reader.line_num + 1
+        if len(record) != len(header_wanted):
+            problem(path, f"has {len(record)} fields, not {len(header_wanted)}", line)
+            continue
+        fields_, check_ = (record[:-1], record[-1]) if checksums else (record, None)
+        if checksums and row_check(salt, fields_) != check_:
+            problem(path, "its checksum does not match its fields: the row was changed after it was written",
+                    line, CHECK_COLUMN)
+            continue
+        row = dict(zip(columns, fields_))
+        bad = False
+        for name, raw in row.items():
+            try:
+                v = _value(raw, types[name])
+            except ValueError as e:
+                problem(path, str(e), line, name)
+                bad = True
+                continue
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0 \
+                    and not (spec and name in spec.signed):
+                problem(path, f"{raw} is negative, which this measure never is", line, name)
+                bad = True
+        if bad:
+            continue
+        if spec is not None and spec.counted(row):
+            for name in spec.positive:
+                if name in row and not (row[name] and float(row[name]) > 0):
+                    problem(path, f"{row[name] or 'empty'} in a row that counts: it must be above 0", line, name)
+                    bad = True
+            k = tuple(row.get(c, "") for c in spec.key)
+            if k in seen:
+                problem(path, f"the unit {', '.join(f'{c} {v}' for c, v in zip(spec.key, k))} has a row that "
+                              f"counts already (line {seen[k]}): a unit counts once", line)
+                bad = True
+            else:
+                seen[k] = line
+        if not bad:
+            got.rows.append(row)
+            got.lines.append(line)
+    if spec is not None and not got.problems:
+        _plan_shortfall(got, spec, meta["plan"])
+    return got
+
+
+def _plan_shortfall(got: Checked, spec: Kind, plan: dict) -> None:
+    """Each configuration with fewer rows that count than its plan asked for (warm-ups not counted)."""
+    counts: dict[tuple, list] = {}
+    for row in got.rows:
+        if not spec.counted(row) or _BOOLS.get(row.get("warmup", "0")):
+            continue
+        c = counts.setdefault(spec.configuration(row), [0, row])
+        c[0] += 1
+    planned_all = set()
+    for conf, (n, row) in counts.items():
+        try:
+            planned = int(spec.planned(plan, row))
+        except (KeyError, TypeError, ValueError):
+            continue  # a plan without the number (an older or hand-made one): nothing to compare with
+        planned_all.add(planned)
+        if n < planned:
+            got.short.append({"configuration": dict(zip([c for c in spec.key if c != spec.replicate], conf)),
+                              "n": n, "planned": planned})
+    got.planned = planned_all.pop() if len(planned_all) == 1 else None
+
+
+def shortfall_text(checked: dict | None) -> str:
+    """One sentence on a dataset short of its plan ("" when it is not): from ``meta["checked"]``."""
+    if not checked or not checked.get("short"):
+        return ""
+    short = checked["short"]
+    low = min(short, key=lambda s: s["n"] / s["planned"])
+    return (f"{len(short)} configuration{'s' * (len(short) > 1)} of this dataset {'have' if len(short) > 1 else 'has'} "
+            f"fewer repeats than planned (as few as n = {low['n']} of {low['planned']} planned)")
+
+
+def load(directory: str | os.PathLike, kind: str | None = None, schema: list | None = None):
+    """A dataset as (DataFrame of every whole row, typed by its columns, meta dict), after ``check``:
+    its first problem is raised as a DatasetError.  ``meta["checked"]`` says which configurations are
+    short of their plan.
 
     Rows of failed units are included (they are history); the kind's own loader leaves them
-    out of statistics.  ``kind``, if given, must match.
+    out of statistics.  ``kind``, if given, must match, and ``schema`` (its columns) agree with meta.json.
     """
     import pandas as pd
 
-    d = Path(directory)
-    meta = read_meta(d)
-    if kind is not None and meta["kind"] != kind:
-        raise DatasetError(f"{d} holds a {meta['kind']} dataset, not a {kind} dataset")
-    path = d / meta["table"]
-    if not path.exists():
-        raise DatasetError(f"{path} does not exist: the dataset in {d} has no rows yet")
+    got = check(directory, kind, schema=schema)
+    if got.problems:
+        raise got.error()
+    meta = got.meta
     names = [c for c, _ in meta["columns"]]
-    df = pd.DataFrame(read_rows(path)).reindex(columns=names)
+    df = pd.DataFrame(got.rows, columns=names)
     for name, typ in meta["columns"]:
         col = df[name]
         if typ in ("str", "list"):
             df[name] = col.fillna("").astype(str)
         elif typ == "bool":
-            mapped = col.map({"1": True, "True": True, "true": True, "0": False, "False": False, "false": False})
+            mapped = col.map(_BOOLS)
             df[name] = mapped.astype(bool) if mapped.notna().all() else mapped
         else:
             df[name] = pd.to_numeric(col.replace("", None), errors="coerce")
+    meta["checked"] = got.summary()
     return df, meta
+
+
+def upgrade_rows(directory: str | os.PathLike) -> dict:
+    """Turn a format-2 dataset into format 3: its rows, checked as ``check`` checks them (types, ranges,
+    no unit twice), are written again each with its checksum (into a new file, fsynced, renamed over
+    the table), and meta.json says so in ``notes["upgraded"]``.  Refused if any row has a problem:
+    an upgrade does not bless a corrupt dataset.  Returns the new meta."""
+    d = Path(directory)
+    got = check(d, legacy=True)
+    if got.problems:
+        raise got.error()
+    meta = got.meta
+    if meta["format"] == FORMAT:
+        raise DatasetError(f"{d / META_FILE} is format {FORMAT} already: nothing to upgrade")
+    lock = Lock(d)
+    try:
+        path = d / meta["table"]
+        tmp = path.with_name(path.name + ".upgrade")
+        names = [c for c, _ in meta["columns"]]
+        with open(tmp, "w") as f:
+            f.write(csv_line([*names, CHECK_COLUMN]))
+            for row in got.rows:
+                f.write(checked_line(meta["created_at"], [row[c] for c in names]))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(d)
+        meta["format"] = FORMAT
+        meta["notes"] = {**meta["notes"], "upgraded": f"format 2 to {FORMAT} at {now_utc()}: each row's checksum "
+                         f"computed from the row as it was then ({len(got.rows)} rows; a torn last row "
+                         f"{'dropped' if got.torn_tail else 'none'})"}
+        write_json_durably(d / META_FILE, meta)
+    finally:
+        lock.release()
+    return meta

@@ -145,7 +145,7 @@ def failed_row(p: dict, target, seed: int, why: str) -> dict:
 
 def load(path: str | os.PathLike, include_warmup: bool = False):
     """A load dataset as (trials DataFrame, meta): the trials that count, warm-up left out by default."""
-    df, meta = dataset.load(path, KIND)
+    df, meta = dataset.load(path, KIND, SCHEMA)
     df["target_label"] = df["target_label"].map(strip_verdict)
     df["busy"] = df["work_us"].fillna(0) > 0     # the application-does-work cells, apart from the rate sweep
     if not include_warmup:

@@ -421,6 +421,6 @@ def run_comparison(out, targets: list[str] | None = None, rounds: int = 5, peers
 
 def load(path):
     """A comparison dataset as (rounds DataFrame, meta dict)."""
-    df, meta = dataset.load(path, KIND)
+    df, meta = dataset.load(path, KIND, SCHEMA)
     df["target_label"] = df["target_label"].map(strip_verdict)  # the verdict has its own column
     return df, meta

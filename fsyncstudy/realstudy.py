@@ -229,7 +229,7 @@ def run_real_study(out, p: RealPlan, targets: list[str], seed: int = 0, progress
 
 def load(path: str | os.PathLike, include_warmup: bool = False):
     """A real-database dataset as (trials DataFrame, meta): the trials that count (warm-up left out)."""
-    df, meta = dataset.load(path, KIND)
+    df, meta = dataset.load(path, KIND, SCHEMA)
     if not include_warmup:
         df = df[~df["warmup"]]
     df = df[df["status"] == "ok"].reset_index(drop=True)
@@ -288,7 +288,7 @@ def run_real_crash(out, p: RealPlan, seed: int = 0, target: str = "lab:powercut"
 
 
 def load_crash(path: str | os.PathLike):
-    df, meta = dataset.load(path, CRASH_KIND)
+    df, meta = dataset.load(path, CRASH_KIND, CRASH_SCHEMA)
     df["key"] = df["db"] + "/" + df["setting"]
     return df, meta
 

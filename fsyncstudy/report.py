@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from .dataset import DatasetError, read_meta
+from .dataset import check
 from .places import BUILD, REPO
 
 NOTEBOOKS = REPO / "notebooks"
@@ -247,6 +247,11 @@ def _index_html(entries, meta: dict, dataset: Path, answer: list[str], at_rate: 
     caveat = analysis.targets_caveat(meta)
     if table_html and caveat:
         table_html += f"<p>{inline(caveat)}</p>"
+    from .dataset import shortfall_text
+    short = shortfall_text(meta.get("checked"))
+    if short:
+        answer_html += (f"<li><b>Short of its plan</b>: {html.escape(short)}, so its intervals there are wider than "
+                        "planned.</li>")
     if stopped is not None:
         answer_html = f"<li>{_failure_html(stopped, 'The answer could not be computed', 'The pages below were rendered.')}</li>"
         table_html = ""
@@ -304,9 +309,10 @@ def build_report(dataset: str | Path, out_dir: str | Path = REPO / "reports", bu
                              ("realdb_crash_dataset", realdb_crash_dataset, "realdb-crash")):
         if path is not None:
             paths[name] = Path(path).resolve()
-            found = read_meta(paths[name])["kind"]
-            if found != kind:
-                raise DatasetError(f"{paths[name]} holds a {found} dataset, not a {kind} dataset")
+            from .catalog import SCHEMAS
+            got = check(paths[name], kind, schema=SCHEMAS.get(kind))   # refused here, before any page runs
+            if got.problems:
+                raise got.error()
     params = {**{k: str(v) for k, v in paths.items()}, "seed": seed, "n_boot": n_boot}
     executed, failures = execute(params, Path(build), log=log)
     index = render(executed, Path(out_dir), paths["dataset"], paths.get("load_dataset"), failures,

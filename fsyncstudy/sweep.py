@@ -380,7 +380,7 @@ def _run_planned(p: Planned, prof: Profile | None, target: Target, duration_s: f
 def load(path: str | os.PathLike, include_warmup: bool = False):
     """A sweep dataset as (trials DataFrame, meta dict): the trials that count, warm-up rounds left
     out by default, failed trials always (their rows are history)."""
-    df, meta = dataset.load(path, KIND)
+    df, meta = dataset.load(path, KIND, SCHEMA)
     df["target_label"] = df["target_label"].map(strip_verdict)  # the verdict has its own column
     if {"cpu_share", "daemon_cpu_share", "bound"} <= set(df.columns):
         # what a trial waited for follows today's rule (trial.bound_of) from the shares it measured

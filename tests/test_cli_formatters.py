@@ -128,8 +128,12 @@ def test_diff_names_both_runs_and_gives_each_side_its_interval():
                           "ci_method": "ratio of geometric means, Welch's 95% t interval of the log difference"}])
     text = format_diff(diff, "run-a", "run-b")
     assert text.splitlines()[:3] == ["A: run-a", "B: run-b", ""]
-    assert row_of(text, "ext4 on vda") == ["ext4 on vda", "always", "1,000 [900, 1,100] n=5", "1,500 [1,400, 1,600] n=5",
-                                           "1.500 [1.300, 1.700]", "B faster"]
+    assert row_of(text, "ext4 on vda") == ["ext4 on vda", "always", "1,000 [900, 1,100] n = 5",
+                                           "1,500 [1,400, 1,600] n = 5", "1.500 [1.300, 1.700]", "B faster"]
+    # a side short of its plan says so on its row and above the table
+    short = format_diff(diff.assign(n_b=2, planned_a=5, planned_b=5), "run-a", "run-b")
+    assert row_of(short, "ext4 on vda")[3] == "1,500 [1,400, 1,600] n = 2 of 5 planned"
+    assert "Run B is short of its plan in 1 of 1 configurations (as few as n = 2 of 5 planned)" in short
     # the answer first (per target: how many moved, the largest moves), then the table
     assert text.splitlines()[3].startswith("- ext4 on vda: of 1 configurations")
     assert any("A ops_per_sec [95% CI]" in line for line in text.splitlines()[4:])

@@ -36,12 +36,12 @@ from .claim import Claim
 from .text import (CPU_SHARE_TEXT, Checks, advice_lines, at_rate_lines, ceiling_text, cpu_bound_text, flush_attribution,
                    frontier_claims, interval_claims, knee_claims, peers_claims,
                    fmt_ratio, prediction_why, ratio_text, span, writeback_phrase)
-from .tworuns import ceiling_ratios, diff_runs, diff_sorted, diff_summary, pair_targets, write_ceiling
+from .tworuns import ceiling_ratios, diff_runs, diff_sorted, diff_summary, n_text, pair_targets, write_ceiling
 
 __all__ = [
     "ANSWER_FIELDS", "BASELINE", "CPU_SHARE_TEXT", "Claim", "frontier_claims", "group_against_always", "interval_claims", "knee_claims", "peers_claims", "answer", "answer_json", "answer_lines", "answer_table", "recommendation_lines", "CRASH_TARGET", "Checks", "DEFAULT_LOSS_BUDGETS_MS", "DEFAULT_RATE", "FLEET_METHOD",
     "KNEE_FACTOR", "KNEE_FLOOR_US", "LOAD_METHOD", "PREDICT_MARGIN", "QUIET_FLUSHES_PER_COMMIT", "prediction_verdict", "TASK", "advice_lines", "advise",
-    "at_rate_lines", "busy_summary", "ceiling_ratios", "ceiling_text", "cpu_bound_text", "crash_table", "diff_runs", "diff_sorted", "diff_summary",
+    "at_rate_lines", "busy_summary", "ceiling_ratios", "ceiling_text", "cpu_bound_text", "crash_table", "diff_runs", "diff_sorted", "diff_summary", "n_text",
     "display_label", "fleet_cells", "fleet_hosts", "fleet_outlier", "fleet_roles", "fleet_spread", "fleet_variance",
     "flush_attribution", "fmt_ratio", "frontier_points", "geomean", "interval_curves", "keeps_up",
     "knees", "load_summary", "loss_windows", "machine_table", "none_vs_batch", "pair_targets", "peers_summary",

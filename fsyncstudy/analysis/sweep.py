@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .. import stats
+from ..dataset import provenance_text
 from ..strategies import parse
 from ..targets import strip_verdict
 
@@ -19,8 +20,7 @@ def machine_table(meta: dict) -> pd.DataFrame:
     env, plan = meta["environment"], meta["plan"]
     rows = [("host", env["host"]), ("kernel", env["kernel"]), ("CPU", f"{env['cpu']} ({env['cores']} cores)"),
             ("memory", f"{(env.get('memory_bytes') or 0) / 2**30:.0f} GiB"), ("Python", env["versions"]["python"]),
-            ("fsyncstudy", f"{env['versions']['fsyncstudy']} (git {str(env['git']['commit'])[:10]}"
-                           f"{', uncommitted changes' if env['git']['dirty'] else ''})"),
+            ("fsyncstudy", f"{env['versions']['fsyncstudy']} ({provenance_text(env.get('git'))})"),
             ("profile", f"{plan['profile']['name']}: {plan['profile']['trials']} trials per configuration after "
                         f"{plan['profile']['warmup_rounds']} discarded warm-up round, seed {plan['seed']}"),
             ("trial length", meta["notes"].get("trial_rule", "")), ("measured", meta["created_at"])]
@@ -36,9 +36,8 @@ def machine_table(meta: dict) -> pd.DataFrame:
 
 def rendering_commit() -> str:
     """The commit of the code rendering this report (beside the one that measured the data)."""
-    from ..dataset import _git_commit
-    g = _git_commit()
-    return f"{str(g['commit'])[:10]}{', uncommitted changes' if g['dirty'] else ''}"
+    from ..dataset import git_state
+    return provenance_text(git_state()).removeprefix("git ")
 
 
 def targets_table(meta: dict) -> pd.DataFrame:

@@ -66,11 +66,24 @@ def pair_targets(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, str]:
     return out
 
 
+def _planned(df: pd.DataFrame):
+    """Trials per configuration a run's plan asked for (its ``planned`` column, ``catalog.load_run``), or None."""
+    if "planned" not in df.columns or df.empty or pd.isna(df["planned"].iloc[0]):
+        return None
+    return int(df["planned"].iloc[0])
+
+
+def n_text(n: int, planned) -> str:
+    """A side's trial count, with its plan's when it is short of it: "n = 2 of 5 planned"."""
+    return f"n = {n} of {planned} planned" if planned is not None and n < planned else f"n = {n}"
+
+
 def diff_runs(a: pd.DataFrame, b: pd.DataFrame, metric: str = "ops_per_sec") -> pd.DataFrame:
     """Run B against run A, per target and configuration both hold: each side's mean with its 95% t
-    interval, the ratio B/A of geometric means with Welch's 95% interval (the runs share no rounds),
-    and whether B is significantly higher, lower, or neither.  Rows of trials that failed must be
-    left out before (``sweep.load`` does)."""
+    interval and its trial count (``n_a``, with ``planned_a`` when the run says what its plan asked for),
+    the ratio B/A of geometric means with Welch's 95% interval (the runs share no rounds), and whether B
+    is significantly higher, lower, or neither.  Rows of trials that failed must be left out before
+    (``sweep.load`` does)."""
     rows = []
     for ta, tb in pair_targets(a, b).items():
         ga, gb = a[a["target"] == ta], b[b["target"] == tb]
@@ -86,8 +99,9 @@ def diff_runs(a: pd.DataFrame, b: pd.DataFrame, metric: str = "ops_per_sec") -> 
             first = ga[ga["config"] == config].iloc[0]
             rows.append({"target_a": ta, "target_b": tb, "target_label": first["target_label"], "config": config,
                          "config_label": first["config_label"], "metric": metric,
-                         "n_a": ea.n, "mean_a": ea.estimate, "low_a": ea.low, "high_a": ea.high,
-                         "n_b": eb.n, "mean_b": eb.estimate, "low_b": eb.low, "high_b": eb.high,
+                         "n_a": ea.n, "planned_a": _planned(a), "mean_a": ea.estimate, "low_a": ea.low,
+                         "high_a": ea.high, "n_b": eb.n, "planned_b": _planned(b), "mean_b": eb.estimate,
+                         "low_b": eb.low, "high_b": eb.high,
                          "ratio": r.estimate, "ratio_low": r.low, "ratio_high": r.high, "verdict": verdict,
                          "ci_method": "ratio of geometric means, Welch's 95% t interval of the log difference"})
     return pd.DataFrame(rows)
@@ -101,6 +115,17 @@ def diff_summary(diff: pd.DataFrame) -> list[str]:
     if diff.empty:
         return ["The two runs share no target and configuration: nothing to compare."]
     diff = diff_sorted(diff)
+    for side in ("a", "b"):
+        planned = diff.get(f"planned_{side}")
+        if planned is None:
+            continue
+        short = diff[planned.notna() & (diff[f"n_{side}"] < planned.fillna(0))]
+        if len(short):
+            low = short.loc[(short[f"n_{side}"] / short[f"planned_{side}"]).idxmin()]
+            lines.append(f"Run {side.upper()} is short of its plan in {len(short)} of {len(diff)} configurations "
+                         f"(as few as {n_text(int(low[f'n_{side}']), int(low[f'planned_{side}']))}): its intervals "
+                         "there are wider, and a run that stopped early may not have met every condition the "
+                         "others did.")
     for label, g in diff.groupby("target_label", sort=False):
         up, down = g[g["verdict"] == "B higher"], g[g["verdict"] == "B lower"]
         same = len(g) - len(up) - len(down)

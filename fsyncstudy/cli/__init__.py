@@ -8,7 +8,7 @@ command family, and returns text (so that it is tested without a subprocess):
 - ``crash``: ``crash``
 - ``load``: ``load``, ``advise``
 - ``realdb``: ``realdb``, ``realdb crash``
-- ``report``: ``report``, ``diff``, ``upgrade``
+- ``report``: ``report``, ``diff``, ``check``, ``upgrade``
 - ``output``: what they share (tables, the ``--json`` envelope, messages on stderr)
 
 The ``lab`` commands are the lab's own (``fsyncstudy.lab.cli``).  Imports of pandas, papermill and the
@@ -27,7 +27,7 @@ from .crash import cmd_crash
 from .load import cmd_advise, cmd_load
 from .peers import cmd_compare, cmd_pgtest
 from .realdb import cmd_realdb
-from .report import cmd_diff, cmd_report, cmd_upgrade
+from .report import cmd_check, cmd_diff, cmd_report, cmd_upgrade
 from .sweep import cmd_answer, cmd_fleet, cmd_sweep
 
 
@@ -213,8 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--plot", metavar="PNG", help="also draw B/A per configuration into this PNG")
     d.set_defaults(func=cmd_diff)
 
-    u = sub.add_parser("upgrade", help="rewrite a dataset written by an older fsyncstudy (format 1) in "
-                                       "today's meta.json shape; its rows are not touched")
+    ck = sub.add_parser("check", help="every problem of a dataset (its files, header, types, ranges, checksums, "
+                                      "units counted twice) and what it is short of its plan; rc 1 if any problem")
+    ck.add_argument("dataset", help="a dataset directory")
+    ck.add_argument("--json", action="store_true")
+    ck.set_defaults(func=cmd_check)
+
+    u = sub.add_parser("upgrade", help="bring a dataset written by an older fsyncstudy (format 1 or 2) to today's "
+                                       "format: meta.json in today's shape, each row checked and given its checksum")
     u.add_argument("dataset", nargs="+", help="dataset directories")
     u.set_defaults(func=cmd_upgrade)
 

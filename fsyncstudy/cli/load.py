@@ -91,16 +91,18 @@ def format_load(results, target: Target, arrivals: str, duration_s: float) -> st
 def cmd_advise(args) -> int:
     from .. import analysis, loadstudy
     path = catalog.existing(args.dataset, KIND) if args.dataset else catalog.newest(KIND)
-    df, _ = loadstudy.load(path)
+    df, meta = loadstudy.load(path)
     crash_path, cuts = catalog.crash_evidence(args.crash_dataset)
     adv = analysis.advise(df, args.rate, args.loss_budget_ms, args.p99_budget_ms, cuts=cuts)
+    short = catalog.shortfall(meta)
     if args.json:
         print_json({"fsyncstudy": envelope(), "dataset": str(path),
                     "crash_dataset": None if crash_path is None else str(crash_path), "rate": args.rate,
                     "loss_budget_ms": args.loss_budget_ms, "p99_budget_ms": args.p99_budget_ms,
-                    "candidates": records(adv)})
+                    "short_of_plan": meta["checked"]["short"], "candidates": records(adv)})
         return 0
-    print(format_advice(path.name, analysis.advice_lines(adv, args.rate, args.loss_budget_ms), adv))
+    sentences = analysis.advice_lines(adv, args.rate, args.loss_budget_ms) + ([short] if short else [])
+    print(format_advice(path.name, sentences, adv))
     return 0
 
 

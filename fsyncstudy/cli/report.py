@@ -1,5 +1,6 @@
 """The commands over datasets: ``report`` (the study, then the notebooks rendered into HTML), ``diff``
-(two runs side by side) and ``upgrade`` (datasets written before format 2)."""
+(two runs side by side), ``check`` (every problem of a dataset) and ``upgrade`` (datasets written before
+format 3)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,6 +18,11 @@ def cmd_report(args) -> int:
                     "load_dataset": args.load_dataset, "realdb_dataset": args.realdb_dataset,
                     "realdb_crash_dataset": args.realdb_crash_dataset}
     else:
+        from ..dataset import git_state, provenance_text
+        git = git_state()
+        if git.get("dirty"):
+            say(f"note: measuring from {provenance_text(git)}; each dataset records this, but a dataset to keep "
+                "(data/) is measured from a clean commit")
         try:
             datasets = study.run_study(args.profile, targets=args.target, use_lab=not args.no_lab, seed=args.seed,
                                        progress=not args.quiet, log=say)
@@ -78,8 +84,11 @@ def format_diff(diff, name_a: str, name_b: str) -> str:
     from .. import analysis
     answer = ["- " + line.replace("**", "").replace("`", "") for line in analysis.diff_summary(diff)]
     diff = analysis.diff_sorted(diff)
-    rows = [[r.target_label, r.config_label, f"{num(r.mean_a)} [{num(r.low_a)}, {num(r.high_a)}] n={r.n_a}",
-             f"{num(r.mean_b)} [{num(r.low_b)}, {num(r.high_b)}] n={r.n_b}",
+    def n(count, planned) -> str:
+        return analysis.n_text(int(count), None if planned is None or planned != planned else int(planned))
+    rows = [[r.target_label, r.config_label,
+             f"{num(r.mean_a)} [{num(r.low_a)}, {num(r.high_a)}] {n(r.n_a, getattr(r, 'planned_a', None))}",
+             f"{num(r.mean_b)} [{num(r.low_b)}, {num(r.high_b)}] {n(r.n_b, getattr(r, 'planned_b', None))}",
              ci(Interval(r.ratio, r.ratio_low, r.ratio_high, r.ci_method), 3), r.verdict]
             for r in diff.itertuples()]
     metric = diff["metric"].iloc[0]
@@ -89,10 +98,50 @@ def format_diff(diff, name_a: str, name_b: str) -> str:
                       f"{diff['ci_method'].iloc[0]}; each side's interval: 95% t over its trials"])
 
 
+# -- check: every problem of a dataset ---------------------------------------------------------------
+
+def cmd_check(args) -> int:
+    from ..dataset import check, read_meta
+    try:
+        kind = read_meta(args.dataset)["kind"]
+    except Exception:   # check says what is wrong with it
+        kind = None
+    got = check(args.dataset, schema=catalog.SCHEMAS.get(kind))
+    if args.json:
+        print_json({"fsyncstudy": envelope(), "dataset": str(args.dataset), "ok": got.ok,
+                    "kind": got.meta["kind"] if got.meta else None, "rows": len(got.rows),
+                    "problems": [{"file": p.file, "line": p.line, "field": p.field, "text": p.text}
+                                 for p in got.problems],
+                    "short_of_plan": got.short, "torn_last_row": got.torn_tail})
+    else:
+        print(format_check(got))
+    return 0 if got.ok else 1
+
+
+def format_check(got) -> str:
+    """``check``'s text: the verdict, then each problem on its line, then what is worth knowing."""
+    from ..dataset import shortfall_text
+    kind = f"a {got.meta['kind']} dataset, " if got.meta else ""
+    head = (f"{got.path}: {kind}{len(got.rows):,} rows, no problem found" if got.ok else
+            f"{got.path}: {kind}{len(got.problems)} problem{'s' * (len(got.problems) > 1)}")
+    lines = [head, *(f"- {p}" for p in got.problems)]
+    if got.torn_tail:
+        lines.append("note: its last row is torn (a run stopped while writing it): no reader counts it, and a "
+                     "resume cuts it off")
+    short = shortfall_text(got.summary())
+    if short:
+        lines.append(f"note: {short}:")
+        lines += [f"  {', '.join(f'{k} {v}' for k, v in s['configuration'].items())}: n = {s['n']} of "
+                  f"{s['planned']} planned" for s in got.short[:20]]
+        if len(got.short) > 20:
+            lines.append(f"  ... and {len(got.short) - 20} more")
+    return "\n".join(lines)
+
+
 # -- upgrade ---------------------------------------------------------------------------------------
 
 def cmd_upgrade(args) -> int:
     for d in args.dataset:
         meta = catalog.upgrade(d)
-        print(f"{d}: meta.json rewritten as a format-{meta['format']} {meta['kind']} dataset (rows untouched)")
+        print(f"{d}: now a format-{meta['format']} {meta['kind']} dataset (every row checked and given its checksum)")
     return 0
