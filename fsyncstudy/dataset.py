@@ -291,7 +291,10 @@ def complete_prefix(data: bytes, ncols: int | None = None) -> int:
             starts.append(pos)
     if ncols is not None and len(starts) > 1:
         last = data[starts[-2]:end].decode("utf-8", errors="replace")
-        record = next(csv.reader(io.StringIO(last)), [])
+        try:
+            record = next(csv.reader(io.StringIO(last)), [])
+        except csv.Error:   # not a record at all (a stray carriage return, bytes that are no CSV)
+            record = []
         if len(record) != ncols:
             end = starts[-2]
     return end
@@ -320,7 +323,13 @@ class Table:
         self.path, self.columns, self.salt = Path(path), list(columns), salt
         self.header = [*self.columns, CHECK_COLUMN]
         new = not self.path.exists() or self.path.stat().st_size == 0
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        try:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise DatasetError(f"{self.path} is a symbolic link: a dataset's table must be a file inside "
+                                   "its directory") from None
+            raise
         try:
             if not stat.S_ISREG(os.fstat(self.fd).st_mode):
                 raise DatasetError(f"{self.path} is not a regular file: a dataset's table must be one")
@@ -329,12 +338,6 @@ class Table:
                 fsync_dir(self.path.parent)
             else:
                 self._check_and_repair()
-        except OSError as e:
-            os.close(self.fd)
-            if e.errno == errno.ELOOP:
-                raise DatasetError(f"{self.path} is a symbolic link: a dataset's table must be a file inside "
-                                   "its directory") from None
-            raise
         except BaseException:
             os.close(self.fd)
             raise
