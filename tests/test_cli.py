@@ -22,9 +22,12 @@ def assert_one_line_error(p, code, text):
 
 
 @pytest.mark.parametrize("args, text", [
-    (["--duration", "inf"], "duration_s must be a number of seconds"),
+    (["--duration", "inf"], "argument --duration: must be a finite number of seconds above 0, got inf"),
     (["--duration", "1e300"], "duration_s must be a number of seconds"),
-    (["--duration", "nan"], "duration_s must be a number of seconds"),
+    (["--duration", "nan"], "argument --duration: must be a finite number of seconds above 0, got nan"),
+    (["--duration", "-1", "--entries", "100"], "argument --duration: must be a finite number of seconds above 0"),
+    (["--duration", "0", "--entries", "100"], "argument --duration: must be a finite number of seconds above 0"),
+    (["--duration", "-1"], "argument --duration: must be a finite number of seconds above 0, got -1"),
     (["--payload-bytes", "1000000000000"], "payload_bytes must be an integer in 0..1,048,576"),
     (["--entries", "0"], "entries must be an integer in 1.."),
     (["--strategy", "group_0ms", "--writers", "10000000000000"], "writers must be an integer in 1..64"),
@@ -32,6 +35,18 @@ def assert_one_line_error(p, code, text):
 ])
 def test_bench_refuses_what_it_cannot_run_in_one_line(args, text, disk_dir):
     assert_one_line_error(run("bench", "--dir", str(disk_dir), *args), 2, text)
+
+
+@pytest.mark.parametrize("args, text", [
+    (["pgtest", "--secs-per-test", "inf"], "argument --secs-per-test: must be a finite number of seconds above 0"),
+    (["pgtest", "--secs-per-test", "0"], "argument --secs-per-test: must be a finite number of seconds above 0"),
+    (["peers", "--secs-per-test", "0"], "argument --secs-per-test: must be a whole number of seconds, at least 1"),
+    (["peers", "--peers", "fio", "--secs-per-test", "-1"], "must be a whole number of seconds, at least 1, got -1"),
+])
+def test_a_duration_of_zero_or_less_or_not_finite_is_refused_while_parsing(args, text, disk_dir):
+    p = run(*args, "--target", str(disk_dir))
+    assert_one_line_error(p, 2, text)
+    assert len(p.stderr.strip().splitlines()) == 1 and os.listdir(disk_dir) == []  # nothing measured
 
 
 def test_a_directory_that_does_not_exist_is_an_error_and_is_not_created(tmp_path):
