@@ -55,6 +55,18 @@ def test_a_directory_that_does_not_exist_is_an_error_and_is_not_created(tmp_path
     assert not (tmp_path / "typo").exists()
 
 
+@pytest.mark.parametrize("command, name", [
+    *((c, "") for c in (["bench"], ["bench", "--preset", "etcd"], ["sweep", "--quiet"], ["crash", "--kind", "process"],
+                        ["peers"], ["pgtest"], ["load", "--strategy", "always", "--rate", "100"],
+                        ["load", "--profile", "quick"], ["realdb", "--db", "sqlite"], ["realdb", "--profile", "quick"])),
+    (["bench"], "  "), (["sweep", "--quiet"], " "),
+])
+def test_an_empty_target_is_refused_not_taken_for_the_default(command, name, tmp_path):
+    out = ["--out", str(tmp_path / "out")] if command[0] in ("sweep", "crash", "load", "realdb") else []
+    assert_one_line_error(run(*command, "--target", name, *out), 2, "is empty: name a directory or lab:NAME")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("cuts", ["0", "-1"])
 def test_crash_refuses_a_number_of_cuts_below_one(cuts, disk_dir, tmp_path):
     p = run("crash", "--kind", "process", "--cuts", cuts, "--dir", str(disk_dir), "--out", str(tmp_path / "c"))
