@@ -184,7 +184,25 @@ def test_diff_puts_two_runs_side_by_side(disk_dir, tmp_path):
 def test_bench_draws_its_run_into_a_png(disk_dir, tmp_path):
     p = run("bench", "--target", str(disk_dir), "--entries", "500", "--plot", str(tmp_path / "b.png"))
     assert p.returncode == 0, p.stderr
+    assert f"figure: {tmp_path / 'b.png'}" in p.stderr.splitlines() and os.listdir(tmp_path) == ["b.png"]
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / "b.png").stat().st_size > 20_000
+
+
+@pytest.mark.parametrize("command", [["bench", "--entries", "10"], ["diff", "a.json", "b.json"]])
+@pytest.mark.parametrize("plot, text", [
+    ("figures", "figures is a directory: name the PNG file to write"),
+    ("figures/afile", "figures/afile does not end in .png"),
+    ("figures/a.svg", "figures/a.svg does not end in .png"),
+    ("nowhere/a.png", "nowhere/a.png: its directory"),
+])
+def test_plot_writes_exactly_the_file_it_names_or_is_refused_before_anything_runs(command, plot, text, disk_dir,
+                                                                                   tmp_path):
+    (tmp_path / "figures").mkdir()
+    target = ["--target", str(disk_dir)] if command[0] == "bench" else []
+    p = run(*command, *target, "--plot", str(tmp_path / plot))
+    assert_one_line_error(p, 2, f"argument --plot: {tmp_path}/{text}")
+    assert sorted(os.listdir(tmp_path)) == ["figures"] and os.listdir(tmp_path / "figures") == []
+    assert os.listdir(disk_dir) == []
 
 
 def test_peers_is_the_fio_and_pg_test_fsync_command_and_compare_still_works():

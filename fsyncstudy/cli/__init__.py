@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 
 from .. import __version__, profiles
 from ..log import unwind_on_sigterm
@@ -53,6 +54,21 @@ def seconds(text: str) -> float:
     if not (math.isfinite(v) and v > 0):
         raise argparse.ArgumentTypeError(f"must be a finite number of seconds above 0, got {text}")
     return v
+
+
+def png_file(text: str) -> str:
+    """An option's type: the file a figure is written to, exactly: a name ending in .png (matplotlib would
+    add .png to one without, and write another file than the one named), not a directory, in a
+    directory that exists; checked while parsing, before anything is measured."""
+    p = Path(text)
+    if p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory: name the PNG file to write, e.g. "
+                                         f"{p / 'figure.png'}")
+    if p.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"{text} does not end in .png: name the PNG file to write")
+    if not p.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: its directory {p.parent} does not exist (or is not a directory)")
+    return text
 
 
 def whole_seconds(text: str) -> int:
@@ -93,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--payload-bytes", type=int, default=128)
     b.add_argument("--writers", type=int, default=1, help="concurrent writers on the one log (group_<N>ms: sharing syncs; always: each syncing its own entries)")
     b.add_argument("--json", action="store_true", help="print the full results as JSON")
-    b.add_argument("--plot", metavar="PNG", help="also draw each trial's latency histogram and timeline into a PNG")
+    b.add_argument("--plot", metavar="FILE.png", type=png_file,
+                   help="also draw each trial's latency histogram and timeline into this PNG file (exactly this "
+                        "path: its name ends in .png and its directory exists)")
     b.add_argument("--preset", choices=["etcd"], help="etcd: fio's etcd disk check (2300-byte writes, fdatasync "
                    "after each, 22 MiB), its p99 against 10 ms; --json prints fio-shaped JSON")
     b.set_defaults(func=cmd_bench)
@@ -243,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("b", help="run B, the same")
     d.add_argument("--metric", default="ops_per_sec", help="a column of the trials (default ops_per_sec)")
     d.add_argument("--json", action="store_true")
-    d.add_argument("--plot", metavar="PNG", help="also draw B/A per configuration into this PNG")
+    d.add_argument("--plot", metavar="FILE.png", type=png_file,
+                   help="also draw B/A per configuration into this PNG file (as bench --plot)")
     d.set_defaults(func=cmd_diff)
 
     u = sub.add_parser("upgrade", help="rewrite a dataset written by an older fsyncstudy (format 1) in "
