@@ -381,29 +381,80 @@ class Lock:
 
     The file names its holder (pid and command line); a second process is refused at once,
     with the holder's name.  The kernel releases the lock when the holder dies, however it dies.
+    ``create`` makes the directory (and its parents) if need be; ``undo`` releases the lock and removes
+    the lock file and directories that taking it made, so that a refused run leaves them as they were.
     """
 
-    def __init__(self, directory: Path):
-        self.path = Path(directory) / LOCK_FILE
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    def __init__(self, directory: Path, create: bool = False):
+        directory = Path(directory)
+        self.path = directory / LOCK_FILE
+        self.fd, self.made_file, self.made_dirs = -1, False, []
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self.fd, 4096, 0).decode(errors="replace").strip() or "an unknown process"
-            os.close(self.fd)
-            raise DatasetBusy(f"{self.path.parent} is in use by {holder}; wait for it to finish, or choose "
-                              "another --out") from None
+            if create:
+                d = directory
+                while not os.path.lexists(d):
+                    self.made_dirs.append(d)   # deepest first
+                    d = d.parent
+                directory.mkdir(parents=True, exist_ok=True)
+            self._take()
         except BaseException:
-            os.close(self.fd)
+            self.undo()
             raise
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"pid {os.getpid()} ({_command()[:1000]})\n".encode(), 0)
+
+    def _take(self) -> None:
+        while True:
+            try:
+                fd, made = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), True
+            except FileExistsError:
+                try:
+                    fd, made = os.open(self.path, os.O_RDWR | os.O_CLOEXEC), False
+                except FileNotFoundError:
+                    continue  # removed by a refused run since: make it again
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "an unknown process"
+                os.close(fd)
+                raise DatasetBusy(f"{self.path.parent} is in use by {holder}; wait for it to finish, or choose "
+                                  "another --out") from None
+            except BaseException:
+                os.close(fd)
+                raise
+            # a refused run unlinks the lock file it made while holding it: one flocked after that holds a
+            # file no longer at the path, which guards nothing; take the one at the path
+            try:
+                current = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                current = False
+            if current:
+                self.fd, self.made_file = fd, made
+                return
+            os.close(fd)
 
     def release(self) -> None:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             os.ftruncate(fd, 0)
             os.close(fd)  # closing the last descriptor releases the flock
+
+    def undo(self) -> None:
+        """Release, and remove the lock file if taking the lock made it (unlinked while still held, so
+        that no other process holds it then) and the directories ``create`` made (if still empty)."""
+        if self.fd >= 0 and self.made_file:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        self.release()
+        for d in self.made_dirs:
+            try:
+                d.rmdir()
+            except FileNotFoundError:
+                continue  # mkdir stopped above it
+            except OSError:
+                break
 
 
 # -- meta.json --------------------------------------------------------------------------------------
@@ -554,8 +605,7 @@ def open_or_resume(out: str | os.PathLike, kind: str, plan: dict, columns: list[
     a new dataset; ``notes`` are updated on every run.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    lock = Lock(out)
+    lock = Lock(out, create=True)  # a refusal below undoes it: the directory is left as it was
     try:
         names = [c[0] for c in columns]
         meta_path, table_path = out / META_FILE, out / table
@@ -603,7 +653,7 @@ def open_or_resume(out: str | os.PathLike, kind: str, plan: dict, columns: list[
             raise
         return Dataset(path=out, meta=meta, rows=got.rows, table=tab, lock=lock)
     except BaseException:
-        lock.release()
+        lock.undo()
         raise
 
 

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import socket
 import sys
+import tempfile
 import time
 import uuid
 from collections import deque
@@ -140,7 +142,7 @@ class Fleet:
 
     def __init__(self, scheduler: str, timeout_s: float = CONNECT_TIMEOUT_S, names: list[str] | None = None):
         self.scheduler, self.timeout_s, self.names = scheduler, timeout_s, names
-        self.client = self.cluster = None
+        self.client = self.cluster = self.scratch = None
 
     def __enter__(self) -> "Fleet":
         distributed = _dask()
@@ -151,11 +153,14 @@ class Fleet:
                 # the worker processes inherit this: they say only what goes wrong, not every start
                 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
                 names = self.names or [f"local-{k}" for k in range(n)]
-                worker = {"cls": distributed.Nanny,
-                          "options": {"nthreads": 1, "host": "127.0.0.1", "dashboard": False}}
+                # Dask's scratch space (dask-scratch-space/) in a directory of ours, removed by close()
+                self.scratch = tempfile.mkdtemp(prefix="fsyncstudy-dask-")
+                worker = {"cls": distributed.Nanny, "options": {"nthreads": 1, "host": "127.0.0.1", "dashboard": False,
+                                                                "local_directory": self.scratch}}
                 self.cluster = distributed.SpecCluster(
                     scheduler={"cls": distributed.Scheduler,
-                               "options": {"host": "127.0.0.1", "dashboard_address": None, "port": 0}},
+                               "options": {"host": "127.0.0.1", "dashboard_address": None, "port": 0,
+                                           "local_directory": self.scratch}},
                     workers={nm: {**worker, "options": {**worker["options"], "name": nm}} for nm in names},
                     silence_logs=logging.ERROR, name="fsyncstudy-local-fleet")
                 self.client = distributed.Client(self.cluster, timeout=f"{self.timeout_s}s")
@@ -176,14 +181,19 @@ class Fleet:
 
     def close(self) -> None:
         client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
-        if client is not None:
-            try:
-                client.run(_close_state)
-            except Exception:
-                pass
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        scratch, self.scratch = self.scratch, None
+        try:
+            if client is not None:
+                try:
+                    client.run(_close_state)
+                except Exception:
+                    pass
+                client.close()
+            if cluster is not None:
+                cluster.close()
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
 
     def hosts(self) -> dict[str, str]:
         """{host name: worker address} of the workers connected now."""

@@ -21,8 +21,11 @@ BUILD = REPO / "build"
 
 
 def resolve_directory(d: str | os.PathLike) -> Path:
-    """A directory, or a storage-lab target (``lab:<name>``) resolved to its mount point."""
+    """A directory, or a storage-lab target (``lab:<name>``) resolved to its mount point.  An empty
+    name (or only spaces) is refused: it names no directory, and must not measure the current one."""
     s = os.fspath(d)
+    if not s.strip():
+        raise ValueError(f"the target {s!r} is empty: name a directory or lab:NAME")
     if s.startswith("lab:"):
         from .lab import resolve_target  # only for lab names: the node's start-up never imports the lab
         return resolve_target(s)
@@ -34,10 +37,11 @@ def resolve_all(names: list[str]) -> list[str]:
     through the storage lab."""
     out = []
     for t in names:
+        d = resolve_directory(t)
         if t.startswith("lab:"):
-            out.append(str(resolve_directory(t)))
+            out.append(str(d))
         else:
-            p = Path(t).expanduser()
+            p = d.expanduser()
             if not p.is_dir():
                 raise FileNotFoundError(f"target {t} is not a directory")
             out.append(str(p.resolve()))
@@ -66,13 +70,14 @@ def pick_directory(explicit: str | os.PathLike | None = None, log=None) -> Path:
     """Where to write logs when the user did not say: durable storage that we can write.
 
     Order: ``explicit``, then ``$FSYNCSTUDY_DIR`` (either may be a lab target, ``lab:<name>``;
-    either must be an existing directory: a typo must not measure another disk), then the
+    either must be an existing directory: a typo must not measure another disk; an empty ``explicit``
+    is refused, an empty ``$FSYNCSTUDY_DIR`` counts as unset), then the
     user's cache directory (created if need be), the current directory and /var/tmp, skipping
     any that is volatile (tmpfs) or not writable; last the temp directory, with a warning
     through ``log`` (a callable).
     """
-    for given, origin in ((explicit, "--dir"), (os.environ.get("FSYNCSTUDY_DIR"), "FSYNCSTUDY_DIR")):
-        if given:
+    for given, origin in ((explicit, "--dir"), (os.environ.get("FSYNCSTUDY_DIR") or None, "FSYNCSTUDY_DIR")):
+        if given is not None:   # an empty --dir is refused, not taken for "none given"
             d = resolve_directory(given)
             if not d.is_dir():
                 raise FileNotFoundError(f"{origin} {d} does not exist (or is not a directory): create it, or "

@@ -22,9 +22,12 @@ def assert_one_line_error(p, code, text):
 
 
 @pytest.mark.parametrize("args, text", [
-    (["--duration", "inf"], "duration_s must be a number of seconds"),
+    (["--duration", "inf"], "argument --duration: must be a finite number of seconds above 0, got inf"),
     (["--duration", "1e300"], "duration_s must be a number of seconds"),
-    (["--duration", "nan"], "duration_s must be a number of seconds"),
+    (["--duration", "nan"], "argument --duration: must be a finite number of seconds above 0, got nan"),
+    (["--duration", "-1", "--entries", "100"], "argument --duration: must be a finite number of seconds above 0"),
+    (["--duration", "0", "--entries", "100"], "argument --duration: must be a finite number of seconds above 0"),
+    (["--duration", "-1"], "argument --duration: must be a finite number of seconds above 0, got -1"),
     (["--payload-bytes", "1000000000000"], "payload_bytes must be an integer in 0..1,048,576"),
     (["--entries", "0"], "entries must be an integer in 1.."),
     (["--strategy", "group_0ms", "--writers", "10000000000000"], "writers must be an integer in 1..64"),
@@ -34,10 +37,34 @@ def test_bench_refuses_what_it_cannot_run_in_one_line(args, text, disk_dir):
     assert_one_line_error(run("bench", "--dir", str(disk_dir), *args), 2, text)
 
 
+@pytest.mark.parametrize("args, text", [
+    (["pgtest", "--secs-per-test", "inf"], "argument --secs-per-test: must be a finite number of seconds above 0"),
+    (["pgtest", "--secs-per-test", "0"], "argument --secs-per-test: must be a finite number of seconds above 0"),
+    (["peers", "--secs-per-test", "0"], "argument --secs-per-test: must be a whole number of seconds, at least 1"),
+    (["peers", "--peers", "fio", "--secs-per-test", "-1"], "must be a whole number of seconds, at least 1, got -1"),
+])
+def test_a_duration_of_zero_or_less_or_not_finite_is_refused_while_parsing(args, text, disk_dir):
+    p = run(*args, "--target", str(disk_dir))
+    assert_one_line_error(p, 2, text)
+    assert len(p.stderr.strip().splitlines()) == 1 and os.listdir(disk_dir) == []  # nothing measured
+
+
 def test_a_directory_that_does_not_exist_is_an_error_and_is_not_created(tmp_path):
     missing = tmp_path / "typo" / "dir"
     assert_one_line_error(run("bench", "--dir", str(missing), "--entries", "10"), 2, "does not exist")
     assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("command, name", [
+    *((c, "") for c in (["bench"], ["bench", "--preset", "etcd"], ["sweep", "--quiet"], ["crash", "--kind", "process"],
+                        ["peers"], ["pgtest"], ["load", "--strategy", "always", "--rate", "100"],
+                        ["load", "--profile", "quick"], ["realdb", "--db", "sqlite"], ["realdb", "--profile", "quick"])),
+    (["bench"], "  "), (["sweep", "--quiet"], " "),
+])
+def test_an_empty_target_is_refused_not_taken_for_the_default(command, name, tmp_path):
+    out = ["--out", str(tmp_path / "out")] if command[0] in ("sweep", "crash", "load", "realdb") else []
+    assert_one_line_error(run(*command, "--target", name, *out), 2, "is empty: name a directory or lab:NAME")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("cuts", ["0", "-1"])
@@ -157,7 +184,25 @@ def test_diff_puts_two_runs_side_by_side(disk_dir, tmp_path):
 def test_bench_draws_its_run_into_a_png(disk_dir, tmp_path):
     p = run("bench", "--target", str(disk_dir), "--entries", "500", "--plot", str(tmp_path / "b.png"))
     assert p.returncode == 0, p.stderr
+    assert f"figure: {tmp_path / 'b.png'}" in p.stderr.splitlines() and os.listdir(tmp_path) == ["b.png"]
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / "b.png").stat().st_size > 20_000
+
+
+@pytest.mark.parametrize("command", [["bench", "--entries", "10"], ["diff", "a.json", "b.json"]])
+@pytest.mark.parametrize("plot, text", [
+    ("figures", "figures is a directory: name the PNG file to write"),
+    ("figures/afile", "figures/afile does not end in .png"),
+    ("figures/a.svg", "figures/a.svg does not end in .png"),
+    ("nowhere/a.png", "nowhere/a.png: its directory"),
+])
+def test_plot_writes_exactly_the_file_it_names_or_is_refused_before_anything_runs(command, plot, text, disk_dir,
+                                                                                   tmp_path):
+    (tmp_path / "figures").mkdir()
+    target = ["--target", str(disk_dir)] if command[0] == "bench" else []
+    p = run(*command, *target, "--plot", str(tmp_path / plot))
+    assert_one_line_error(p, 2, f"argument --plot: {tmp_path}/{text}")
+    assert sorted(os.listdir(tmp_path)) == ["figures"] and os.listdir(tmp_path / "figures") == []
+    assert os.listdir(disk_dir) == []
 
 
 def test_peers_is_the_fio_and_pg_test_fsync_command_and_compare_still_works():

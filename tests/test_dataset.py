@@ -73,6 +73,62 @@ def test_the_lock_is_released_when_a_run_ends_and_when_its_process_dies(tmp_path
     open_or_resume(out, "test", {"n": 1}, SCHEMA, "rows.csv").close()  # a dead holder holds nothing
 
 
+def snapshot(d):
+    """Every file under ``d`` (hidden ones too) with its bytes."""
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_a_refused_sweep_leaves_the_users_directory_as_it_was(disk_dir, tmp_path):
+    # a directory whose CSV holds rows that no meta.json describes is someone's files, not a dataset
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n")
+    (mine / "data.csv").write_text("a,b\n1,2\n")
+    before = snapshot(mine)
+    p = cli("sweep", "--profile", "quick", "--out", str(mine), "--target", str(disk_dir), "--quiet")
+    assert p.returncode == 2 and "data.csv holds rows but" in p.stderr.splitlines()[-1], p.stderr
+    assert snapshot(mine) == before and sorted(os.listdir(mine)) == ["data.csv", "notes.txt"]  # no .lock
+
+
+def test_a_refusal_removes_only_the_lock_file_and_directories_it_made(tmp_path, monkeypatch):
+    # a dataset of another kind: refused; its own .lock was there before and stays
+    out = tmp_path / "d"
+    open_or_resume(out, "test", {"n": 1}, SCHEMA, "rows.csv").close()
+    before = snapshot(out)
+    assert ".lock" in before
+    with pytest.raises(DatasetError, match="another kind"):
+        open_or_resume(out, "other", {"n": 1}, SCHEMA, "rows.csv")
+    assert snapshot(out) == before
+    # a directory that did not exist does not exist after a run stopped while opening it (Ctrl-C here)
+    def interrupted(targets=None):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(dataset, "environment", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        open_or_resume(tmp_path / "new" / "deeper", "test", {"n": 1}, SCHEMA, "rows.csv")
+    assert sorted(os.listdir(tmp_path)) == ["d"]
+
+
+def test_a_lock_file_unlinked_by_a_refused_run_is_not_held_in_its_place(tmp_path, monkeypatch):
+    # between a run's open() of .lock and its flock, a refused run that made the file unlinks it: the
+    # run must end up holding the file at the path, or a third run would make another and hold it too
+    real_flock, calls = dataset.fcntl.flock, []
+
+    def flock_after_an_unlink(fd, op):
+        calls.append(fd)
+        if len(calls) == 1:
+            os.unlink(tmp_path / ".lock")
+        return real_flock(fd, op)
+    monkeypatch.setattr(dataset.fcntl, "flock", flock_after_an_unlink)
+    lock = dataset.Lock(tmp_path)
+    monkeypatch.setattr(dataset.fcntl, "flock", real_flock)
+    try:
+        assert len(calls) == 2 and os.path.samestat(os.fstat(lock.fd), os.stat(tmp_path / ".lock"))
+        with pytest.raises(DatasetBusy):
+            dataset.Lock(tmp_path)
+    finally:
+        lock.release()
+
+
 # -- strict resume ----------------------------------------------------------------------------------
 
 def test_rows_without_their_meta_json_are_refused(disk_dir, tmp_path):

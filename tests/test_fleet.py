@@ -131,6 +131,19 @@ def test_the_cli_says_so_in_one_line_and_exits_nonzero(tmp_path):
     assert time.monotonic() - t < 30
 
 
+def test_a_local_fleet_keeps_dasks_scratch_space_in_a_directory_it_removes(cluster, tmp_path):
+    # the module's cluster: every worker's scratch space inside the fleet's own temporary directory
+    scratch = cluster.client.run(lambda dask_worker: dask_worker.local_directory)
+    assert cluster.scratch and all(d.startswith(cluster.scratch + os.sep) for d in scratch.values()), scratch
+    # a command that starts one and stops it leaves nothing in the temporary directory (dask-scratch-space/ was)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    r = subprocess.run([sys.executable, "-m", "fsyncstudy", "fleet", "status", "--scheduler", "local:1"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120, env={**os.environ, "TMPDIR": str(tmp)})
+    assert r.returncode == 0 and "local-0" in r.stdout, r.stderr
+    assert os.listdir(tmp) == []
+
+
 def test_a_host_that_never_joins_is_named(cluster, tmp_path):
     with pytest.raises(fleet.FleetError, match="host-c did not join"):
         fleet.run_fleet_sweep(tmp_path / "x", tiny(), "unused", hosts=["host-a", "host-c"], fleet=cluster,

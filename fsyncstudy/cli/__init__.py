@@ -17,7 +17,9 @@ lab stay inside the commands that need them, so a command starts without them.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from pathlib import Path
 
 from .. import __version__, profiles
 from ..log import unwind_on_sigterm
@@ -34,6 +36,53 @@ from .sweep import cmd_answer, cmd_fleet, cmd_sweep
 # -- the parser -------------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose refusal of a bad option is one line on stderr and exit status 2, as every other
+    failure (no usage block: ``--help`` has it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def seconds(text: str) -> float:
+    """An option's type: a duration, a finite number of seconds above 0 (0, negatives, nan and inf are
+    refused while parsing, before anything is measured)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds above 0, got {text}")
+    return v
+
+
+def png_file(text: str) -> str:
+    """An option's type: the file a figure is written to, exactly: a name ending in .png (matplotlib would
+    add .png to one without, and write another file than the one named), not a directory, in a
+    directory that exists; checked while parsing, before anything is measured."""
+    p = Path(text)
+    if p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory: name the PNG file to write, e.g. "
+                                         f"{p / 'figure.png'}")
+    if p.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"{text} does not end in .png: name the PNG file to write")
+    if not p.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: its directory {p.parent} does not exist (or is not a directory)")
+    return text
+
+
+def whole_seconds(text: str) -> int:
+    """An option's type: a whole number of seconds, at least 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of seconds, at least 1, got {text}")
+    return v
+
+
+
 def _reads(p: argparse.ArgumentParser, kind: str, func) -> None:
     """The options of a command that reads a dataset of ``kind`` and answers in text or JSON."""
     p.add_argument("--dataset", help=f"a {kind} dataset (default: the newest of this machine, else the committed one)")
@@ -42,7 +91,7 @@ def _reads(p: argparse.ArgumentParser, kind: str, func) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m fsyncstudy",
+    ap = _Parser(prog="python -m fsyncstudy",
                                  description="How much durability each fsync strategy costs, on your storage.")
     ap.add_argument("--debug", action="store_true", help="on an error, show the traceback (before the command)")
     ap.add_argument("--version", action="version", version=f"fsyncstudy {__version__}")
@@ -52,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--strategy", action="append", metavar="NAME",
                    help="always, none, batch_<N>ms or group_<N>ms; repeat the flag (default: the task's three)")
     b.add_argument("--entries", type=int, help="entries per trial (default 10000 unless --duration is given)")
-    b.add_argument("--duration", type=float, metavar="SECONDS", help="run each trial at least this long")
+    b.add_argument("--duration", type=seconds, metavar="SECONDS", help="run each trial at least this long")
     b.add_argument("--target", "--dir", dest="dir", metavar="DIR",
                    help="target directory or lab:NAME (default: $FSYNCSTUDY_DIR, else durable storage)")
     b.add_argument("--sync-method", default="fdatasync", choices=SYNC_METHODS)
@@ -60,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--payload-bytes", type=int, default=128)
     b.add_argument("--writers", type=int, default=1, help="concurrent writers on the one log (group_<N>ms: sharing syncs; always: each syncing its own entries)")
     b.add_argument("--json", action="store_true", help="print the full results as JSON")
-    b.add_argument("--plot", metavar="PNG", help="also draw each trial's latency histogram and timeline into a PNG")
+    b.add_argument("--plot", metavar="FILE.png", type=png_file,
+                   help="also draw each trial's latency histogram and timeline into this PNG file (exactly this "
+                        "path: its name ends in .png and its directory exists)")
     b.add_argument("--preset", choices=["etcd"], help="etcd: fio's etcd disk check (2300-byte writes, fdatasync "
                    "after each, 22 MiB), its p99 against 10 ms; --json prints fio-shaped JSON")
     b.set_defaults(func=cmd_bench)
@@ -135,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--payload-bytes", type=int, default=128,
                    help="fio pairs: our payload; the block is 16 bytes more (default 128: 144-byte writes)")
     c.add_argument("--entries", type=int, help="fio sync pair: writes per side and round (default: ~0.5 s worth)")
-    c.add_argument("--secs-per-test", type=int, default=1, metavar="S",
+    c.add_argument("--secs-per-test", type=whole_seconds, default=1, metavar="S",
                    help="pg_test_fsync's -s, and our seconds per method (default 1)")
     c.add_argument("--json", action="store_true", help="every pair with its per-round values, as JSON")
     c.set_defaults(func=cmd_compare)
@@ -143,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pgtest", help="pg_test_fsync's five sections, measured by fsyncstudy, with CIs")
     p.add_argument("--target", "--dir", dest="target", metavar="DIR",
                    help="target directory (default: $FSYNCSTUDY_DIR, else durable storage)")
-    p.add_argument("--secs-per-test", type=float, default=5.0, metavar="S",
+    p.add_argument("--secs-per-test", type=seconds, default=5.0, metavar="S",
                    help="seconds per test, as pg_test_fsync's -s (default 5), split into --trials trials")
     p.add_argument("--trials", type=int, default=5, help="trials per test, run in rounds (default 5)")
     p.add_argument("--json", action="store_true")
@@ -210,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("b", help="run B, the same")
     d.add_argument("--metric", default="ops_per_sec", help="a column of the trials (default ops_per_sec)")
     d.add_argument("--json", action="store_true")
-    d.add_argument("--plot", metavar="PNG", help="also draw B/A per configuration into this PNG")
+    d.add_argument("--plot", metavar="FILE.png", type=png_file,
+                   help="also draw B/A per configuration into this PNG file (as bench --plot)")
     d.set_defaults(func=cmd_diff)
 
     ck = sub.add_parser("check", help="every problem of a dataset (its files, header, types, ranges, checksums, "

@@ -37,7 +37,7 @@ def cmd_bench(args) -> int:
         matplotlib.use("Agg")
         from .. import plots
         plots.bench_run(results, timelines, f"bench on {target.path} ({target.fstype} on {device(target)}), "
-                                            f"{target.durability}").savefig(args.plot, dpi=100)
+                                            f"{target.durability}").savefig(args.plot, dpi=100, format="png")
         say(f"figure: {args.plot}")
     if args.json:
         print_json({"fsyncstudy": envelope(target), "results": [r.as_dict() for r in results]})

@@ -67,7 +67,7 @@ def cmd_diff(args) -> int:
     if args.plot:
         from .. import plots
         fig = plots.run_ratios(diff, f"{name_b} over {name_a}")
-        fig.savefig(args.plot, dpi=110, bbox_inches="tight")
+        fig.savefig(args.plot, dpi=110, bbox_inches="tight", format="png")
         say(f"figure: {args.plot}")
     if args.json:
         print_json({"fsyncstudy": envelope(), "a": str(args.a), "b": str(args.b),
