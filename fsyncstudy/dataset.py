@@ -598,7 +598,8 @@ def open_or_resume(out: str | os.PathLike, kind: str, plan: dict, columns: list[
     """Create the dataset ``out`` of ``kind``, or resume it if it was planned the same way here.
 
     Refused (DatasetError, one line naming the file) when another process holds it, when
-    rows exist without a readable meta.json, when meta.json is malformed, or when the
+    rows exist without a readable meta.json, when a directory without one holds other files (a
+    user's), when meta.json is malformed, or when the
     existing dataset has another format, kind, plan, table, columns, or was measured on
     another machine or boot, or when its rows do not pass ``check`` (a duplicated row is never
     counted as done).  ``targets`` ({name: description}) goes into the environment of
@@ -636,6 +637,11 @@ def open_or_resume(out: str | os.PathLike, kind: str, plan: dict, columns: list[
                 if stray.exists() and stray.stat().st_size > 0:
                     raise DatasetError(f"{stray} holds rows but {meta_path} is missing: nothing says what they "
                                        "measured, so they cannot be resumed; move them away or choose another --out")
+            others = sorted(p.name for p in out.iterdir() if p.name not in (LOCK_FILE, table, META_FILE + ".tmp"))
+            if others:
+                raise DatasetError(f"{out} holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}) "
+                                   "and no meta.json: it is not a dataset, and a new one is made only in a new or "
+                                   "empty directory; choose another --out")
             meta = {"format": FORMAT, "kind": kind, "created_at": now_utc(), "environment": environment(targets),
                     "plan": _as_stored(plan), "table": table, "columns": _as_stored(columns),
                     "notes": notes or {}, "runs": []}

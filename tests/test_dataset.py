@@ -88,6 +88,12 @@ def test_a_refused_sweep_leaves_the_users_directory_as_it_was(disk_dir, tmp_path
     p = cli("sweep", "--profile", "quick", "--out", str(mine), "--target", str(disk_dir), "--quiet")
     assert p.returncode == 2 and "data.csv holds rows but" in p.stderr.splitlines()[-1], p.stderr
     assert snapshot(mine) == before and sorted(os.listdir(mine)) == ["data.csv", "notes.txt"]  # no .lock
+    # and one holding other files only is no dataset either: nothing is written into it
+    (mine / "data.csv").unlink()
+    before = snapshot(mine)
+    p = cli("sweep", "--profile", "quick", "--out", str(mine), "--target", str(disk_dir), "--quiet")
+    assert p.returncode == 2 and "holds other files (notes.txt) and no meta.json" in p.stderr, p.stderr
+    assert snapshot(mine) == before and os.listdir(mine) == ["notes.txt"]
 
 
 def test_a_refusal_removes_only_the_lock_file_and_directories_it_made(tmp_path, monkeypatch):
