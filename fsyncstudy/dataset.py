@@ -506,11 +506,11 @@ def _regular_file(path: Path, what: str) -> str | None:
     except FileNotFoundError:
         return None
     except OSError as e:
-        return f"cannot be read ({e.strerror})"
+        return f"unreadable ({e.strerror})"
     if stat.S_ISLNK(st.st_mode):
-        return f"is a symbolic link (to {os.readlink(path)!r}): {what} must be a file inside the dataset directory"
+        return f"a symbolic link (to {os.readlink(path)!r}): {what} must be a file inside the dataset directory"
     if not stat.S_ISREG(st.st_mode):
-        return f"is not a regular file: {what} must be one"
+        return f"not a regular file: {what} must be one"
     return None
 
 
@@ -520,7 +520,7 @@ def read_meta(directory: str | os.PathLike, formats=(FORMAT,)) -> dict:
     path = Path(directory) / META_FILE
     why = _regular_file(path, "meta.json")
     if why:
-        raise DatasetError(f"{path} {why}")
+        raise DatasetError(f"{path} is {why}")
     try:
         size = path.stat().st_size
         if size > MAX_META_BYTES:
@@ -648,7 +648,7 @@ def open_or_resume(out: str | os.PathLike, kind: str, plan: dict, columns: list[
             write_json_durably(meta_path, meta)
         why = _regular_file(table_path, "the table")
         if why:
-            raise DatasetError(f"{table_path} {why}")
+            raise DatasetError(f"{table_path} is {why}")
         tab = Table(table_path, names, salt=meta["created_at"])  # cuts off a torn last row
         try:
             got = check(out, kind, schema=columns)
@@ -852,12 +852,13 @@ def check(directory: str | os.PathLike, kind: str | None = None, *, schema: list
         got.problems.append(Problem(str(file), text, line, field_))
 
     if not d.is_dir():
-        problem(d, "is not a directory" if d.exists() else "does not exist")
+        problem(d, "it is not a directory" if d.exists() else "it does not exist")
         return got
     try:
         meta = read_meta(d, (2, FORMAT) if legacy else (FORMAT,))
     except DatasetError as e:
-        problem(d / META_FILE, str(e).removeprefix(f"{d / META_FILE} "))
+        # read_meta's messages open with the file's path and a verb: the problem names the file itself
+        problem(d / META_FILE, "it " + str(e).removeprefix(str(d / META_FILE)).strip())
         return got
     got.meta = meta
     if kind is not None and meta["kind"] != kind:
@@ -866,7 +867,7 @@ def check(directory: str | os.PathLike, kind: str | None = None, *, schema: list
     path = d / meta["table"]
     why = _regular_file(path, "the table")
     if why:
-        problem(path, why)
+        problem(path, f"it is {why}")
         return got
     try:
         size = path.stat().st_size
@@ -884,7 +885,7 @@ def check(directory: str | os.PathLike, kind: str | None = None, *, schema: list
     retyped = [f"{name} as {typ} (this version: {expected[name]})" for name, typ in meta["columns"]
                if name in expected and expected[name] != typ]
     if retyped:
-        problem(d / META_FILE, f"declares {len(retyped)} column{'s' * (len(retyped) > 1)} with another type than a "
+        problem(d / META_FILE, f"it declares {len(retyped)} column{'s' * (len(retyped) > 1)} with another type than a "
                                f"{meta['kind']} dataset's: {', '.join(retyped[:4])}{', ...' if len(retyped) > 4 else ''}")
         return got
     columns = [c for c, _ in meta["columns"]]
