@@ -32,7 +32,7 @@ import time
 from array import array
 from dataclasses import dataclass, field
 
-from .log import Framer
+from .log import DeadlinePassed, Framer
 from .strategies import KINDS, Strategy
 
 #: Records framed per block once the pre-framed ones run out (duration-bound trials) ...
@@ -53,11 +53,6 @@ IDLE_POLL_S = 50e-6
 
 class SyncFailed(OSError):
     """A sync returned an error: nothing written since the last good sync may be durable."""
-
-
-class DeadlinePassed(Exception):
-    """A run reached its hard deadline (``Stop.hard_ns``) before its stop rule: it was stopped there and
-    its timings are discarded (a run cut short is not the run that was asked for)."""
 
 
 @dataclass

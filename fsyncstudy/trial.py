@@ -292,7 +292,7 @@ def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, 
     """One engine run on a fresh log that is removed afterwards, also after an error.  ``daemon``: the
     pid of the FUSE daemon serving the target, whose CPU time over the run is measured too; ``deadline``
     as ``run_trial``'s."""
-    with LogFile(directory, sync_method, prealloc, prealloc_bytes, direct=direct) as log:
+    with LogFile(directory, sync_method, prealloc, prealloc_bytes, direct=direct, deadline=deadline) as log:
         sync = log.sync_function()
         stop = engine.Stop(entries or 0, int(duration_s * 1e9) if duration_s else 0, MAX_ENTRIES,
                            hard_ns=_hard_ns(deadline), reserve_ns=SUMMARY_RESERVE_NS if deadline is not None else 0)

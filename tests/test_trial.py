@@ -481,3 +481,11 @@ def test_rounds_cut_short_by_a_deadline_keep_the_ones_that_finished(disk_dir, mo
     with pytest.raises(trial.DeadlinePassed):
         trial.run_rounds(sts, 20, disk_dir, deadline=time.monotonic() + 60)
     assert leftovers(disk_dir) == []
+
+
+def test_a_deadline_stops_a_zero_fill_of_gigabytes(disk_dir):
+    t = time.monotonic()
+    with pytest.raises(trial.DeadlinePassed, match="while zero-filling its log"):
+        run_trial("none", entries=MAX_ENTRIES, directory=disk_dir, prealloc="zero-fill", deadline=t + 0.3)
+    assert time.monotonic() - t < 0.3 + 1.0   # the zeros written so far are dropped with the log
+    assert leftovers(disk_dir) == []
