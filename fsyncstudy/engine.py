@@ -32,7 +32,7 @@ import time
 from array import array
 from dataclasses import dataclass, field
 
-from .log import Framer
+from .log import DeadlinePassed, Framer
 from .strategies import KINDS, Strategy
 
 #: Records framed per block once the pre-framed ones run out (duration-bound trials) ...
@@ -58,14 +58,38 @@ class SyncFailed(OSError):
 @dataclass
 class Stop:
     """When a writer stops: after at least ``entries`` entries and ``duration_ns`` since the first write,
-    and at the latest after ``max_entries``."""
+    and at the latest after ``max_entries``.
+
+    ``hard_ns`` (``time.perf_counter_ns``; 0: none) is a deadline the run never goes past whatever
+    its stop rule: a writer that finds it passed raises ``DeadlinePassed``.  It is tested where the
+    stop rule is, so the timed loops pay nothing more per entry: at each entry (``none``: at each
+    timed write), once its system call has returned.  It comes earlier by ``reserve_ns`` for each
+    timed entry the block under way would bring the run to: time kept for turning the timings into a
+    result (``trial.summarize``), so that a run that ends just before it is not summarized past it."""
 
     entries: int = 0
     duration_ns: int = 0
     max_entries: int = MAX_ENTRIES
+    hard_ns: int = 0
+    reserve_ns: int = 0
 
     def deadline(self, first_write_ns: int) -> int:
         return first_write_ns + self.duration_ns if self.duration_ns else 0
+
+    def limit(self, timed: int) -> int:
+        """The hard deadline for a run that will have timed ``timed`` entries (``_NEVER`` without one)."""
+        return self.hard_ns - self.reserve_ns * timed if self.hard_ns else _NEVER
+
+    def done(self, entries: int, t: int, first_write_ns: int) -> bool:
+        """Whether a run that wrote ``entries`` by ``t`` met its stop rule (not its hard deadline)."""
+        return entries >= self.entries and (not self.duration_ns or t >= self.deadline(first_write_ns))
+
+
+def _deadline_passed(stop: Stop, entries: int, timed: int | None = None) -> DeadlinePassed:
+    """Why a run stopped at its hard deadline: after ``entries``, of which ``timed`` (default: all) were timed."""
+    timed = entries if timed is None else timed
+    kept = f" less {stop.reserve_ns * timed / 1e9:.2g} s kept for their summary" if stop.reserve_ns else ""
+    return DeadlinePassed(f"stopped at its deadline{kept}, after {entries:,} entries")
 
 
 @dataclass
@@ -148,8 +172,12 @@ def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, wr
     w = write or os.write
     tl.start_ns = clk()
     n_min = stop.entries
-    deadline = stop.deadline(tl.start_ns) or _NEVER   # a count alone: the feed ends the loop there
+    soft = stop.deadline(tl.start_ns) or _NEVER   # a count alone: the feed ends the loop there
     for block in _feed(framer, first, stop):
+        # the hard deadline, kept clear of the summary of this block's entries too, and one test per
+        # entry for both deadlines
+        limit = stop.limit(len(ends) + len(block))
+        deadline = min(soft, limit)
         # two copies of one loop, so that neither tests per entry whether there is a sync call
         if sync is None:
             for rec in block:
@@ -159,7 +187,7 @@ def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, wr
                 if k != rl:
                     raise _short_write(k, rl)
                 ta(t); ea(a)
-                if t >= deadline and len(ends) >= n_min:
+                if t >= deadline and (len(ends) >= n_min or t >= limit):
                     break
             else:
                 continue
@@ -176,10 +204,12 @@ def run_always(fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, wr
                     raise _wrap_sync_error(e) from e
                 a = clk()
                 ta(t); ma(s); ea(a)
-                if t >= deadline and len(ends) >= n_min:
+                if t >= deadline and (len(ends) >= n_min or t >= limit):
                     break
             else:
                 continue
+        if t >= limit and not stop.done(len(ends), t, tl.start_ns):
+            raise _deadline_passed(stop, len(ends))
         break
     # derived after the timed window, at most five arrays of one int64 per entry at any time
     n = len(ends)
@@ -240,9 +270,13 @@ def run_none(fd: int, framer: Framer, first: list[bytes], stop: Stop, write=None
     gi, mask = 0, len(gaps) - 1
     n = 0
     tl.start_ns = clk()
-    n_min, deadline = stop.entries, stop.deadline(tl.start_ns)
+    n_min, soft = stop.entries, stop.deadline(tl.start_ns)
     for block in _feed(framer, first, stop):
         it, pos, size, total, stopping = iter(block), 0, len(block), 0, False
+        # the hard deadline, kept clear of the summary of this block's timed entries; one test per
+        # timed write for both deadlines (a count alone has no other)
+        limit = stop.limit(len(tl.latency) + (size if gaps is _NO_GAPS else size // SAMPLE_EVERY + 1))
+        deadline = limit if exact else min(soft, limit)
         while pos < size:
             seg = gaps[gi]
             gi = (gi + 1) & mask
@@ -256,7 +290,7 @@ def run_none(fd: int, framer: Framer, first: list[bytes], stop: Stop, write=None
             total += w(fd, next(it))
             la(clk() - t)
             pos += 1
-            if not exact and n + pos >= n_min and t >= deadline:
+            if t >= deadline and (t >= limit or not exact and n + pos >= n_min):
                 stopping = True
                 break
         if total != pos * rl:
@@ -264,6 +298,8 @@ def run_none(fd: int, framer: Framer, first: list[bytes], stop: Stop, write=None
                                         f"{pos} entries (is the target full?)")
         n += pos
         if stopping:
+            if t >= limit and not stop.done(n, t, tl.start_ns):
+                raise _deadline_passed(stop, n, len(tl.latency))
             break
     tl.end_ns = clk()
     tl.count = n
@@ -324,9 +360,13 @@ def run_batch(fd: int, sync, interval_ms: int, framer: Framer, first: list[bytes
     i = 0
     fl.start()
     tl.start_ns = clk()
-    n_min, deadline = stop.entries, stop.deadline(tl.start_ns)
+    n_min, soft = stop.entries, stop.deadline(tl.start_ns)
     try:
         for block in _feed(framer, first, stop):
+            # the hard deadline, kept clear of the summary of this block's entries; one test per entry
+            # for both deadlines (a count alone has no other: the feed ends the loop at it)
+            limit = stop.limit(i + len(block))
+            deadline = (min(soft, limit) if soft else limit) if soft or n_min else 0
             for rec in block:
                 t = clk()
                 k = w(fd, rec)
@@ -339,10 +379,12 @@ def run_batch(fd: int, sync, interval_ms: int, framer: Framer, first: list[bytes
                 i += 1
                 la(a - t); aa(a)
                 fl.written = i
-                if i >= n_min and t >= deadline:
+                if t >= deadline and (i >= n_min or t >= limit):
                     break
             else:
                 continue
+            if t >= limit and not stop.done(i, t, tl.start_ns):
+                raise _deadline_passed(stop, i)
             break
     finally:
         fl.halt.set()
@@ -416,7 +458,15 @@ class _GroupCommit:
             seqs.append(seq); lats.append(a - t); acks.append(a)
 
     def _stopping(self, t: int) -> bool:
-        return (self.next_seq >= self.stop.entries and t >= self.deadline) or self.next_seq >= self.stop.max_entries
+        """With the lock held: whether a closed-loop writer whose clock reads ``t`` writes no more; at the
+        hard deadline the run's error is ``DeadlinePassed`` (each entry waits for a sync: the test of it
+        is nothing beside that)."""
+        seq, stop = self.next_seq, self.stop
+        if stop.hard_ns and t >= stop.limit(seq) and not stop.done(seq, t, self.tl.start_ns):
+            self.error = _deadline_passed(stop, seq)
+            self.cond.notify_all()
+            return True
+        return (seq >= stop.entries and t >= self.deadline) or seq >= stop.max_entries
 
     def _shared(self, t: int | None = None) -> int | None:
         """Group commit: append the next entry under the log lock and wait for a sync that covers it
@@ -494,7 +544,7 @@ class _GroupCommit:
         self.leading = True
         cond.release()
         try:
-            if self.delay_s and self.halt.wait(self.delay_s):
+            if self.delay_s and self._gather():
                 return  # stopped while gathering: no sync, nobody acknowledged
             hi = self.next_seq  # every seq below it has its write() returned
             s = clk()
@@ -511,6 +561,19 @@ class _GroupCommit:
         self.tl.sync_starts.append(s); self.tl.sync_ends.append(e_); self.tl.sync_hi.append(hi)
         if hi > self.synced:
             self.synced = hi
+
+    def _gather(self) -> bool:
+        """The leader's wait of ``delay_s`` for more writers, without the lock; True when the run was
+        stopped meanwhile: by ``stop_writers``, or by its hard deadline, which a wait of up to a minute
+        (group_60000ms) would otherwise pass."""
+        if not self.stop.hard_ns:
+            return self.halt.wait(self.delay_s)
+        left = (self.stop.limit(self.next_seq) - time.perf_counter_ns()) / 1e9
+        if left >= self.delay_s:
+            return self.halt.wait(self.delay_s)
+        if not self.halt.wait(max(0.0, left)):
+            self.stop_writers(_deadline_passed(self.stop, self.next_seq))
+        return True
 
     def open_writer(self, due: array, deadline_ns: int, out: list, work_us: float) -> None:
         """One open-loop writer thread: each entry at its own arrival (``run_open``)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import os
 import struct
+import time
 import zlib
 from dataclasses import dataclass
 
@@ -33,6 +34,12 @@ _ZERO_HEADER = bytes(HEADER.size)
 #: the loop ran 5.5% faster (open_datasync: 8.4%).  A log that wrote its own records page by page
 #: would see the small pieces, so the zero-fill writes as a log does, not as a bulk copy.
 ZERO_FILL_CHUNK = 64 << 10
+
+
+class DeadlinePassed(Exception):
+    """A run reached its hard deadline before its stop rule (``engine.Stop.hard_ns``, or a log's
+    preparation its ``deadline``): it was stopped there and its timings are discarded (a run cut short
+    is not the run that was asked for)."""
 
 
 class Framer:
@@ -247,13 +254,14 @@ class LogFile:
 
     def __init__(self, directory: str | os.PathLike, sync_method: str = "fdatasync",
                  prealloc: str = "append", prealloc_bytes: int = 0, name: str | None = None,
-                 direct: bool = False):
+                 direct: bool = False, deadline: float | None = None):
         self.sync_method = check_sync_method(sync_method)
         self.prealloc = check_preallocation(prealloc)
         self.directory = os.fspath(directory)
         self.path = os.path.join(self.directory, name or f".fsyncstudy-{os.getpid()}-{os.urandom(6).hex()}.log")
         self.prealloc_bytes = prealloc_bytes if prealloc != "append" else 0
         self.fd = -1
+        self.deadline = deadline   # time.monotonic(): a zero-fill stops writing zeros there (DeadlinePassed)
         try:
             # inside the try: a Ctrl-C just after the open still removes the file (by its path)
             self.fd = os.open(self.path, _open_flags(sync_method), 0o644)
@@ -278,8 +286,12 @@ class LogFile:
         elif self.prealloc == "zero-fill" and self.prealloc_bytes:
             chunk = bytes(ZERO_FILL_CHUNK)
             left = self.prealloc_bytes
+            deadline, clock = self.deadline if self.deadline is not None else float("inf"), time.monotonic
             while left > 0:
                 left -= os.write(fd, chunk[:min(left, len(chunk))])
+                if clock() >= deadline:   # gigabytes of zeros take seconds
+                    raise DeadlinePassed(f"stopped at its deadline while zero-filling its log "
+                                         f"({self.prealloc_bytes - left:,} of {self.prealloc_bytes:,} bytes)")
             os.lseek(fd, 0, os.SEEK_SET)
         os.fsync(fd)
         fsync_dir(self.directory)

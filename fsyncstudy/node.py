@@ -8,8 +8,16 @@ stderr; it reads until stdin closes and exits 0.  It answers ``init`` and
 Limits (error 12 beyond them, saying which): entries 1..``MAX_ENTRIES``, 1..``MAX_STRATEGIES``
 strategies, payload_bytes 0..``MAX_PAYLOAD_BYTES``, writers 1..``MAX_WRITERS``, and a request
 whose first round is estimated (``trial.estimate_s``, from a probe of the target's sync time)
-to take more than ``MAX_REQUEST_S``.  A line is read up to ``MAX_LINE_BYTES``; a message whose
-``src`` is not a string or whose ``msg_id`` cannot be echoed back is logged and not answered.
+to take more than ``MAX_REQUEST_S``.  The estimate is not a bound, so the limit is also a deadline:
+every request is answered within ``MAX_REQUEST_S`` of the node reading its line, plus
+``REPLY_MARGIN_S``.  A trial still running at the deadline is stopped (``run_trial``'s ``deadline``:
+its writer tests it at each entry, as it tests its own stop rule, and leaves time for its summary), its
+log removed, and the answer is error 12 naming the limit, or the rounds that finished before it
+(``trials`` says how many).  The margin is for the system call under way at the deadline (a write, a
+sync) and the log's removal: a sync that hangs for longer delays the answer until it returns.
+
+A line is read up to ``MAX_LINE_BYTES``; a message whose ``src`` is not a string or whose ``msg_id``
+cannot be echoed back is logged and not answered.
 """
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ import json
 import math
 import os
 import sys
+import time
 from enum import IntEnum
 
 
@@ -27,7 +36,7 @@ def _load_library() -> None:
     start any sooner for them either way."""
     global HEADER, remove_stale, pick_directory, StrategyError, parse, quote, describe, one_line, \
         DEFAULT_PAYLOAD_BYTES, MAX_ENTRIES, MAX_PAYLOAD_BYTES, MAX_WRITERS, SPACE_MARGIN_BYTES, TargetFull, \
-        estimate_s, human_bytes, median_trial, probe_sync_s, run_rounds, space_needed, _LOADED
+        DeadlinePassed, estimate_s, human_bytes, median_trial, probe_sync_s, run_rounds, space_needed, _LOADED
     if _LOADED:
         return
     from .log import HEADER, remove_stale, unwind_on_sigterm
@@ -35,7 +44,7 @@ def _load_library() -> None:
     from .strategies import StrategyError, parse, quote
     from .targets import describe, one_line
     from .trial import DEFAULT_PAYLOAD_BYTES, MAX_ENTRIES, MAX_PAYLOAD_BYTES, MAX_WRITERS, SPACE_MARGIN_BYTES, \
-        TargetFull, estimate_s, human_bytes, median_trial, probe_sync_s, run_rounds, space_needed
+        DeadlinePassed, TargetFull, estimate_s, human_bytes, median_trial, probe_sync_s, run_rounds, space_needed
     unwind_on_sigterm()  # a trial cut short by SIGTERM still removes its log
     _LOADED = True
 
@@ -44,8 +53,11 @@ _LOADED = False
 
 #: Strategies one request may name (repeats count).
 MAX_STRATEGIES = 16
-#: A request estimated to take longer than this (its first round) is refused.
+#: A request estimated to take longer than this (its first round) is refused, and one that runs longer
+#: is stopped: every request is answered within this many seconds of the node reading it ...
 MAX_REQUEST_S = 60.0
+#: ... plus this margin: the write or sync under way at the deadline, removing the trial's log, the reply.
+REPLY_MARGIN_S = 1.0
 #: A sync slower than any disk's but a broken one's: below MAX_REQUEST_S with it, a request needs no probe.
 SLOW_SYNC_S = 0.05
 #: Longer lines are not messages: they are skipped unread (their rest is discarded).
@@ -102,7 +114,7 @@ def _unanswerable(msg: dict) -> str | None:
 
 class Node:
     def __init__(self, stdin=None, stdout=None, stderr=None,
-                 directory: str | os.PathLike | None = None):
+                 directory: str | os.PathLike | None = None, max_request_s: float = MAX_REQUEST_S):
         self.stdin = stdin if stdin is not None else sys.stdin
         self.stdout = stdout if stdout is not None else sys.stdout
         self.stderr = stderr if stderr is not None else sys.stderr
@@ -111,6 +123,8 @@ class Node:
         self._explicit_dir = directory
         self._dir = None
         self._sync_s: float | None = None
+        self.max_request_s = max_request_s
+        self.received = time.monotonic()   # when the line being handled was read: its deadline counts from it
         self.handlers = {"init": self.handle_init, "fsync_benchmark": self.handle_fsync_benchmark}
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -154,6 +168,7 @@ class Node:
         read = self.stdin.readline
         while True:
             raw = read(MAX_LINE_BYTES + 1)
+            received = time.monotonic()
             if not raw:
                 return 0
             nl = b"\n" if isinstance(raw, bytes) else "\n"
@@ -165,12 +180,14 @@ class Node:
                 self.log(f"skipping a line of {size:,} bytes: longer than {MAX_LINE_BYTES:,}, not a message")
                 continue
             try:
-                self.handle_line(raw)
+                self.handle_line(raw, received)
                 _load_library()
             except Exception as e:  # a last guard: one line never ends the node
                 self.log(f"dropped a line after an unexpected {type(e).__name__}: {str(e)[:200]}")
 
-    def handle_line(self, raw: str | bytes) -> None:
+    def handle_line(self, raw: str | bytes, received: float | None = None) -> None:
+        """Handle one line, read at ``received`` (``time.monotonic()``; now if not given)."""
+        self.received = time.monotonic() if received is None else received
         if isinstance(raw, bytes):
             raw = raw.decode("utf-8", errors="replace")
         line = raw.strip()
@@ -257,26 +274,33 @@ class Node:
                            f"margin) but {directory} has {human_bytes(free_bytes)} free")
         writers = options.get("writers", 1)
         # the target's sync time is probed only when a slow disk's could break the limit
+        limit = self.max_request_s
         took = estimate_s(strategies, entries, writers, SLOW_SYNC_S)
-        if took > MAX_REQUEST_S:
+        if took > limit:
             took = estimate_s(strategies, entries, writers, self.sync_s())
-        if took > MAX_REQUEST_S:
+        if took > limit:
             raise RPCError(Error.MALFORMED_REQUEST,
                            f"this request would take at least {took:,.0f} s (a sync here takes about "
                            f"{self.sync_s() * 1e3:.2g} ms; group_<N>ms waits N ms for each sync it shares among "
-                           f"its writers), more than this node's limit of {MAX_REQUEST_S:g} s: ask for fewer "
+                           f"its writers), more than this node's limit of {limit:g} s: ask for fewer "
                            "entries, or run it with `python -m fsyncstudy bench`")
         try:
-            trials = self.benchmark(strategies, entries, directory, options)
+            trials = self.benchmark(strategies, entries, directory, options, deadline=self.received + limit)
+        except DeadlinePassed as e:
+            raise RPCError(Error.MALFORMED_REQUEST,
+                           f"this request ran into this node's limit of {limit:g} s and was stopped ({e}; "
+                           f"estimated at {took:,.1f} s: an estimate is a lower bound), its trial logs removed: "
+                           "ask for fewer entries, or run it with `python -m fsyncstudy bench`") from None
         except (ValueError, TargetFull) as e:
             raise RPCError(Error.MALFORMED_REQUEST, str(e)) from None
         except OSError as e:
             raise RPCError(Error.CRASH, f"I/O error on {directory}: {e}") from None
         self.reply(msg, {"type": "fsync_benchmark_ok", "results": [self.result(st, ts) for st, ts in trials]})
 
-    def benchmark(self, strategies, entries: int, directory, options: dict) -> list:
-        """The trials of ``trial.run_rounds``: alternating rounds within its time budget."""
-        trials, rounds, spent = run_rounds(strategies, entries, directory, **options)
+    def benchmark(self, strategies, entries: int, directory, options: dict, deadline: float | None = None) -> list:
+        """The trials of ``trial.run_rounds``: alternating rounds within its time budget, and the rounds
+        that finished before ``deadline`` (``time.monotonic()``) if it comes first."""
+        trials, rounds, spent = run_rounds(strategies, entries, directory, deadline=deadline, **options)
         self.log(f"fsync_benchmark: {entries} entries x {len(strategies)} strategies, {rounds} rounds in {spent:.3f} s")
         return list(zip(strategies, trials))
 

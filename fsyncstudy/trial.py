@@ -37,6 +37,12 @@ MAX_DURATION_S = 3600.0
 ROUND_BUDGET_S = 1.5
 #: ... up to this many rounds.
 MAX_ROUNDS = 5
+#: A trial given a deadline stops its writer this long before it for each timed entry, leaving the time
+#: to turn them into a result (``summarize``, and the engine's derivations after its timed window):
+#: about twice what 10,000,000 batch_10ms entries took here (14.7 s), the most per entry of any kind.
+SUMMARY_RESERVE_NS = 3000
+
+DeadlinePassed = engine.DeadlinePassed
 
 
 class TargetFull(OSError):
@@ -177,7 +183,7 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
               prealloc: str = "append", payload_bytes: int = DEFAULT_PAYLOAD_BYTES, writers: int = 1,
               prealloc_bytes: int | None = None, verify: bool = False,
               target: Target | None = None, overwrite_offset0: bool = False,
-              on_timeline=None, direct: bool = False) -> TrialResult:
+              on_timeline=None, direct: bool = False, deadline: float | None = None) -> TrialResult:
     """Run one trial: write entries to a fresh log in ``directory`` by ``strategy`` and measure.
 
     The trial writes at least ``entries`` entries and runs at least ``duration_s``
@@ -188,6 +194,10 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
     for callers that need more than the summary (a full percentile list).
     ``direct`` (with ``overwrite_offset0``, records of whole 4096-byte blocks) writes with O_DIRECT,
     as pg_test_fsync's open_* tests do; another peer-parity mode.
+    ``deadline`` (``time.monotonic()`` seconds) is one the trial never returns after: its writer stops
+    there (``engine.Stop.hard_ns``, earlier by ``SUMMARY_RESERVE_NS`` an entry, for the summary) and
+    it raises ``DeadlinePassed``, its log removed; a system call under way at the deadline (a write, a
+    sync) is waited for.
     """
     st = strategy if isinstance(strategy, Strategy) else parse(strategy)
     check_sync_method(sync_method)
@@ -242,18 +252,21 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
         warnings.warn(msg, DurabilityWarning, stacklevel=2)
         notes.append(msg)
 
+    _check_deadline(deadline, "before its log was opened")
     first = framer.frame_range(0, engine.preframe_records(framer, entries))
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     daemon = fuse_daemon_pid(directory, tgt)
     try:
         tl, verified, detail = _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, first,
-                                    entries, duration_s, verify, overwrite_offset0, on_timeline, direct, daemon)
+                                    entries, duration_s, verify, overwrite_offset0, on_timeline, direct, daemon,
+                                    deadline)
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise TargetFull(errno.ENOSPC, f"{directory} ({tgt.fstype}) ran out of space during the trial: it had "
                                            f"{human_bytes(free)} free, the trial needed about {human_bytes(need)} "
                                            "plus what the filesystem keeps for itself; its log was removed") from e
         raise
+    _check_deadline(deadline, f"after its {tl.entries:,} entries, before their summary")
     if duration_s and tl.entries >= MAX_ENTRIES and tl.end_ns - tl.start_ns < duration_s * 1e9:
         notes.append(f"stopped at {MAX_ENTRIES:,} entries (the most one trial writes) before {duration_s:g} s")
     return summarize(st, tl, sync_method=sync_method, prealloc=prealloc, payload_bytes=payload_bytes,
@@ -262,13 +275,27 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
                      overwrite_offset0=overwrite_offset0)
 
 
+def _check_deadline(deadline: float | None, where: str) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlinePassed(f"stopped at its deadline {where}")
+
+
+def _hard_ns(deadline: float | None) -> int:
+    """A ``time.monotonic()`` deadline on the engine's clock (``time.perf_counter_ns``); 0 for none."""
+    if deadline is None:
+        return 0
+    return max(1, time.perf_counter_ns() + int((deadline - time.monotonic()) * 1e9))
+
+
 def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, first, entries, duration_s, verify,
-         overwrite_offset0, on_timeline, direct=False, daemon: int | None = None):
+         overwrite_offset0, on_timeline, direct=False, daemon: int | None = None, deadline: float | None = None):
     """One engine run on a fresh log that is removed afterwards, also after an error.  ``daemon``: the
-    pid of the FUSE daemon serving the target, whose CPU time over the run is measured too."""
-    with LogFile(directory, sync_method, prealloc, prealloc_bytes, direct=direct) as log:
+    pid of the FUSE daemon serving the target, whose CPU time over the run is measured too; ``deadline``
+    as ``run_trial``'s."""
+    with LogFile(directory, sync_method, prealloc, prealloc_bytes, direct=direct, deadline=deadline) as log:
         sync = log.sync_function()
-        stop = engine.Stop(entries or 0, int(duration_s * 1e9) if duration_s else 0, MAX_ENTRIES)
+        stop = engine.Stop(entries or 0, int(duration_s * 1e9) if duration_s else 0, MAX_ENTRIES,
+                           hard_ns=_hard_ns(deadline), reserve_ns=SUMMARY_RESERVE_NS if deadline is not None else 0)
         d0 = process_cpu_ns(daemon)
         wait0, cpu0 = cpu_wait_ns(), time.process_time_ns()
         tl = engine.run(st, log.fd, sync, framer, first, stop, writers=writers, offset0=overwrite_offset0)
@@ -413,12 +440,16 @@ def summarize(st: Strategy, tl: engine.Timeline, *, sync_method: str, prealloc: 
 
 
 def run_rounds(strategies: list[Strategy], entries: int, directory, budget_s: float = ROUND_BUDGET_S,
-               max_rounds: int = MAX_ROUNDS, **options) -> tuple[list[list[TrialResult]], int, float]:
+               max_rounds: int = MAX_ROUNDS, deadline: float | None = None,
+               **options) -> tuple[list[list[TrialResult]], int, float]:
     """One trial per strategy in alternating rounds (forward, then backward, ...), while another
     round is expected to fit ``budget_s`` and at most ``max_rounds``; at least one round.
 
     Returns the trials per strategy (in the order given), the rounds run and the seconds spent.
     The protocol node answers with this; ``median_trial`` picks each strategy's result.
+    ``deadline`` (``time.monotonic()`` seconds): every trial is given it (``run_trial``); a round is
+    not started unless the last one's time fits before it, and a round it cuts short is dropped: the
+    rounds that finished are returned, or, when the first did not, ``DeadlinePassed`` is raised.
     """
     target = describe(directory)
     for st in strategies:
@@ -429,14 +460,22 @@ def run_rounds(strategies: list[Strategy], entries: int, directory, budget_s: fl
     rounds = 0
     while True:
         t0 = time.monotonic()
-        for k in (order if rounds % 2 == 0 else order[::-1]):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the target's verdict goes into every result
-                trials[k].append(run_trial(strategies[k], entries=entries, directory=directory, target=target,
-                                           **options))
+        try:
+            for k in (order if rounds % 2 == 0 else order[::-1]):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # the target's verdict goes into every result
+                    trials[k].append(run_trial(strategies[k], entries=entries, directory=directory, target=target,
+                                               deadline=deadline, **options))
+        except DeadlinePassed:
+            if not rounds:
+                raise
+            for ts in trials:
+                del ts[rounds:]
+            return trials, rounds, time.monotonic() - start
         rounds += 1
-        spent, last = time.monotonic() - start, time.monotonic() - t0
-        if rounds >= max_rounds or spent + last > budget_s:
+        now = time.monotonic()
+        spent, last = now - start, now - t0
+        if rounds >= max_rounds or spent + last > budget_s or (deadline is not None and now + last > deadline):
             return trials, rounds, time.monotonic() - start
 
 

@@ -24,10 +24,10 @@ def bench(msg_id, entries, strategies, src="c1", **extra):
                      **extra}}
 
 
-def run_node(lines, directory):
+def run_node(lines, directory, **kwargs):
     inp = io.StringIO("".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in lines))
     out, err = io.StringIO(), io.StringIO()
-    assert Node(inp, out, err, directory=directory).run() == 0
+    assert Node(inp, out, err, directory=directory, **kwargs).run() == 0
     replies = [json.loads(l) for l in out.getvalue().splitlines()]
     return replies, out.getvalue(), err.getvalue()
 
@@ -158,6 +158,33 @@ def test_an_io_error_becomes_an_error_reply(disk_dir, monkeypatch):
     assert replies[1]["body"]["code"] == 13 and "sync failed" in replies[1]["body"]["text"]
     assert replies[2]["body"]["type"] == "fsync_benchmark_ok"
     assert os.listdir(disk_dir) == []
+
+
+def test_a_request_that_outruns_its_estimate_is_stopped_at_the_limit_and_the_node_goes_on(disk_dir):
+    # 3,000,000 `none` entries are estimated at 1.5 s (0.5 us a write) and take several: the limit holds
+    from fsyncstudy.node import REPLY_MARGIN_S
+    lines = [INIT, bench(2, 3_000_000, ["none"], payload_bytes=0), bench(3, 20, ["none"])]
+    inp = io.StringIO("".join(json.dumps(l) + "\n" for l in lines))
+    out, err = io.StringIO(), io.StringIO()
+    node = Node(inp, out, err, directory=disk_dir, max_request_s=2.0)
+    sent, send = [], node.send
+    node.send = lambda dest, body: (send(dest, body), sent.append(time.monotonic()))
+    t = time.monotonic()
+    assert node.run() == 0
+    replies = [json.loads(l)["body"] for l in out.getvalue().splitlines()]
+    assert [r["type"] for r in replies] == ["init_ok", "error", "fsync_benchmark_ok"]
+    assert replies[1]["code"] == 12 and "limit of 2 s" in replies[1]["text"] and "stopped" in replies[1]["text"]
+    assert 2.0 - 0.5 < sent[1] - t < 2.0 + REPLY_MARGIN_S, sent[1] - t   # stopped near the limit, not before
+    assert leftovers(disk_dir) == []
+
+
+def test_a_request_that_ends_before_the_limit_is_answered_in_full(disk_dir):
+    replies, _, err = run_node([INIT, bench(2, 100, ["always", "batch_10ms", "none"])], disk_dir, max_request_s=10.0)
+    rounds = int(err.split(" rounds in ")[0].rsplit(" ", 1)[1])
+    res = replies[1]["body"]["results"]
+    assert replies[1]["body"]["type"] == "fsync_benchmark_ok" and [r["trials"] for r in res] == [rounds] * 3
+    assert [r["entries"] for r in res] == [100] * 3
+    assert leftovers(disk_dir) == []
 
 
 def node_cmd(*args):

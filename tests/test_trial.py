@@ -441,3 +441,51 @@ def test_bound_names_what_the_trial_waited_for():
     assert cpu_fields(int(0.2 * s), 100, s, daemon_ns=int(0.9 * s))["bound"] == "fuse-daemon"
     assert cpu_fields(int(0.2 * s), 100, s, daemon_ns=int(0.3 * s))["bound"] == "storage"
     assert cpu_fields(int(0.2 * s), 100, s)["daemon_cpu_share"] is None
+
+
+@pytest.mark.parametrize("name, kwargs", [("always", {}), ("none", {}), ("batch_0ms", {}), ("group_0ms", {"writers": 2}),
+                                          ("always", {"writers": 2}), ("group_30000ms", {}),
+                                          ("none", {"duration_s": 60})])
+def test_a_deadline_stops_every_loop_and_removes_the_log(name, kwargs, disk_dir):
+    # each would run for minutes (group_30000ms: 30 s for its first sync); each stops at its deadline
+    t = time.monotonic()
+    with pytest.raises(trial.DeadlinePassed, match="stopped at its deadline"):
+        run_trial(name, entries=MAX_ENTRIES, directory=disk_dir, payload_bytes=0, deadline=t + 0.5, **kwargs)
+    assert time.monotonic() - t < 0.5 + 0.3
+    assert leftovers(disk_dir) == []
+
+
+def test_a_trial_that_ends_before_its_deadline_is_as_without_one(disk_dir, count_fdatasync):
+    for deadline in (None, time.monotonic() + 30):
+        r = run_trial("always", entries=200, directory=disk_dir, deadline=deadline)
+        assert r.entries == 200 and r.syncs == 200
+    assert len(count_fdatasync) == 400
+    with pytest.raises(trial.DeadlinePassed, match="before its log was opened"):
+        run_trial("none", entries=10, directory=disk_dir, deadline=time.monotonic())
+    assert leftovers(disk_dir) == []
+
+
+def test_rounds_cut_short_by_a_deadline_keep_the_ones_that_finished(disk_dir, monkeypatch):
+    real, calls = trial.run_trial, []
+
+    def third_fails(*a, **k):
+        calls.append(k["deadline"])
+        if len(calls) == 3:
+            raise trial.DeadlinePassed("stopped at its deadline")
+        return real(*a, **k)
+    monkeypatch.setattr(trial, "run_trial", third_fails)
+    sts = [trial.parse("none"), trial.parse("always")]
+    trials, rounds, _ = trial.run_rounds(sts, 20, disk_dir, budget_s=60, deadline=time.monotonic() + 60)
+    assert rounds == 1 and [len(t) for t in trials] == [1, 1] and len(set(calls)) == 1
+    calls[:] = [None, None]   # the next call is the third: the first round does not finish
+    with pytest.raises(trial.DeadlinePassed):
+        trial.run_rounds(sts, 20, disk_dir, deadline=time.monotonic() + 60)
+    assert leftovers(disk_dir) == []
+
+
+def test_a_deadline_stops_a_zero_fill_of_gigabytes(disk_dir):
+    t = time.monotonic()
+    with pytest.raises(trial.DeadlinePassed, match="while zero-filling its log"):
+        run_trial("none", entries=MAX_ENTRIES, directory=disk_dir, prealloc="zero-fill", deadline=t + 0.3)
+    assert time.monotonic() - t < 0.3 + 1.0   # the zeros written so far are dropped with the log
+    assert leftovers(disk_dir) == []
