@@ -22,9 +22,25 @@ OTHERS = {"crash": "crash-standard-power+process-vm-78139a10-abfaaf", "peers": "
           "realdb-crash": "realdb-crash-standard-vm-78139a10-687888", "fleet": "fleet-quick-vm-6b60e6aa-b82b3b"}
 
 
-def cli(*args, timeout=120):
+def subprocess_cli(*args, timeout=120):
     return subprocess.run([sys.executable, "-m", "fsyncstudy", *args], capture_output=True, text=True, cwd=REPO,
                           timeout=timeout)
+
+
+class Ran:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def cli(*args):
+    """The command line in this process (``cli.main``, as ``python -m fsyncstudy`` runs it), with what it
+    printed: a subprocess per case would cost a second of imports each (one test runs it for real)."""
+    import contextlib
+    from fsyncstudy.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(list(args))
+    return Ran(rc, out.getvalue(), err.getvalue())
 
 
 def copy(tmp_path, src=SMALL, name="copy"):
@@ -83,10 +99,10 @@ def test_every_row_duplicated_is_refused_by_diff_and_listed_by_check(tmp_path):
     d = copy(tmp_path)
     recs = records(d)
     write_records(d, [recs[0], *[r for r in recs[1:] for _ in (0, 1)]])
-    err = one_line_refusal(cli("diff", str(SMALL), str(d)), f"{d}/trials.csv, line 3:", "counts already (line 2)",
-                           "more problems")
+    err = one_line_refusal(subprocess_cli("diff", str(SMALL), str(d)), f"{d}/trials.csv, line 3:",
+                           "counts already (line 2)", "more problems")
     assert "a unit counts once" in err
-    r = cli("check", str(d), "--json")
+    r = subprocess_cli("check", str(d), "--json")
     got = json.loads(r.stdout)
     assert r.returncode == 1 and not got["ok"] and len(got["problems"]) == sum(
         rr[col(d, "status")] == "ok" for rr in recs[1:])
