@@ -39,9 +39,11 @@ def cmd_report(args) -> int:
         return 1
     print(f"report: {index.resolve()}")
     from .. import analysis, sweep
-    df, _ = sweep.load(Path(datasets["dataset"]).resolve())
+    df, meta = sweep.load(Path(datasets["dataset"]).resolve())
     for line in analysis.recommendation_lines(analysis.answer(df)):
         print(f"- {line}")
+    if catalog.shortfall(meta):
+        print(f"- {catalog.shortfall(meta, 'the sweep dataset')}")
     if datasets["load_dataset"]:
         from .. import loadstudy
         crash = datasets.get("crash_dataset")
