@@ -89,3 +89,31 @@ def leftovers(d: Path) -> list[str]:
 
 SHM = Path("/dev/shm")
 needs_shm = pytest.mark.skipif(not (SHM.is_dir() and os.access(SHM, os.W_OK)), reason="/dev/shm is not writable here")
+
+
+class Ran:
+    """What a command printed and returned, as ``subprocess.run`` gives it."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def run_here(*args) -> Ran:
+    """``python -m fsyncstudy ARGS`` in this process (``cli.main``, which is what that command runs), with
+    its output captured: for refusals, where a subprocess would spend a second on imports for each case.
+    SIGTERM's handler is put back as it was (the command installs its own)."""
+    import contextlib
+    import io
+    import signal
+
+    from fsyncstudy.cli import main
+    out, err, handler = io.StringIO(), io.StringIO(), signal.getsignal(signal.SIGTERM)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = main([str(a) for a in args])
+            except SystemExit as e:
+                rc = e.code if isinstance(e.code, int) else 1
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    return Ran(rc, out.getvalue(), err.getvalue())

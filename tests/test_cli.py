@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, run_here
 from fsyncstudy import cli
 
 
@@ -34,7 +34,7 @@ def assert_one_line_error(p, code, text):
     (["--strategy", "batch_" + "9" * 5000 + "ms"], "longer than 64 characters"),
 ])
 def test_bench_refuses_what_it_cannot_run_in_one_line(args, text, disk_dir):
-    assert_one_line_error(run("bench", "--dir", str(disk_dir), *args), 2, text)
+    assert_one_line_error(run_here("bench", "--dir", str(disk_dir), *args), 2, text)
 
 
 @pytest.mark.parametrize("args, text", [
@@ -44,7 +44,7 @@ def test_bench_refuses_what_it_cannot_run_in_one_line(args, text, disk_dir):
     (["peers", "--peers", "fio", "--secs-per-test", "-1"], "must be a whole number of seconds, at least 1, got -1"),
 ])
 def test_a_duration_of_zero_or_less_or_not_finite_is_refused_while_parsing(args, text, disk_dir):
-    p = run(*args, "--target", str(disk_dir))
+    p = run_here(*args, "--target", str(disk_dir))
     assert_one_line_error(p, 2, text)
     assert len(p.stderr.strip().splitlines()) == 1 and os.listdir(disk_dir) == []  # nothing measured
 
@@ -63,13 +63,13 @@ def test_a_directory_that_does_not_exist_is_an_error_and_is_not_created(tmp_path
 ])
 def test_an_empty_target_is_refused_not_taken_for_the_default(command, name, tmp_path):
     out = ["--out", str(tmp_path / "out")] if command[0] in ("sweep", "crash", "load", "realdb") else []
-    assert_one_line_error(run(*command, "--target", name, *out), 2, "is empty: name a directory or lab:NAME")
+    assert_one_line_error(run_here(*command, "--target", name, *out), 2, "is empty: name a directory or lab:NAME")
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("cuts", ["0", "-1"])
 def test_crash_refuses_a_number_of_cuts_below_one(cuts, disk_dir, tmp_path):
-    p = run("crash", "--kind", "process", "--cuts", cuts, "--dir", str(disk_dir), "--out", str(tmp_path / "c"))
+    p = run_here("crash", "--kind", "process", "--cuts", cuts, "--dir", str(disk_dir), "--out", str(tmp_path / "c"))
     assert_one_line_error(p, 2, "cuts must be an integer in 1..")
 
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, run_here
 from fsyncstudy import catalog, dataset, sweep
 from fsyncstudy.dataset import DatasetError
 
@@ -27,20 +27,8 @@ def subprocess_cli(*args, timeout=120):
                           timeout=timeout)
 
 
-class Ran:
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
 def cli(*args):
-    """The command line in this process (``cli.main``, as ``python -m fsyncstudy`` runs it), with what it
-    printed: a subprocess per case would cost a second of imports each (one test runs it for real)."""
-    import contextlib
-    from fsyncstudy.cli import main
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(args))
-    return Ran(rc, out.getvalue(), err.getvalue())
+    return run_here(*args)   # one case goes through a real subprocess (subprocess_cli)
 
 
 def copy(tmp_path, src=SMALL, name="copy"):
