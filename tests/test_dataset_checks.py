@@ -266,3 +266,40 @@ def test_upgrade_gives_a_format_2_dataset_its_checksums_and_refuses_a_corrupt_on
     r = cli("upgrade", str(d))
     assert r.returncode == 0, r.stderr
     assert records(d) == recs and dataset.check(d).ok is True
+
+
+# -- provenance -------------------------------------------------------------------------------------
+
+def test_provenance_says_clean_or_which_diff_of_the_measuring_code():
+    from fsyncstudy import analysis
+    assert dataset.provenance_text({"commit": "420ca20122a3", "dirty": False}) == "git 420ca20122 (clean)"
+    assert "outside the measuring code" in dataset.provenance_text({"commit": "abc", "dirty": True, "diff_sha256": None})
+    assert "(diff sha256 0123456789ab): no commit reproduces it" in dataset.provenance_text(
+        {"commit": "abc", "dirty": True, "diff_sha256": "0123456789ab"})
+    table = analysis.machine_table(dataset.read_meta(SMALL))["value"]
+    assert table["fsyncstudy"].endswith("(clean))")
+
+
+def test_the_digest_of_an_uncommitted_change_to_the_measuring_code_is_recorded(monkeypatch):
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        out = {"rev-parse": "abc\n", "status": " M fsyncstudy/engine.py\n", "diff": "-old\n+new\n"}[cmd[3]]
+        return subprocess.CompletedProcess(cmd, 0, out, "")
+    monkeypatch.setattr(dataset.subprocess, "run", fake_run)
+    git = dataset.git_state()
+    assert git["dirty"] and git["diff_sha256"] == __import__("hashlib").sha256(b"-old\n+new\n").hexdigest()[:12]
+    assert any("engine.py" in " ".join(c) for c in calls if c[3] == "diff")   # the diff of the measuring code only
+
+
+def test_make_report_on_a_dirty_tree_says_so_before_it_measures(monkeypatch):
+    from fsyncstudy import study
+    monkeypatch.setattr(dataset, "git_state", lambda: {"commit": "abc1234567", "dirty": True, "diff_sha256": "feed"})
+
+    def stop(*a, **kw):
+        raise KeyboardInterrupt("stopped before measuring")
+    monkeypatch.setattr(study, "run_study", stop)
+    r = run_here("report", "--quiet")
+    assert r.returncode == 130
+    assert "note: measuring from git abc1234567, uncommitted changes to the measuring code (diff sha256 feed)" in r.stderr
