@@ -259,8 +259,10 @@ def test_a_trial_on_the_fuse_target_measures_its_daemons_cpu(lab, pc, disk_dir):
     busy = r.cpu_share + (r.cpu_wait_share or 0)
     assert r.bound == ("cpu" if busy >= 0.8 else "fuse-daemon" if busy + r.daemon_cpu_share >= 0.8 else "storage")
     # none never syncs: the writer and the daemon between them are on a CPU nearly all the time, whatever
-    # the storage under the daemon
-    assert r.bound in ("cpu", "fuse-daemon")
+    # the storage under the daemon, unless other processes hold the CPUs (a busy machine: both then wait
+    # to run, and only the writer's wait is measured); so at least one of three trials says so
+    bounds = [r.bound] + [run_trial("none", duration_s=0.5, directory=pc).bound for _ in range(2) if r.bound == "storage"]
+    assert set(bounds) & {"cpu", "fuse-daemon"}, bounds
     assert run_trial("none", duration_s=0.1, directory=disk_dir).daemon_cpu_share is None   # no daemon there
     assert log_leftovers(pc) == []
 
