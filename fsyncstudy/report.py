@@ -297,7 +297,7 @@ def build_report(dataset: str | Path, out_dir: str | Path = REPO / "reports", bu
                  crash_dataset: str | Path | None = None, peers_dataset: str | Path | None = None,
                  load_dataset: str | Path | None = None, realdb_dataset: str | Path | None = None,
                  realdb_crash_dataset: str | Path | None = None, seed: int = 0,
-                 n_boot: int = 2000, log=print) -> Path:
+                 n_boot: int = 2000, log=print, cell_timeout_s: float = CELL_TIMEOUT_S) -> Path:
     """Execute every notebook on ``dataset`` (and the crash and peers datasets) and render the HTML report.
 
     Every page is rendered, also when a notebook stops (the page shows where and why); then
@@ -314,7 +314,7 @@ def build_report(dataset: str | Path, out_dir: str | Path = REPO / "reports", bu
             if got.problems:
                 raise got.error()
     params = {**{k: str(v) for k, v in paths.items()}, "seed": seed, "n_boot": n_boot}
-    executed, failures = execute(params, Path(build), log=log)
+    executed, failures = execute(params, Path(build), log=log, cell_timeout_s=cell_timeout_s)
     index = render(executed, Path(out_dir), paths["dataset"], paths.get("load_dataset"), failures,
                    paths.get("crash_dataset"))
     if failures:
