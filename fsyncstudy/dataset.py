@@ -548,6 +548,17 @@ def _as_stored(obj):
     return json.loads(json.dumps(obj, default=str))  # tuples become lists, as in the file
 
 
+#: A profile's fields added after datasets were planned with it: left out of a plan while None (their
+#: default), so a dataset planned before they existed still resumes under the same profile.
+ADDED_FIELDS = ("warmup_duration_s",)
+
+
+def plan_of(profile) -> dict:
+    """A profile (a dataclass) as a dataset's plan records it."""
+    from dataclasses import asdict
+    return {k: v for k, v in asdict(profile).items() if not (k in ADDED_FIELDS and v is None)}
+
+
 # -- a dataset being written ------------------------------------------------------------------------
 
 @dataclass
@@ -752,7 +763,8 @@ KINDS = {k.name: k for k in (
     Kind("sweep", key=("round", "target", "config"), counts=("status", "ok"), replicate="round",
          planned=lambda plan, row: plan["profile"]["trials"], positive=("ops_per_sec",)),
     Kind("crash", key=("kind", "strategy", "cut"), counts=("error", ""), replicate="cut",
-         planned=lambda plan, row: plan["cuts_per_strategy"][row["kind"]]),
+         planned=lambda plan, row: plan.get("cuts_by_strategy", {}).get(row["kind"], {}).get(
+             row["strategy"], plan["cuts_per_strategy"][row["kind"]])),
     Kind("peers", key=("target", "pair", "round", "side"), counts=None, replicate="round",
          planned=lambda plan, row: plan["rounds"]),
     Kind("load", key=("round", "target", "config", "rate"), counts=("status", "ok"), replicate="round",

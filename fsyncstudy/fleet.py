@@ -29,7 +29,7 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__, dataset, loadstudy, runner, sweep
@@ -375,7 +375,7 @@ def _run(fleet: Fleet, spec: _Spec, out, targets, names, seed, progress, limit, 
         except Exception as e:   # the host's own error (a directory that does not exist there)
             raise FleetError(f"{h}: {type(e).__name__}: {e}") from None
     keyed = {f"{h}:{d}": (h, d) for h in sorted(hosts) for d in resolved[h]["dirs"]}
-    plan_ = {"profile": asdict(spec.profile), "seed": seed, "fleet": {h: resolved[h]["dirs"] for h in sorted(hosts)}}
+    plan_ = {"profile": dataset.plan_of(spec.profile), "seed": seed, "fleet": {h: resolved[h]["dirs"] for h in sorted(hosts)}}
     notes = {"fleet": {h: {k: facts[h][k] for k in ("fsyncstudy", "python", "hostname", "kernel")}
                        for h in sorted(hosts)},
              "hosts": {h: facts[h]["environment"] for h in sorted(hosts)},

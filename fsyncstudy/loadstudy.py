@@ -11,7 +11,7 @@ import os
 import random
 import warnings
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import dataset, runner
@@ -37,6 +37,8 @@ class LoadProfile:
     trials: int = 3
     warmup_rounds: int = 1
     duration_s: float = 0.5
+    #: How long a warm-up trial runs (None: ``duration_s``); warm-up rounds are not counted
+    warmup_duration_s: float | None = None
     arrivals: str = "poisson"
     #: the storage lab's targets that join the host's disk when the lab is up
     lab_targets: tuple[str, ...] = ("lab:ext4", "lab:hdd-emulated")
@@ -100,7 +102,7 @@ def run_load_study(out, profile: LoadProfile, targets: list[str], seed: int = 0,
         raise TypeError(f"profile must be a loadstudy.LoadProfile, got {profile!r}")
     dirs = resolve_all(targets)
     descriptions = {d: describe(d) for d in dirs}
-    ds = dataset.open_or_resume(out, KIND, {"profile": asdict(profile), "seed": seed, "targets": dirs}, SCHEMA, TABLE,
+    ds = dataset.open_or_resume(out, KIND, {"profile": dataset.plan_of(profile), "seed": seed, "targets": dirs}, SCHEMA, TABLE,
                                 targets={d: t.as_dict() for d, t in descriptions.items()},
                                 notes={"target_names": dict(zip(dirs, targets))})
     for d in dirs:
@@ -123,13 +125,17 @@ def _row(p: dict, target, seed: int) -> dict:
             "error": ""}
 
 
+def _duration_s(profile: LoadProfile, p: dict) -> float:
+    return profile.warmup_duration_s if p["warmup"] and profile.warmup_duration_s is not None else profile.duration_s
+
+
 def run_one(p: dict, profile: LoadProfile, target, seed: int) -> dict:
     """One planned trial (open loop) on ``target`` (its ``Target``); its row, an error recorded in it."""
     row = _row(p, target, seed)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            r = run_load_trial(parse(p["strategy"]), p["rate"], duration_s=profile.duration_s, directory=p["target"],
+            r = run_load_trial(parse(p["strategy"]), p["rate"], duration_s=_duration_s(profile, p), directory=p["target"],
                                arrivals=profile.arrivals, clients=p["clients"], seed=row["seed"], target=target,
                                work_us=p["work_us"])
         row.update(r.as_dict())

@@ -6,7 +6,7 @@ A profile (``PROFILES``) names one plan for every part of the study:
 profile    sweep (``sweep.Profile``)              crash (``crash.CrashProfile``)  peers (``PeersPlan``)
 =========  =====================================  ==============================  ==========================
 quick      3 trials, batch 0/10/50/100 ms         8 power / 5 process cuts        fio, 3 rounds
-standard   5 trials, 7 batch intervals 0..100 ms  100 power / 50 process cuts     fio + pg_test_fsync, 4
+standard   5 trials, 7 batch intervals 0..100 ms  100/40 power, 50/40 process    fio + pg_test_fsync, 3
 full       10 trials, batch 0..100 ms by 2        as standard                     as standard
 =========  =====================================  ==============================  ==========================
 
@@ -48,9 +48,11 @@ _CRASH_QUICK = CrashProfile("quick", power=(("always", "group_0ms", "batch_10ms"
                             process=(("always", "batch_10ms", "none"), 5))
 # batch_1ms and batch_20ms left out since 2026-11-29 (room for the real databases' cuts): 0, 5, 10,
 # 50 and 100 ms still span the curve of the loss window
+# 2026-12-07 (evening): 40 cuts, not 100, for a strategy that may lose (its window against its nominal
+# one); 100 stay for always and group_0ms, whose zero-loss upper bound needs them
 _CRASH_STANDARD = CrashProfile(
     "standard", power=(("always", "group_0ms", *(f"batch_{n}ms" for n in (0, 5, 10, 50, 100)), "none"), 100),
-    process=(("always", "batch_10ms", "none"), 50))
+    process=(("always", "batch_10ms", "none"), 50), lossy_cuts=40)
 #: The real databases at a fixed rate (2,000 commits a second, the README's question): the settings
 #: that sync (the throughput study and the power cuts run every setting).
 #: (until 2026-12-07 also postgres/off-200ms and redis/everysec, which acknowledge before any sync: their
@@ -80,7 +82,7 @@ PROFILES = {
         "standard", sweep=Profile("standard", trials=5, warmup_rounds=1, min_duration_s=0.5, min_intervals=5,
                                   # 2026-12-07: 7 intervals (no 2, 20, 30; 25 instead), to make room for always with 4 and 16
                                   # writers (group commit's baseline) in the same budget
-                                  batch_ms=(0, 5, 10, 25, 50, 75, 100),
+                                  batch_ms=(0, 5, 10, 25, 50, 75, 100), warmup_duration_s=0.1,
                                   # one writer only at 0 ms: with a delay it is always plus the delay
                                   group=((0, 1), *((n, w) for n in (0, 10, 50) for w in (4, 16)))),
         # 2026-12-07: make report (standard) took 37 min 21 s, over its 35-minute budget (peers 215 s, the
@@ -90,9 +92,14 @@ PROFILES = {
         # so that more predictions reach a verdict (at 3, postgres/group-1ms and sqlite/wal-full were undecided).
         # With 30 such cuts and 5 settings at 2,000/s it took 34 min 15 s (at 6cdd2ba): too close to the budget
         # for a slower day, so 20 cuts and the 3 settings that sync at commit at 2,000/s.
-        crash=_CRASH_STANDARD, peers=PeersPlan(rounds=4),
-        load=LoadProfile("standard", rates=(200, 500, 1000, 2000, 5000, 10000, 50000)),
-        realdb=RealPlan("standard", trials=5, warmup_rounds=1, duration_s=0.5, cuts=100, lossy_cuts=20,
+        # 2026-12-07 (evening): the same plan took 39 min 9 s on a slower afternoon (the real databases'
+        # power cuts 564 s, not 360), and the write paths (issue 25) need room: warm-up trials of 0.1 s in
+        # the sweep and the load study (not counted; 0.5 s each until then), 3 peer rounds (not 4), 40 engine
+        # cuts for a strategy that may lose (above) and 60 power cuts, not 100, under a real-database setting
+        # that promises no loss (its zero-loss upper bound 4.9% of cuts instead of 3.0%)
+        crash=_CRASH_STANDARD, peers=PeersPlan(rounds=3),
+        load=LoadProfile("standard", rates=(200, 500, 1000, 2000, 5000, 10000, 50000), warmup_duration_s=0.1),
+        realdb=RealPlan("standard", trials=5, warmup_rounds=1, duration_s=0.5, cuts=60, lossy_cuts=20,
                         rates=(2000.0,), rate_settings=_REAL_AT_RATE)),
     "full": StudyProfile(
         "full", sweep=Profile("full", trials=10, warmup_rounds=1, min_duration_s=1.0, min_intervals=10,
@@ -132,11 +139,14 @@ LOAD_OVERHEAD_S = 0.06   # 0.03 until 2026-12-07 (468 trials took 261 s)
 def eta(prof: StudyProfile, targets: int, default_targets: int, kinds, lab_targets=()) -> dict[str, float]:
     """About how long each phase of ``run_study`` takes, in seconds (an estimate to plan by)."""
     sp = prof.sweep
-    trials = sum(sp.duration_s(c) + SWEEP_OVERHEAD_S for c in sp.configs()) * (sp.trials + sp.warmup_rounds)
-    cuts = sum(len(getattr(prof.crash, k)[0]) * getattr(prof.crash, k)[1] for k in kinds)
+    trials = sum((sp.duration_s(c) + SWEEP_OVERHEAD_S) * sp.trials
+                 + (sp.duration_s(c, warmup=True) + SWEEP_OVERHEAD_S) * sp.warmup_rounds for c in sp.configs())
+    cuts = sum(prof.crash.cuts_for(k, s) for k in kinds for s in getattr(prof.crash, k)[0])
     lp = prof.load
     load_targets = 1 + sum(1 for t in lp.lab_targets if t in lab_targets)
-    load = (lp.trials + lp.warmup_rounds) * len(lp.cells()) * load_targets * (lp.duration_s + LOAD_OVERHEAD_S)
+    warm_s = lp.warmup_duration_s if lp.warmup_duration_s is not None else lp.duration_s
+    load = ((lp.duration_s + LOAD_OVERHEAD_S) * lp.trials + (warm_s + LOAD_OVERHEAD_S) * lp.warmup_rounds) \
+        * len(lp.cells()) * load_targets
     rp = prof.realdb
     cells = len(rp.settings) + len(rp.rate_settings) * len(rp.rates)
     real = (rp.trials + rp.warmup_rounds) * cells * 2 * (rp.duration_s + REAL_TRIAL_OVERHEAD_S + QUIET_WINDOW_S)

@@ -74,6 +74,10 @@ class Profile:
     group: tuple[tuple[int, int], ...]            # (interval ms, writers)
     prealloc_compare: tuple[str, ...] = ("always", "batch_10ms")
     prealloc_modes: tuple[str, ...] = ("zero-fill",)
+    #: How long a warm-up trial runs (None: as long as a counted one).  A warm-up round is not counted:
+    #: it brings each target and configuration to a steady state (files, caches, the lab's daemons), which
+    #: a short trial does as well as a long one (at least one interval of a batch or group strategy)
+    warmup_duration_s: float | None = None
 
     def configs(self) -> list[Config]:
         out = [Config("always"), Config("none")]
@@ -85,8 +89,11 @@ class Profile:
         out += [Config(s, prealloc=p) for p in self.prealloc_modes for s in self.prealloc_compare]
         return out
 
-    def duration_s(self, config: Config) -> float:
-        return max(self.min_duration_s, parse(config.strategy).span_s(self.min_intervals))
+    def duration_s(self, config: Config, warmup: bool = False) -> float:
+        st = parse(config.strategy)
+        if warmup and self.warmup_duration_s is not None:
+            return max(self.warmup_duration_s, st.span_s(1))
+        return max(self.min_duration_s, st.span_s(self.min_intervals))
 
 
 #: Columns of trials.csv with their types: the plan's, then every field of TrialResult.
@@ -155,7 +162,7 @@ def run_sweep(out: str | os.PathLike, profile: Profile, targets: list[str] | Non
     names = targets or default_targets()
     dirs = resolve_all(names)
     descriptions = {d: describe(d) for d in dirs}
-    plan_ = {"profile": asdict(profile), "seed": seed, "targets": dirs}
+    plan_ = {"profile": dataset.plan_of(profile), "seed": seed, "targets": dirs}
     notes = {"target_names": dict(zip(dirs, names)), "skipped_targets": skipped or {},
              "trial_rule": f"each trial runs at least {profile.min_duration_s} s and at least "
                            f"{profile.min_intervals} batch/group intervals, whichever is longer"}
@@ -235,7 +242,7 @@ class Worker:
             self.proc = self._start()
         job = {"planned": {"round": p.round, "warmup": p.warmup, "position": p.position, "target": p.target,
                            "config": asdict(p.config)},
-               "duration_s": prof.duration_s(p.config), "target": target.as_dict(),
+               "duration_s": prof.duration_s(p.config, p.warmup), "target": target.as_dict(),
                "engine_sha256": dataset.engine_digest()}
         try:
             self.proc.stdin.write(json.dumps(job) + "\n")
@@ -348,7 +355,7 @@ def _worker_loop(targets: list[str], out) -> int:
 
 
 def _planned_row(p: Planned, prof: Profile | None, target: Target, duration_s: float | None = None) -> dict:
-    dur = duration_s if duration_s is not None else prof.duration_s(p.config)
+    dur = duration_s if duration_s is not None else prof.duration_s(p.config, p.warmup)
     return {"round": p.round, "warmup": p.warmup, "position": p.position, "target": p.target,
             "target_label": table_label(target), "config": p.config.key, "config_label": p.config.label,
             "duration_rule_s": dur, "status": "ok", "error": "", "worker_pid": os.getpid()}

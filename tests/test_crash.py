@@ -57,3 +57,21 @@ def test_a_log_that_vanished_is_an_error_of_that_cut_never_recovered_zero(disk_d
     with pytest.raises(RuntimeError, match="vanished"):
         one_cut(Thief(disk_dir), "always", k=0, seed=1)
     assert leftovers(disk_dir) == []
+
+
+def test_a_strategy_that_may_lose_gets_its_own_number_of_cuts_and_the_dataset_is_not_called_short(disk_dir, tmp_path):
+    from fsyncstudy import dataset
+    from fsyncstudy.crash import KIND, CrashProfile
+    prof = CrashProfile("t", power=((), 0), process=(("always", "none"), 3), lossy_cuts=1)
+    out = tmp_path / "crash"
+    s = run_crash(out, prof, kinds=("process",), directory=disk_dir, progress=False)
+    assert (s.planned, s.ran, s.failed) == (4, 4, 0)
+    df, meta = load(out)
+    assert df.groupby("strategy").size().to_dict() == {"always": 3, "none": 1}
+    assert meta["plan"]["cuts_by_strategy"] == {"process": {"always": 3, "none": 1}}
+    assert dataset.check(out, KIND).short == []
+    # and one cut fewer of always is short of its plan, named so
+    rows = (out / "cuts.csv").read_text().splitlines()
+    last_always = max(i for i, line in enumerate(rows) if ",always," in line)
+    (out / "cuts.csv").write_text("\n".join(rows[:last_always] + rows[last_always + 1:]) + "\n")
+    assert dataset.check(out, KIND).short

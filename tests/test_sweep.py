@@ -15,7 +15,7 @@ from fsyncstudy.sweep import COLUMNS, KIND, SCHEMA, Config, Profile, load, plan,
 from conftest import REPO, SHM, leftovers
 
 TINY = Profile("tiny", trials=2, warmup_rounds=1, min_duration_s=0.02, min_intervals=3, batch_ms=(0, 10),
-               group=((0, 2),), prealloc_compare=("always",))
+               group=((0, 2),), prealloc_compare=("always",), warmup_duration_s=0.01)
 
 
 def test_every_round_runs_every_configuration_once_in_a_seeded_order():
@@ -71,6 +71,10 @@ def test_a_sweep_writes_every_trial_with_its_metadata(disk_dir, tmp_path):
     df, _ = load(out)
     assert len(df) == n - len(TINY.configs()) * len(targets)  # the warm-up round is left out
     assert (df["elapsed_s"] >= 0.02).all()
+    # the warm-up round's trials are short (one interval at least), the counted ones run the full rule
+    warm = [r for r in rows if r["warmup"] in ("1", "True", "true")]
+    assert warm and {float(r["duration_rule_s"]) for r in warm} == {0.01}
+    assert set(df["duration_rule_s"]) == {0.02, 0.03}
     assert leftovers(disk_dir) == []
 
 
@@ -171,7 +175,8 @@ def test_the_report_pipeline_plans_its_time_from_each_phase():
     assert e["crash"] == pytest.approx(3 * 5 * profiles.CUT_S)       # 3 strategies, 5 process cuts each
     assert e["peers"] == pytest.approx(3 * 2 * profiles.PEER_ROUND_S["fio"])
     std = profiles.eta(PROFILES["standard"], 9, 2, ("power", "process"))
-    assert std["crash"] == pytest.approx((8 * 100 + 3 * 50) * profiles.CUT_S)
+    # 100 power cuts for always and group_0ms, 40 for the 6 that may lose; 50 process cuts of always, 40 of 2
+    assert std["crash"] == pytest.approx((2 * 100 + 6 * 40 + 50 + 2 * 40) * profiles.CUT_S)
     # the real databases' power cuts are planned only where the power can be cut
     assert std["real databases"] > profiles.eta(PROFILES["standard"], 9, 2, ("process",))["real databases"] > 0
 
@@ -229,3 +234,11 @@ def test_every_group_commit_writer_count_has_always_with_the_same_writers(name):
     always_writers = {c.writers for c in configs if c.strategy == "always" and c.prealloc == "append"}
     assert group_writers <= always_writers | {1}
     assert 1 in always_writers
+
+
+def test_a_profile_field_added_later_is_left_out_of_the_plan_while_unset_so_older_datasets_resume():
+    from dataclasses import replace
+
+    from fsyncstudy import dataset
+    assert "warmup_duration_s" not in dataset.plan_of(replace(TINY, warmup_duration_s=None))
+    assert dataset.plan_of(TINY)["warmup_duration_s"] == 0.01
