@@ -132,16 +132,19 @@ class Server:
     def __init__(self, out: str | os.PathLike, listen: str = f"127.0.0.1:{DEFAULT_PORT}", log=None):
         host, port = parse_address(listen)
         self.log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-        self.ds = dataset.open_or_resume(out, KIND, _plan(), SCHEMA, TABLE, notes={"listen": listen})
+        # the address first: a refused one leaves no dataset behind
+        self.listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         try:
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            self.listener = socket.socket(family, socket.SOCK_STREAM)
-            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.listener.bind((host, port))
-            self.listener.listen(16)
+            try:
+                self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                self.listener.bind((host, port))
+                self.listener.listen(16)
+            except OSError as e:
+                raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror or e}") from None
             self.listener.setblocking(False)
+            self.ds = dataset.open_or_resume(out, KIND, _plan(), SCHEMA, TABLE, notes={"listen": listen})
         except BaseException:
-            self.ds.close()
+            self.listener.close()
             raise
         self.address = self.listener.getsockname()[:2]
         self.sel = selectors.DefaultSelector()
@@ -347,7 +350,11 @@ def write(to: str, target: str | os.PathLike, strategy: str = "always", sync_met
     if not directory.is_dir():
         raise FileNotFoundError(f"target {directory} is not a directory")
     host, port = parse_address(to)
-    sock = socket.create_connection((host, port), timeout=connect_timeout_s)
+    try:
+        sock = socket.create_connection((host, port), timeout=connect_timeout_s)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot reach the observer at {host}:{port} ({e.strerror or e}): is `diskcheck "
+                               "serve` running there, listening on an address this machine reaches?") from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # an acknowledgement goes now, not batched
     name = f"diskcheck-{session}.log"
     log = LogFile(directory, sync_method, "append", 0, name=name)

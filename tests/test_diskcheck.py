@@ -172,3 +172,22 @@ def test_the_lab_run_clears_powercut_and_catches_the_liar_in_every_cut(tmp_path,
     # ages on the writer's clock, to when the cut returned: the newest lost was sent before the cut
     assert all(c.reference == "cut" and 0 <= c.newest_lost_age_ms <= c.oldest_lost_age_ms for c in liar.sessions)
     assert "acknowledges flushes it does not keep" in liar.text and pc.text.startswith("kept every")
+
+
+def test_refusals_are_one_line_with_rc_2_and_a_taken_address_leaves_no_dataset(tmp_path, disk_dir):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "fsyncstudy", "diskcheck", *args], env=ENV, capture_output=True,
+                              text=True, timeout=60)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        cases = {("serve", "--listen", f"127.0.0.1:{port}", "--out", str(tmp_path / "a")): "cannot listen on",
+                 ("verify", "--target", str(disk_dir), "--acks", str(tmp_path / "none")): "does not exist",
+                 (): "needs serve, write or verify, or --lab"}
+        for args, said in cases.items():
+            p = run(*args)
+            assert p.returncode == 2 and said in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    p = run("write", "--to", f"127.0.0.1:{port}", "--target", str(disk_dir), "--duration", "1")
+    assert p.returncode == 2 and "cannot reach the observer" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "a").exists() and not list(disk_dir.iterdir())
