@@ -157,6 +157,7 @@ class Server:
             s["rows"] = max(s["rows"], int(r["n"]) + 1)
             s["acked"] = max(s["acked"], int(r["acked"]))
         self.refused = 0
+        self._rows_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
         self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
@@ -314,14 +315,26 @@ class Server:
                  f"{hello.get('target')} ({hello.get('log')})")
 
     def _record(self, c: _Conn, event: str, acked: int, frames: int, writer_ns: int, now_ns: int, detail: str):
+        self._append(c.session, event, acked, frames, writer_ns, now_ns, c.peer, detail)
         s = self.sessions[c.session]
-        row = AckRow(session=c.session, n=s["rows"], event=event, acked=acked, frames=frames,
-                     writer_ns=max(0, writer_ns), received_ns=now_ns, peer=c.peer, detail=detail)
-        self.ds.append(asdict(row))     # fsynced before the next read: what verify finds was received
-        s["rows"] += 1
         s["acked"], s["received_ns"] = acked, now_ns
         c.acked = acked
         c.acks += frames
+
+    def _append(self, session: str, event: str, acked: int, frames: int, writer_ns: int, now_ns: int, peer: str,
+                detail: str) -> None:
+        with self._rows_lock:            # the serving thread, and record_check from the lab's
+            s = self.sessions[session]
+            row = AckRow(session=session, n=s["rows"], event=event, acked=acked, frames=frames,
+                         writer_ns=max(0, writer_ns), received_ns=now_ns, peer=peer, detail=detail)
+            self.ds.append(asdict(row))  # fsynced before the next read: what verify finds was received
+            s["rows"] += 1
+
+    def record_check(self, check: "SessionCheck", target: str, cut: dict) -> None:
+        """A lab run's verification of one session, kept in the dataset beside its acknowledgements
+        (``recorded`` reads them back once the lab and its logs are gone)."""
+        self._append(check.session, "verify", check.acked, 0, 0, time.time_ns(), "",
+                     json.dumps({"target": target, "cut": cut, "check": asdict(check)}, sort_keys=True))
 
 
 # -- the machine under test ---------------------------------------------------------------------------
@@ -433,6 +446,22 @@ class Verdict:
         return asdict(self)
 
 
+def recorded(acks: str | os.PathLike) -> dict[str, Verdict]:
+    """The verdicts a lab run recorded in its dataset (its ``verify`` rows), by target: what the run
+    found, readable after its lab (and the logs) are gone."""
+    got = dataset.check(acks, KIND, schema=SCHEMA)
+    if got.problems:
+        raise got.error()
+    out: dict[str, Verdict] = {}
+    for r in got.rows:
+        if r["event"] != "verify":
+            continue
+        d = json.loads(r["detail"])
+        v = out.setdefault(d["target"], Verdict(target=d["target"]))
+        v.sessions.append(SessionCheck(**d["check"]))
+    return {t: _tally(v) for t, v in out.items()}
+
+
 def _sessions(rows: list[dict]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for r in rows:
@@ -473,6 +502,11 @@ def verify(target: str | os.PathLike, acks: str | os.PathLike, sessions: list[st
             v.skipped.append(sid)
             continue
         v.sessions.append(check_session(sid, hello, s["acks"], log, (cut_ns or {}).get(sid)))
+    return _tally(v)
+
+
+def _tally(v: Verdict) -> Verdict:
+    """The verdict over its sessions' checks."""
     v.pulls = len(v.sessions)
     v.acked = sum(c.acked for c in v.sessions)
     v.lost = sum(c.lost for c in v.sessions)
@@ -609,7 +643,11 @@ def run_lab(cuts: int, out: str | os.PathLike, seed: int = 0, strategy: str = "a
                                                 "unsynced_bytes_dropped": report.get("unsynced_bytes_dropped")})
                     say(f"{target}: cut {k + 1}/{cuts} at {after_ms:.0f} ms, "
                         f"{server.sessions[sid]['acked']:,} records acknowledged")
-                result.verdicts[target] = verify(mp, out, sessions=list(cut_ns), cut_ns=cut_ns)
+                v = result.verdicts[target] = verify(mp, out, sessions=list(cut_ns), cut_ns=cut_ns)
+                v.target = target       # the lab's name, not its mount point of this run
+                by_session = {c["session"]: c for c in result.cuts[target]}
+                for check in v.sessions:
+                    server.record_check(check, target, by_session[check.session])
     finally:
         server.stop()
         thread.join(timeout=30)

@@ -161,7 +161,7 @@ NEEDS = {t: requirement(t) for t in ("powercut", "liar")}
 
 @pytest.mark.skipif(any(NEEDS.values()), reason=str(NEEDS))
 def test_the_lab_run_clears_powercut_and_catches_the_liar_in_every_cut(tmp_path, monkeypatch):
-    from fsyncstudy.diskcheck import run_lab
+    from fsyncstudy.diskcheck import recorded, run_lab
     monkeypatch.setenv("FSYNCSTUDY_LAB_DIR", str(REPO / "build" / "lab-test" / "diskcheck"))
     res = run_lab(2, tmp_path / "acks", seed=3)
     pc, liar = res.verdicts["lab:powercut"], res.verdicts["lab:liar"]
@@ -172,6 +172,9 @@ def test_the_lab_run_clears_powercut_and_catches_the_liar_in_every_cut(tmp_path,
     # ages on the writer's clock, to when the cut returned: the newest lost was sent before the cut
     assert all(c.reference == "cut" and 0 <= c.newest_lost_age_ms <= c.oldest_lost_age_ms for c in liar.sessions)
     assert "acknowledges flushes it does not keep" in liar.text and pc.text.startswith("kept every")
+    # the run's verdicts are in its dataset, readable once the lab and its logs are gone
+    assert {t: v.as_dict() for t, v in recorded(tmp_path / "acks").items()} == \
+        {t: v.as_dict() for t, v in res.verdicts.items()}
 
 
 def test_refusals_are_one_line_with_rc_2_and_a_taken_address_leaves_no_dataset(tmp_path, disk_dir):

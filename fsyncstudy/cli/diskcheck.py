@@ -43,7 +43,8 @@ def register(sub, seconds) -> None:
     w.set_defaults(func=cmd_write)
 
     v = parts.add_parser("verify", help="after the reboot: is every acknowledged record there and intact")
-    v.add_argument("--target", required=True, metavar="DIR", help="the directory `write` wrote to")
+    v.add_argument("--target", metavar="DIR", help="the directory `write` wrote to (without it: the verdicts a "
+                                                    "`--lab` run recorded in --acks)")
     v.add_argument("--acks", required=True, metavar="DIR", help="the observer's dataset (`serve --out`)")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_verify)
@@ -89,7 +90,17 @@ def cmd_write(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from ..diskcheck import verify
+    from ..diskcheck import recorded, verify
+    if args.target is None:
+        found = recorded(args.acks)
+        if not found:
+            say(f"error: {args.acks} holds no recorded verdicts (only a --lab run records them): give --target DIR")
+            return 2
+        if args.json:
+            print_json({"fsyncstudy": envelope(), "verdicts": {t: v.as_dict() for t, v in found.items()}}, indent=1)
+        else:
+            print("\n\n".join(f"{t}:\n{format_verdict(v)}" for t, v in found.items()))
+        return 0
     v = verify(args.target, args.acks)
     if args.json:
         print_json({"fsyncstudy": envelope(), **v.as_dict()}, indent=1)
