@@ -16,9 +16,10 @@ functions too, and fails on a cycle or an import that goes the other way):
 8. ``fsyncstudy`` itself (this file: the names most users need)
 9. ``dataset`` ``runner``: environment metadata, durable tables, the lock, ``open_or_resume``, typed loading;
    the one loop that fills a dataset (``runner.fill``) and its one ``Summary``
-10. ``sweep`` ``crash`` ``loadstudy`` ``peertools`` ``peers`` ``pgtest`` ``etcd`` ``realdb`` ``realstudy`` ``fleet``:
-    measurements that fill datasets (``realdb``: SQLite, PostgreSQL and Redis started and stopped by us;
-    ``fleet``: one sweep across many hosts, on Dask distributed, imported only there)
+10. ``sweep`` ``crash`` ``loadstudy`` ``peertools`` ``peers`` ``pgtest`` ``etcd`` ``realdb`` ``realstudy`` ``fleet``
+    ``diskcheck``: measurements that fill datasets (``realdb``: SQLite, PostgreSQL and Redis started and stopped
+    by us; ``fleet``: one sweep across many hosts, on Dask distributed, imported only there; ``diskcheck``: the
+    flush-honesty check, an observer recording a writer's acknowledgements across a pulled plug)
 11. ``stats``: intervals and effect sizes over trials (pandas, scipy)
 12. ``analysis`` ``analysis.choice`` ``analysis.sweep`` ``analysis.crash`` ``analysis.peers`` ``analysis.tworuns``
     ``analysis.load`` ``analysis.realdb`` ``analysis.fleet`` ``analysis.text``: the tables the notebooks show

@@ -15,7 +15,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import crash, dataset, loadstudy, peers, realdb, realstudy, sweep
+from . import crash, dataset, diskcheck, loadstudy, peers, realdb, realstudy, sweep
 from .places import BUILD, DATA, REPO, RUNS
 from .profiles import profile
 
@@ -48,7 +48,7 @@ def key(*parts) -> str:
 #: Each kind's columns as this version writes them (``dataset.check``: meta.json must not retype them).
 SCHEMAS = {sweep.KIND: sweep.SCHEMA, crash.KIND: crash.SCHEMA, peers.KIND: peers.SCHEMA,
            loadstudy.KIND: loadstudy.SCHEMA, realstudy.KIND: realstudy.SCHEMA,
-           realstudy.CRASH_KIND: realstudy.CRASH_SCHEMA}
+           realstudy.CRASH_KIND: realstudy.CRASH_SCHEMA, diskcheck.KIND: diskcheck.SCHEMA}
 
 
 #: A fleet's dataset is a sweep dataset whose plan names its hosts (``fleet``): "fleet" finds those,

@@ -773,6 +773,9 @@ KINDS = {k.name: k for k in (
          replicate="round", planned=lambda plan, row: plan["plan"]["trials"], positive=("commits_per_sec",)),
     Kind("realdb-crash", key=("db", "setting", "cut"), counts=("error", ""), replicate="cut",
          planned=lambda plan, row: plan["cuts_per_setting"][f"{row['db']}/{row['setting']}"]),
+    # an observer's acknowledgements: a row per HELLO and per batch read together; how many pulls a user
+    # makes is not planned (the plan has no "pulls": nothing to fall short of)
+    Kind("diskcheck", key=("session", "n"), counts=None, replicate="n", planned=lambda plan, row: plan["pulls"]),
 )}
 
 

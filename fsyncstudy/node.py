@@ -34,7 +34,7 @@ def _load_library() -> None:
     after init_ok is sent (before the next line is read).  Its imports (dataclasses and inspect, re,
     pathlib: about 35 ms here) would otherwise come before the node can answer init; the trials do not
     start any sooner for them either way."""
-    global HEADER, remove_stale, pick_directory, StrategyError, parse, quote, describe, one_line, \
+    global HEADER, remove_stale, pick_directory, StrategyError, parse, quote, describe, one_line, note_sync_s, \
         DEFAULT_PAYLOAD_BYTES, MAX_ENTRIES, MAX_PAYLOAD_BYTES, MAX_WRITERS, SPACE_MARGIN_BYTES, TargetFull, \
         DeadlinePassed, estimate_s, human_bytes, median_trial, probe_sync_s, run_rounds, space_needed, _LOADED
     if _LOADED:
@@ -42,7 +42,7 @@ def _load_library() -> None:
     from .log import HEADER, remove_stale, unwind_on_sigterm
     from .places import pick_directory
     from .strategies import StrategyError, parse, quote
-    from .targets import describe, one_line
+    from .targets import describe, note_sync_s, one_line
     from .trial import DEFAULT_PAYLOAD_BYTES, MAX_ENTRIES, MAX_PAYLOAD_BYTES, MAX_WRITERS, SPACE_MARGIN_BYTES, \
         DeadlinePassed, TargetFull, estimate_s, human_bytes, median_trial, probe_sync_s, run_rounds, space_needed
     unwind_on_sigterm()  # a trial cut short by SIGTERM still removes its log
@@ -149,6 +149,7 @@ class Node:
         if self._sync_s is None:
             try:
                 self._sync_s = probe_sync_s(self.directory())
+                note_sync_s(self.directory(), self._sync_s)   # each trial's target description weighs it
             except OSError:
                 return 0.0  # no estimate: the trial itself will meet the error and report it
         return self._sync_s

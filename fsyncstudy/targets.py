@@ -1,5 +1,6 @@
-"""Describe storage targets: which filesystem and device a directory lives on, and
-whether a sync there can make anything durable at all.
+"""Describe storage targets: which filesystem and device a directory lives on, whether a
+sync there can make anything durable at all, and whether a cache between us and the media
+is likely (``plausibility``: the device's class against a measured sync latency).
 
 Standard library only (the protocol node describes its target on every run).
 Everything comes from /proc/self/mountinfo and /sys/block, so it describes what
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,14 @@ PSEUDO_FS = {
 }
 #: Block device name prefixes of virtual disks whose cache is the hypervisor's.
 VIRTUAL_DISKS = ("vd", "xvd")
+#: Words in a disk's model that name a hypervisor's emulated disk.
+VIRTUAL_MODELS = ("QEMU", "VBOX", "VMware", "Virtual", "Msft", "Google", "Amazon Elastic", "Xen")
+#: A spinning disk does not make a small append durable faster than this: the sector after the last
+#: write has passed under the head, so the next one waits most of a turn (8.3 ms at 7200 rpm, 4 ms at
+#: 15,000 rpm) or a seek.  A "rotational" disk syncing faster has a cache in front of its platters.
+ROTATIONAL_MIN_SYNC_S = 1e-3
+LIKELY_CACHE = "a cache between us and the media is likely"
+NO_SIGN_OF_CACHE = "no sign of a cache between us and the media"
 #: Storage-lab targets describe themselves in this extended attribute (JSON: target, label,
 #: emulated, reason): on a lab FUSE mount's root, or on a lab loop device's image file.
 LAB_LABEL_XATTR = "user.fsyncstudy.label"
@@ -71,6 +81,15 @@ class Target:
     scheduler: str | None = None
     #: How a storage-lab filesystem was made (its mkfs command), from its self-description.
     mkfs: str | None = None
+    #: Whether the device takes writes with Force Unit Access (/sys/block/<dev>/queue/fua).
+    fua: bool | None = None
+    #: What makes the disk virtual ("virtio", "xen", or its model), None for a disk that does not say so.
+    virtual: str | None = None
+    #: A sync's latency here as measured in this process (``note_sync_s``, ``probe_sync_s``); describe
+    #: never measures it.
+    sync_probe_ms: float | None = None
+    #: One line: whether a cache between us and the media is likely, with the evidence (``plausibility``).
+    plausibility: str = ""
 
     @property
     def can_be_durable(self) -> bool:
@@ -133,14 +152,28 @@ def _block_info(major_minor: str) -> dict:
     rot = _read(disk / "queue" / "rotational")
     info["rotational"] = None if rot is None else rot == "1"
     info["write_cache"] = _read(disk / "queue" / "write_cache")
+    fua = _read(disk / "queue" / "fua")
+    info["fua"] = None if fua is None else fua == "1"
     vendor, model = _read(disk / "device" / "vendor"), _read(disk / "device" / "model")
     # virtio and NVMe put a PCI id in vendor; only a named model says what the drive is
     info["model"] = " ".join(x for x in (vendor, model) if x) if model else None
+    info["virtual"] = _virtual(disk, info["model"])
     info["loop_backing_file"] = _read(disk / "loop" / "backing_file")
     sched = _read(disk / "queue" / "scheduler") or ""
     info["scheduler"] = next((w[1:-1] for w in sched.split() if w.startswith("[")), sched or None)
     info["disk"] = disk.name
     return info
+
+
+def _virtual(disk: Path, model: str | None) -> str | None:
+    """What says this disk is a hypervisor's: its name, its bus (virtio-blk, virtio-scsi), its model."""
+    if disk.name.startswith("xvd"):
+        return "xen"
+    if disk.name.startswith("vd") or "/virtio" in str(disk):
+        return "virtio"
+    if model and any(w.lower() in model.lower() for w in VIRTUAL_MODELS):
+        return model
+    return None
 
 
 def _verdict(t: Target, disk: str | None) -> tuple[str, str]:
@@ -197,7 +230,76 @@ def describe(path: str | os.PathLike) -> Target:
         t.reason = "mounted without write barriers: syncs do not flush the drive cache"
     t.label = f"{t.fstype} on {'/dev/' + t.block_device if t.block_device else t.source}"
     _lab_label(t)
+    sync_s = _SYNC_S.get(t.mount_point)
+    t.sync_probe_ms = None if sync_s is None else round(sync_s * 1e3, 4)
+    t.plausibility = plausibility(t, sync_s)
     return t
+
+
+# -- is a cache between us and the media likely ----------------------------------------------------
+
+#: Sync latencies measured in this process, by mount point: describe() reads them (it is called per
+#: trial, so it never measures); ``note_sync_s`` and ``probe_sync_s`` fill them.
+_SYNC_S: dict[str, float] = {}
+
+
+def note_sync_s(path: str | os.PathLike, sync_s: float) -> None:
+    """Remember a sync latency measured under ``path`` (a probe, a trial), for describe()'s verdict."""
+    _SYNC_S[mount_of(path).mount_point] = float(sync_s)
+
+
+def probe_sync_s(directory: str | os.PathLike, n: int = 8) -> float:
+    """The median of ``n`` small appends each followed by fdatasync, in a fresh file in ``directory``
+    (removed after), remembered for describe().  The same probe as ``trial.probe_sync_s``, here because
+    ``devices`` (``discover``) needs it and this layer may not import the trial's."""
+    from .log import LogFile
+    with LogFile(directory, "fdatasync", "append", 0) as log:
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            os.write(log.fd, b"\0" * 144)
+            os.fdatasync(log.fd)
+            times.append(time.perf_counter() - t)
+    s = sorted(times)[n // 2]
+    note_sync_s(directory, s)
+    return s
+
+
+def plausibility(t: Target, sync_s: float | None = None) -> str:
+    """Whether a cache between us and the media is likely, in one line with the evidence: the device's
+    class (RAM, FUSE, a network or overlay filesystem, a loop device, a virtual disk, no barriers) and,
+    given a measured sync latency, whether the class allows it (a rotational disk cannot sync in under
+    ``ROTATIONAL_MIN_SYNC_S``).  Without evidence either way on a block device: no sign of one (only a
+    power cut settles it).  "" where nothing is known."""
+    ev = []
+    fs, dev = t.fstype, f"/dev/{t.block_device}" if t.block_device else t.source
+    if fs in VOLATILE_FS:
+        ev.append(f"{fs} keeps files in RAM: there are no media below it")
+    elif fs.startswith("fuse"):
+        ev.append(f"{fs} is a FUSE filesystem: its daemon, between us and the media, decides what a sync does")
+    elif fs in UNCERTAIN_FS:
+        ev.append(f"{fs}: another layer (a server, an overlay's upper directory) sits between us and the media")
+    if t.loop_backing_file:
+        ev.append(f"a loop device: the file {t.loop_backing_file}, its filesystem and the host's page cache sit "
+                  "between us and the media")
+    if t.virtual:
+        ev.append(f"a virtual disk ({dev}, {t.virtual}): a flush ends at the hypervisor, whose cache mode decides "
+                  "whether it reaches media (QEMU's cache=unsafe drops flushes)")
+    opts = t.mount_options.split(",")
+    if "nobarrier" in opts or "barrier=0" in opts:
+        ev.append("mounted without barriers: a sync does not flush the drive's cache")
+    if sync_s is not None and t.rotational and sync_s < ROTATIONAL_MIN_SYNC_S:
+        ev.append(f"{dev} says it is rotational, yet a sync took {sync_s * 1e3:.3g} ms: no spinning disk makes a "
+                  f"write durable in under {ROTATIONAL_MIN_SYNC_S * 1e3:g} ms (a 7200 rpm disk turns once in 8.3 ms)")
+    if ev:
+        return f"{LIKELY_CACHE}: " + "; ".join(ev)
+    if not t.block_device:
+        return ""
+    seen = [f"a sync took {sync_s * 1e3:.3g} ms" if sync_s is not None else "no sync latency measured",
+            f"{'rotational' if t.rotational else 'non-rotational' if t.rotational is False else 'kind unknown'}",
+            f"{t.write_cache or 'unknown'} cache" + ("" if t.fua is None else f", FUA {'yes' if t.fua else 'no'}")]
+    return (f"{NO_SIGN_OF_CACHE} ({', '.join(seen)}); whether the drive keeps its flushes only a power cut "
+            "tells: python -m fsyncstudy diskcheck")
 
 
 def _lab_label(t: Target) -> None:
@@ -220,8 +322,17 @@ def _lab_label(t: Target) -> None:
         t.durability, t.reason = "uncertain", lab["reason"]
 
 
-def discover(include_pseudo: bool = False) -> list[Target]:
-    """The mounted filesystems a user could measure, one per mount point (shadowed ones left out)."""
+def _probe_worthy(t: Target) -> bool:
+    """A block-device filesystem that is not the lab's, nor read-only: where a sync's latency can tell
+    something about the device (the class alone decides for RAM, FUSE, network and loop filesystems)."""
+    return bool(t.block_device) and not t.lab_target and not t.loop_backing_file and t.durability != "volatile" \
+        and t.fstype not in UNCERTAIN_FS and not t.fstype.startswith("fuse") and "ro" not in t.mount_options.split(",")
+
+
+def discover(include_pseudo: bool = False, probe: bool = True) -> list[Target]:
+    """The mounted filesystems a user could measure, one per mount point (shadowed ones left out).
+    ``probe``: measure a sync on each block-device filesystem first (``probe_sync_s``; eight small
+    fdatasyncs, a few ms on most disks), so each verdict weighs its latency."""
     seen: dict[str, Mount] = {}
     for m in mounts():
         if not include_pseudo and m.fstype in PSEUDO_FS:
@@ -234,7 +345,14 @@ def discover(include_pseudo: bool = False) -> list[Target]:
         try:
             if not os.access(mp, os.W_OK):
                 continue
-            out.append(describe(mp))
+            t = describe(mp)
+            if probe and t.mount_point not in _SYNC_S and _probe_worthy(t):
+                try:
+                    probe_sync_s(mp)
+                    t = describe(mp)
+                except OSError:
+                    pass    # a full or read-only filesystem: its verdict goes without the latency
+            out.append(t)
         except OSError:
             continue
     return out
@@ -296,8 +414,9 @@ def machine_advice() -> list[str]:
 
 
 def advice(t: Target) -> list[str]:
-    """What about this target changes results and can be changed."""
-    out = []
+    """What about this target changes results and can be changed; first, whether a cache between us and
+    the media is likely (``t.plausibility``)."""
+    out = [t.plausibility] if t.plausibility else []
     opts = t.mount_options.split(",")
     if t.scheduler:
         out.append(f"I/O scheduler {t.scheduler}" + (": `none` avoids scheduling overhead on fast SSD/NVMe and "

@@ -276,7 +276,7 @@ def test_the_committed_datasets_read_with_their_own_columns():
             df, _ = dataset.load(d)
             assert len(df) > 0 and list(df.columns) == [c for c, _ in meta["columns"]]
             found[meta["kind"]] = len(df)
-    assert set(found) == {"sweep", "crash", "peers", "load", "realdb", "realdb-crash"}
+    assert set(found) == {"sweep", "crash", "peers", "load", "realdb", "realdb-crash", "diskcheck"}
 
 
 def test_progress_in_a_log_is_lines_not_a_bars_frames(capsys, monkeypatch):

@@ -57,7 +57,13 @@ def test_devices_command_prints_json_and_a_table():
     rows = doc["devices"]
     assert doc["fsyncstudy"]["host"] and doc["fsyncstudy"]["kernel"]
     assert any(r["mount_point"] == "/" for r in rows)
-    assert {"fstype", "rotational", "write_cache", "model", "free_bytes", "durability", "reason"} <= rows[0].keys()
+    assert {"fstype", "rotational", "write_cache", "model", "free_bytes", "durability", "reason", "fua", "virtual",
+            "sync_probe_ms", "plausibility"} <= rows[0].keys()
+    root = next(r for r in rows if r["mount_point"] == "/")
+    if root["block_device"] and not root["loop_backing_file"]:      # a disk: its sync was measured and weighed
+        assert root["sync_probe_ms"] > 0 and root["advice"][0] == root["plausibility"]
+        if root["block_device"].startswith("vd"):                   # this CI machine's virtio disk
+            assert root["virtual"] == "virtio" and root["plausibility"].startswith(LIKELY_CACHE)
     p = subprocess.run([sys.executable, "-m", "fsyncstudy", "devices"], capture_output=True, text=True, cwd=REPO,
                        timeout=60)
     assert "verdict" in p.stdout and p.returncode == 0
@@ -113,3 +119,60 @@ def test_devices_json_carries_the_advice():
     assert isinstance(root["advice"], list) and doc["machine_advice"]
     if root["fstype"] == "ext4":
         assert any("commit=" in a for a in root["advice"])
+
+
+# -- is a cache between us and the media likely ------------------------------------------------------
+
+from dataclasses import replace  # noqa: E402
+
+from fsyncstudy import targets  # noqa: E402
+from fsyncstudy.targets import LIKELY_CACHE, NO_SIGN_OF_CACHE, Target, plausibility  # noqa: E402
+
+SPINNING = Target(path="/d", fstype="ext4", mount_point="/d", mount_options="rw", source="/dev/sda1",
+                  block_device="sda1", rotational=True, write_cache="write back", fua=False)
+
+
+def test_a_rotational_disk_syncing_in_under_a_millisecond_has_a_cache_in_front_of_it():
+    fast = plausibility(SPINNING, 125e-6)
+    assert fast.startswith(LIKELY_CACHE) and "rotational, yet a sync took 0.125 ms" in fast
+    slow = plausibility(SPINNING, 8.2e-3)
+    assert slow.startswith(NO_SIGN_OF_CACHE) and "a sync took 8.2 ms" in slow and "diskcheck" in slow
+    assert plausibility(SPINNING).startswith(NO_SIGN_OF_CACHE)           # no latency: the class says nothing
+    assert plausibility(replace(SPINNING, rotational=False), 50e-6).startswith(NO_SIGN_OF_CACHE)  # an SSD may
+
+
+def test_the_class_alone_makes_a_cache_likely_for_virtual_disks_ram_fuse_loop_and_no_barriers():
+    cases = {"a virtual disk (/dev/vda, virtio)": replace(SPINNING, block_device="vda", virtual="virtio"),
+             "no media below it": replace(SPINNING, fstype="tmpfs", block_device=None),
+             "its daemon": replace(SPINNING, fstype="fuse.sshfs", block_device=None),
+             "a loop device": replace(SPINNING, block_device="loop3", loop_backing_file="/var/img"),
+             "without barriers": replace(SPINNING, mount_options="rw,nobarrier")}
+    for evidence, t in cases.items():
+        verdict = plausibility(t, 9e-3)
+        assert verdict.startswith(LIKELY_CACHE) and evidence in verdict, verdict
+    # the CI machine's disk, as the issue found it: both pieces of evidence, in one line
+    ci = plausibility(replace(SPINNING, block_device="vda", virtual="virtio"), 125e-6)
+    assert "virtual disk" in ci and "rotational, yet" in ci
+
+
+def test_describe_never_measures_but_weighs_a_latency_measured_in_this_process(disk_dir, monkeypatch):
+    monkeypatch.setattr(targets, "_SYNC_S", {})
+    calls = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (calls.append(fd), real(fd)))
+    t = describe(disk_dir)
+    assert calls == [] and t.sync_probe_ms is None and t.plausibility == plausibility(t)
+    s = targets.probe_sync_s(disk_dir)
+    assert len(calls) == 8 and not list(disk_dir.iterdir())              # the probe's file is gone
+    t = describe(disk_dir)
+    assert t.sync_probe_ms == round(s * 1e3, 4) and t.plausibility == plausibility(t, s)
+    if t.block_device:
+        assert f"a sync took {s * 1e3:.3g} ms" in t.plausibility or "rotational, yet" in t.plausibility \
+            or t.plausibility.startswith(LIKELY_CACHE)
+
+
+def test_a_target_description_stored_before_the_new_fields_still_loads():
+    old = {k: v for k, v in describe(REPO).as_dict().items()
+           if k not in ("fua", "virtual", "sync_probe_ms", "plausibility")}
+    t = Target(**old)
+    assert t.plausibility == "" and t.sync_probe_ms is None

@@ -9,6 +9,7 @@ command family, and returns text (so that it is tested without a subprocess):
 - ``load``: ``load``, ``advise``
 - ``realdb``: ``realdb``, ``realdb crash``
 - ``report``: ``report``, ``diff``, ``check``, ``upgrade``
+- ``diskcheck``: ``diskcheck serve|write|verify``, ``diskcheck --lab``
 - ``output``: what they share (tables, the ``--json`` envelope, messages on stderr)
 
 The ``lab`` commands are the lab's own (``fsyncstudy.lab.cli``).  Imports of pandas, papermill and the
@@ -275,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "format: meta.json in today's shape, each row checked and given its checksum")
     u.add_argument("dataset", nargs="+", help="dataset directories")
     u.set_defaults(func=cmd_upgrade)
+
+    from .diskcheck import register as register_diskcheck
+    register_diskcheck(sub, seconds)
 
     from ..lab.cli import register as register_lab  # the lab's own commands; light, imports nothing heavy
     register_lab(sub)

@@ -7,7 +7,9 @@ Targets (``TARGET_NAMES``), usable wherever a directory is, through ``resolve_ta
 - ``lab:powercut``: a FUSE filesystem that keeps unsynced data in its own cache, so a
   ``cut`` leaves its backing directory exactly as a power loss would;
 - ``lab:hdd-emulated``, ``lab:ssd-emulated``: the same filesystem with a sync delay of a
-  7200 rpm disk (4-12 ms) or an SSD (0.1 ms); emulations, labelled so everywhere.
+  7200 rpm disk (4-12 ms) or an SSD (0.1 ms); emulations, labelled so everywhere;
+- ``lab:liar`` (only when named): the same filesystem as a drive whose volatile write cache
+  acknowledges syncs it does not keep: a cut loses the syncs of the last N ms (``lab.liar``).
 
 ::
 

@@ -123,7 +123,7 @@ def cmd_inject(args) -> int:
     if args.clear:
         clear_faults(args.target, lab_dir=args.dir)
     given = {k: getattr(args, k) for k in ("fsync_eio", "fsync_eio_after", "enospc_after_bytes", "sync_delay_ms",
-                                           "sync_delay_dist", "sync_delay_spread_ms")
+                                           "sync_delay_dist", "sync_delay_spread_ms", "liar_window_ms")
              if hasattr(args, k)}
     _print_json(inject(args.target, lab_dir=args.dir, **given))
     return 0
@@ -156,13 +156,14 @@ def register(subparsers) -> None:
         p = sub.add_parser(name, help=help_)
         p.add_argument("--dir", help="the lab directory (default: $FSYNCSTUDY_LAB_DIR, else /var/tmp/fsyncstudy-lab)")
         if target:
-            p.add_argument("target", help="lab:powercut, lab:hdd-emulated, lab:ssd-emulated, or a path in the mount")
+            p.add_argument("target", help="lab:powercut, lab:liar, lab:hdd-emulated, lab:ssd-emulated, or a path in "
+                                          "the mount")
         p.set_defaults(func=_guard(func))
         return p
 
     p = add("up", cmd_up, "build and mount the lab's targets (they stay up until `lab down`)")
     p.add_argument("--targets", help="comma-separated (default: all): ext4,ext4-journal,xfs,btrfs,powercut,"
-                                     "hdd-emulated,ssd-emulated")
+                                     "hdd-emulated,ssd-emulated; lab:liar only when named: liar")
     p.add_argument("--size-mib", type=int, default=512, help="size of each loop image (sparse; default 512)")
     p.add_argument("--json", action="store_true")
     p = add("down", cmd_down, "unmount and remove the lab (images, mounts, daemons), also what a crashed run "
@@ -185,4 +186,6 @@ def register(subparsers) -> None:
     p.add_argument("--sync-delay-ms", type=float, default=S)
     p.add_argument("--sync-delay-dist", default=S, choices=("fixed", "uniform", "normal", "exponential"))
     p.add_argument("--sync-delay-spread-ms", type=float, default=S)
+    p.add_argument("--liar-window-ms", type=float, default=S, metavar="MS",
+                   help="lab:liar only: how long an acknowledged sync stays in its volatile cache")
     p.add_argument("--clear", action="store_true", help="first clear the injected EIO and ENOSPC")

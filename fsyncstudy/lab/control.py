@@ -38,7 +38,7 @@ def _control_mount(path: str | os.PathLike):
     m = mount_of(path)
     if m.fstype != FUSE_FSTYPE or not m.source.startswith(SOURCE_PREFIX):
         raise LabError(f"{path} is not on a lab FUSE filesystem (it is {m.fstype} at {m.mount_point}); "
-                       "cut and inject work on lab:powercut, lab:hdd-emulated and lab:ssd-emulated")
+                       "cut and inject work on lab:powercut, lab:liar, lab:hdd-emulated and lab:ssd-emulated")
     return m
 
 
@@ -101,7 +101,7 @@ def reset(path: str | os.PathLike) -> dict:
 
 def inject(path: str | os.PathLike, *, fsync_eio=_UNCHANGED, fsync_eio_after=_UNCHANGED,
            enospc_after_bytes=_UNCHANGED, sync_delay_ms=_UNCHANGED, sync_delay_dist=_UNCHANGED,
-           sync_delay_spread_ms=_UNCHANGED) -> dict:
+           sync_delay_spread_ms=_UNCHANGED, liar_window_ms=_UNCHANGED) -> dict:
     """Change the faults of a lab FUSE mount; arguments left out keep their value.
 
     ``fsync_eio``: None, "once" or "always" (file fsync/fdatasync and O_SYNC writes fail
@@ -109,12 +109,14 @@ def inject(path: str | os.PathLike, *, fsync_eio=_UNCHANGED, fsync_eio_after=_UN
     ``fsync_eio_after``: syncs that still succeed first; ``enospc_after_bytes``: writes
     fail with ENOSPC once this many more bytes were written (None: no limit);
     ``sync_delay_ms`` / ``sync_delay_dist`` (fixed, uniform, normal, exponential) /
-    ``sync_delay_spread_ms``: the delay added to every sync.  Returns the new faults.
+    ``sync_delay_spread_ms``: the delay added to every sync; ``liar_window_ms`` (lab:liar only): how long
+    an acknowledged sync stays in its volatile cache.  Returns the new faults.
     """
     given = {k: v for k, v in dict(fsync_eio=fsync_eio, fsync_eio_after=fsync_eio_after,
                                    enospc_after_bytes=enospc_after_bytes, sync_delay_ms=sync_delay_ms,
                                    sync_delay_dist=sync_delay_dist,
-                                   sync_delay_spread_ms=sync_delay_spread_ms).items() if v is not _UNCHANGED}
+                                   sync_delay_spread_ms=sync_delay_spread_ms,
+                                   liar_window_ms=liar_window_ms).items() if v is not _UNCHANGED}
     return request(path, "inject", **given)
 
 
@@ -214,12 +216,14 @@ class FuseMount:
 
     def __init__(self, name: str, backing: Path, mountpoint: Path, log_path: Path, pid_path: Path,
                  label: dict, backing_sync: bool = True, sync_delay_ms: float = 0.0,
-                 sync_delay_dist: str = "fixed", sync_delay_spread_ms: float = 0.0, seed: int | None = None):
+                 sync_delay_dist: str = "fixed", sync_delay_spread_ms: float = 0.0, seed: int | None = None,
+                 liar_window_ms: float | None = None):
         self.name, self.backing, self.mountpoint = name, Path(backing), Path(mountpoint)
         self.log_path, self.pid_path, self.label = Path(log_path), Path(pid_path), label
         self.backing_sync = backing_sync
         self.delay = (sync_delay_ms, sync_delay_dist, sync_delay_spread_ms)
         self.seed = seed
+        self.liar_window_ms = liar_window_ms      # lab:liar's volatile window; None: an honest volume
         self.token = secrets.token_hex(8)
         self.pid: int | None = None
 
@@ -231,6 +235,8 @@ class FuseMount:
                "--sync-delay-ms", repr(ms), "--sync-delay-dist", dist, "--sync-delay-spread-ms", repr(spread)]
         if self.seed is not None:
             cmd += ["--seed", str(self.seed)]
+        if self.liar_window_ms is not None:
+            cmd += ["--liar-window-ms", repr(self.liar_window_ms)]
         return cmd
 
     def start(self) -> None:

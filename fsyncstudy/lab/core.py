@@ -26,6 +26,7 @@ from pathlib import Path
 from ..log import raise_terminated
 from ..targets import Target, describe, mounts
 from .control import (FUSE_FSTYPE, FuseMount, LabError, daemon_alive, is_mounted, stop_daemon, unmount)
+from .liar import DEFAULT_WINDOW_MS as LIAR_WINDOW_MS
 from .loopfs import LOOP_TARGETS, LoopFS, detach, loop_devices_under
 
 STATE_FILE = "lab.json"
@@ -41,6 +42,8 @@ class FuseSpec:
     sync_delay_dist: str = "fixed"
     sync_delay_spread_ms: float = 0.0
     emulated: bool = False
+    #: lab:liar: how long an acknowledged sync stays in its volatile cache (None: an honest volume)
+    liar_window_ms: float | None = None
 
 
 FUSE_TARGETS: dict[str, FuseSpec] = {
@@ -55,10 +58,21 @@ FUSE_TARGETS: dict[str, FuseSpec] = {
     "ssd-emulated": FuseSpec(
         "ssd-emulated", "EMULATED SSD: FUSE filesystem adding 0.1 ms to every sync; not a real device",
         backing_sync=False, sync_delay_ms=0.1, emulated=True),
+    # A drive with a volatile write cache that acknowledges a flush before the data is on the media.
+    "liar": FuseSpec(
+        "liar", "LIAR: FUSE filesystem that acknowledges every sync at once and keeps a synced write only "
+                f"{LIAR_WINDOW_MS:g} ms after the sync returned: a cut loses the syncs of the last "
+                f"{LIAR_WINDOW_MS:g} ms, as a volatile write cache that ignores flushes would; not a real device",
+        backing_sync=False, emulated=True, liar_window_ms=LIAR_WINDOW_MS),
 }
 
-#: Every lab target, in the order the study shows them.
-TARGET_NAMES = (*LOOP_TARGETS, *FUSE_TARGETS)
+#: Targets that come up only when named: a device built to lose acknowledged data is never measured
+#: by default (not by `lab up` without --targets, not in the study's sweep).
+OPT_IN = ("liar",)
+#: Every lab target the study uses, in the order it shows them.
+TARGET_NAMES = tuple(n for n in (*LOOP_TARGETS, *FUSE_TARGETS) if n not in OPT_IN)
+#: Every lab target there is.
+ALL_TARGETS = (*TARGET_NAMES, *OPT_IN)
 
 _ACTIVE: list["Lab"] = []
 
@@ -109,8 +123,8 @@ def in_use(lab_dir: str | os.PathLike, state: dict | None = None) -> str:
 
 def _name(target: str) -> str:
     name = target[4:] if target.startswith("lab:") else target
-    if name not in TARGET_NAMES:
-        raise LabError(f"unknown lab target {target!r}; the lab has {', '.join('lab:' + n for n in TARGET_NAMES)}")
+    if name not in ALL_TARGETS:
+        raise LabError(f"unknown lab target {target!r}; the lab has {', '.join('lab:' + n for n in ALL_TARGETS)}")
     return name
 
 
@@ -438,7 +452,7 @@ class Lab:
                          self.lab_dir / "logs" / f"{name}.log", self.lab_dir / "run" / f"{name}.pid", label,
                          backing_sync=spec.backing_sync, sync_delay_ms=spec.sync_delay_ms,
                          sync_delay_dist=spec.sync_delay_dist, sync_delay_spread_ms=spec.sync_delay_spread_ms,
-                         seed=self.seed)
+                         seed=self.seed, liar_window_ms=spec.liar_window_ms)
 
     def _save(self) -> None:
         state = {"lab_dir": str(self.lab_dir), "owner": {**_owner(), "persistent": self.persistent},

@@ -295,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sync-delay-dist", default="fixed")
     ap.add_argument("--sync-delay-spread-ms", type=float, default=0.0)
     ap.add_argument("--seed", type=int)
+    ap.add_argument("--liar-window-ms", type=float, help="serve lab:liar: syncs are kept only this long after "
+                                                          "they return (fsyncstudy.lab.liar)")
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, stream=sys.stderr,
@@ -303,7 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     _tighten_timer_slack()
     faults = Faults(sync_delay_ms=args.sync_delay_ms, sync_delay_dist=args.sync_delay_dist,
                     sync_delay_spread_ms=args.sync_delay_spread_ms)
-    vol = Volume(args.backing, backing_sync=args.backing_sync == "fsync", faults=faults, seed=args.seed)
+    if args.liar_window_ms is None:
+        vol = Volume(args.backing, backing_sync=args.backing_sync == "fsync", faults=faults, seed=args.seed)
+    else:
+        from .liar import LiarVolume
+        vol = LiarVolume(args.backing, window_ms=args.liar_window_ms, backing_sync=args.backing_sync == "fsync",
+                         faults=faults, seed=args.seed)
     label = json.loads(args.label) if args.label else {"target": f"lab:{args.name}", "label": f"lab:{args.name}"}
     ControlServer(vol, args.token).start()
     ops = make_operations(fuse, vol, label)()

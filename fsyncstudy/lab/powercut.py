@@ -278,6 +278,9 @@ class Volume:
     host's page cache (the emulated devices, whose sync latency is the injected delay).
     """
 
+    #: What a file's cached state is (``lab.liar`` gives its files a write-back that can be taken back).
+    state_class = FileState
+
     def __init__(self, backing: str | os.PathLike, backing_sync: bool = True, faults: Faults | None = None,
                  seed: int | None = None):
         self.root = os.path.realpath(backing)
@@ -336,7 +339,7 @@ class Volume:
             os.close(state.fd)
             state.fd, state.writable = fd, True
             return state
-        state = self.states[key] = FileState(fd, key, path, writable)
+        state = self.states[key] = self.state_class(fd, key, path, writable)
         return state
 
     def _open_backing(self, bp: str, extra: int = 0, mode: int = 0o644) -> tuple[int, bool]:
