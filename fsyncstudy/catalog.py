@@ -179,6 +179,13 @@ def _found(path, kind: str, look: bool, or_raise: bool = False) -> Path | None:
     return None
 
 
+def diskcheck_dataset(path=None) -> Path | None:
+    """A flush-honesty check's dataset (``diskcheck``): ``path`` if given, else the newest of this machine,
+    else the newest committed; None when there is none (it is measured by ``python -m fsyncstudy diskcheck``,
+    never by the report: a check needs a power cut)."""
+    return _found(path, diskcheck.KIND, True)
+
+
 def crash_evidence(path=None) -> tuple[Path | None, "pd.DataFrame | None"]:
     """(path, cuts) of the crash dataset whose power cuts stand beside the advice's loss column
     (``analysis.advise``): ``path`` if given, else the newest there is, else (None, None)."""

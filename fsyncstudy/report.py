@@ -50,6 +50,14 @@ def _ipc_kernel_manager(directory: str):
             super().__init__(**kwargs)
             self.transport = "ipc"
             self.ip = os.path.join(directory, "kernel")
+
+        async def start_kernel(self, **kw):
+            # the kernel starts in notebooks/ (the pages' relative paths), given to the kernel's process
+            # alone: papermill's cwd= changes this whole process's directory, and two pages executed at
+            # once in threads restored each other's, leaving the command in notebooks/ (seen 2026-12-07:
+            # a relative --dataset then named notebooks/data/...)
+            kw["cwd"] = str(NOTEBOOKS)
+            return await super()._async_start_kernel(**kw)
     return IPCKernelManager
 
 
@@ -119,7 +127,7 @@ def execute(params: dict, build: Path, log=print, parallel: int = PARALLEL,
         try:
             for attempt in (1, 2):
                 try:
-                    pm.execute_notebook(str(nb), str(target), parameters=mine, cwd=str(NOTEBOOKS), kernel_name="python3",
+                    pm.execute_notebook(str(nb), str(target), parameters=mine, kernel_name="python3",
                                         progress_bar=False, kernel_manager_class=_ipc_kernel_manager(sockets),
                                         execution_timeout=cell_timeout_s)
                     return None
@@ -172,9 +180,11 @@ def _failure_html(failure: PageFailure, title: str,
 
 
 def render(executed: list[Path], out_dir: Path, dataset: Path, load_dataset: Path | None = None,
-           failures: list[PageFailure] | None = None, crash_dataset: Path | None = None) -> Path:
+           failures: list[PageFailure] | None = None, crash_dataset: Path | None = None,
+           diskcheck_dataset: Path | None = None) -> Path:
     """The pages and the index; ``failures``: the notebooks that stopped (``execute``), to which a failure
-    of the index's own answer is added; ``crash_dataset``: the power cuts cited beside the advice."""
+    of the index's own answer is added; ``crash_dataset``: the power cuts cited beside the advice;
+    ``diskcheck_dataset``: the flush-honesty check (None: the newest there is, if any)."""
     failures = [] if failures is None else failures
     import nbformat
     from nbconvert import HTMLExporter
@@ -200,8 +210,9 @@ def render(executed: list[Path], out_dir: Path, dataset: Path, load_dataset: Pat
     from . import analysis, sweep
     df, meta = sweep.load(dataset)
     index = out_dir / "index.html"
-    at_rate, stopped_here, answer_table = [], None, None
+    at_rate, stopped_here, answer_table, promise = [], None, None, []
     try:
+        promise = _promise_lines(df, meta, diskcheck_dataset)
         rows = analysis.answer(df)
         answer = analysis.recommendation_lines(rows)
         answer_table = analysis.answer_table(rows)
@@ -213,8 +224,19 @@ def render(executed: list[Path], out_dir: Path, dataset: Path, load_dataset: Pat
         stopped_here = PageFailure("index.html", None, _message(type(e).__name__, str(e)))
         failures.append(stopped_here)
         answer = []
-    index.write_text(_index_html(entries, meta, dataset, answer, at_rate, stopped_here, answer_table))
+    index.write_text(_index_html(entries, meta, dataset, answer, at_rate, stopped_here, answer_table, promise))
     return index
+
+
+def _promise_lines(df, meta: dict, diskcheck_dataset: Path | None) -> list[str]:
+    """The index's "Does the disk keep its promise": each target's plausibility, the check's verdicts."""
+    from . import analysis, catalog, diskcheck
+    path = catalog.diskcheck_dataset(diskcheck_dataset)
+    checks = analysis.diskcheck_table(diskcheck.recorded(path)) if path is not None else None
+    lines = analysis.promise_lines(analysis.plausibility_table(df, meta), checks)
+    if path is not None:
+        lines.append(f"(The check's dataset: `{path.name}`; page 11 has the evidence per target.)")
+    return lines
 
 
 def inline(text: str) -> str:
@@ -224,7 +246,7 @@ def inline(text: str) -> str:
 
 
 def _index_html(entries, meta: dict, dataset: Path, answer: list[str], at_rate: list[str] = (),
-                stopped: PageFailure | None = None, answer_table=None) -> str:
+                stopped: PageFailure | None = None, answer_table=None, promise: list[str] = ()) -> str:
     from . import analysis
     plan = meta["plan"]
     rows = "".join(
@@ -252,6 +274,11 @@ def _index_html(entries, meta: dict, dataset: Path, answer: list[str], at_rate: 
     if short:
         answer_html += (f"<li><b>Short of its plan</b>: {html.escape(short)}, so its intervals there are wider than "
                         "planned.</li>")
+    promise_html = ("<h2>Does the disk keep its promise</h2><p>Every number here assumes that data is durable when a "
+                    "sync returns. Whether a cache between us and the media is likely, from each device's class and "
+                    "the sync latency measured (no power cut needed), and what the flush-honesty check found where it "
+                    "ran (<code>python -m fsyncstudy diskcheck</code>):</p><ul>"
+                    + "".join(f"<li>{inline(line)}</li>" for line in promise) + "</ul>") if promise else ""
     if stopped is not None:
         answer_html = f"<li>{_failure_html(stopped, 'The answer could not be computed', 'The pages below were rendered.')}</li>"
         table_html = ""
@@ -280,6 +307,7 @@ own disks first, then the lab's filesystems, then its emulations. <code>python -
 gives the same rows. Definitions of the strategies: the table in the project's README.</p>
 {table_html}
 {at_rate_html}
+{promise_html}
 <h2>The pages</h2>
 <ol>{rows}</ol>
 <h2>Where it was measured</h2>
@@ -296,8 +324,8 @@ trials per configuration after {prof['warmup_rounds']} discarded warm-up round, 
 def build_report(dataset: str | Path, out_dir: str | Path = REPO / "reports", build: str | Path = BUILD / "notebooks",
                  crash_dataset: str | Path | None = None, peers_dataset: str | Path | None = None,
                  load_dataset: str | Path | None = None, realdb_dataset: str | Path | None = None,
-                 realdb_crash_dataset: str | Path | None = None, seed: int = 0,
-                 n_boot: int = 2000, log=print, cell_timeout_s: float = CELL_TIMEOUT_S) -> Path:
+                 realdb_crash_dataset: str | Path | None = None, diskcheck_dataset: str | Path | None = None,
+                 seed: int = 0, n_boot: int = 2000, log=print, cell_timeout_s: float = CELL_TIMEOUT_S) -> Path:
     """Execute every notebook on ``dataset`` (and the crash and peers datasets) and render the HTML report.
 
     Every page is rendered, also when a notebook stops (the page shows where and why); then
@@ -306,7 +334,8 @@ def build_report(dataset: str | Path, out_dir: str | Path = REPO / "reports", bu
     for name, path, kind in (("dataset", dataset, "sweep"), ("crash_dataset", crash_dataset, "crash"),
                              ("peers_dataset", peers_dataset, "peers"), ("load_dataset", load_dataset, "load"),
                              ("realdb_dataset", realdb_dataset, "realdb"),
-                             ("realdb_crash_dataset", realdb_crash_dataset, "realdb-crash")):
+                             ("realdb_crash_dataset", realdb_crash_dataset, "realdb-crash"),
+                             ("diskcheck_dataset", diskcheck_dataset, "diskcheck")):
         if path is not None:
             paths[name] = Path(path).resolve()
             from .catalog import SCHEMAS
@@ -316,7 +345,7 @@ def build_report(dataset: str | Path, out_dir: str | Path = REPO / "reports", bu
     params = {**{k: str(v) for k, v in paths.items()}, "seed": seed, "n_boot": n_boot}
     executed, failures = execute(params, Path(build), log=log, cell_timeout_s=cell_timeout_s)
     index = render(executed, Path(out_dir), paths["dataset"], paths.get("load_dataset"), failures,
-                   paths.get("crash_dataset"))
+                   paths.get("crash_dataset"), paths.get("diskcheck_dataset"))
     if failures:
         raise ReportIncomplete(index, failures)
     return index

@@ -34,6 +34,9 @@ def test_the_report_renders_every_notebook_self_contained(disk_dir, tmp_path):
     assert "fastest that loses nothing" in text     # the table behind the recommendations
     assert "At 2,000 entries a second" in text and "advised" not in text
     assert "Latency from arrival against the offered rate" in (index.parent / "06-at-your-rate.html").read_text()
+    # does the disk keep its promise: this sweep's target judged, and the committed flush-honesty check cited
+    assert "<h2>Does the disk keep its promise</h2>" in text and "under the flush-honesty check" in text
+    assert "Plausibility, per target" in (index.parent / "11-disk-promise.html").read_text()
 
 
 def _notebook(path, *sources):

@@ -15,6 +15,7 @@ One module per topic, and ``text`` for the sentences built from their tables:
 - ``load``: at your rate: the open-loop load study's latencies, knees and advice (notebook 06);
 - ``realdb``: real databases against their predictions, and what their power cuts lost (notebook 08);
 - ``fleet``: hosts side by side (notebook 09);
+- ``promise``: does the disk keep its promise: plausibility per target, the flush-honesty check (notebook 11);
 - ``text``: sentences, and ``Checks``, the invariants a notebook asserts.
 
 Every name is re-exported here, so ``from fsyncstudy import analysis; analysis.answer(df)`` is the
@@ -27,6 +28,7 @@ from .fleet import FLEET_METHOD, fleet_cells, fleet_hosts, fleet_outlier, fleet_
 from .load import (DEFAULT_LOSS_BUDGETS_MS, DEFAULT_RATE, KNEE_FACTOR, KNEE_FLOOR_US, LOAD_METHOD, advise,
                    busy_summary, geomean, keeps_up, knees, load_summary)
 from .peers import peers_summary
+from .promise import diskcheck_table, measured_sync_s, plausibility_table, promise_lines
 from .realdb import (PREDICT_MARGIN, QUIET_FLUSHES_PER_COMMIT, prediction_verdict, realdb_at_rate, realdb_losses,
                      realdb_predictions)
 from .sweep import (BASELINE, CRASH_TARGET, TASK, display_label, frontier_points, interval_curves, machine_table,

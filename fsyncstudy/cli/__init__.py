@@ -169,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--load-dataset", help="with --dataset: the load dataset for notebook 06 and the index")
     r.add_argument("--realdb-dataset", help="with --dataset: the real-database dataset for notebook 08")
     r.add_argument("--realdb-crash-dataset", help="with --dataset: the power cuts under real databases (notebook 08)")
+    r.add_argument("--diskcheck-dataset", help="a flush-honesty check's dataset (`diskcheck`) for notebook 11 and the "
+                                               "index (default: the newest there is, if any)")
     r.add_argument("--no-lab", action="store_true", help="leave the storage lab out of the study")
     r.add_argument("--out", default="reports", help="where the HTML goes (default: reports/)")
     r.add_argument("--seed", type=int, default=0)

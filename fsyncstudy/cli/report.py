@@ -29,6 +29,9 @@ def cmd_report(args) -> int:
         except KeyboardInterrupt as e:
             say(f"\n{e.args[0] if e.args else 'interrupted'}")
             return 130
+    if args.diskcheck_dataset:
+        datasets["diskcheck_dataset"] = args.diskcheck_dataset
+    datasets = {k: Path(v).resolve() if v else v for k, v in datasets.items()}
     try:
         index = build_report(out_dir=args.out, seed=args.seed, log=say, **datasets)
     except ReportIncomplete as e:
