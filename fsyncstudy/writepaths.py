@@ -42,10 +42,11 @@ class TooManySegments(ValueError):
 
 # -- one system call that writes and syncs ------------------------------------------------------------
 
-def rwf_dsync_write(fd: int, data, _pwritev=os.pwritev, _flag=getattr(os, "RWF_DSYNC", 0)) -> int:
+def rwf_dsync_write(fd: int, data, _flag=getattr(os, "RWF_DSYNC", 0)) -> int:
     """Write ``data`` at the file's offset and sync that range in the same system call (offset -1:
-    pwritev2 then uses and moves the file offset, as write() does)."""
-    return _pwritev(fd, (data,), -1, _flag)
+    pwritev2 then uses and moves the file offset, as write() does).  ``os.pwritev`` is looked up at each
+    call, as the sync functions are, so that tests counting calls see every one."""
+    return os.pwritev(fd, (data,), -1, _flag)
 
 
 # -- O_DIRECT|O_DSYNC: the tail block rewritten in place ---------------------------------------------
