@@ -155,6 +155,12 @@ class TrialResult:
         return asdict(self)
 
 
+#: The write path's fields of TrialResult: a dataset written before them lacks these columns, and
+#: ``dataset.load`` gives them their defaults there (the path every such dataset measured).
+WRITE_PATH_FIELDS = ("write_mode", "bytes_per_sync", "segment_bytes", "recycle", "roll_count", "roll_ack_us_p50",
+                     "roll_ack_us_max", "process_exposure_ms_p99", "process_exposure_ms_max")
+
+
 def writeback_bounds() -> tuple[float | None, float | None]:
     """The kernel's dirty_expire and dirty_writeback periods in seconds (None where unreadable)."""
     out = []
