@@ -59,12 +59,14 @@ def write_path(args) -> dict:
 def path_text(r) -> str:
     """A trial's write path beyond its sync method, in words ("" for the plain one)."""
     parts = []
-    if r.write_mode != "per-entry":
-        parts.append(f"{r.write_mode} writes")
-    if r.bytes_per_sync:
-        parts.append(f"sync_file_range every {r.bytes_per_sync:,} bytes")
-    if r.segment_bytes:
-        parts.append(f"segments of {r.segment_bytes:,} bytes" + (f", recycling {r.recycle}" if r.recycle else ""))
+    mode, every, seg = (getattr(r, k, d) for k, d in (("write_mode", "per-entry"), ("bytes_per_sync", 0),
+                                                      ("segment_bytes", 0)))
+    if mode != "per-entry":
+        parts.append(f"{mode} writes")
+    if every:
+        parts.append(f"sync_file_range every {every:,} bytes")
+    if seg:
+        parts.append(f"segments of {seg:,} bytes" + (f", recycling {r.recycle}" if r.recycle else ""))
     return ", ".join(parts)
 
 
@@ -88,11 +90,11 @@ def format_bench(results, target: Target, sync_method: str, prealloc: str, paylo
                           "sync p50 us", "sync p99 us", "exposure p99 ms", "exposure max ms", "nominal window"])]
     if results and path_text(results[0]):
         lines[1:1] = [f"write path: {path_text(results[0])}"]
-    if any(r.roll_count for r in results):
+    if any(getattr(r, "roll_count", 0) for r in results):
         lines += ["", table([[r.strategy, fmt(r.roll_count), fmt(r.ack_latency_us_p50), fmt(r.roll_ack_us_p50),
                                fmt(r.roll_ack_us_max)] for r in results],
                               ["strategy", "rolls", "ack p50 us", "first ack after a roll p50 us", "... max us"])]
-    if any(r.process_exposure_ms_max is not None for r in results):
+    if any(getattr(r, "process_exposure_ms_max", None) is not None for r in results):
         lines += ["", "buffered: an entry is acknowledged in the process's buffer; until its write() returns a "
                       "process kill loses it too:",
                   *(f"  {r.strategy}: ack to write() returned p99 {fmt(r.process_exposure_ms_p99, 3)} ms, "
