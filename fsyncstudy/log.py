@@ -327,12 +327,18 @@ class LogFile:
         os.fsync(fd)
         fsync_dir(self.directory)
 
-    def sync_function(self):
+    def sync_function(self, own_writes: bool = False):
         """The call that makes written data durable, or None when every write already is (O_DSYNC/O_SYNC,
         and the writes of rwf_dsync and direct_dsync).
 
         Looked up on ``os`` at call time so instrumentation (tests counting calls) sees every sync.
+        rwf_dsync and direct_dsync are durable only through their own writes (``writepaths``): a caller
+        that writes with plain ``write()`` would sync nothing, so it is refused unless it says
+        ``own_writes`` (``trial.run_trial`` does; the crash experiment and the open loop do not yet).
         """
+        if self.sync_method in ("rwf_dsync", "direct_dsync") and not own_writes:
+            raise ValueError(f"{self.sync_method} is durable only through its own writes (pwritev2 RWF_DSYNC, "
+                             "aligned direct blocks), which this run does not make: use run_trial, or fdatasync")
         if self.sync_method == "fdatasync":
             return os.fdatasync
         if self.sync_method == "fsync":

@@ -418,7 +418,7 @@ def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, 
     as ``run_trial``'s; ``path``: the write path (``WritePath``; its ``rolls`` are filled in)."""
     path = path or WritePath()
     with _open_log(directory, sync_method, prealloc, prealloc_bytes, direct, deadline, path) as log:
-        sync = log.sync_function()
+        sync = log.sync_function(own_writes=True)
         write = _write_function(log, sync_method, framer, path)
         stop = engine.Stop(entries or 0, int(duration_s * 1e9) if duration_s else 0, MAX_ENTRIES,
                            hard_ns=_hard_ns(deadline), reserve_ns=SUMMARY_RESERVE_NS if deadline is not None else 0)

@@ -266,7 +266,7 @@ class Segments:
         for seg in segs:
             self._method(seg.fd)
 
-    def sync_function(self):
+    def sync_function(self, own_writes: bool = False):
         return self.sync
 
     def verify(self, entries: int) -> tuple[bool, str]:

@@ -57,7 +57,7 @@ def write_then_cut(pc, sync_method: str, strategy: str, write, n: int = 40) -> t
     framer = Framer(payload_for(128))
     log = LogFile(mp, sync_method, "append", 0)
     try:
-        tl = engine.run(parse(strategy), log.fd, log.sync_function(), framer, framer.frame_range(0, n),
+        tl = engine.run(parse(strategy), log.fd, log.sync_function(own_writes=True), framer, framer.frame_range(0, n),
                         engine.Stop(n), write=write)
         cut(mp)
         kept = read_log(backing / os.path.basename(log.path))
