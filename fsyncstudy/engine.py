@@ -549,7 +549,7 @@ class _GroupCommit:
     """
 
     def __init__(self, fd: int, sync, delay_s: float, framer: Framer, first: list[bytes], stop: Stop,
-                 tl: Timeline, own_sync: bool = False):
+                 tl: Timeline, own_sync: bool = False, write_at=None):
         self.fd, self.sync, self.delay_s, self.framer, self.stop, self.tl = fd, sync, delay_s, framer, stop, tl
         self.block, self.block_base = first, 0
         self.cond = threading.Condition(threading.Lock())
@@ -563,6 +563,11 @@ class _GroupCommit:
         # how each entry is committed: shared syncs (group commit), or each writer's own (always, W writers)
         self.commit_one = self._own if own_sync else self._shared
         self.own_syncs: list[tuple[int, int, int]] = []     # (seq, sync start, sync end) of _own
+        # a positioned write that syncs itself (rwf_dsync): each writer's entry at an offset reserved
+        # under the lock, written and synced outside it, concurrently with the others' (_own_at)
+        self.write_at, self.next_off = write_at, 0
+        if write_at is not None:
+            self.commit_one = self._own_at
 
     def _record(self, seq: int) -> bytes:
         # seq grows by one under the lock, so only the current block is ever needed
@@ -643,6 +648,34 @@ class _GroupCommit:
             with cond:
                 if self.error is None:
                     self.error = _wrap_sync_error(e)
+                cond.notify_all()
+            return None
+        if self.error is not None:
+            return None
+        self.own_syncs.append((seq, s, clk()))
+        return seq
+
+    def _own_at(self, t: int | None = None) -> int | None:
+        """``always`` with several writers and a positioned write that syncs itself: reserve the next
+        entry's offset under the log lock, then write and sync it there outside the lock (pwritev2 with
+        RWF_DSYNC at that offset), concurrently with the other writers'.  Its seq once that returned, and
+        only if no writer has failed by then; None once the run stops or failed."""
+        cond, clk = self.cond, time.perf_counter_ns
+        with cond:
+            if self.error is not None or (t is not None and self._stopping(t)):
+                return None
+            seq, off = self.next_seq, self.next_off
+            rec = self._record(seq)
+            self.next_seq, self.next_off = seq + 1, off + len(rec)
+        s = clk()
+        try:
+            k = self.write_at(self.fd, rec, off)
+            if k != len(rec):
+                raise _short_write(k, len(rec))
+        except OSError as e:
+            with cond:
+                if self.error is None:
+                    self.error = _wrap_sync_error(e) if e.errno != errno.ENOSPC else e
                 cond.notify_all()
             return None
         if self.error is not None:
@@ -828,9 +861,17 @@ def run_group(fd: int, sync, interval_ms: int, writers: int, framer: Framer, fir
 
 
 def run_always_writers(fd: int, sync, writers: int, framer: Framer, first: list[bytes], stop: Stop,
-                       write=None) -> Timeline:
+                       write=None, write_at=None) -> Timeline:
     """``always`` with ``writers`` threads on one log, each writing and syncing its own entries
-    (``_GroupCommit._own``): the baseline group commit is measured against at the same writers."""
+    (``_GroupCommit._own``): the baseline group commit is measured against at the same writers.
+    ``write_at(fd, data, offset)``: a positioned write that syncs itself (rwf_dsync), used instead of a
+    write and a sync (``_GroupCommit._own_at``)."""
+    if write_at is not None:
+        gc = _GroupCommit(fd, None, 0.0, framer, first, stop, Timeline(record_bytes=framer.record_bytes),
+                          own_sync=True, write_at=write_at)
+        tl = _run_writers(gc, writers, None)
+        _own_syncs_in_order(gc.own_syncs, tl)
+        return tl
     if sync is None:
         raise ValueError("always with several writers needs a sync call (fdatasync or fsync): with "
                          "open_datasync/open_sync every write is synchronous and one log's writes are serialized")
@@ -872,7 +913,8 @@ def _own_syncs_in_order(own: list[tuple[int, int, int]], tl) -> None:
 
 
 def run(st: Strategy, fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, writers: int = 1,
-        write=None, offset0: bool = False, write_mode: str = "per-entry", deferred: bool = False) -> Timeline:
+        write=None, offset0: bool = False, write_mode: str = "per-entry", deferred: bool = False,
+        write_at=None) -> Timeline:
     """The one dispatch from a strategy to its loop (the trial and the crash experiment both call it).
 
     ``sync`` is the call that makes written data durable (None: O_DSYNC/O_SYNC writes are);
@@ -882,7 +924,8 @@ def run(st: Strategy, fd: int, sync, framer: Framer, first: list[bytes], stop: S
     ``write_mode`` "buffered" (``batch`` and ``none``): entries go to a user-space buffer, acknowledged
     there, and reach the kernel in one write() per flush (batch) or per full buffer (none);
     ``deferred`` (group commit, ``write`` one that syncs itself): writers only buffer their records and
-    the leader's one ``write`` commits them (``writepaths.Deferred``).
+    the leader's one ``write`` commits them (``writepaths.Deferred``); ``write_at`` (``always`` with
+    several writers): a positioned write that syncs itself, each writer's at its own offset.
     """
     if write_mode == "buffered":
         if st.kind == "batch":
@@ -903,7 +946,7 @@ def run(st: Strategy, fd: int, sync, framer: Framer, first: list[bytes], stop: S
         if writers > 1:
             if offset0:
                 raise ValueError("offset0 goes with one writer only")
-            return run_always_writers(fd, sync, writers, framer, first, stop, write=write)
+            return run_always_writers(fd, sync, writers, framer, first, stop, write=write, write_at=write_at)
         return run_always(fd, sync, framer, first, stop, write=write)
     if st.kind == "none":
         return run_none(fd, framer, first, stop, write=write)

@@ -347,9 +347,10 @@ def check_write_path(st: Strategy, sync_method: str, writers: int, write_mode: s
         if st.kind not in ("always", "group"):
             raise ValueError(f"{sync_method} makes each write sync itself, so it goes only with always or "
                              f"group_<N>ms, not {st.name}")
-        if st.kind == "always" and writers > 1:
-            raise ValueError(f"{sync_method} with several writers under always: each write syncs itself and one log's "
-                             "writes are serialized; use group_<N>ms (the leader's write commits the group)")
+        if sync_method == "direct_dsync" and st.kind == "always" and writers > 1:
+            raise ValueError("direct_dsync with several writers under always: their records share the tail block, "
+                             "which one writer rewrites at a time; use group_<N>ms (the leader's write commits the "
+                             "group)")
     if write_mode == "buffered" and st.kind not in ("batch", "none"):
         raise ValueError(f"buffered writes acknowledge at the append, so they go only with batch_<N>ms and none, "
                          f"not {st.name} (which acknowledges after a sync)")
@@ -424,8 +425,10 @@ def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, 
                            hard_ns=_hard_ns(deadline), reserve_ns=SUMMARY_RESERVE_NS if deadline is not None else 0)
         d0 = process_cpu_ns(daemon)
         wait0, cpu0 = cpu_wait_ns(), time.process_time_ns()
+        own_at = sync_method == "rwf_dsync" and st.kind == "always" and writers > 1
         tl = engine.run(st, log.fd, sync, framer, first, stop, writers=writers, offset0=overwrite_offset0, write=write,
-                        write_mode=path.write_mode, deferred=st.kind == "group" and sync_method in SELF_SYNCING_METHODS)
+                        write_mode=path.write_mode, deferred=st.kind == "group" and sync_method in SELF_SYNCING_METHODS,
+                        write_at=writepaths.rwf_dsync_write_at if own_at else None)
         tl.cpu_ns, wait1 = time.process_time_ns() - cpu0, cpu_wait_ns()
         d1 = process_cpu_ns(daemon)
         tl.cpu_wait_ns = wait1 - wait0 if wait0 is not None and wait1 is not None else None

@@ -49,6 +49,11 @@ def rwf_dsync_write(fd: int, data, _flag=getattr(os, "RWF_DSYNC", 0)) -> int:
     return os.pwritev(fd, (data,), -1, _flag)
 
 
+def rwf_dsync_write_at(fd: int, data, offset: int, _flag=getattr(os, "RWF_DSYNC", 0)) -> int:
+    """``rwf_dsync_write`` at ``offset`` (several writers, each at an offset reserved for it)."""
+    return os.pwritev(fd, (data,), offset, _flag)
+
+
 # -- O_DIRECT|O_DSYNC: the tail block rewritten in place ---------------------------------------------
 
 class TailBlock:

@@ -47,6 +47,14 @@ def test_rwf_dsync_writes_and_syncs_in_one_call_and_issues_no_fdatasync(name, wr
     assert r.sync_method == "rwf_dsync" and leftovers(disk_dir) == []
 
 
+def test_rwf_dsync_with_several_always_writers_each_writes_and_syncs_its_own_offset(disk_dir, calls):
+    r = run_trial("always", entries=200, directory=disk_dir, sync_method="rwf_dsync", writers=3, verify=True)
+    assert r.verified, r.verify_detail
+    assert calls["fdatasync"] == [] and r.syncs == 200
+    timed = [c for c in calls["pwritev"] if c[-1] == os.RWF_DSYNC][1:]     # after the probe
+    assert sorted(c[1] for c in timed) == [k * r.record_bytes for k in range(200)]   # each at its own offset
+
+
 def test_rwf_dsync_from_bench(disk_dir):
     [r] = bench("--dir", disk_dir, "--entries", 100, "--strategy", "always", "--sync-method", "rwf_dsync")
     assert r["sync_method"] == "rwf_dsync" and r["syncs"] == 100 and r["write_mode"] == "per-entry"
@@ -202,6 +210,7 @@ def test_segments_from_bench(disk_dir):
     (["--strategy", "group_1ms", "--write", "buffered"], "only with batch_<N>ms and none"),
     (["--strategy", "batch_10ms", "--sync-method", "rwf_dsync"], "only with always or group_<N>ms"),
     (["--strategy", "none", "--sync-method", "direct_dsync"], "only with always or group_<N>ms"),
+    (["--strategy", "always", "--sync-method", "direct_dsync", "--writers", "2"], "share the tail block"),
     (["--strategy", "always", "--recycle", "2"], "give segment_bytes"),
     (["--strategy", "always", "--segment-bytes", "100"], "at least 4,096"),
     (["--strategy", "always", "--sync-method", "open_dsync", "--bytes-per-sync", "4096"], "synchronous already"),
