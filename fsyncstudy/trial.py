@@ -105,7 +105,8 @@ class TrialResult:
     #: How many entries the ack latency percentiles rest on (``none`` times a random sample of its writes).
     timed_entries: int = 0
     #: What the harness's own bookkeeping costs per entry (ns), measured for this kind of loop against a
-    #: bare loop of the same system calls on /dev/null (``engine.harness_ns``).
+    #: bare loop of the same system calls on /dev/null (``engine.harness_ns``); None for buffered writes,
+    #: whose loops it does not measure.
     harness_ns_per_entry: float | None = None
     #: CPU time of the whole process (every thread, user + system) over the run, per entry, and as a
     #: share of the elapsed time; ``bound`` is "cpu" when that share plus ``cpu_wait_share`` is at least
@@ -565,7 +566,8 @@ def summarize(st: Strategy, tl: engine.Timeline, *, sync_method: str, prealloc: 
         target_reason=target.reason, prealloc_bytes=prealloc_bytes, overwrite_offset0=overwrite_offset0,
         verified=verified,
         verify_detail=verify_detail, started_at=started_at, warnings=list(notes or []),
-        timed_entries=len(tl.latency), harness_ns_per_entry=engine.harness_ns(st.kind),
+        timed_entries=len(tl.latency),
+        harness_ns_per_entry=None if path and path.write_mode == "buffered" else engine.harness_ns(st.kind),
         **cpu_fields(tl.cpu_ns, n, elapsed_ns, tl.cpu_wait_ns, tl.daemon_cpu_ns),
         ack_latency_hist=measures.encode_histogram(measures.histogram(ack_sorted, presorted=True)),
         sync_latency_hist=measures.encode_histogram(measures.histogram(sync_sorted, presorted=True)),
