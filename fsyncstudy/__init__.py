@@ -5,7 +5,8 @@ above it in this list (``tests/test_layering.py`` reads every import, those insi
 functions too, and fails on a cycle or an import that goes the other way):
 
 1. ``strategies`` ``measures`` ``intervals``: the strategy table; percentiles and exposures; t intervals
-2. ``log``: record framing, the log file, the reader
+2. ``log`` ``writepaths``: record framing, the log file, the reader; the write paths real WALs use (RWF_DSYNC,
+   O_DIRECT tail blocks, sync_file_range, segment files)
 3. ``engine``: the writer loops, and ``engine.run``, the one dispatch from a strategy to its loop
 4. ``targets``: what a directory is stored on, and whether a sync there is durable
 5. ``lab``: loop filesystems, the power-cut FUSE filesystem, fault injection (optional, root)

@@ -1026,7 +1026,9 @@ def load(directory: str | os.PathLike, kind: str | None = None, schema: list | N
     short of their plan.
 
     Rows of failed units are included (they are history); the kind's own loader leaves them
-    out of statistics.  ``kind``, if given, must match, and ``schema`` (its columns) agree with meta.json.
+    out of statistics.  ``kind``, if given, must match, and ``schema`` (its columns) agree with meta.json;
+    with a ``schema``, the columns a later version added (``added_columns``) that the dataset lacks are
+    added with the value its rows measured under, so old and new datasets read alike.
     """
     import pandas as pd
 
@@ -1045,8 +1047,23 @@ def load(directory: str | os.PathLike, kind: str | None = None, schema: list | N
             df[name] = mapped.astype(bool) if mapped.notna().all() else mapped
         else:
             df[name] = pd.to_numeric(col.replace("", None), errors="coerce")
+    for name, value in (added_columns(meta["kind"]) if schema else {}).items():
+        if name not in df.columns:      # a dataset written before the column: the value it measured under
+            df[name] = value
     meta["checked"] = got.summary()
     return df, meta
+
+
+def added_columns(kind: str) -> dict:
+    """Columns a later version added to a kind's rows, with the value every row written before them
+    had: for sweep rows, the write path's fields of ``TrialResult`` (``trial.WRITE_PATH_FIELDS``), whose
+    defaults are the plain path (per-entry writes, one file, no sync_file_range).  A dataset's meta.json
+    is never rewritten for them: ``check`` accepts a dataset that lacks a column, and ``load`` adds it."""
+    if kind != "sweep":
+        return {}
+    from .trial import WRITE_PATH_FIELDS, TrialResult
+    return {f.name: (float("nan") if f.default is None else f.default) for f in fields(TrialResult)
+            if f.name in WRITE_PATH_FIELDS}
 
 
 def upgrade_rows(directory: str | os.PathLike) -> dict:

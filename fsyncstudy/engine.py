@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 from .log import DeadlinePassed, Framer
 from .strategies import KINDS, Strategy
+from .writepaths import Deferred
 
 #: Records framed per block once the pre-framed ones run out (duration-bound trials) ...
 CHUNK = 4096
@@ -103,6 +104,11 @@ class Timeline:
     sync_starts: array = field(default_factory=lambda: array("q"))
     sync_ends: array = field(default_factory=lambda: array("q"))
     sync_hi: array = field(default_factory=lambda: array("q"))     # sync j covers seq < sync_hi[j]
+    # buffered writes only (``write_mode="buffered"``): write() j of the user-space buffer returned at
+    # write_ends[j] and put every entry below write_hi[j] into the kernel (an acknowledged entry not yet
+    # there is lost at a process kill too)
+    write_ends: array = field(default_factory=lambda: array("q"))
+    write_hi: array = field(default_factory=lambda: array("q"))
     record_bytes: int = 0
     final_sync: bool = False        # the last sync is batch's end-of-run sync, not a flusher tick
     count: int = -1                 # entries written, where not every one is timed (none)
@@ -314,10 +320,12 @@ class _Flusher(threading.Thread):
     replayed.  N = 0: syncs back to back, napping ``IDLE_POLL_S`` when nothing is unsynced.
     """
 
-    def __init__(self, fd: int, sync, interval_ns: int, tl: Timeline):
+    def __init__(self, fd: int, sync, interval_ns: int, tl: Timeline, drain=None):
         super().__init__(name="fsyncstudy-flusher", daemon=True)
         self.fd, self.sync, self.interval_ns, self.tl = fd, sync, interval_ns, tl
-        self.written = 0          # entries whose write() has returned, set by the writer
+        # buffered writes: drain(hi) writes the entries below hi from the user-space buffer before the sync
+        self.drain = drain
+        self.written = 0          # entries whose write() has returned (buffered: appended), set by the writer
         self.synced = 0           # entries covered by a completed sync
         self.error: OSError | None = None
         self.halt = threading.Event()
@@ -334,6 +342,8 @@ class _Flusher(threading.Thread):
                         return
                 hi = self.written
                 if hi > self.synced:
+                    if self.drain is not None:
+                        self.drain(hi)
                     s = clk()
                     sync(fd)
                     e = clk()
@@ -346,8 +356,14 @@ class _Flusher(threading.Thread):
                     now = clk()
                     if tick < now:
                         tick = now
+        except _WriteFailed as e:
+            self.error = e
         except OSError as e:
             self.error = _wrap_sync_error(e)
+
+
+class _WriteFailed(OSError):
+    """The write() of a user-space buffer failed: its entries, acknowledged already, are lost."""
 
 
 def run_batch(fd: int, sync, interval_ms: int, framer: Framer, first: list[bytes], stop: Stop,
@@ -394,11 +410,124 @@ def run_batch(fd: int, sync, interval_ms: int, framer: Framer, first: list[bytes
     return tl
 
 
+#: ``none`` with buffered writes: the user-space buffer is written once it holds at least this many bytes
+#: (Redis' aof_buf and PostgreSQL's wal_buffers are written by size or by time; 64 KiB is one write of a
+#: few hundred small records).
+BUFFER_BYTES = 64 << 10
+
+
+class _Buffer:
+    """The user-space log buffer of ``write_mode="buffered"``: the writer appends records (the ack), and
+    ``drain(hi)`` writes the entries below ``hi`` with one write() and records when they reached the
+    kernel.  A deque: the writer appends and the batch flusher pops without a lock."""
+
+    def __init__(self, fd: int, write, tl: Timeline):
+        import collections
+        self.fd, self.write, self.tl = fd, write or os.write, tl
+        self.recs = collections.deque()
+        self.drained = 0
+
+    def drain(self, hi: int) -> None:
+        n = hi - self.drained
+        if n <= 0:
+            return
+        pop = self.recs.popleft
+        data = b"".join([pop() for _ in range(n)])
+        try:
+            k = self.write(self.fd, data)
+        except OSError as e:
+            raise _WriteFailed(e.errno, f"the write of {n:,} buffered entries failed ({os.strerror(e.errno or 0)}): "
+                                        "they were acknowledged and are lost") from e
+        if k != len(data):
+            raise _WriteFailed(errno.ENOSPC, f"short write: {k} of {len(data)} bytes of {n:,} buffered entries "
+                                             "(is the target full?)")
+        self.tl.write_ends.append(time.perf_counter_ns()); self.tl.write_hi.append(hi)
+        self.drained = hi
+
+
+def run_batch_buffered(fd: int, sync, interval_ms: int, framer: Framer, first: list[bytes], stop: Stop,
+                       write=None) -> Timeline:
+    """batch_<N>ms with buffered writes: an entry is appended to a user-space buffer and acknowledged; at
+    each tick the flusher writes the buffer with one write() and syncs; a final write and sync cover the end."""
+    tl = Timeline(record_bytes=framer.record_bytes)
+    buf = _Buffer(fd, write, tl)
+    fl = _Flusher(fd, sync, interval_ms * 1_000_000, tl, drain=buf.drain)
+    la, aa, ap = tl.latency.append, tl.acks.append, buf.recs.append
+    clk = time.perf_counter_ns
+    i = 0
+    fl.start()
+    tl.start_ns = clk()
+    n_min, soft = stop.entries, stop.deadline(tl.start_ns)
+    try:
+        for block in _feed(framer, first, stop):
+            limit = stop.limit(i + len(block))
+            deadline = (min(soft, limit) if soft else limit) if soft or n_min else 0
+            for rec in block:
+                t = clk()
+                ap(rec)
+                a = clk()
+                if fl.error is not None:
+                    raise fl.error
+                i += 1
+                la(a - t); aa(a)
+                fl.written = i
+                if t >= deadline and (i >= n_min or t >= limit):
+                    break
+            else:
+                continue
+            if t >= limit and not stop.done(i, t, tl.start_ns):
+                raise _deadline_passed(stop, i)
+            break
+    finally:
+        fl.halt.set()
+        fl.join()
+    _final_sync(fl, fd, sync, i, tl)
+    tl.end_ns = tl.sync_ends[-1]
+    return tl
+
+
+def run_none_buffered(fd: int, framer: Framer, first: list[bytes], stop: Stop, write=None,
+                      buffer_bytes: int = BUFFER_BYTES) -> Timeline:
+    """none with buffered writes: an entry is appended to a user-space buffer and acknowledged; the buffer
+    is written with one write() once it holds ``buffer_bytes``, and once more at the end; never synced."""
+    tl = Timeline(record_bytes=framer.record_bytes)
+    buf = _Buffer(fd, write, tl)
+    la, aa, ap, recs = tl.latency.append, tl.acks.append, buf.recs.append, buf.recs
+    clk = time.perf_counter_ns
+    per_write = max(1, -(-buffer_bytes // framer.record_bytes))
+    i = 0
+    tl.start_ns = clk()
+    n_min, soft = stop.entries, stop.deadline(tl.start_ns)
+    for block in _feed(framer, first, stop):
+        limit = stop.limit(i + len(block))
+        deadline = (min(soft, limit) if soft else limit) if soft or n_min else 0
+        for rec in block:
+            t = clk()
+            ap(rec)
+            a = clk()
+            i += 1
+            la(a - t); aa(a)
+            if len(recs) >= per_write:
+                buf.drain(i)
+            if t >= deadline and (i >= n_min or t >= limit):
+                break
+        else:
+            continue
+        if t >= limit and not stop.done(i, t, tl.start_ns):
+            raise _deadline_passed(stop, i)
+        break
+    buf.drain(i)
+    tl.end_ns = tl.write_ends[-1] if tl.write_ends else clk()
+    return tl
+
+
 def _final_sync(fl: _Flusher, fd: int, sync, n: int, tl) -> None:
     """After the flusher stopped: its error, else one more sync if entries below ``n`` are not covered."""
     if fl.error is not None:
         raise fl.error
     if fl.synced < n:
+        if fl.drain is not None:
+            fl.drain(n)
         s = time.perf_counter_ns()
         try:
             sync(fd)
@@ -420,7 +549,7 @@ class _GroupCommit:
     """
 
     def __init__(self, fd: int, sync, delay_s: float, framer: Framer, first: list[bytes], stop: Stop,
-                 tl: Timeline, own_sync: bool = False):
+                 tl: Timeline, own_sync: bool = False, write_at=None):
         self.fd, self.sync, self.delay_s, self.framer, self.stop, self.tl = fd, sync, delay_s, framer, stop, tl
         self.block, self.block_base = first, 0
         self.cond = threading.Condition(threading.Lock())
@@ -434,6 +563,11 @@ class _GroupCommit:
         # how each entry is committed: shared syncs (group commit), or each writer's own (always, W writers)
         self.commit_one = self._own if own_sync else self._shared
         self.own_syncs: list[tuple[int, int, int]] = []     # (seq, sync start, sync end) of _own
+        # a positioned write that syncs itself (rwf_dsync): each writer's entry at an offset reserved
+        # under the lock, written and synced outside it, concurrently with the others' (_own_at)
+        self.write_at, self.next_off = write_at, 0
+        if write_at is not None:
+            self.commit_one = self._own_at
 
     def _record(self, seq: int) -> bytes:
         # seq grows by one under the lock, so only the current block is ever needed
@@ -514,6 +648,34 @@ class _GroupCommit:
             with cond:
                 if self.error is None:
                     self.error = _wrap_sync_error(e)
+                cond.notify_all()
+            return None
+        if self.error is not None:
+            return None
+        self.own_syncs.append((seq, s, clk()))
+        return seq
+
+    def _own_at(self, t: int | None = None) -> int | None:
+        """``always`` with several writers and a positioned write that syncs itself: reserve the next
+        entry's offset under the log lock, then write and sync it there outside the lock (pwritev2 with
+        RWF_DSYNC at that offset), concurrently with the other writers'.  Its seq once that returned, and
+        only if no writer has failed by then; None once the run stops or failed."""
+        cond, clk = self.cond, time.perf_counter_ns
+        with cond:
+            if self.error is not None or (t is not None and self._stopping(t)):
+                return None
+            seq, off = self.next_seq, self.next_off
+            rec = self._record(seq)
+            self.next_seq, self.next_off = seq + 1, off + len(rec)
+        s = clk()
+        try:
+            k = self.write_at(self.fd, rec, off)
+            if k != len(rec):
+                raise _short_write(k, len(rec))
+        except OSError as e:
+            with cond:
+                if self.error is None:
+                    self.error = _wrap_sync_error(e) if e.errno != errno.ENOSPC else e
                 cond.notify_all()
             return None
         if self.error is not None:
@@ -699,9 +861,17 @@ def run_group(fd: int, sync, interval_ms: int, writers: int, framer: Framer, fir
 
 
 def run_always_writers(fd: int, sync, writers: int, framer: Framer, first: list[bytes], stop: Stop,
-                       write=None) -> Timeline:
+                       write=None, write_at=None) -> Timeline:
     """``always`` with ``writers`` threads on one log, each writing and syncing its own entries
-    (``_GroupCommit._own``): the baseline group commit is measured against at the same writers."""
+    (``_GroupCommit._own``): the baseline group commit is measured against at the same writers.
+    ``write_at(fd, data, offset)``: a positioned write that syncs itself (rwf_dsync), used instead of a
+    write and a sync (``_GroupCommit._own_at``)."""
+    if write_at is not None:
+        gc = _GroupCommit(fd, None, 0.0, framer, first, stop, Timeline(record_bytes=framer.record_bytes),
+                          own_sync=True, write_at=write_at)
+        tl = _run_writers(gc, writers, None)
+        _own_syncs_in_order(gc.own_syncs, tl)
+        return tl
     if sync is None:
         raise ValueError("always with several writers needs a sync call (fdatasync or fsync): with "
                          "open_datasync/open_sync every write is synchronous and one log's writes are serialized")
@@ -743,14 +913,31 @@ def _own_syncs_in_order(own: list[tuple[int, int, int]], tl) -> None:
 
 
 def run(st: Strategy, fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, writers: int = 1,
-        write=None, offset0: bool = False) -> Timeline:
+        write=None, offset0: bool = False, write_mode: str = "per-entry", deferred: bool = False,
+        write_at=None) -> Timeline:
     """The one dispatch from a strategy to its loop (the trial and the crash experiment both call it).
 
     ``sync`` is the call that makes written data durable (None: O_DSYNC/O_SYNC writes are);
     ``write`` replaces ``os.write`` (see ``run_always``); ``writers``: threads on the one log, for
     group commit (sharing syncs) and ``always`` (each syncing its own entries);
-    ``offset0`` (``always`` and ``none``) writes every record at offset 0, as pg_test_fsync does.
+    ``offset0`` (``always`` and ``none``) writes every record at offset 0, as pg_test_fsync does;
+    ``write_mode`` "buffered" (``batch`` and ``none``): entries go to a user-space buffer, acknowledged
+    there, and reach the kernel in one write() per flush (batch) or per full buffer (none);
+    ``deferred`` (group commit, ``write`` one that syncs itself): writers only buffer their records and
+    the leader's one ``write`` commits them (``writepaths.Deferred``); ``write_at`` (``always`` with
+    several writers): a positioned write that syncs itself, each writer's at its own offset.
     """
+    if write_mode == "buffered":
+        if st.kind == "batch":
+            return run_batch_buffered(fd, sync, st.interval_ms, framer, first, stop, write=write)
+        if st.kind == "none":
+            return run_none_buffered(fd, framer, first, stop, write=write)
+        raise ValueError(f"buffered writes go only with batch_<N>ms and none, not {st.name}")
+    if deferred:
+        if st.kind != "group":
+            raise ValueError(f"deferred writes go only with group_<N>ms, not {st.name}")
+        d = Deferred(write or os.write)
+        return run_group(fd, d.flush, st.interval_ms, writers, framer, first, stop, write=d.append)
     if offset0:
         if write is not None or st.kind not in ("always", "none"):
             raise ValueError(f"offset0 goes only with 'always' or 'none' and the engine's own write, not {st.name}")
@@ -759,7 +946,7 @@ def run(st: Strategy, fd: int, sync, framer: Framer, first: list[bytes], stop: S
         if writers > 1:
             if offset0:
                 raise ValueError("offset0 goes with one writer only")
-            return run_always_writers(fd, sync, writers, framer, first, stop, write=write)
+            return run_always_writers(fd, sync, writers, framer, first, stop, write=write, write_at=write_at)
         return run_always(fd, sync, framer, first, stop, write=write)
     if st.kind == "none":
         return run_none(fd, framer, first, stop, write=write)

@@ -140,6 +140,9 @@ def run_load_trial(strategy: str | Strategy, rate: float, duration_s: float = 1.
                          "always (each client syncing its own entries)")
     if clients > 1 and sync_method.startswith("open_"):
         raise ValueError(f"{sync_method} with several clients: use fdatasync or fsync")
+    if sync_method in ("rwf_dsync", "direct_dsync"):
+        raise ValueError(f"{sync_method}: the open loop writes with write() and would sync nothing; its write "
+                         "paths run in the closed loop (bench, run_trial) for now")
     if not (isinstance(duration_s, (int, float)) and 0 < duration_s <= 3600):
         raise ValueError(f"duration_s must be in (0, 3600], got {duration_s!r}")
     if not (isinstance(work_us, (int, float)) and 0 <= work_us <= 1e6):

@@ -12,6 +12,7 @@ A header of 16 zero bytes ends the log cleanly: it is unwritten preallocated spa
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import struct
@@ -137,7 +138,7 @@ def read_log(path: str | os.PathLike, expect_first_seq: int | None = 0) -> LogSc
 
 def _open_flags(sync_method: str) -> int:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    if sync_method == "open_dsync":
+    if sync_method in ("open_dsync", "direct_dsync"):   # direct_dsync's O_DIRECT comes after the preparation
         flags |= os.O_DSYNC
     elif sync_method == "open_sync":
         flags |= os.O_SYNC
@@ -147,6 +148,31 @@ def _open_flags(sync_method: str) -> int:
 def set_direct(fd: int) -> None:
     """Turn on O_DIRECT for an open file (EINVAL where the filesystem has no direct I/O)."""
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
+
+
+class DirectRefused(OSError):
+    """The filesystem refused O_DIRECT on the log (EINVAL): ``direct_dsync`` cannot run there."""
+
+
+def rwf_flag() -> int:
+    """``os.RWF_DSYNC``, or an OSError saying why this Python or OS has none."""
+    flag = getattr(os, "RWF_DSYNC", None)
+    if flag is None or not hasattr(os, "pwritev"):
+        raise OSError(errno.ENOTSUP, "rwf_dsync needs os.pwritev and os.RWF_DSYNC (Linux 4.7+), which this "
+                                     "Python does not have: use fdatasync")
+    return flag
+
+
+def probe_rwf_dsync(fd: int) -> None:
+    """Write one byte at offset 0 with RWF_DSYNC and take it back: an OSError naming why the kernel or
+    filesystem refuses it (EOPNOTSUPP before Linux 4.7), never a silent fallback.  The file is empty after."""
+    flag = rwf_flag()
+    try:
+        os.pwritev(fd, [b"\0"], 0, flag)
+    except OSError as e:
+        raise OSError(e.errno, f"rwf_dsync: pwritev2 with RWF_DSYNC is refused here ({os.strerror(e.errno)}): "
+                               "the kernel or the filesystem lacks it (Linux 4.7+); use fdatasync") from e
+    os.ftruncate(fd, 0)
 
 
 class AlignedFramer(Framer):
@@ -269,12 +295,17 @@ class LogFile:
             fcntl.flock(self.fd, fcntl.LOCK_EX)
             if os.fstat(self.fd).st_ino != os.stat(self.path).st_ino:
                 raise FileNotFoundError(f"{self.path} was removed as it was being created")
+            if sync_method == "rwf_dsync":
+                probe_rwf_dsync(self.fd)       # before the preparation: it leaves the file empty
             self._prepare()
-            if direct:
+            if direct or sync_method == "direct_dsync":
                 # after the preparation (whose writes are not block aligned): the timed writes bypass
                 # the page cache, as pg_test_fsync's open_* tests do; they must then come from an
-                # aligned buffer in whole blocks (``AlignedFramer``)
-                set_direct(self.fd)
+                # aligned buffer in whole blocks (``AlignedFramer``, ``writepaths.TailBlock``)
+                try:
+                    set_direct(self.fd)
+                except OSError as e:
+                    raise DirectRefused(e.errno, f"{self.directory} refuses O_DIRECT ({os.strerror(e.errno or 0)})") from e
         except BaseException:
             self.remove()
             raise
@@ -296,11 +327,18 @@ class LogFile:
         os.fsync(fd)
         fsync_dir(self.directory)
 
-    def sync_function(self):
-        """The call that makes written data durable, or None when every write already is (O_DSYNC/O_SYNC).
+    def sync_function(self, own_writes: bool = False):
+        """The call that makes written data durable, or None when every write already is (O_DSYNC/O_SYNC,
+        and the writes of rwf_dsync and direct_dsync).
 
         Looked up on ``os`` at call time so instrumentation (tests counting calls) sees every sync.
+        rwf_dsync and direct_dsync are durable only through their own writes (``writepaths``): a caller
+        that writes with plain ``write()`` would sync nothing, so it is refused unless it says
+        ``own_writes`` (``trial.run_trial`` does; the crash experiment and the open loop do not yet).
         """
+        if self.sync_method in ("rwf_dsync", "direct_dsync") and not own_writes:
+            raise ValueError(f"{self.sync_method} is durable only through its own writes (pwritev2 RWF_DSYNC, "
+                             "aligned direct blocks), which this run does not make: use run_trial, or fdatasync")
         if self.sync_method == "fdatasync":
             return os.fdatasync
         if self.sync_method == "fsync":

@@ -25,7 +25,14 @@ MAX_INTERVAL_MS = 60_000
 MAX_NAME_CHARS = 64
 
 #: The sync methods a run can choose; fdatasync is Linux's default in PostgreSQL, etcd and Redis.
-SYNC_METHODS = ("fdatasync", "fsync", "open_dsync", "open_sync")
+#: rwf_dsync: each write is pwritev2(RWF_DSYNC), writing and syncing its range in one call; direct_dsync:
+#: the log opened O_DIRECT|O_DSYNC, written in whole aligned blocks (``fsyncstudy.writepaths``).
+SYNC_METHODS = ("fdatasync", "fsync", "open_dsync", "open_sync", "rwf_dsync", "direct_dsync")
+#: The methods whose every write syncs itself (no sync call follows it).
+SELF_SYNCING_METHODS = ("open_dsync", "open_sync", "rwf_dsync", "direct_dsync")
+#: How entries reach the kernel: a write() each (per-entry), or gathered in a user-space buffer and
+#: written by the batch flusher or once the buffer is full (buffered: batch_<N>ms and none only).
+WRITE_MODES = ("per-entry", "buffered")
 #: How the log file is laid out before timing starts.
 PREALLOCATIONS = ("append", "fallocate", "zero-fill")
 
@@ -146,6 +153,12 @@ def check_sync_method(method: str) -> str:
     if method not in SYNC_METHODS:
         raise ValueError(f"unknown sync method {quote(method)}: use one of {', '.join(SYNC_METHODS)}")
     return method
+
+
+def check_write_mode(mode: str) -> str:
+    if mode not in WRITE_MODES:
+        raise ValueError(f"unknown write mode {quote(mode)}: use one of {', '.join(WRITE_MODES)}")
+    return mode
 
 
 def check_preallocation(prealloc: str) -> str:

@@ -14,9 +14,10 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import engine, measures
-from .log import AlignedFramer, Framer, LogFile, read_log
-from .strategies import Strategy, check_preallocation, check_sync_method, parse, quote
+from . import engine, measures, writepaths
+from .log import AlignedFramer, DirectRefused, Framer, LogFile, read_log
+from .strategies import (SELF_SYNCING_METHODS, Strategy, check_preallocation, check_sync_method, check_write_mode,
+                         parse, quote)
 from .places import pick_directory, resolve_directory
 from .targets import Target, describe
 
@@ -104,7 +105,8 @@ class TrialResult:
     #: How many entries the ack latency percentiles rest on (``none`` times a random sample of its writes).
     timed_entries: int = 0
     #: What the harness's own bookkeeping costs per entry (ns), measured for this kind of loop against a
-    #: bare loop of the same system calls on /dev/null (``engine.harness_ns``).
+    #: bare loop of the same system calls on /dev/null (``engine.harness_ns``); None for buffered writes,
+    #: whose loops it does not measure.
     harness_ns_per_entry: float | None = None
     #: CPU time of the whole process (every thread, user + system) over the run, per entry, and as a
     #: share of the elapsed time; ``bound`` is "cpu" when that share plus ``cpu_wait_share`` is at least
@@ -130,9 +132,34 @@ class TrialResult:
     sync_p99_is_max: bool = False
     started_at: str = ""
     warnings: list[str] = field(default_factory=list)
+    # -- the write path (docs/strategies.md#write-paths); the defaults are the path every dataset before
+    # them measured, so a row without these columns reads as that path
+    #: "per-entry" (a write() per entry) or "buffered" (a user-space buffer, written per flush or when full).
+    write_mode: str = "per-entry"
+    #: sync_file_range(SYNC_FILE_RANGE_WRITE) every this many bytes written (0: off).
+    bytes_per_sync: int = 0
+    #: The log rolled to a new segment file every this many bytes (0: one file), reusing the oldest of
+    #: ``recycle`` + 1 segments from then on (0: always a new file).
+    segment_bytes: int = 0
+    recycle: int = 0
+    #: Rolls to a new segment, and the ack latency of the first entry after each (its roll's cost is in it),
+    #: beside the trial's ack_latency_us_p50; None without a roll.
+    roll_count: int = 0
+    roll_ack_us_p50: float | None = None
+    roll_ack_us_max: float | None = None
+    #: Buffered writes: time from an entry's ack until the write() that put it into the kernel returned
+    #: (what a process kill loses, not only a power cut); None for per-entry writes (0 by construction).
+    process_exposure_ms_p99: float | None = None
+    process_exposure_ms_max: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+#: The write path's fields of TrialResult: a dataset written before them lacks these columns, and
+#: ``dataset.load`` gives them their defaults there (the path every such dataset measured).
+WRITE_PATH_FIELDS = ("write_mode", "bytes_per_sync", "segment_bytes", "recycle", "roll_count", "roll_ack_us_p50",
+                     "roll_ack_us_max", "process_exposure_ms_p99", "process_exposure_ms_max")
 
 
 def writeback_bounds() -> tuple[float | None, float | None]:
@@ -183,7 +210,9 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
               prealloc: str = "append", payload_bytes: int = DEFAULT_PAYLOAD_BYTES, writers: int = 1,
               prealloc_bytes: int | None = None, verify: bool = False,
               target: Target | None = None, overwrite_offset0: bool = False,
-              on_timeline=None, direct: bool = False, deadline: float | None = None) -> TrialResult:
+              on_timeline=None, direct: bool = False, deadline: float | None = None,
+              write_mode: str = "per-entry", bytes_per_sync: int = 0, segment_bytes: int = 0,
+              recycle: int = 0) -> TrialResult:
     """Run one trial: write entries to a fresh log in ``directory`` by ``strategy`` and measure.
 
     The trial writes at least ``entries`` entries and runs at least ``duration_s``
@@ -198,10 +227,15 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
     there (``engine.Stop.hard_ns``, earlier by ``SUMMARY_RESERVE_NS`` an entry, for the summary) and
     it raises ``DeadlinePassed``, its log removed; a system call under way at the deadline (a write, a
     sync) is waited for.
+    The write path (docs/strategies.md#write-paths): ``sync_method`` "rwf_dsync" or "direct_dsync"
+    (``always``, ``group_<N>ms``); ``write_mode`` "buffered" (``batch_<N>ms``, ``none``);
+    ``bytes_per_sync`` (sync_file_range every N bytes); ``segment_bytes`` and ``recycle`` (segment files).
     """
     st = strategy if isinstance(strategy, Strategy) else parse(strategy)
     check_sync_method(sync_method)
     check_preallocation(prealloc)
+    check_write_path(st, sync_method, writers, write_mode, bytes_per_sync, segment_bytes, recycle,
+                     overwrite_offset0 or direct)
     if entries is None and duration_s is None:
         raise ValueError("give entries, duration_s or both")
     _check_int("entries", entries, 1, MAX_ENTRIES, allow_none=True)
@@ -235,6 +269,11 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
 
     payload = payload_for(payload_bytes)
     framer = AlignedFramer(payload) if direct else Framer(payload)   # AlignedFramer refuses partial blocks
+    if segment_bytes and segment_bytes < max(writepaths.MIN_SEGMENT_BYTES, framer.record_bytes):
+        raise ValueError(f"segment_bytes must be at least {max(writepaths.MIN_SEGMENT_BYTES, framer.record_bytes):,} "
+                         f"(a page, and one record of {framer.record_bytes:,} bytes), got {segment_bytes:,}")
+    if segment_bytes:
+        prealloc_bytes = segment_bytes     # each segment is preallocated to its size
     if prealloc_bytes is None:
         if overwrite_offset0:
             prealloc_bytes = framer.record_bytes
@@ -256,10 +295,14 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
     first = framer.frame_range(0, engine.preframe_records(framer, entries))
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     daemon = fuse_daemon_pid(directory, tgt)
+    path = WritePath(write_mode, bytes_per_sync, segment_bytes, recycle)
     try:
         tl, verified, detail = _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, first,
                                     entries, duration_s, verify, overwrite_offset0, on_timeline, direct, daemon,
-                                    deadline)
+                                    deadline, path)
+    except DirectRefused as e:
+        raise OSError(e.errno, f"direct_dsync: {directory} ({tgt.fstype}) refuses O_DIRECT "
+                               f"({os.strerror(e.errno or 0)}): use rwf_dsync or open_dsync there") from e
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise TargetFull(errno.ENOSPC, f"{directory} ({tgt.fstype}) ran out of space during the trial: it had "
@@ -272,7 +315,56 @@ def run_trial(strategy: str | Strategy, entries: int | None = None, duration_s: 
     return summarize(st, tl, sync_method=sync_method, prealloc=prealloc, payload_bytes=payload_bytes,
                      writers=writers, target=tgt, prealloc_bytes=prealloc_bytes if prealloc != "append" else 0,
                      verified=verified, verify_detail=detail, started_at=started_at, notes=notes,
-                     overwrite_offset0=overwrite_offset0)
+                     overwrite_offset0=overwrite_offset0, path=path)
+
+
+@dataclass
+class WritePath:
+    """How a trial's entries reach the log beyond its strategy and sync method (``run_trial``'s options),
+    and what its segments did (``rolls``: (seq, ns) of ``writepaths.Segments``)."""
+
+    write_mode: str = "per-entry"
+    bytes_per_sync: int = 0
+    segment_bytes: int = 0
+    recycle: int = 0
+    rolls: list = field(default_factory=list)
+
+
+#: The sync methods whose writes need a sync call after them (the ones bytes_per_sync and segments go with).
+_SYNC_CALL_METHODS = ("fdatasync", "fsync")
+
+
+def check_write_path(st: Strategy, sync_method: str, writers: int, write_mode: str, bytes_per_sync: int,
+                     segment_bytes: int, recycle: int, peer_mode: bool = False) -> None:
+    """Refuse, in one line, a write path that does not go with the strategy or with itself."""
+    check_write_mode(write_mode)
+    _check_int("bytes_per_sync", bytes_per_sync, 0, 1 << 40)
+    _check_int("segment_bytes", segment_bytes, 0, 1 << 40)
+    _check_int("recycle", recycle, 0, writepaths.MAX_SEGMENTS - 1)
+    new = sync_method in ("rwf_dsync", "direct_dsync") or write_mode != "per-entry" or bytes_per_sync or segment_bytes
+    if peer_mode and new:
+        raise ValueError("overwrite_offset0 and direct (pg_test_fsync's patterns) go with the plain write path only")
+    if sync_method in ("rwf_dsync", "direct_dsync"):
+        if st.kind not in ("always", "group"):
+            raise ValueError(f"{sync_method} makes each write sync itself, so it goes only with always or "
+                             f"group_<N>ms, not {st.name}")
+        if sync_method == "direct_dsync" and st.kind == "always" and writers > 1:
+            raise ValueError("direct_dsync with several writers under always: their records share the tail block, "
+                             "which one writer rewrites at a time; use group_<N>ms (the leader's write commits the "
+                             "group)")
+    if write_mode == "buffered" and st.kind not in ("batch", "none"):
+        raise ValueError(f"buffered writes acknowledge at the append, so they go only with batch_<N>ms and none, "
+                         f"not {st.name} (which acknowledges after a sync)")
+    if bytes_per_sync and sync_method not in _SYNC_CALL_METHODS:
+        raise ValueError(f"bytes_per_sync starts writeback ahead of a later sync; with {sync_method} every write "
+                         "is synchronous already: use fdatasync or fsync")
+    if recycle and not segment_bytes:
+        raise ValueError("recycle reuses segment files: give segment_bytes too")
+    if segment_bytes:
+        if sync_method not in _SYNC_CALL_METHODS:
+            raise ValueError(f"segments go with fdatasync or fsync, not {sync_method}")
+        if write_mode != "per-entry" or bytes_per_sync:
+            raise ValueError("segments go with per-entry writes and without bytes_per_sync")
 
 
 def _check_deadline(deadline: float | None, where: str) -> None:
@@ -287,24 +379,67 @@ def _hard_ns(deadline: float | None) -> int:
     return max(1, time.perf_counter_ns() + int((deadline - time.monotonic()) * 1e9))
 
 
+def _open_log(directory, sync_method, prealloc, prealloc_bytes, direct, deadline, path: WritePath):
+    if path.segment_bytes:
+        _allow_descriptors(writepaths.MAX_SEGMENTS + 64)
+        return writepaths.Segments(directory, sync_method, prealloc, path.segment_bytes, path.recycle, deadline)
+    return LogFile(directory, sync_method, prealloc, prealloc_bytes, direct=direct, deadline=deadline)
+
+
+def _allow_descriptors(n: int) -> None:
+    """Raise this process's soft limit on open files towards ``n`` (segments hold one each)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n if hard == resource.RLIM_INFINITY else min(n, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def _write_function(log, sync_method: str, framer: Framer, path: WritePath):
+    """What the engine's ``write`` is bound to for this path; None for the plain ``os.write`` (the default
+    paths are not wrapped, so they pay nothing for the others)."""
+    write = None
+    if sync_method == "rwf_dsync":
+        write = writepaths.rwf_dsync_write
+    elif sync_method == "direct_dsync":
+        write = writepaths.TailBlock(max(framer.record_bytes * 64, engine.CHUNK_BYTES // 16)).write
+    elif path.segment_bytes:
+        write = log.write
+    if path.bytes_per_sync:
+        call = writepaths.sync_file_range_call()
+        writepaths.probe_sync_file_range(log.fd, call)
+        write = writepaths.with_bytes_per_sync(write or os.write, path.bytes_per_sync, call)
+    return write
+
+
 def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, first, entries, duration_s, verify,
-         overwrite_offset0, on_timeline, direct=False, daemon: int | None = None, deadline: float | None = None):
+         overwrite_offset0, on_timeline, direct=False, daemon: int | None = None, deadline: float | None = None,
+         path: WritePath | None = None):
     """One engine run on a fresh log that is removed afterwards, also after an error.  ``daemon``: the
     pid of the FUSE daemon serving the target, whose CPU time over the run is measured too; ``deadline``
-    as ``run_trial``'s."""
-    with LogFile(directory, sync_method, prealloc, prealloc_bytes, direct=direct, deadline=deadline) as log:
-        sync = log.sync_function()
+    as ``run_trial``'s; ``path``: the write path (``WritePath``; its ``rolls`` are filled in)."""
+    path = path or WritePath()
+    with _open_log(directory, sync_method, prealloc, prealloc_bytes, direct, deadline, path) as log:
+        sync = log.sync_function(own_writes=True)
+        write = _write_function(log, sync_method, framer, path)
         stop = engine.Stop(entries or 0, int(duration_s * 1e9) if duration_s else 0, MAX_ENTRIES,
                            hard_ns=_hard_ns(deadline), reserve_ns=SUMMARY_RESERVE_NS if deadline is not None else 0)
         d0 = process_cpu_ns(daemon)
         wait0, cpu0 = cpu_wait_ns(), time.process_time_ns()
-        tl = engine.run(st, log.fd, sync, framer, first, stop, writers=writers, offset0=overwrite_offset0)
+        own_at = sync_method == "rwf_dsync" and st.kind == "always" and writers > 1
+        tl = engine.run(st, log.fd, sync, framer, first, stop, writers=writers, offset0=overwrite_offset0, write=write,
+                        write_mode=path.write_mode, deferred=st.kind == "group" and sync_method in SELF_SYNCING_METHODS,
+                        write_at=writepaths.rwf_dsync_write_at if own_at else None)
         tl.cpu_ns, wait1 = time.process_time_ns() - cpu0, cpu_wait_ns()
         d1 = process_cpu_ns(daemon)
         tl.cpu_wait_ns = wait1 - wait0 if wait0 is not None and wait1 is not None else None
         tl.daemon_cpu_ns = d1 - d0 if d0 is not None and d1 is not None else None
         verified, detail = None, ""
-        if verify and overwrite_offset0:
+        if path.segment_bytes:
+            path.rolls = list(log.rolls)
+        if verify and path.segment_bytes:
+            verified, detail = log.verify(tl.entries)
+        elif verify and overwrite_offset0:
             # only the last entry survives, at offset 0
             scan = read_log(log.path, expect_first_seq=None)
             verified = scan.clean and scan.entries == 1 and scan.last_seq == tl.entries - 1
@@ -394,7 +529,7 @@ def bound_of(share: float, wait_share: float | None = None, daemon: float | None
 def summarize(st: Strategy, tl: engine.Timeline, *, sync_method: str, prealloc: str, payload_bytes: int,
               writers: int, target: Target, prealloc_bytes: int = 0, verified: bool | None = None,
               verify_detail: str = "", started_at: str = "", notes: list[str] | None = None,
-              overwrite_offset0: bool = False) -> TrialResult:
+              overwrite_offset0: bool = False, path: WritePath | None = None) -> TrialResult:
     """Turn a raw timeline into a TrialResult."""
     n = tl.entries
     elapsed_ns = tl.end_ns - tl.start_ns
@@ -431,12 +566,31 @@ def summarize(st: Strategy, tl: engine.Timeline, *, sync_method: str, prealloc: 
         target_reason=target.reason, prealloc_bytes=prealloc_bytes, overwrite_offset0=overwrite_offset0,
         verified=verified,
         verify_detail=verify_detail, started_at=started_at, warnings=list(notes or []),
-        timed_entries=len(tl.latency), harness_ns_per_entry=engine.harness_ns(st.kind),
+        timed_entries=len(tl.latency),
+        harness_ns_per_entry=None if path and path.write_mode == "buffered" else engine.harness_ns(st.kind),
         **cpu_fields(tl.cpu_ns, n, elapsed_ns, tl.cpu_wait_ns, tl.daemon_cpu_ns),
         ack_latency_hist=measures.encode_histogram(measures.histogram(ack_sorted, presorted=True)),
         sync_latency_hist=measures.encode_histogram(measures.histogram(sync_sorted, presorted=True)),
         ack_p99_is_max=0 < len(ack_sorted) < PERCENTILE_MIN_N, sync_p99_is_max=0 < len(sync_sorted) < PERCENTILE_MIN_N,
+        **path_fields(tl, path or WritePath()),
     )
+
+
+def path_fields(tl: engine.Timeline, path: WritePath) -> dict:
+    """The write path's fields of a TrialResult: the options, the rolls (the ack latency of each roll's
+    first entry: the engine's where it timed every entry, else the roll and its write as the segment log
+    timed them, which for ``none`` is that entry's ack latency), and the buffered writes' exposure."""
+    out = {"write_mode": path.write_mode, "bytes_per_sync": path.bytes_per_sync, "segment_bytes": path.segment_bytes,
+           "recycle": path.recycle, "roll_count": len(path.rolls)}
+    if path.rolls:
+        every = len(tl.latency) == tl.entries
+        lat = sorted(tl.latency[seq] if every else ns for seq, ns in path.rolls if seq < tl.entries)
+        roll = measures.summary(lat, 1e3, presorted=True)
+        out.update(roll_ack_us_p50=roll["p50"], roll_ack_us_max=roll["max"])
+    if len(tl.write_ends):
+        exp = measures.summary(measures.exposures(tl.acks, tl.write_ends, tl.write_hi), 1e6)
+        out.update(process_exposure_ms_p99=exp["p99"], process_exposure_ms_max=exp["max"])
+    return out
 
 
 def run_rounds(strategies: list[Strategy], entries: int, directory, budget_s: float = ROUND_BUDGET_S,

@@ -279,6 +279,16 @@ def test_the_committed_datasets_read_with_their_own_columns():
     assert set(found) == {"sweep", "crash", "peers", "load", "realdb", "realdb-crash", "diskcheck"}
 
 
+def test_a_sweep_written_before_the_write_paths_reads_as_the_plain_path():
+    d = next(p for p in sorted((REPO / "data").iterdir()) if (p / "meta.json").exists()
+             and read_meta(p)["kind"] == "sweep")
+    assert "write_mode" not in [c for c, _ in read_meta(d)["columns"]]
+    df, _ = sweep.load(d)
+    assert set(df["write_mode"]) == {"per-entry"} and set(df["segment_bytes"]) == {0} and set(df["recycle"]) == {0}
+    assert set(df["bytes_per_sync"]) == {0} and set(df["roll_count"]) == {0} and df["roll_ack_us_max"].isna().all()
+    assert set(dataset.added_columns("sweep")) <= {c for c, _ in sweep.SCHEMA}
+
+
 def test_progress_in_a_log_is_lines_not_a_bars_frames(capsys, monkeypatch):
     class Summary:
         interrupted, elapsed_s = False, 0.0

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .. import __version__, profiles
 from ..log import unwind_on_sigterm
-from ..strategies import PREALLOCATIONS, SYNC_METHODS
+from ..strategies import PREALLOCATIONS, SYNC_METHODS, WRITE_MODES
 from .bench import cmd_bench, cmd_devices
 from .crash import cmd_crash
 from .load import cmd_advise, cmd_load
@@ -72,6 +72,28 @@ def png_file(text: str) -> str:
     return text
 
 
+def byte_count(text: str) -> int:
+    """An option's type: a whole number of bytes, at least 0 (0: off)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number of bytes, at least 0, got {text}")
+    return v
+
+
+def count(text: str) -> int:
+    """An option's type: a whole number, at least 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number, at least 0, got {text}")
+    return v
+
+
 def whole_seconds(text: str) -> int:
     """An option's type: a whole number of seconds, at least 1."""
     try:
@@ -105,10 +127,36 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--duration", type=seconds, metavar="SECONDS", help="run each trial at least this long")
     b.add_argument("--target", "--dir", dest="dir", metavar="DIR",
                    help="target directory or lab:NAME (default: $FSYNCSTUDY_DIR, else durable storage)")
-    b.add_argument("--sync-method", default="fdatasync", choices=SYNC_METHODS)
-    b.add_argument("--prealloc", default="append", choices=PREALLOCATIONS)
-    b.add_argument("--payload-bytes", type=int, default=128)
-    b.add_argument("--writers", type=int, default=1, help="concurrent writers on the one log (group_<N>ms: sharing syncs; always: each syncing its own entries)")
+    b.add_argument("--sync-method", default="fdatasync", choices=SYNC_METHODS,
+                   help="how a write is made durable (default fdatasync): fdatasync or fsync after it; open_dsync, "
+                        "open_sync: the log opened O_DSYNC/O_SYNC (always only); rwf_dsync: each write is "
+                        "pwritev2(RWF_DSYNC), syncing only its range (Linux 4.7+; always and group_<N>ms); "
+                        "direct_dsync: the log opened O_DIRECT|O_DSYNC, records packed into aligned 4096-byte "
+                        "blocks, the tail block rewritten until full (always and group_<N>ms)")
+    b.add_argument("--write", dest="write_mode", default="per-entry", choices=WRITE_MODES,
+                   help="per-entry (default): a write() per entry; buffered (batch_<N>ms and none only): entries "
+                        "go to a user-space buffer and are acknowledged there, written with one write() per flush "
+                        "(batch) or per full 64 KiB buffer (none), so an acknowledged entry is lost at a process "
+                        "kill too")
+    b.add_argument("--bytes-per-sync", type=byte_count, default=0, metavar="BYTES",
+                   help="sync_file_range(SYNC_FILE_RANGE_WRITE) every BYTES bytes written, as RocksDB's "
+                        "wal_bytes_per_sync: starts writeback, makes nothing durable (default 0: off; with "
+                        "fdatasync or fsync)")
+    b.add_argument("--segment-bytes", type=byte_count, default=0, metavar="BYTES",
+                   help="roll the log to a new segment file every BYTES bytes (at least 4096): created, "
+                        "preallocated by --prealloc and its directory fsynced before the first acknowledgement "
+                        "in it; the results give the rolls and the first entry's ack latency after each "
+                        "(default 0: one file)")
+    b.add_argument("--recycle", type=count, default=0, metavar="K",
+                   help="with --segment-bytes: once K+1 segments exist, each roll reuses the oldest (renamed and "
+                        "overwritten) instead of creating one, as PostgreSQL and RocksDB's recycle_log_file_num "
+                        "(default 0: always a new file)")
+    b.add_argument("--prealloc", default="append", choices=PREALLOCATIONS,
+                   help="how the log (each segment) is laid out before timing (default append)")
+    b.add_argument("--payload-bytes", type=int, default=128, help="payload bytes per entry (default 128; "
+                   "each record adds a 16-byte header)")
+    b.add_argument("--writers", type=int, default=1, help="concurrent writers on the one log (default 1; group_<N>ms: "
+                                                          "sharing syncs; always: each syncing its own entries)")
     b.add_argument("--json", action="store_true", help="print the full results as JSON")
     b.add_argument("--plot", metavar="FILE.png", type=png_file,
                    help="also draw each trial's latency histogram and timeline into this PNG file (exactly this "

@@ -7,7 +7,7 @@ from ..etcd import ETCD_P99_LIMIT_MS, run_etcd_preset
 from ..places import pick_directory
 from ..strategies import parse
 from ..targets import Target, advice, describe, device, discover, machine_advice, one_line
-from ..trial import run_trial
+from ..trial import check_write_path, run_trial
 from .output import envelope, fmt, print_json, say, table
 
 #: bench runs each batch_<N>ms / group_<N>ms trial for at least this many intervals (as the sweep's rule).
@@ -17,12 +17,15 @@ BENCH_INTERVALS = 5
 def cmd_bench(args) -> int:
     if args.preset:
         return cmd_bench_preset(args)
+    strategies = [parse(name) for name in args.strategy or ["always", "batch_10ms", "none"]]
+    path = write_path(args)
+    for st in strategies:   # a bad combination is refused before anything is measured
+        check_write_path(st, args.sync_method, args.writers, **path)
     directory = pick_directory(args.dir, log=say)
     target = describe(directory)
     if target.durability == "volatile":
         say(f"warning: {directory} is {target.fstype}: {target.reason}")
     results, timelines = [], []
-    strategies = [parse(name) for name in args.strategy or ["always", "batch_10ms", "none"]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for st in strategies:
@@ -31,7 +34,7 @@ def cmd_bench(args) -> int:
             results.append(run_trial(st, entries=args.entries, duration_s=duration, directory=directory,
                                      sync_method=args.sync_method, prealloc=args.prealloc,
                                      payload_bytes=args.payload_bytes, writers=args.writers, target=target,
-                                     on_timeline=timelines.append if args.plot else None))
+                                     on_timeline=timelines.append if args.plot else None, **path))
     if args.plot:
         import matplotlib
         matplotlib.use("Agg")
@@ -45,6 +48,26 @@ def cmd_bench(args) -> int:
     print(format_bench(results, target, sync_method=args.sync_method, prealloc=args.prealloc,
                        payload_bytes=args.payload_bytes, entries=args.entries, duration=args.duration))
     return 0
+
+
+def write_path(args) -> dict:
+    """bench's write-path options as ``run_trial``'s keywords."""
+    return {"write_mode": args.write_mode, "bytes_per_sync": args.bytes_per_sync, "segment_bytes": args.segment_bytes,
+            "recycle": args.recycle}
+
+
+def path_text(r) -> str:
+    """A trial's write path beyond its sync method, in words ("" for the plain one)."""
+    parts = []
+    mode, every, seg = (getattr(r, k, d) for k, d in (("write_mode", "per-entry"), ("bytes_per_sync", 0),
+                                                      ("segment_bytes", 0)))
+    if mode != "per-entry":
+        parts.append(f"{mode} writes")
+    if every:
+        parts.append(f"sync_file_range every {every:,} bytes")
+    if seg:
+        parts.append(f"segments of {seg:,} bytes" + (f", recycling {r.recycle}" if r.recycle else ""))
+    return ", ".join(parts)
 
 
 def format_bench(results, target: Target, sync_method: str, prealloc: str, payload_bytes: int,
@@ -65,6 +88,18 @@ def format_bench(results, target: Target, sync_method: str, prealloc: str, paylo
              f"and batch_<N>ms and group_<N>ms at least {BENCH_INTERVALS} intervals", "",
              table(rows, ["strategy", "ops/sec", "entries", "elapsed s", "syncs", "ack p50 us", "ack p99 us",
                           "sync p50 us", "sync p99 us", "exposure p99 ms", "exposure max ms", "nominal window"])]
+    if results and path_text(results[0]):
+        lines[1:1] = [f"write path: {path_text(results[0])}"]
+    if any(getattr(r, "roll_count", 0) for r in results):
+        lines += ["", table([[r.strategy, fmt(r.roll_count), fmt(r.ack_latency_us_p50), fmt(r.roll_ack_us_p50),
+                               fmt(r.roll_ack_us_max)] for r in results],
+                              ["strategy", "rolls", "ack p50 us", "first ack after a roll p50 us", "... max us"])]
+    if any(getattr(r, "process_exposure_ms_max", None) is not None for r in results):
+        lines += ["", "buffered: an entry is acknowledged in the process's buffer; until its write() returns a "
+                      "process kill loses it too:",
+                  *(f"  {r.strategy}: ack to write() returned p99 {fmt(r.process_exposure_ms_p99, 3)} ms, "
+                    f"max {fmt(r.process_exposure_ms_max, 3)} ms" for r in results
+                    if r.process_exposure_ms_max is not None)]
     if any(r.kind == "none" for r in results):
         lines += ["", "none: nothing was synced; the kernel writes dirty pages back once they are "
                       "dirty_expire old, checking every dirty_writeback (the bound shown)."]
@@ -79,7 +114,11 @@ def cmd_bench_preset(args) -> int:
                                       ("--duration", args.duration), ("--writers", args.writers != 1),
                                       ("--payload-bytes", args.payload_bytes != 128),
                                       ("--sync-method", args.sync_method != "fdatasync"),
-                                      ("--prealloc", args.prealloc != "append")) if given]
+                                      ("--prealloc", args.prealloc != "append"),
+                                      ("--write", args.write_mode != "per-entry"),
+                                      ("--bytes-per-sync", args.bytes_per_sync),
+                                      ("--segment-bytes", args.segment_bytes),
+                                      ("--recycle", args.recycle)) if given]
     if fixed:
         raise ValueError(f"--preset {args.preset} fixes the workload; drop {', '.join(fixed)}")
     directory = pick_directory(args.dir, log=say)

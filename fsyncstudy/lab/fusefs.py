@@ -159,8 +159,8 @@ def make_operations(fuse, vol: Volume, label: dict):
         def read(self, path, size, offset, fh):
             return vol.read(fh, size, offset)
 
-        def write(self, path, data, offset, fh):
-            return vol.write(fh, data, offset)
+        def write(self, path, data, offset, fh, flags=0):
+            return vol.write(fh, data, offset, flags)
 
         def fallocate(self, path, mode, offset, length, fh):
             vol.fallocate(fh, mode, offset, length)
@@ -194,6 +194,13 @@ def make_fuse_class(fuse):
     class LabFUSE(fuse.FUSE):
         def _fh(self, fip):
             return fip.contents.fh if fip else None
+
+        def write(self, path, buf, size, offset, fip):
+            # a write's own flags: pwritev2(RWF_DSYNC) on a file opened without O_DSYNC reaches a direct_io
+            # FUSE filesystem as O_DSYNC in this write's flags only (no FUSE_FSYNC follows it), which
+            # mfusepy drops: without them the lab would keep such a write in its cache and lose it at a cut
+            return self.operations.write(self._path(path), ctypes.string_at(buf, size), offset,
+                                         fip.contents.fh, fip.contents.flags)
 
         def _path(self, path):
             return None if path is None else path.decode(self.encoding, self.errors)

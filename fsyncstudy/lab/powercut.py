@@ -565,7 +565,9 @@ class Volume:
         with self.lock:
             return self._handle(fh).state.read(off, size)
 
-    def write(self, fh: int, data: bytes, off: int) -> int:
+    def write(self, fh: int, data: bytes, off: int, flags: int = 0) -> int:
+        """Write ``data`` at ``off`` into the cache; synced at once when the file was opened O_DSYNC/O_SYNC or
+        this write's own ``flags`` say so (pwritev2 with RWF_DSYNC/RWF_SYNC arrives as O_DSYNC/O_SYNC there)."""
         with self.lock:
             h = self._handle(fh)
             if h.flags & os.O_ACCMODE == os.O_RDONLY or not h.state.writable:
@@ -585,8 +587,9 @@ class Volume:
             state.write(off, data, self.seq)
             self.stats.writes += 1
             self.stats.bytes_written += len(data)
-        if h.flags & os.O_DSYNC:                # O_SYNC includes the O_DSYNC bit on Linux
-            self._sync(state, datasync=(h.flags & os.O_SYNC) != os.O_SYNC)
+        how = h.flags | flags
+        if how & os.O_DSYNC:                    # O_SYNC includes the O_DSYNC bit on Linux
+            self._sync(state, datasync=(how & os.O_SYNC) != os.O_SYNC)
         return len(data)
 
     def truncate(self, path: str | None, length: int, fh: int | None = None) -> None:
