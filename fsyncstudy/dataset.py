@@ -548,15 +548,15 @@ def _as_stored(obj):
     return json.loads(json.dumps(obj, default=str))  # tuples become lists, as in the file
 
 
-#: A profile's fields added after datasets were planned with it: left out of a plan while None (their
-#: default), so a dataset planned before they existed still resumes under the same profile.
-ADDED_FIELDS = ("warmup_duration_s",)
+#: A profile's fields added after datasets were planned with it: left out of a plan while at their default
+#: (None or empty), so a dataset planned before they existed still resumes under the same profile.
+ADDED_FIELDS = ("warmup_duration_s", "write_paths", "device_paths")
 
 
 def plan_of(profile) -> dict:
     """A profile (a dataclass) as a dataset's plan records it."""
     from dataclasses import asdict
-    return {k: v for k, v in asdict(profile).items() if not (k in ADDED_FIELDS and v is None)}
+    return {k: v for k, v in asdict(profile).items() if not (k in ADDED_FIELDS and v in (None, (), []))}
 
 
 # -- a dataset being written ------------------------------------------------------------------------
