@@ -544,21 +544,16 @@ def _record_fio(pr: PairResult, order: str, ours, fio: FioRun) -> None:
     pr.order.append(order)
     pr.ours_ops_per_sec.append(ours.ops_per_sec)
     pr.peer_ops_per_sec.append(fio.ops_per_sec)
-    if pr.latency == "sync" and not own:
+    if pr.latency == "sync":   # ours: the sync, or for a write that syncs itself, that write (as the engine times it)
         pr.ours_p50_us.append(ours.sync_latency_us_p50)
         pr.ours_p99_us.append(ours.sync_latency_us_p99)
-        pr.peer_p50_us.append(fio.sync_p(50))
-        pr.peer_p99_us.append(fio.sync_p(99))
-    elif own:   # each write syncs itself: our timed write (the engine's sync latency) against fio's write clat
-        pr.ours_p50_us.append(ours.sync_latency_us_p50)
-        pr.ours_p99_us.append(ours.sync_latency_us_p99)
-        pr.peer_p50_us.append(fio.write_p(50))
-        pr.peer_p99_us.append(fio.write_p(99))
     else:   # none: an entry's ack latency is its write()
         pr.ours_p50_us.append(ours.ack_latency_us_p50)
         pr.ours_p99_us.append(ours.ack_latency_us_p99)
-        pr.peer_p50_us.append(fio.write_p(50))
-        pr.peer_p99_us.append(fio.write_p(99))
+    # fio: its sync calls' latency, or its write's clat where there is no sync call (O_DSYNC, or none)
+    peer_p = fio.write_p if own or pr.latency == "write" else fio.sync_p
+    pr.peer_p50_us.append(peer_p(50))
+    pr.peer_p99_us.append(peer_p(99))
     pr.ours_syncs.append(ours.syncs)
     # syncs: a synchronous write counts as one, as the engine counts ours
     pr.peer_syncs.append(fio.writes if own else fio.syncs)
