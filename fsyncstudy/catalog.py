@@ -263,7 +263,8 @@ def peers_dataset(path=None, profile_name: str = "quick", log=None, measure: boo
         return found
     plan = profile(profile_name).peers
     out = default_out(peers.KIND, profile_name, BUILD)
-    peers.run_comparison(out, rounds=plan.rounds, peers=plan.peers, secs_per_test=plan.secs_per_test, log=log)
+    peers.run_comparison(out, rounds=plan.rounds, peers=plan.peers, secs_per_test=plan.secs_per_test, log=log,
+                         pairs=plan.pairs)
     return out
 
 

@@ -9,13 +9,19 @@ pair               peer                                                         
 =================  ===========================================================  ==========================================
 fio-fdatasync      ``fio --rw=write --ioengine=sync --fdatasync=1``             ``always``, fdatasync
 fio-nosync         ``fio --rw=write --ioengine=sync``                           ``none``
+fio-dsync          ``fio --rw=write --ioengine=sync --sync=dsync`` (O_DSYNC)    ``always``, rwf_dsync (pwritev2 RWF_DSYNC)
+fio-direct-dsync   ``fio ... --direct=1 --sync=dsync --bs=4096 --overwrite=1``  ``always``, direct_dsync (the tail block
+                                                                                rewritten in place), zero-filled file
 pg-<method>        pg_test_fsync, "one 8kB write", <method>                     ``always``, <method>, 8 kB records written
                                                                                 at offset 0 of a zero-filled 16 MiB file
 =================  ===========================================================  ==========================================
 
 fio pairs use the same block size (our record: 16-byte header + payload), the same number
-of writes and the same preallocation (``peertools.PREALLOC_TO_FIO``).  pg_test_fsync runs its whole
-suite each round (it has no option to run one section); we read its first section.
+of writes and the same preallocation (``peertools.PREALLOC_TO_FIO``); ``fio-direct-dsync`` writes
+4096-byte blocks on fio's side, one per entry, as ours writes its tail block per entry (``PairResult.notes``
+says exactly what each side writes).  ``pairs`` picks them (``select_pairs``): the write paths' two
+(issue 25) run when asked.  pg_test_fsync runs its whole suite each round (it has no option to run one
+section); we read its first section.
 
 Statistics are ``fsyncstudy.intervals`` (standard library): a 95% t interval over rounds;
 the ratio is the geometric mean of the per-round ratios ours/peer, its interval the t interval
@@ -33,10 +39,11 @@ from dataclasses import asdict, dataclass, field
 
 from . import dataset, runner
 from .intervals import Interval, against_aim, equivalence, mean_interval, none_if_nan, paired_ratio_ci
-from .log import HEADER
+from .log import DIRECT_BLOCK, HEADER
 from .peertools import PREALLOC_TO_FIO, FioRun, PeerFailed, PeerMissing, find_peers, fio_command, fio_version, \
     peer_versions, run_fio, run_pg_test_fsync
 from .places import default_targets, pick_directory, resolve_all
+from .strategies import SELF_SYNCING_METHODS
 from .targets import describe, strip_verdict, table_label
 from .trial import run_trial
 
@@ -53,6 +60,52 @@ PG_MAX_FRAMED_BYTES = 256 << 20
 #: Seconds each side of a sync pair / the no-sync pair should take when entries are calibrated.
 SYNC_PAIR_S = 0.5
 NOSYNC_PAIR_S = 0.2
+#: fio-direct-dsync writes a 4096-byte block per entry on fio's side: at most this many bytes a run
+#: (tmpfs takes O_DIRECT and syncs in no time, and its file is memory).
+DIRECT_MAX_BYTES = 128 << 20
+
+#: Every pair, by peer, in the order a round runs them.
+PAIRS = {"fio": ("fio-fdatasync", "fio-nosync", "fio-dsync", "fio-direct-dsync"),
+         "pg_test_fsync": tuple(f"pg-{m}" for m in PG_METHODS)}
+#: Names for sets of pairs (``select_pairs``): "default" is the comparison as it was before the write
+#: paths (issue 25), which are "write-paths".
+WRITE_PATH_PAIRS = ("fio-dsync", "fio-direct-dsync")
+PAIR_GROUPS = {"default": tuple(p for ps in PAIRS.values() for p in ps if p not in WRITE_PATH_PAIRS),
+               "write-paths": WRITE_PATH_PAIRS, "all": tuple(p for ps in PAIRS.values() for p in ps)}
+DEFAULT_PAIRS = ("default",)
+#: What our side of each fio pair runs, and how fio makes its writes durable (``peertools.fio_command``).
+FIO_PAIRS = {
+    "fio-fdatasync": dict(strategy="always", sync_method="fdatasync", fio_sync="fdatasync", latency="sync"),
+    "fio-nosync": dict(strategy="none", sync_method=None, fio_sync=False, latency="write"),
+    "fio-dsync": dict(strategy="always", sync_method="rwf_dsync", fio_sync="dsync", latency="sync"),
+    "fio-direct-dsync": dict(strategy="always", sync_method="direct_dsync", fio_sync="direct_dsync", latency="sync"),
+}
+#: A pair that cannot run on a target (no O_DIRECT, no RWF_DSYNC) has this note, then the reason.
+UNAVAILABLE = "unavailable: "
+
+
+def select_pairs(peers, pairs=DEFAULT_PAIRS) -> list[str]:
+    """The pairs ``pairs`` names (pair names or ``PAIR_GROUPS``' names) among those of ``peers``, in
+    ``PAIRS`` order.  A group takes only the requested peers' pairs; a pair named on its own whose
+    peer is not requested, or an unknown name, is a ValueError."""
+    peers = list(peers)
+    unknown = [p for p in peers if p not in PAIRS]
+    if unknown:
+        raise ValueError(f"unknown peer(s) {', '.join(unknown)}: use fio and/or pg_test_fsync")
+    ours = {p for peer in peers for p in PAIRS[peer]}
+    wanted = set()
+    for name in pairs:
+        if name in PAIR_GROUPS:
+            wanted |= set(PAIR_GROUPS[name]) & ours
+        elif name in PAIR_GROUPS["all"]:
+            if name not in ours:
+                peer = next(k for k, v in PAIRS.items() if name in v)
+                raise ValueError(f"pair {name} is {peer}'s, which is not among the peers ({', '.join(peers)})")
+            wanted.add(name)
+        else:
+            raise ValueError(f"unknown pair {name!r}: use one of {', '.join(PAIR_GROUPS['all'])}, "
+                             f"or {', '.join(PAIR_GROUPS)}")
+    return [p for peer in PAIRS for p in PAIRS[peer] if p in wanted]
 # -- the comparison ------------------------------------------------------------------------------
 
 @dataclass
@@ -92,6 +145,8 @@ class PairResult:
     ours_syncs: list[int] = field(default_factory=list)
     peer_syncs: list[int | None] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: why the pair could not run on this target ('' when it ran): its rounds then hold no values
+    unavailable: str = ""
 
     @property
     def rounds(self) -> int:
@@ -100,6 +155,9 @@ class PairResult:
     def ratio(self) -> Interval:
         return paired_ratio_ci(self.ours_ops_per_sec, self.peer_ops_per_sec)
 
+    def ratio_median(self) -> float:
+        return median_ratio(self.ours_ops_per_sec, self.peer_ops_per_sec)
+
     def ours_ops(self) -> Interval:
         return mean_interval(self.ours_ops_per_sec)
 
@@ -107,7 +165,7 @@ class PairResult:
         return mean_interval(self.peer_ops_per_sec)
 
     def verdict(self) -> str:
-        return pair_verdict(self.pair, self.peer, self.ours_ops_per_sec, self.peer_ops_per_sec)
+        return pair_verdict(self.pair, self.peer, self.ours_ops_per_sec, self.peer_ops_per_sec, self.unavailable)
 
     def summary(self) -> dict:
         """One flat row: the pair, ratio with CI, both sides' ops/sec with CI, mean p50/p99 over rounds
@@ -120,12 +178,13 @@ class PairResult:
             "pair": self.pair, "peer": self.peer, "peer_test": self.peer_test, "ours": self.ours,
             "block_bytes": self.block_bytes, "prealloc": self.prealloc, "rounds": self.rounds,
             "ratio": n(r.estimate), "ratio_ci_low": n(r.low), "ratio_ci_high": n(r.high),
+            "ratio_median": n(self.ratio_median()),
             "ours_ops_per_sec": n(o.estimate), "ours_ops_ci_low": n(o.low), "ours_ops_ci_high": n(o.high),
             "peer_ops_per_sec": n(p.estimate), "peer_ops_ci_low": n(p.low), "peer_ops_ci_high": n(p.high),
             "latency": self.latency,
             "ours_p50_us": avg(self.ours_p50_us), "ours_p99_us": avg(self.ours_p99_us),
             "peer_p50_us": avg(self.peer_p50_us), "peer_p99_us": avg(self.peer_p99_us),
-            "aim": self.aim, "verdict": self.verdict(),
+            "aim": self.aim, "verdict": self.verdict(), "unavailable": self.unavailable,
             "target_path": self.target_path, "target_fstype": self.target_fstype,
             "target_durability": self.target_durability,
         }
@@ -134,8 +193,19 @@ class PairResult:
         return {**asdict(self), "summary": self.summary()}
 
 
-#: The aim of our always/fdatasync against fio's: at least this fraction of its ops/sec.
+#: The aim of ours against fio doing the same (fdatasync after each write, O_DSYNC writes, O_DIRECT|O_DSYNC
+#: writes): at least this fraction of its ops/sec.
 FIO_AIM = 0.95
+#: The pairs judged against ``FIO_AIM``.
+FIO_AIM_PAIRS = ("fio-fdatasync", *WRITE_PATH_PAIRS)
+
+
+def median_ratio(ours_values, peer_values) -> float:
+    """The median of the per-round ratios ours/peer (rounds where either side has no value left out);
+    NaN with none.  The write paths' aim (issue 25) is stated on it, beside the interval's verdict."""
+    import statistics
+    r = [o / p for o, p in zip(ours_values, peer_values) if o and p and o == o and p == p]
+    return statistics.median(r) if r else float("nan")
 
 
 #: pg_test_fsync pairs: ours and pg_test_fsync count as equivalent when the paired ratio's 90%
@@ -145,15 +215,18 @@ FIO_AIM = 0.95
 PG_EQUIVALENCE_MARGIN = 0.05
 
 
-def pair_verdict(pair: str, peer: str, ours_values, peer_values) -> str:
+def pair_verdict(pair: str, peer: str, ours_values, peer_values, unavailable: str = "") -> str:
     """A pair against its aim, from the per-round ops/sec of both sides (paired by round).
-    fio-fdatasync (ours/fio >= ``FIO_AIM``): 'meets', 'short' or 'unclear' as the ratio's 95%
-    interval lies (``intervals.against_aim``).  pg-*: an equivalence test (``intervals.equivalence``,
-    margin ``PG_EQUIVALENCE_MARGIN``): 'equivalent', 'below', 'above' or 'unclear'.  '' where no aim
-    is set or there is too little data."""
+    fio-fdatasync, fio-dsync, fio-direct-dsync (ours/fio >= ``FIO_AIM``): 'meets', 'short' or 'unclear'
+    as the ratio's 95% interval lies (``intervals.against_aim``).  pg-*: an equivalence test
+    (``intervals.equivalence``, margin ``PG_EQUIVALENCE_MARGIN``): 'equivalent', 'below', 'above' or
+    'unclear'.  'unavailable' where the pair could not run on the target (``unavailable``: why); ''
+    where no aim is set or there is too little data."""
+    if unavailable:
+        return "unavailable"
     ours_values, peer_values = list(ours_values), list(peer_values)
     k = min(len(ours_values), len(peer_values))
-    if pair == "fio-fdatasync":
+    if pair in FIO_AIM_PAIRS:
         return against_aim(paired_ratio_ci(ours_values[:k], peer_values[:k]), FIO_AIM)
     if peer == "pg_test_fsync":
         return equivalence(ours_values[:k], peer_values[:k], PG_EQUIVALENCE_MARGIN, pairs=True)[0]
@@ -196,22 +269,31 @@ def calibrated_entries(probe, seconds: float, lo: int, hi: int) -> int:
 
 def compare(target_dir=None, rounds: int = 5, peers=("fio", "pg_test_fsync"), prealloc: str = "fallocate",
             payload_bytes: int = 128, entries: int | None = None, nosync_entries: int | None = None,
-            secs_per_test: int = 1, log=None) -> list[PairResult]:
+            secs_per_test: int = 1, log=None, pairs=DEFAULT_PAIRS) -> list[PairResult]:
     """Run the peers and our engine side by side on ``target_dir`` in ``rounds`` alternating rounds.
 
-    fio pairs: ``entries`` writes of ``payload_bytes`` + 16 bytes per side and round with
-    fdatasync after each, ``nosync_entries`` without (both calibrated to about
-    ``SYNC_PAIR_S`` / ``NOSYNC_PAIR_S`` seconds when None), preallocated by ``prealloc`` on
-    both sides.  pg_test_fsync pairs: its suite at ``secs_per_test``, against our ``always``
-    with each matching method for ``secs_per_test`` seconds, 8 kB records at offset 0 of a
-    zero-filled 16 MiB file.  ``log`` (a callable) hears progress.  Raises PeerMissing before
-    running anything if a requested peer is not installed.
+    ``pairs``: which pairs (``select_pairs``: names, or "default", "write-paths", "all"); a peer with
+    none of them does not run.  fio pairs: ``entries`` writes of ``payload_bytes`` + 16 bytes per side
+    and round with a sync after each (fdatasync, an O_DSYNC write, our RWF_DSYNC write), and
+    ``nosync_entries`` without (both calibrated to about ``SYNC_PAIR_S`` / ``NOSYNC_PAIR_S`` seconds
+    when None), preallocated by ``prealloc`` on both sides; fio-direct-dsync writes 4096-byte blocks
+    on fio's side and zero-fills on both.  A pair the target cannot run (no O_DIRECT, no RWF_DSYNC) is
+    recorded as unavailable with the reason (``PairResult.unavailable``), never run another way.
+    pg_test_fsync pairs: its suite at ``secs_per_test``, against our ``always`` with each matching
+    method for ``secs_per_test`` seconds, 8 kB records at offset 0 of a zero-filled 16 MiB file.
+    ``log`` (a callable) hears progress.  Raises PeerMissing before running anything if a needed peer
+    is not installed.
     """
     if not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
     if prealloc not in PREALLOC_TO_FIO:
         raise ValueError(f"unknown preallocation {prealloc!r}: use one of {', '.join(PREALLOC_TO_FIO)}")
     peers = list(dict.fromkeys(peers))
+    wanted = select_pairs(peers, pairs)
+    if not wanted:
+        raise ValueError(f"no pair among {', '.join(pairs)} is one of {', '.join(peers)}'s: "
+                         f"its pairs are {', '.join(p for peer in peers for p in PAIRS[peer])}")
+    peers = [p for p in peers if set(PAIRS[p]) & set(wanted)]
     paths = find_peers(peers)
     say = log or (lambda m: None)
     directory = os.fspath(pick_directory(target_dir))
@@ -226,35 +308,15 @@ def compare(target_dir=None, rounds: int = 5, peers=("fio", "pg_test_fsync"), pr
             warnings.simplefilter("ignore")
             return run_trial(*a, directory=directory, target=target, **kw)
 
-    fio_sync = fio_none = None
+    fio_pairs: list[PairResult] = []
     if "fio" in paths:
-        if entries is None:   # a short probe of ours sizes the runs, and warms the target up
-            entries = calibrated_entries(trial("always", duration_s=0.2, payload_bytes=payload_bytes,
-                                               prealloc=prealloc), SYNC_PAIR_S, 200, 200_000)
-        if nosync_entries is None:
-            nosync_entries = calibrated_entries(trial("none", duration_s=0.05, payload_bytes=payload_bytes),
-                                                NOSYNC_PAIR_S, 5_000, 250_000)
         version = fio_version(paths["fio"])
-        fio_sync = PairResult(
-            pair="fio-fdatasync", peer="fio", peer_test="fio --rw=write --ioengine=sync --fdatasync=1 "
-            + " ".join(PREALLOC_TO_FIO[prealloc]), ours=f"always, fdatasync, prealloc {prealloc}",
-            strategy="always", sync_method="fdatasync", prealloc=prealloc, overwrite_offset0=False,
-            block_bytes=block, entries=entries, seconds=None, latency="sync", aim=f"ours/fio >= {FIO_AIM}",
-            peer_command=fio_command(paths["fio"], "<file>", block, entries, True, prealloc), **base)
-        fio_sync.peer_version = version
-        fio_none = PairResult(
-            pair="fio-nosync", peer="fio", peer_test="fio --rw=write --ioengine=sync "
-            + " ".join(PREALLOC_TO_FIO[prealloc]), ours=f"none, prealloc {prealloc}",
-            strategy="none", sync_method=None, prealloc=prealloc, overwrite_offset0=False,
-            block_bytes=block, entries=nosync_entries, seconds=None, latency="write", aim="",
-            peer_command=fio_command(paths["fio"], "<file>", block, nosync_entries, False, prealloc), **base)
-        fio_none.peer_version = version
-        fio_sync.notes.append("fio's iops counts writes; with --fdatasync=1 each write is followed by its sync, "
-                              "so one op is write + sync on both sides")
-        fio_none.notes.append("one op is one write() on both sides")
-        fio_sync.notes.append("fio syncs after every write but the last when the size is a multiple of the "
-                              "block size (n writes, n - 1 syncs): a 1/n advantage to fio")
-        results += [fio_sync, fio_none]
+        for name in (p for p in PAIRS["fio"] if p in wanted):
+            pr = _fio_pair(name, paths["fio"], directory, block, payload_bytes, prealloc, entries, nosync_entries,
+                           trial, base)
+            pr.peer_version = version
+            fio_pairs.append(pr)
+        results += fio_pairs
 
     pg_pairs: dict[str, PairResult] = {}
     if "pg_test_fsync" in paths:
@@ -263,11 +325,12 @@ def compare(target_dir=None, rounds: int = 5, peers=("fio", "pg_test_fsync"), pr
         # pg_test_fsync opens its open_* files with O_DIRECT where the filesystem has it: so do we
         has_direct = direct_io_works(directory)
         direct = {m: m.startswith("open_") and has_direct for m in PG_METHODS.values()}
+        methods = {name: m for name, m in PG_METHODS.items() if f"pg-{name}" in wanted}
         pg_entries = {m: calibrated_entries(trial("always", duration_s=0.2, sync_method=m, direct=direct[m],
                                                   **PG_TRIAL),
                                             secs_per_test, 500, PG_MAX_FRAMED_BYTES // PG_BLOCK_BYTES)
-                      for m in PG_METHODS.values()}
-        for pg_name, ours_method in PG_METHODS.items():
+                      for m in methods.values()}
+        for pg_name, ours_method in methods.items():
             pr = PairResult(
                 pair=f"pg-{pg_name}", peer="pg_test_fsync", peer_test=f"pg_test_fsync one 8kB write, {pg_name}",
                 ours=f"always, {ours_method}, 8 kB at offset 0, zero-filled 16 MiB",
@@ -292,23 +355,28 @@ def compare(target_dir=None, rounds: int = 5, peers=("fio", "pg_test_fsync"), pr
         peer_first = r % 2 == 0
         order = "peer first" if peer_first else "ours first"
         say(f"round {r + 1}/{rounds} ({order})")
-        if fio_sync is not None:
-            for pr, sync in ((fio_sync, True), (fio_none, False)):
-                def ours(pr=pr):
-                    return trial(pr.strategy, entries=pr.entries, payload_bytes=payload_bytes, prealloc=prealloc)
+        for pr in fio_pairs:
+            if pr.unavailable:
+                _record_unavailable(pr, order)
+                continue
 
-                def peer(pr=pr, sync=sync):
-                    return run_fio(directory, block, pr.entries, sync=sync, prealloc=prealloc, fio=paths["fio"])
-                if peer_first:
-                    got_peer, got_ours = peer(), ours()
-                else:
-                    got_ours, got_peer = ours(), peer()
-                _record_fio(pr, order, got_ours, got_peer)
+            def ours(pr=pr):
+                return trial(pr.strategy, entries=pr.entries, payload_bytes=payload_bytes, prealloc=pr.prealloc,
+                             sync_method=pr.sync_method or "fdatasync")
+
+            def peer(pr=pr):
+                return run_fio(directory, pr.block_bytes, pr.entries, sync=FIO_PAIRS[pr.pair]["fio_sync"],
+                               prealloc=pr.prealloc, fio=paths["fio"])
+            if peer_first:
+                got_peer, got_ours = peer(), ours()
+            else:
+                got_ours, got_peer = ours(), peer()
+            _record_fio(pr, order, got_ours, got_peer)
         if pg_pairs:
             def ours_pg():
                 return {name: trial("always", entries=pg_pairs[name].entries, sync_method=m, direct=direct[m],
                                     **PG_TRIAL)
-                        for name, m in PG_METHODS.items()}
+                        for name, m in methods.items()}
 
             def peer_pg():
                 return run_pg_test_fsync(directory, secs_per_test, paths["pg_test_fsync"])
@@ -335,6 +403,121 @@ def compare(target_dir=None, rounds: int = 5, peers=("fio", "pg_test_fsync"), pr
     return results
 
 
+def _fio_pair(name: str, fio: str, directory: str, record_bytes: int, payload_bytes: int, prealloc: str,
+              entries: int | None, nosync_entries: int | None, trial, base: dict) -> PairResult:
+    """One fio pair, defined and sized (not yet run): its unavailability on this target is decided here,
+    by a probe, before any round."""
+    spec = FIO_PAIRS[name]
+    sync, method = spec["fio_sync"], spec["sync_method"]
+    direct = sync == "direct_dsync"
+    # direct: both sides lay the file out written (zero-fill; see the note below)
+    pre = "zero-fill" if direct else prealloc
+    block = DIRECT_BLOCK if direct else record_bytes
+    unavailable = unavailable_reason(name, directory)
+    count = entries if sync else nosync_entries
+    if count is None and unavailable:
+        count = 1                        # nothing runs: no probe to size it
+    elif count is None and sync:         # a short probe of ours sizes the runs, and warms the target up
+        # (a zero-fill of the default 64 MiB would outlast the probe: 1 MiB, appending past it if need be)
+        probe = trial("always", duration_s=0.2, payload_bytes=payload_bytes, prealloc=pre, sync_method=method,
+                      **({"prealloc_bytes": 1 << 20} if pre == "zero-fill" else {}))
+        count = calibrated_entries(probe, SYNC_PAIR_S, 200, DIRECT_MAX_BYTES // block if direct else 200_000)
+    elif count is None:
+        count = calibrated_entries(trial("none", duration_s=0.05, payload_bytes=payload_bytes),
+                                   NOSYNC_PAIR_S, 5_000, 250_000)
+    # the options after --size (how it syncs, the layout), and the block size where it is not our record's
+    fio_opts = " ".join(fio_command("fio", "<file>", block, count, sync, pre)[7:-2]
+                        + ([f"--bs={block}"] if direct else []))
+    ours = {"fdatasync": f"always, fdatasync, prealloc {pre}", None: f"none, prealloc {pre}",
+            "rwf_dsync": f"always, rwf_dsync (pwritev2 RWF_DSYNC), prealloc {pre}",
+            "direct_dsync": f"always, direct_dsync (O_DIRECT|O_DSYNC, tail block rewritten), prealloc {pre}"}[method]
+    pr = PairResult(
+        pair=name, peer="fio", peer_test=f"fio --rw=write --ioengine=sync {fio_opts}", ours=ours,
+        strategy=spec["strategy"], sync_method=method, prealloc=pre, overwrite_offset0=False, block_bytes=block,
+        entries=count, seconds=None, latency=spec["latency"], aim=f"ours/fio >= {FIO_AIM}" if name in FIO_AIM_PAIRS else "",
+        peer_command=fio_command(fio, "<file>", block, count, sync, pre), unavailable=unavailable, **base)
+    pr.notes += fio_pair_notes(name, record_bytes, count)
+    if unavailable:
+        pr.notes.insert(0, UNAVAILABLE + unavailable)
+    return pr
+
+
+def fio_pair_notes(name: str, record_bytes: int, entries: int) -> list[str]:
+    """What each side of a fio pair does per op, and what differs (docs/peers.md)."""
+    if name == "fio-fdatasync":
+        return ["fio's iops counts writes; with --fdatasync=1 each write is followed by its sync, "
+                "so one op is write + sync on both sides",
+                "fio syncs after every write but the last when the size is a multiple of the "
+                "block size (n writes, n - 1 syncs): a 1/n advantage to fio"]
+    if name == "fio-nosync":
+        return ["one op is one write() on both sides"]
+    if name == "fio-dsync":
+        return [f"one op is one synchronous write of {record_bytes} bytes appended at the file's offset on both "
+                "sides: fio opens the file O_DSYNC (its pvsync2 engine has no per-write RWF_DSYNC), ours writes "
+                "each record with pwritev2(RWF_DSYNC); the kernel makes both durable the same way (the written "
+                "range and the metadata it needs, as fdatasync would)",
+                "latency: the synchronous write on both sides (fio's write clat)"]
+    big = tail_block_writes(record_bytes, entries)
+    return [f"fio writes one new {DIRECT_BLOCK}-byte block per op, each at the next offset ({entries:,} blocks, "
+            f"{entries * DIRECT_BLOCK:,} bytes); ours appends a {record_bytes}-byte record into the {DIRECT_BLOCK}-byte "
+            f"tail block and writes that block again in place at its offset until it is full (about "
+            f"{DIRECT_BLOCK / record_bytes:.1f} records a block): one {DIRECT_BLOCK}-byte O_DIRECT|O_DSYNC pwrite per op, "
+            f"{2 * DIRECT_BLOCK} bytes (two blocks) for the {big:,} of {entries:,} records that straddle a block "
+            f"boundary ({entries * DIRECT_BLOCK + big * DIRECT_BLOCK:,} bytes in all)",
+            "both files are laid out written and synced before timing (fio --overwrite=1, our zero-fill), so "
+            "every timed write on both sides overwrites written blocks, where in a fallocated file each of fio's new "
+            "blocks would be an unwritten extent its write converts (metadata that O_DSYNC must also make "
+            f"durable), ours one block in about {DIRECT_BLOCK // record_bytes}",
+            "latency: the synchronous write on both sides (fio's write clat)"]
+
+
+def tail_block_writes(record_bytes: int, entries: int) -> int:
+    """How many of ``entries`` records of ``record_bytes``, packed from offset 0 into ``DIRECT_BLOCK``
+    blocks, straddle a block boundary, so that ``writepaths.TailBlock`` writes two blocks for them."""
+    return sum((i * record_bytes) // DIRECT_BLOCK != ((i + 1) * record_bytes - 1) // DIRECT_BLOCK
+               for i in range(entries))
+
+
+def unavailable_reason(pair: str, directory: str) -> str:
+    """Why ``pair`` cannot run in ``directory`` ('' when it can): fio-direct-dsync needs O_DIRECT,
+    fio-dsync ours' RWF_DSYNC; neither is then run another way (buffered, or with fdatasync)."""
+    if pair == "fio-direct-dsync" and not direct_io_works(directory):
+        return f"{directory} refuses O_DIRECT, so neither side can write direct (not run buffered instead)"
+    if pair == "fio-dsync":
+        try:
+            rwf_dsync_probe(directory)
+        except OSError as e:
+            return f"{e.strerror or e} (not run with fdatasync instead)"
+    return ""
+
+
+def rwf_dsync_probe(directory: str) -> None:
+    """``log.probe_rwf_dsync`` on a scratch file in ``directory`` (an OSError saying why it is refused)."""
+    from .log import probe_rwf_dsync
+    fd, path = tempfile.mkstemp(dir=directory, prefix=".fsyncstudy-rwf-probe-")
+    try:
+        probe_rwf_dsync(fd)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def unavailable_in(notes: str) -> str:
+    """Why a pair could not run, from its rows' notes column (the notes joined by "; "); '' when it ran."""
+    for note in str(notes or "").split("; "):
+        if note.startswith(UNAVAILABLE):
+            return note[len(UNAVAILABLE):]
+    return ""
+
+
+def _record_unavailable(pr: PairResult, order: str) -> None:
+    """A round of a pair that could not run: no values on either side (the reason is in its notes)."""
+    pr.order.append(order)
+    for side in ("ours", "peer"):
+        for what in ("ops_per_sec", "p50_us", "p99_us", "syncs"):
+            getattr(pr, f"{side}_{what}").append(None)
+
+
 def direct_io_works(directory: str) -> bool:
     """Whether a file in ``directory`` takes O_DIRECT writes of an aligned 4 kB block (tmpfs since
     Linux 6.6 does; FUSE filesystems without direct_io may not)."""
@@ -355,21 +538,25 @@ def direct_io_works(directory: str) -> bool:
 def _record_fio(pr: PairResult, order: str, ours, fio: FioRun) -> None:
     if fio.writes != pr.entries:
         raise PeerFailed(f"fio wrote {fio.writes} blocks, expected {pr.entries}")
+    own = pr.sync_method in SELF_SYNCING_METHODS
+    if own and fio.syncs:
+        raise PeerFailed(f"fio made {fio.syncs} sync calls in {pr.pair}, where every write should sync itself")
     pr.order.append(order)
     pr.ours_ops_per_sec.append(ours.ops_per_sec)
     pr.peer_ops_per_sec.append(fio.ops_per_sec)
-    if pr.latency == "sync":
+    if pr.latency == "sync":   # ours: the sync, or for a write that syncs itself, that write (as the engine times it)
         pr.ours_p50_us.append(ours.sync_latency_us_p50)
         pr.ours_p99_us.append(ours.sync_latency_us_p99)
-        pr.peer_p50_us.append(fio.sync_p(50))
-        pr.peer_p99_us.append(fio.sync_p(99))
     else:   # none: an entry's ack latency is its write()
         pr.ours_p50_us.append(ours.ack_latency_us_p50)
         pr.ours_p99_us.append(ours.ack_latency_us_p99)
-        pr.peer_p50_us.append(fio.write_p(50))
-        pr.peer_p99_us.append(fio.write_p(99))
+    # fio: its sync calls' latency, or its write's clat where there is no sync call (O_DSYNC, or none)
+    peer_p = fio.write_p if own or pr.latency == "write" else fio.sync_p
+    pr.peer_p50_us.append(peer_p(50))
+    pr.peer_p99_us.append(peer_p(99))
     pr.ours_syncs.append(ours.syncs)
-    pr.peer_syncs.append(fio.syncs)
+    # syncs: a synchronous write counts as one, as the engine counts ours
+    pr.peer_syncs.append(fio.writes if own else fio.syncs)
 
 
 # -- a comparison dataset (what notebook 05 and the report read) ----------------------------------
@@ -385,13 +572,16 @@ ROUND_COLUMNS = [name for name, _ in SCHEMA]
 
 
 def run_comparison(out, targets: list[str] | None = None, rounds: int = 5, peers=("fio", "pg_test_fsync"),
-                   secs_per_test: int = 1, log=None, progress: bool = False) -> runner.Summary:
+                   secs_per_test: int = 1, log=None, progress: bool = False, pairs=DEFAULT_PAIRS) -> runner.Summary:
     """``compare`` on each target, into the dataset ``out`` (``rounds.csv``: one row per pair, round
     and side); a target whose rows are there already is skipped (resume).  A peer that is not
     installed is recorded in meta.json's notes (and the summary's ``missing``) with how to install
-    it, and the other peer still runs."""
+    it, and the other peer still runs.  ``pairs`` as ``compare``'s; the plan records it only when it
+    is not the default, so a dataset planned before there was a choice resumes under the same plan."""
     names = targets or default_targets()
     dirs = resolve_all(names)
+    pairs = tuple(pairs)
+    select_pairs(peers, pairs)          # an unknown pair is refused before anything is opened
     found, missing = {}, {}
     for p in peers:
         try:
@@ -399,18 +589,22 @@ def run_comparison(out, targets: list[str] | None = None, rounds: int = 5, peers
         except PeerMissing as e:
             missing[p] = str(e)
     descriptions = {d: describe(d) for d in dirs}
-    plan = {"rounds": rounds, "peers": list(peers), "secs_per_test": secs_per_test, "targets": dirs}
+    plan = {"rounds": rounds, "peers": list(peers), "secs_per_test": secs_per_test, "targets": dirs,
+            **({"pairs": list(pairs)} if pairs != DEFAULT_PAIRS else {})}
     ds = dataset.open_or_resume(out, KIND, plan, SCHEMA, TABLE,
                                 notes={"missing_peers": missing, "peer_versions": peer_versions(found)},
                                 targets={d: t.as_dict() for d, t in descriptions.items()})
     done = ds.done(lambda r: r["target"], lambda r: True)
-    todo = [d for d in dirs if d not in done] if found else []
+    # the pairs of the peers found (a pair named alone whose peer is missing is left out, as its peer is)
+    runnable = [p for p in pairs if p in PAIR_GROUPS or any(p in PAIRS[f] for f in found)]
+    todo = [d for d in dirs if d not in done] if found and select_pairs(list(found), runnable) else []
     summary = runner.Summary(out=ds.path, planned=len(dirs), skipped=sum(d in done for d in dirs), missing=missing)
 
     def run_one(d: str, _) -> list[dict]:
         t = descriptions[d]
         (log or (lambda m: None))(f"comparing on {d} ({t.fstype}) with {', '.join(found)}")
-        results = compare(d, rounds=rounds, peers=list(found), secs_per_test=secs_per_test, log=log)
+        results = compare(d, rounds=rounds, peers=list(found), secs_per_test=secs_per_test, log=log,
+                          pairs=runnable)
         by_pair = {pr.pair: pr for pr in results}
         return [{**row, "target": d, "target_label": table_label(t), "aim": by_pair[row["pair"]].aim,
                  "notes": by_pair[row["pair"]].notes} for row in to_rows(results)]

@@ -135,14 +135,33 @@ class FioRun:
         return self.write_clat_us.get(f"{p:.6f}")
 
 
-def fio_command(fio: str, path: str, block_bytes: int, writes: int, sync: bool, prealloc: str) -> list[str]:
+#: fio's options for each way it makes a write durable: an fdatasync after each write, or every write
+#: synchronous because the file is opened O_DSYNC (fio 3.33's pvsync2 has no per-write RWF_DSYNC:
+#: its flags are hipri, uncached and nowait), the latter optionally with O_DIRECT.
+FIO_SYNC_OPTIONS = {
+    "fdatasync": ["--fdatasync=1"],
+    "dsync": ["--sync=dsync"],
+    "direct_dsync": ["--direct=1", "--sync=dsync"],
+}
+#: With O_DIRECT, fio's file laid out by writing (``--overwrite=1``, then fsynced: fio's create_fsync);
+#: the page-cache options of ``zero-fill`` (``--invalidate=0 --pre_read=1``) mean nothing to direct writes.
+DIRECT_ZERO_FILL = ["--overwrite=1"]
+
+
+def fio_command(fio: str, path: str, block_bytes: int, writes: int, sync: bool | str, prealloc: str) -> list[str]:
+    """fio's command line for ``writes`` sequential writes of ``block_bytes``: ``sync`` False (none),
+    True or "fdatasync" (an fdatasync after each), "dsync" (O_DSYNC) or "direct_dsync" (O_DIRECT|O_DSYNC)."""
     if prealloc not in PREALLOC_TO_FIO:
         raise ValueError(f"unknown preallocation {prealloc!r}: use one of {', '.join(PREALLOC_TO_FIO)}")
+    sync = "fdatasync" if sync is True else sync
+    if sync and sync not in FIO_SYNC_OPTIONS:
+        raise ValueError(f"unknown fio sync {sync!r}: use one of {', '.join(FIO_SYNC_OPTIONS)}")
     cmd = [fio, "--name=fsyncstudy", f"--filename={path}", "--rw=write", "--ioengine=sync",
            f"--bs={block_bytes}", f"--size={block_bytes * writes}"]
     if sync:
-        cmd.append("--fdatasync=1")
-    return cmd + PREALLOC_TO_FIO[prealloc] + ["--unlink=1", "--output-format=json"]
+        cmd += FIO_SYNC_OPTIONS[sync]
+    layout = DIRECT_ZERO_FILL if sync == "direct_dsync" and prealloc == "zero-fill" else PREALLOC_TO_FIO[prealloc]
+    return cmd + layout + ["--unlink=1", "--output-format=json"]
 
 
 def parse_fio_json(text: str, command: list[str] | None = None) -> FioRun:
@@ -179,9 +198,10 @@ def parse_fio_json(text: str, command: list[str] | None = None) -> FioRun:
                   write_clat_us_mean=clat["mean"] / 1e3 if clat.get("N") else None)
 
 
-def run_fio(directory, block_bytes: int, writes: int, sync: bool = True, prealloc: str = "fallocate",
+def run_fio(directory, block_bytes: int, writes: int, sync: bool | str = True, prealloc: str = "fallocate",
             fio: str | None = None, timeout_s: float = 600) -> FioRun:
-    """Run one fio job in ``directory`` and parse it.  Its file is removed afterwards."""
+    """Run one fio job in ``directory`` and parse it (``sync`` as ``fio_command``'s).  Its file is
+    removed afterwards."""
     fio = fio or find_fio()
     path = os.path.join(os.fspath(directory), f".fsyncstudy-fio-{os.getpid()}-{uuid.uuid4().hex[:12]}")
     cmd = fio_command(fio, path, block_bytes, writes, sync, prealloc)

@@ -230,9 +230,12 @@ def ratios(frame: pd.DataFrame, labels: list[str], title: str, xlabel: str, aim:
 
 
 def peer_ratios(summ: pd.DataFrame, aim: float, title: str):
-    """Ours / peer ops/sec per pair and target, with each ratio's interval, against 1 and the aim."""
-    return ratios(summ, [f"{r.pair} · {r.target_label}" for r in summ.itertuples()], title,
-                  "ours / peer ops/sec (1 = the same)", (aim, f"aim for always/fdatasync vs fio: {aim:g}"))
+    """Ours / peer ops/sec per pair and target, with each ratio's interval, against 1 and the aim (a pair
+    the target could not run keeps its row, labelled so, with no point)."""
+    labels = [f"{r.pair} · {r.target_label}" + (" (unavailable)" if getattr(r, "verdict", "") == "unavailable" else "")
+              for r in summ.itertuples()]
+    return ratios(summ, labels, title, "ours / peer ops/sec (1 = the same)",
+                  (aim, f"aim for ours vs fio doing the same: {aim:g}"))
 
 
 def run_ratios(diff: pd.DataFrame, title: str):

@@ -27,11 +27,14 @@ from .sweep import Config, Profile
 
 @dataclass(frozen=True)
 class PeersPlan:
-    """The comparison with the peers: alternating rounds per target, which peers, pg_test_fsync's -s."""
+    """The comparison with the peers: alternating rounds per target, which peers, pg_test_fsync's -s,
+    which pairs (``peers.select_pairs``: "default" is the comparison before the write paths, "write-paths"
+    adds fio-dsync and fio-direct-dsync)."""
 
     rounds: int
     peers: tuple[str, ...] = ("fio", "pg_test_fsync")
     secs_per_test: int = 1
+    pairs: tuple[str, ...] = ("default",)
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,10 @@ def profile(name: str) -> StudyProfile:
 SWEEP_OVERHEAD_S = 0.09   # 0.05 until 2026-12-07 (1,080 trials took 640 s)
 CUT_S = 0.24
 PEER_ROUND_S = {"fio": 2.5, "pg_test_fsync": 19}   # pg_test_fsync 15.5 until 2026-12-07 (5 rounds on 2 targets took 215 s)
+#: fio's write-path pairs (fio-dsync, fio-direct-dsync) on top of its two, a round on one target
+#: (2026-12-07, while a standard report ran beside: 2.7-3.6 s a round on the host disk and on /dev/shm, two
+#: comparisons of 3 rounds each, calibration included; fio's two pairs took 1.9-3.1 s in the same runs)
+PEER_WRITE_PATHS_ROUND_S = 3.1
 NOTEBOOKS_S = 45   # two at a time (report.PARALLEL): 45 s for the quick report's nine, 2026-12-07
 #: Seconds a real-database trial (start, connect, stop) and a power cut (restart, recovery) cost beyond
 #: their timed part, about, on this kind of machine.
@@ -183,5 +190,13 @@ def eta(prof: StudyProfile, targets: int, default_targets: int, kinds, lab_targe
         real += sum(rp.cuts_for(BY_KEY[k]) * (sum(cut_window_ms(BY_KEY[k])) / 2e3 + REAL_CUT_OVERHEAD_S)
                     for k in rp.cut_settings)
     return {"sweep": sweep_s, "crash": cuts * CUT_S, "load": load, "real databases": real,
-            "peers": prof.peers.rounds * default_targets * sum(PEER_ROUND_S.get(p, 10) for p in prof.peers.peers),
+            "peers": prof.peers.rounds * default_targets * peer_round_s(prof.peers),
             "notebooks": NOTEBOOKS_S}
+
+
+def peer_round_s(plan: PeersPlan) -> float:
+    """About how long one round of ``plan``'s comparison takes on one target: each peer's pairs, and
+    fio's write-path pairs where the plan has them."""
+    from .peers import WRITE_PATH_PAIRS, select_pairs
+    s = sum(PEER_ROUND_S.get(p, 10) for p in plan.peers)
+    return s + PEER_WRITE_PATHS_ROUND_S * any(p in WRITE_PATH_PAIRS for p in select_pairs(plan.peers, plan.pairs))

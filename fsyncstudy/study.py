@@ -98,7 +98,8 @@ def run_study(profile_name: str = "standard", targets: list[str] | None = None, 
         "default target")
     peers_path = default_out(peers.KIND, prof.name)
     peers.run_comparison(peers_path, rounds=prof.peers.rounds, peers=prof.peers.peers,
-                         secs_per_test=prof.peers.secs_per_test, log=(lambda m: log(f"peers: {m}")) if progress else None)
+                         secs_per_test=prof.peers.secs_per_test, log=(lambda m: log(f"peers: {m}")) if progress else None,
+                         pairs=prof.peers.pairs)
     return {"dataset": sweep_path, "crash_dataset": crash_path, "peers_dataset": peers_path,
             "load_dataset": load_path, "realdb_dataset": real_path, "realdb_crash_dataset": real_crash_path}
 

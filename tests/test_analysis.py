@@ -540,6 +540,22 @@ def test_page_05s_sentences_carry_their_verdicts_and_premises():
     assert "pg_test_fsync pairs" not in only[0].premises and not any("equivalence test" in c.text for c in only)
 
 
+def test_page_05_judges_the_write_path_pairs_against_fio_with_their_median():
+    rows = rounds_frame([100, 200, 400], [100, 200, 400], [90, 90, 90], [100, 101, 99]).assign(notes="")
+    paths = rows[rows["pair"] == "fio-fdatasync"].assign(pair="fio-dsync", block_bytes=144, prealloc="fallocate")
+    short = paths.assign(pair="fio-direct-dsync", block_bytes=4096, prealloc="zero-fill",
+                         ops_per_sec=[80.0, 100.0, 81.0, 100.0, 79.0, 100.0])
+    rows = pd.concat([rows, paths, short], ignore_index=True)
+    s = analysis.peers_summary(rows, {"/t": "durable"}).set_index("pair")
+    assert s.loc["fio-dsync", "verdict"] == "meets" and s.loc["fio-direct-dsync", "verdict"] == "short"
+    assert s.loc["fio-direct-dsync", "ratio_median"] == pytest.approx(0.80)
+    (claim, *_) = analysis.peers_claims(s.reset_index(), rows)
+    assert "`fio-direct-dsync` 0.80× (95% CI" in claim.text and "median of rounds 0.80): short of the 0.95 aim" in claim.text
+    assert "`fio-dsync` 1.00×" in claim.text and ": meets the 0.95 aim" in claim.text
+    assert "zero-fill" in claim.premises["fio-direct-dsync"] and "4096-byte" in claim.premises["fio-direct-dsync"]
+    assert "RWF_DSYNC" in claim.premises["fio-dsync"] and "144-byte" in claim.premises["fio-dsync"]
+
+
 def test_page_06s_knees_are_sentences_with_their_clients_and_rounds():
     claims = analysis.knee_claims(analysis.knees(load_frame().assign(clients=1)), 500)
     always = next(c for c in claims if c.text.startswith("`always`"))

@@ -3,6 +3,7 @@
 Ratios are benchmark figures, never asserted here: another benchmark may share the disk.
 `.ci/run` sets FSYNCSTUDY_REQUIRE_PEERS=fio, so there a missing fio fails instead of skipping.
 """
+import errno
 import json
 import math
 import os
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fsyncstudy import intervals, peers, peertools, pgtest
-from fsyncstudy.cli.peers import format_pgtest
+from fsyncstudy import analysis, dataset, intervals, peers, peertools, pgtest
+from fsyncstudy.cli.peers import format_pairs, format_pgtest
 from conftest import REPO, leftovers
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -96,6 +97,7 @@ def test_a_comparison_fills_its_dataset_by_target_through_the_runner_and_resumes
     # one row per pair, round and side, each with its target
     assert len(df) == 2 * 2 * 2 and set(df["target"]) == {str(disk_dir)} and set(df["tool"]) == {"fsyncstudy", "fio"}
     assert "pg_test_fsync" in meta["notes"]["missing_peers"]
+    assert "pairs" not in meta["plan"]          # the default pairs: planned as before there was a choice
     again = peers.run_comparison(out, targets=[str(disk_dir)], rounds=2, peers=("fio", "pg_test_fsync"))
     assert (again.ran, again.skipped) == (0, 1) and len(peers.load(out)[0]) == 8
     assert leftovers(disk_dir) == []
@@ -321,3 +323,148 @@ def test_peer_versions_come_from_the_binaries_that_run():
     from fsyncstudy.peertools import find_fio, peer_versions
     v = peer_versions({"fio": find_fio(), "nothing": "/nonexistent/peer"})
     assert v["fio"].startswith("fio-") and v["nothing"] == ""
+
+
+# -- the write paths' pairs (issue 25) ----------------------------------------------------------------
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts the calls our side makes that decide how a write is made durable (each still made)."""
+    got = {"fdatasync": 0, "pwritev": [], "pwrite": []}
+
+    def count(name):
+        real = getattr(os, name)
+
+        def counting(*a):
+            if name == "fdatasync":
+                got[name] += 1
+            else:
+                got[name].append(a[1:] if name == "pwritev" else len(a[1]))
+            return real(*a)
+        monkeypatch.setattr(os, name, counting)
+    for name in got:
+        count(name)
+    return got
+
+
+def test_write_path_pairs_do_the_same_on_both_sides(disk_dir, calls):
+    need("fio")
+    res = peers.compare(disk_dir, rounds=2, peers=["fio"], pairs=["write-paths"], entries=60)
+    assert [p.pair for p in res] == ["fio-dsync", "fio-direct-dsync"]
+    dsync, direct = res
+    for p in res:
+        assert p.rounds == 2 and p.order == ["peer first", "ours first"] and not p.unavailable
+        assert p.strategy == "always" and p.entries == 60 and p.aim == "ours/fio >= 0.95"
+        # each write synchronous on both sides: no sync call on fio's side, one synchronous write per op
+        assert p.ours_syncs == [60, 60] and p.peer_syncs == [60, 60]
+        assert all(0 < a <= b for a, b in zip(p.peer_p50_us, p.peer_p99_us))   # fio's write clat, read
+        assert all(x > 0 for x in p.ours_ops_per_sec + p.peer_ops_per_sec)
+        assert p.verdict() in ("meets", "short", "unclear") and math.isfinite(p.ratio_median())
+        assert "--fdatasync=1" not in p.peer_command and "--sync=dsync" in p.peer_command
+    # fio: O_DSYNC appends of our record; ours: a pwritev2(RWF_DSYNC) per entry, never fdatasync
+    assert dsync.sync_method == "rwf_dsync" and dsync.block_bytes == 144 and "--direct=1" not in dsync.peer_command
+    assert "--fallocate=native" in dsync.peer_command and dsync.prealloc == "fallocate"
+    rwf = [a for a in calls["pwritev"] if a[-1] == os.RWF_DSYNC]
+    assert len(rwf) >= 2 * 60 and calls["fdatasync"] < 60    # (the fdatasyncs left are the logs' preparation)
+    # fio: a new 4096-byte block per op, direct, in a file laid out written; ours: the tail block rewritten
+    assert direct.sync_method == "direct_dsync" and direct.block_bytes == 4096 and direct.prealloc == "zero-fill"
+    assert {"--direct=1", "--bs=4096", "--overwrite=1"} <= set(direct.peer_command)
+    blocks = [n for n in calls["pwrite"] if n % 4096 == 0]
+    assert len(blocks) == 2 * 60 + 1 and set(blocks) == {4096, 8192}    # + the O_DIRECT probe's block
+    assert blocks.count(8192) == 2 * peers.tail_block_writes(144, 60)
+    assert f"{peers.tail_block_writes(144, 60)} of 60 records" in " ".join(direct.notes)
+    assert leftovers(disk_dir) == []
+
+
+def test_tail_block_writes_counts_records_across_a_block_boundary():
+    assert peers.tail_block_writes(144, 28) == 0                  # 28 * 144 = 4032: all in the first block
+    assert peers.tail_block_writes(144, 29) == 1                  # the 29th crosses 4096
+    assert peers.tail_block_writes(4096, 5) == 0 and peers.tail_block_writes(2048 + 1024, 2) == 1
+    assert peers.tail_block_writes(144, 256) == 8                 # 9 blocks; the 256th ends exactly on one
+
+
+def test_a_target_without_o_direct_records_the_direct_pair_unavailable(disk_dir, tmp_path, monkeypatch):
+    need("fio")
+    # tmpfs has taken O_DIRECT since Linux 6.6; where a filesystem refuses it, fcntl says EINVAL
+
+    def refused(fd):
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+    monkeypatch.setattr("fsyncstudy.log.set_direct", refused)
+    fio_runs = []
+    real_run_fio = peers.run_fio
+    monkeypatch.setattr(peers, "run_fio", lambda *a, **kw: fio_runs.append(kw["sync"]) or real_run_fio(*a, **kw))
+    out = tmp_path / "peers"
+    s = peers.run_comparison(out, targets=[str(disk_dir)], rounds=2, peers=("fio",),
+                             pairs=("fio-fdatasync", "fio-direct-dsync"))
+    assert (s.ran, s.failed) == (1, 0)
+    assert fio_runs == ["fdatasync"] * 2       # never run buffered (or at all) in direct's place
+    df, meta = peers.load(out)
+    assert meta["plan"]["pairs"] == ["fio-fdatasync", "fio-direct-dsync"]
+    got = dataset.check(out, schema=peers.SCHEMA)
+    assert got.problems == [] and got.short == []
+    gone = df[df["pair"] == "fio-direct-dsync"]
+    assert len(gone) == 2 * 2 and gone["ops_per_sec"].isna().all()     # a row per round and side, no values
+    summ = analysis.peers_summary(df).set_index("pair")
+    assert summ.loc["fio-direct-dsync", "verdict"] == "unavailable"
+    assert "refuses O_DIRECT" in summ.loc["fio-direct-dsync", "unavailable"]
+    assert summ.loc["fio-fdatasync", "verdict"] in ("meets", "short", "unclear")
+    claims = " ".join(c.text for c in analysis.peers_claims(analysis.peers_summary(df), df))
+    assert "`fio-direct-dsync` unavailable:" in claims and "refuses O_DIRECT" in claims
+    assert leftovers(disk_dir) == []
+
+
+def test_a_kernel_without_rwf_dsync_records_the_dsync_pair_unavailable(disk_dir, monkeypatch):
+    need("fio")
+
+    def refused(*a):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+    monkeypatch.setattr(os, "pwritev", refused)
+    [p] = peers.compare(disk_dir, rounds=2, peers=["fio"], pairs=["fio-dsync"], entries=50)
+    assert p.verdict() == "unavailable" and p.notes[0].startswith(peers.UNAVAILABLE + "rwf_dsync")
+    assert p.ours_ops_per_sec == p.peer_ops_per_sec == [None, None] and p.summary()["ratio"] is None
+    assert "unavailable" in format_pairs([p]) and leftovers(disk_dir) == []
+
+
+def test_pairs_are_chosen_by_name_or_group(disk_dir):
+    assert peers.select_pairs(["fio", "pg_test_fsync"]) == ["fio-fdatasync", "fio-nosync", "pg-open_datasync",
+                                                            "pg-fdatasync", "pg-fsync", "pg-open_sync"]
+    assert peers.select_pairs(["fio", "pg_test_fsync"], ["write-paths"]) == ["fio-dsync", "fio-direct-dsync"]
+    assert peers.select_pairs(["fio"], ["all"]) == list(peers.PAIRS["fio"])
+    assert peers.select_pairs(["pg_test_fsync"], ["write-paths"]) == []
+    with pytest.raises(ValueError, match="unknown pair 'fio-sync'"):
+        peers.select_pairs(["fio"], ["fio-sync"])
+    with pytest.raises(ValueError, match="pair pg-fsync is pg_test_fsync's"):
+        peers.select_pairs(["fio"], ["pg-fsync"])
+    with pytest.raises(ValueError, match="no pair among write-paths"):
+        peers.compare(rounds=1, peers=["pg_test_fsync"], pairs=["write-paths"])
+    out = cli("peers", "--peers", "fio", "--pairs", "fio-dsync,nonsense")
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        next(line for line in out.stderr.splitlines() if "unknown pair 'nonsense'" in line)]
+    if peertools.shutil.which("fio"):
+        out = cli("peers", "--peers", "fio", "--pairs", "fio-dsync", "--rounds", "1", "--entries", "30",
+                  "--target", str(disk_dir), "--json")
+        assert out.returncode == 0, out.stderr
+        assert [d["pair"] for d in json.loads(out.stdout)["pairs"]] == ["fio-dsync"]
+        assert leftovers(disk_dir) == []
+
+
+def test_the_plan_and_its_estimate_count_the_write_path_pairs():
+    from fsyncstudy.profiles import PeersPlan, peer_round_s, PEER_WRITE_PATHS_ROUND_S
+    old, new = PeersPlan(rounds=3), PeersPlan(rounds=3, pairs=("default", "write-paths"))
+    assert old == PeersPlan(rounds=3, peers=("fio", "pg_test_fsync"), secs_per_test=1)   # older plans unchanged
+    assert PEER_WRITE_PATHS_ROUND_S > 0
+    assert peer_round_s(new) == pytest.approx(peer_round_s(old) + PEER_WRITE_PATHS_ROUND_S)
+    assert peer_round_s(PeersPlan(rounds=3, peers=("pg_test_fsync",), pairs=("all",))) == \
+        peer_round_s(PeersPlan(rounds=3, peers=("pg_test_fsync",)))          # no fio: no write-path pairs
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "data").glob("peers-*")))
+def test_committed_comparisons_still_load_with_their_verdicts(name):
+    df, meta = peers.load(REPO / "data" / name)
+    assert "pairs" not in meta["plan"] and not set(df["pair"]) & set(peers.WRITE_PATH_PAIRS)
+    summ = analysis.peers_summary(df)
+    assert (summ["unavailable"] == "").all() and "unavailable" not in set(summ["verdict"])
+    fio = summ[summ["pair"] == "fio-fdatasync"]
+    assert fio["verdict"].isin(["meets", "short", "unclear"]).all() and fio["ratio_median"].notna().all()
+    got = dataset.check(REPO / "data" / name, schema=peers.SCHEMA)   # what `python -m fsyncstudy check` runs
+    assert got.problems == [] and got.short == []

@@ -381,9 +381,15 @@ def peers_claims(summ: pd.DataFrame, df: pd.DataFrame) -> list["Claim"]:
         label = g["target_label"].iloc[0]
         parts = []
         for _, r in g.iterrows():
-            ci = "" if pd.isna(r["ratio_low"]) else f" (95% CI {r['ratio_low']:.2f}–{r['ratio_high']:.2f})"
+            if r["verdict"] == "unavailable":
+                parts.append(f"`{r['pair']}` unavailable: {r['unavailable']}")
+                continue
+            ci = "" if pd.isna(r["ratio_low"]) else f" (95% CI {r['ratio_low']:.2f}–{r['ratio_high']:.2f}"
+            if ci and r["pair"] in peers.WRITE_PATH_PAIRS and "ratio_median" in r and pd.notna(r["ratio_median"]):
+                ci += f", median of rounds {r['ratio_median']:.2f}"   # the write paths' aim is stated on it
+            ci += ")" if ci else ""
             verdict = ""
-            if r["pair"] == "fio-fdatasync" and r["verdict"]:
+            if r["pair"] in peers.FIO_AIM_PAIRS and r["verdict"]:
                 verdict = {"meets": f": meets the {peers.FIO_AIM} aim", "short": f": short of the {peers.FIO_AIM} aim",
                            "unclear": f": the interval straddles {peers.FIO_AIM}"}[r["verdict"]]
             elif r["pair"].startswith("pg-") and r["verdict"]:
@@ -395,8 +401,24 @@ def peers_claims(summ: pd.DataFrame, df: pd.DataFrame) -> list["Claim"]:
         rounds = span(g["rounds"], "{:.0f}".format)
         premises = {"target": label, "rounds": f"{rounds}, alternating which side runs first, paired",
                     "ratio": "ours / peer ops/s, geometric mean of per-round ratios, 95% t interval"}
-        if g["pair"].str.startswith("fio").any():
-            premises["fio pairs"] = "the same block size, writes and preallocation (fallocate) on both sides"
+        rows = df[df["target"] == target]
+        plain = rows[rows["pair"].str.startswith("fio") & ~rows["pair"].isin(peers.WRITE_PATH_PAIRS)]
+        def values(frame, column, fmt="{}") -> str:     # what the rows say, '' where they do not have it
+            return ", ".join(fmt.format(v) for v in sorted(set(frame[column]))) if column in frame else ""
+        if len(plain):
+            pre = values(plain, "prealloc")
+            premises["fio pairs"] = f"the same block size, writes and preallocation{f' ({pre})' if pre else ''} on both sides"
+        for pair in peers.WRITE_PATH_PAIRS:
+            p = rows[rows["pair"] == pair]
+            if len(p) and pair == "fio-dsync":
+                premises[pair] = ("every write synchronous on both sides (fio O_DSYNC, ours pwritev2 RWF_DSYNC), "
+                                  f"{values(p, 'block_bytes', '{:.0f}')}-byte writes, preallocation "
+                                  f"{values(p, 'prealloc')}")
+            elif len(p):
+                premises[pair] = (f"O_DIRECT|O_DSYNC on both sides in a file laid out written "
+                                  f"({values(p, 'prealloc')}): fio a new {values(p, 'block_bytes', '{:.0f}')}-byte "
+                                  "block per op, ours its tail block rewritten in place (two blocks when a record "
+                                  "straddles one)")
         if g["pair"].str.startswith("pg-").any():
             premises["pg_test_fsync pairs"] = "8 kB records at offset 0 of a zero-filled 16 MiB file on both sides"
         out.append(Claim(f"**{label}**: " + "; ".join(parts) + ".", premises))

@@ -236,7 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fio pairs' preallocation on both sides (default fallocate, fio's own default)")
     c.add_argument("--payload-bytes", type=int, default=128,
                    help="fio pairs: our payload; the block is 16 bytes more (default 128: 144-byte writes)")
-    c.add_argument("--entries", type=int, help="fio sync pair: writes per side and round (default: ~0.5 s worth)")
+    c.add_argument("--pairs", action="append", metavar="NAMES",
+                   help="which pairs, comma separated: pair names (fio-dsync, ...) or default, write-paths "
+                        "(fio-dsync and fio-direct-dsync), all (default: default)")
+    c.add_argument("--entries", type=int, help="fio sync pairs: writes per side and round (default: ~0.5 s worth)")
     c.add_argument("--secs-per-test", type=whole_seconds, default=1, metavar="S",
                    help="pg_test_fsync's -s, and our seconds per method (default 1)")
     c.add_argument("--json", action="store_true", help="every pair with its per-round values, as JSON")

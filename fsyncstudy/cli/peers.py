@@ -2,7 +2,7 @@
 (pg_test_fsync's five sections, measured by fsyncstudy)."""
 from __future__ import annotations
 
-from ..peers import compare
+from ..peers import compare, select_pairs
 from ..peertools import PG_SECTIONS, PeerFailed, PeerMissing
 from ..pgtest import SECTION_NOTES, PgTestReport, run_suite
 from ..places import pick_directory
@@ -16,28 +16,30 @@ def format_pairs(results) -> str:
     for pr in results:
         s = pr.summary()
         nd = 1 if pr.latency == "write" else 0
-        rows.append([pr.pair, ci(pr.ratio(), 3), ci(pr.ours_ops()), ci(pr.peer_ops()), pr.latency,
-                     f"{num(s['ours_p50_us'], nd)} / {num(s['peer_p50_us'], nd)}",
+        rows.append([pr.pair, ci(pr.ratio(), 3), num(s["ratio_median"], 3), ci(pr.ours_ops()), ci(pr.peer_ops()),
+                     pr.latency, f"{num(s['ours_p50_us'], nd)} / {num(s['peer_p50_us'], nd)}",
                      f"{num(s['ours_p99_us'], nd)} / {num(s['peer_p99_us'], nd)}", pr.verdict() or "-"])
-    out = [table(rows, ["pair", "ours/peer ratio [95% CI]", "ours ops/sec [95% CI]", "peer ops/sec [95% CI]",
+    out = [table(rows, ["pair", "ours/peer ratio [95% CI]", "median", "ours ops/sec [95% CI]", "peer ops/sec [95% CI]",
                         "latency", "p50 us ours / peer", "p99 us ours / peer", "aim"])]
     out.append("")
     for pr in results:
         size = f"{pr.entries:,} writes" + (f" (~{pr.seconds:g} s)" if pr.seconds else "")
         out.append(f"{pr.pair}: {pr.peer_test}  vs  {pr.ours}; {pr.block_bytes} B per write, {size} per side "
                    f"and round; aim: {pr.aim or 'none (for reference)'}")
-        for n in pr.notes:
+        for n in pr.notes:    # an unavailable pair's first note says why
             out.append(f"    note: {n}")
     return "\n".join(out)
 
 
 def cmd_compare(args) -> int:
     peers = [p for group in (args.peers or ["fio,pg_test_fsync"]) for p in group.split(",") if p]
+    pairs = [p for group in (args.pairs or ["default"]) for p in group.split(",") if p]
+    select_pairs(peers, pairs)      # a bad name is one line (rc 2) before a directory is picked
     directory = pick_directory(args.target, log=say)
     try:
         results = compare(directory, rounds=args.rounds, peers=peers, prealloc=args.prealloc,
                           payload_bytes=args.payload_bytes, entries=args.entries, secs_per_test=args.secs_per_test,
-                          log=None if args.json else say)
+                          log=None if args.json else say, pairs=pairs)
     except PeerMissing as e:
         other = [p for p in ("fio", "pg_test_fsync") if p != e.peer]
         say(f"error: {e}\n(or compare with the other peer only: --peers {other[0]})")
