@@ -117,7 +117,7 @@ PROFILES = {
         # the sweep and the load study (not counted; 0.5 s each until then), 3 peer rounds (not 4), 40 engine
         # cuts for a strategy that may lose (above) and 60 power cuts, not 100, under a real-database setting
         # that promises no loss (its zero-loss upper bound 4.9% of cuts instead of 3.0%)
-        crash=_CRASH_STANDARD, peers=PeersPlan(rounds=3),
+        crash=_CRASH_STANDARD, peers=PeersPlan(rounds=3, pairs=("default", "write-paths")),
         load=LoadProfile("standard", rates=(200, 500, 1000, 2000, 5000, 10000, 50000), warmup_duration_s=0.1),
         # and for the write paths: no warm-up round of the real databases (each trial starts its server
         # afresh anyway) and 12 power cuts, not 20, under a setting that may lose
