@@ -445,14 +445,30 @@ class _Buffer:
         self.drained = hi
 
 
+def _appending(append, ack):
+    """``append``, then ``ack(n)`` with the entries appended so far: the buffered loops' acknowledgement
+    reported where it is made (the crash experiment's); the loops bind it only when asked, so the default
+    path's append stays the deque's own method."""
+    if ack is None:
+        return append
+    count = [0]
+
+    def append_and_ack(rec) -> None:
+        append(rec)
+        count[0] += 1
+        ack(count[0])
+    return append_and_ack
+
+
 def run_batch_buffered(fd: int, sync, interval_ms: int, framer: Framer, first: list[bytes], stop: Stop,
-                       write=None) -> Timeline:
+                       write=None, ack=None) -> Timeline:
     """batch_<N>ms with buffered writes: an entry is appended to a user-space buffer and acknowledged; at
-    each tick the flusher writes the buffer with one write() and syncs; a final write and sync cover the end."""
+    each tick the flusher writes the buffer with one write() and syncs; a final write and sync cover the end.
+    ``ack(n)``: called as each entry is appended (acknowledged), with the entries appended so far."""
     tl = Timeline(record_bytes=framer.record_bytes)
     buf = _Buffer(fd, write, tl)
     fl = _Flusher(fd, sync, interval_ms * 1_000_000, tl, drain=buf.drain)
-    la, aa, ap = tl.latency.append, tl.acks.append, buf.recs.append
+    la, aa, ap = tl.latency.append, tl.acks.append, _appending(buf.recs.append, ack)
     clk = time.perf_counter_ns
     i = 0
     fl.start()
@@ -487,12 +503,13 @@ def run_batch_buffered(fd: int, sync, interval_ms: int, framer: Framer, first: l
 
 
 def run_none_buffered(fd: int, framer: Framer, first: list[bytes], stop: Stop, write=None,
-                      buffer_bytes: int = BUFFER_BYTES) -> Timeline:
+                      buffer_bytes: int = BUFFER_BYTES, ack=None) -> Timeline:
     """none with buffered writes: an entry is appended to a user-space buffer and acknowledged; the buffer
-    is written with one write() once it holds ``buffer_bytes``, and once more at the end; never synced."""
+    is written with one write() once it holds ``buffer_bytes``, and once more at the end; never synced.
+    ``ack`` as for ``run_batch_buffered``."""
     tl = Timeline(record_bytes=framer.record_bytes)
     buf = _Buffer(fd, write, tl)
-    la, aa, ap, recs = tl.latency.append, tl.acks.append, buf.recs.append, buf.recs
+    la, aa, ap, recs = tl.latency.append, tl.acks.append, _appending(buf.recs.append, ack), buf.recs
     clk = time.perf_counter_ns
     per_write = max(1, -(-buffer_bytes // framer.record_bytes))
     i = 0
@@ -912,9 +929,20 @@ def _own_syncs_in_order(own: list[tuple[int, int, int]], tl) -> None:
     tl.sync_hi = array("q", (seq + 1 for seq, _, _ in own))
 
 
+def _committing(d: Deferred, ack):
+    """A deferred group's sync: its leader's commit write, then ``ack`` with every entry committed so far."""
+    if ack is None:
+        return d.flush
+
+    def flush_and_ack(fd: int) -> None:
+        d.flush(fd)
+        ack(d.committed)
+    return flush_and_ack
+
+
 def run(st: Strategy, fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, writers: int = 1,
         write=None, offset0: bool = False, write_mode: str = "per-entry", deferred: bool = False,
-        write_at=None) -> Timeline:
+        write_at=None, ack=None) -> Timeline:
     """The one dispatch from a strategy to its loop (the trial and the crash experiment both call it).
 
     ``sync`` is the call that makes written data durable (None: O_DSYNC/O_SYNC writes are);
@@ -926,18 +954,23 @@ def run(st: Strategy, fd: int, sync, framer: Framer, first: list[bytes], stop: S
     ``deferred`` (group commit, ``write`` one that syncs itself): writers only buffer their records and
     the leader's one ``write`` commits them (``writepaths.Deferred``); ``write_at`` (``always`` with
     several writers): a positioned write that syncs itself, each writer's at its own offset.
+    ``ack(n)`` (buffered and deferred only, where no ``write`` or ``sync`` the caller wraps is the ack
+    point): called with the entries acknowledged so far, as a buffered entry is appended, and as a
+    group's commit write returns (every entry it wrote: all durable then).
     """
+    if ack is not None and write_mode != "buffered" and not deferred:
+        raise ValueError("ack goes with buffered or deferred writes; elsewhere wrap write or sync")
     if write_mode == "buffered":
         if st.kind == "batch":
-            return run_batch_buffered(fd, sync, st.interval_ms, framer, first, stop, write=write)
+            return run_batch_buffered(fd, sync, st.interval_ms, framer, first, stop, write=write, ack=ack)
         if st.kind == "none":
-            return run_none_buffered(fd, framer, first, stop, write=write)
+            return run_none_buffered(fd, framer, first, stop, write=write, ack=ack)
         raise ValueError(f"buffered writes go only with batch_<N>ms and none, not {st.name}")
     if deferred:
         if st.kind != "group":
             raise ValueError(f"deferred writes go only with group_<N>ms, not {st.name}")
         d = Deferred(write or os.write)
-        return run_group(fd, d.flush, st.interval_ms, writers, framer, first, stop, write=d.append)
+        return run_group(fd, _committing(d, ack), st.interval_ms, writers, framer, first, stop, write=d.append)
     if offset0:
         if write is not None or st.kind not in ("always", "none"):
             raise ValueError(f"offset0 goes only with 'always' or 'none' and the engine's own write, not {st.name}")
