@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 from . import dataset, engine, runner, writepaths
 from .cuts import ACK, CutError, PowerCut, ProcessCut, durable_lost, moment_ms, now_ns, ready, run_cut
@@ -38,8 +37,7 @@ from .log import Framer, remove_stale, scan
 from .strategies import check_sync_method, parse
 from .places import pick_directory
 from .targets import describe
-from .trial import (PATH_COLUMNS, WritePath, check_write_path, engine_options, open_log, path_label, payload_for,
-                    write_function)
+from .trial import PathOptions, check_write_path, engine_options, open_log, path_label, payload_for, write_function
 
 #: Cut moments are drawn uniformly from this window after the writer is ready (ms).
 CUT_WINDOW_MS = (30.0, 400.0)
@@ -49,30 +47,9 @@ CUT_WINDOW_MS = (30.0, 400.0)
 PAYLOAD_BYTES = 128
 
 
-class CutPath(NamedTuple):
-    """The write path a cut's writer runs (``run_trial``'s options of the same names); the defaults are
-    the plain path every crash dataset before them ran."""
-
-    sync_method: str = "fdatasync"
-    write_mode: str = "per-entry"
-    bytes_per_sync: int = 0
-    segment_bytes: int = 0
-    recycle: int = 0
-
-    @property
-    def label(self) -> str:
-        return path_label(*self)
-
-    def write_path(self) -> WritePath:
-        return WritePath(self.write_mode, self.bytes_per_sync, self.segment_bytes, self.recycle)
-
-    @classmethod
-    def of_row(cls, row) -> "CutPath":
-        """A row's path (a field missing or empty, as in a dataset written before the columns: the plain path's)."""
-        def get(name):
-            v = row.get(name)
-            return PATH_COLUMNS[name] if v is None or v == "" else v
-        return cls(str(get("sync_method")), str(get("write_mode")), *(int(get(n)) for n in cls._fields[2:]))
+#: The write path a cut's writer runs (``trial.PathOptions``; the default: the plain path every crash
+#: dataset before the paths ran).
+CutPath = PathOptions
 
 
 PLAIN = CutPath()

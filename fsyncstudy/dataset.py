@@ -548,15 +548,17 @@ def _as_stored(obj):
     return json.loads(json.dumps(obj, default=str))  # tuples become lists, as in the file
 
 
-#: A profile's fields added after datasets were planned with it: left out of a plan while None (their
-#: default), so a dataset planned before they existed still resumes under the same profile.
-ADDED_FIELDS = ("warmup_duration_s",)
+#: A profile's fields added after datasets were planned with it: left out of a plan while at their default
+#: (None, or no write-path cells), so a dataset planned before they existed still resumes under the same profile.
+ADDED_FIELDS = ("warmup_duration_s", "paths", "path_rates")
 
 
 def plan_of(profile) -> dict:
     """A profile (a dataclass) as a dataset's plan records it."""
-    from dataclasses import asdict
-    return {k: v for k, v in asdict(profile).items() if not (k in ADDED_FIELDS and v is None)}
+    from dataclasses import MISSING, asdict
+    default = {f.name: f.default for f in fields(profile) if f.default is not MISSING}
+    return {k: v for k, v in asdict(profile).items()
+            if not (k in ADDED_FIELDS and (v is None or (k in default and v == default[k])))}
 
 
 # -- a dataset being written ------------------------------------------------------------------------

@@ -1028,6 +1028,8 @@ class OpenTimeline:
     lateness: array = field(default_factory=lambda: array("q"))   # for entries the writer was idle for
     spin_cpu_ns: int = 0                                            # CPU the waits' spinning cost
     final_sync: bool = False                                        # as Timeline's
+    write_ends: array = field(default_factory=lambda: array("q"))  # buffered writes: as Timeline's
+    write_hi: array = field(default_factory=lambda: array("q"))
 
 
 def _burn(us: float) -> None:
@@ -1038,13 +1040,40 @@ def _burn(us: float) -> None:
             pass
 
 
+def _buffered_write(st: Strategy, buf: "_Buffer", record_bytes: int):
+    """The open loop's ``write`` under buffered writes: the entry is appended to the user-space buffer (its
+    ack); batch's flusher drains it at each tick, none's buffer is drained here once it holds BUFFER_BYTES."""
+    recs = buf.recs
+    if st.kind == "batch":
+        def append(fd: int, rec) -> int:
+            recs.append(rec)
+            return len(rec)
+        return append
+    per_write, n = max(1, -(-BUFFER_BYTES // record_bytes)), [0]
+
+    def append_or_drain(fd: int, rec) -> int:
+        recs.append(rec)
+        n[0] += 1
+        if len(recs) >= per_write:
+            buf.drain(n[0])
+        return len(rec)
+    return append_or_drain
+
+
 def _open_one_writer(st: Strategy, fd: int, sync, framer: Framer, due: array, deadline_ns: int, tl: OpenTimeline,
-                      work_us: float) -> None:
-    """always / batch / none: one writer, entries in arrival order."""
-    clk, w, rl = time.perf_counter_ns, os.write, framer.record_bytes
+                      work_us: float, write=None, write_mode: str = "per-entry") -> None:
+    """always / batch / none: one writer, entries in arrival order.  ``write`` and ``write_mode`` as
+    ``run``'s (a buffered entry is acknowledged when appended)."""
+    clk, w, rl = time.perf_counter_ns, write or os.write, framer.record_bytes
+    buf = None
+    if write_mode == "buffered":
+        if st.kind not in ("batch", "none"):
+            raise ValueError(f"buffered writes go only with batch_<N>ms and none, not {st.name}")
+        buf = _Buffer(fd, write, tl)
+        w = _buffered_write(st, buf, rl)
     flusher = None
     if st.kind == "batch":
-        flusher = _Flusher(fd, sync, st.interval_ms * 1_000_000, tl)
+        flusher = _Flusher(fd, sync, st.interval_ms * 1_000_000, tl, drain=buf.drain if buf is not None else None)
         flusher.start()
     step = chunk_records(framer)
     block, base = framer.frame_range(0, min(len(due), step)), 0
@@ -1088,17 +1117,26 @@ def _open_one_writer(st: Strategy, fd: int, sync, framer: Framer, due: array, de
             flusher.join()
     if flusher is not None:
         _final_sync(flusher, fd, sync, len(tl.acks), tl)   # the final covering sync, as in the closed loop
+    elif buf is not None:
+        buf.drain(len(tl.acks))                             # none's last partial buffer, as in the closed loop
 
 
 def _open_writers(st: Strategy, fd: int, sync, framer: Framer, due: array, clients: int, deadline_ns: int,
-                  tl: OpenTimeline, work_us: float) -> None:
+                  tl: OpenTimeline, work_us: float, write=None, deferred: bool = False, write_at=None) -> None:
     """Several writers on one log, the arrivals dealt round robin (each client offers rate / clients):
-    group commit, or ``always`` with each writer syncing its own entries."""
+    group commit, or ``always`` with each writer syncing its own entries.  ``write``, ``deferred`` and
+    ``write_at`` as ``run``'s."""
     own = st.kind == "always"
-    if own and sync is None:
+    if own and sync is None and write_at is None:
         raise ValueError("always with several writers needs a sync call (fdatasync or fsync)")
+    if deferred:
+        if st.kind != "group":
+            raise ValueError(f"deferred writes go only with group_<N>ms, not {st.name}")
+        d = Deferred(write or os.write)
+        sync, write = d.flush, d.append
     gc = _GroupCommit(fd, sync, (st.interval_ms or 0) / 1000, framer, framer.frame_range(0, chunk_records(framer)),
-                      Stop(), tl, own_sync=own)
+                      Stop(), tl, own_sync=own, write_at=write_at if own else None)
+    gc.write = write or os.write
     outs: list = []
     threads = [threading.Thread(target=gc.open_writer, args=(due[k::clients], deadline_ns, outs, work_us),
                                 name=f"fsyncstudy-writer-{k}", daemon=True) for k in range(clients)]
@@ -1116,17 +1154,21 @@ def _open_writers(st: Strategy, fd: int, sync, framer: Framer, due: array, clien
 
 
 def run_open(st: Strategy, fd: int, sync, framer: Framer, start_ns: int, due: array, deadline_ns: int,
-             clients: int = 1, work_us: float = 0.0) -> OpenTimeline:
+             clients: int = 1, work_us: float = 0.0, write=None, write_mode: str = "per-entry",
+             deferred: bool = False, write_at=None) -> OpenTimeline:
     """The open loop's one dispatch: from ``start_ns`` serve entries arriving at ``due`` (absolute
     perf_counter ns) until ``deadline_ns``; ``always``/``batch``/``none`` with one writer in arrival
     order, ``group`` (and ``always`` with ``clients`` > 1) with ``clients`` writers dealt the arrivals
-    round robin.  ``work_us``: CPU spent after each entry (an application's work)."""
+    round robin.  ``work_us``: CPU spent after each entry (an application's work).  The write path:
+    ``write``, ``write_mode``, ``deferred`` and ``write_at`` as ``run``'s."""
     tl = OpenTimeline(start_ns=start_ns)
+    if write_mode == "buffered" and (st.kind == "group" or clients > 1):
+        raise ValueError(f"buffered writes go only with batch_<N>ms and none, one client, not {st.name}")
     wait_until(start_ns)
     if st.kind == "group" or clients > 1:
-        _open_writers(st, fd, sync, framer, due, clients, deadline_ns, tl, work_us)
+        _open_writers(st, fd, sync, framer, due, clients, deadline_ns, tl, work_us, write, deferred, write_at)
     else:
-        _open_one_writer(st, fd, sync, framer, due, deadline_ns, tl, work_us)
+        _open_one_writer(st, fd, sync, framer, due, deadline_ns, tl, work_us, write, write_mode)
     return tl
 
 

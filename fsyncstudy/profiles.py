@@ -23,6 +23,7 @@ from .loadstudy import LoadProfile
 from .realdb import QUIET_WINDOW_S
 from .realstudy import RealPlan
 from .sweep import Profile
+from .trial import PathOptions
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,10 @@ PROFILES = {
         # cuts for a strategy that may lose (above) and 60 power cuts, not 100, under a real-database setting
         # that promises no loss (its zero-loss upper bound 4.9% of cuts instead of 3.0%)
         crash=_CRASH_STANDARD, peers=PeersPlan(rounds=3),
-        load=LoadProfile("standard", rates=(200, 500, 1000, 2000, 5000, 10000, 50000), warmup_duration_s=0.1),
+        load=LoadProfile("standard", rates=(200, 500, 1000, 2000, 5000, 10000, 50000), warmup_duration_s=0.1,
+                         # 2026-12-07 (issue 25): the write paths at the README's rate only, for the budget
+                         paths=(("always", 1, PathOptions("rwf_dsync")), ("batch_10ms", 1, PathOptions(write_mode="buffered")),
+                                ("group_0ms", 4, PathOptions("rwf_dsync")))),
         realdb=RealPlan("standard", trials=5, warmup_rounds=1, duration_s=0.5, cuts=60, lossy_cuts=20,
                         rates=(2000.0,), rate_settings=_REAL_AT_RATE)),
     "full": StudyProfile(

@@ -13,6 +13,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from . import engine, measures, writepaths
 from .log import AlignedFramer, DirectRefused, Framer, LogFile, read_log
@@ -361,14 +362,36 @@ PATH_COLUMNS = {"sync_method": "fdatasync", "write_mode": "per-entry", "bytes_pe
                 "recycle": 0}
 
 
+class PathOptions(NamedTuple):
+    """A write path as ``run_trial``'s options of the same names name it (the crash experiment's and the
+    load study's cells); the defaults are the plain path."""
+
+    sync_method: str = "fdatasync"
+    write_mode: str = "per-entry"
+    bytes_per_sync: int = 0
+    segment_bytes: int = 0
+    recycle: int = 0
+
+    @property
+    def label(self) -> str:
+        return path_label(*self)
+
+    def write_path(self) -> "WritePath":
+        return WritePath(self.write_mode, self.bytes_per_sync, self.segment_bytes, self.recycle)
+
+    @classmethod
+    def of_row(cls, row) -> "PathOptions":
+        """A row's path (a dict of its fields, as text or typed); a field missing or empty, as in a dataset
+        written before the columns, is the plain path's."""
+        def get(name):
+            v = row.get(name)
+            return PATH_COLUMNS[name] if v is None or v == "" or v != v else v
+        return cls(str(get("sync_method")), str(get("write_mode")), *(int(float(get(n))) for n in cls._fields[2:]))
+
+
 def row_path_label(row) -> str:
-    """``path_label`` of a row (a dict or a DataFrame row) with the path's columns; a missing or empty
-    field is the plain path's."""
-    def get(name):
-        v = row.get(name, None) if hasattr(row, "get") else None
-        return PATH_COLUMNS[name] if v is None or v == "" or v != v else v
-    return path_label(str(get("sync_method")), str(get("write_mode")), int(float(get("bytes_per_sync"))),
-                      int(float(get("segment_bytes"))), int(float(get("recycle"))))
+    """``path_label`` of a row with the path's columns (``PathOptions.of_row``)."""
+    return PathOptions.of_row(row).label
 
 
 #: The sync methods whose writes need a sync call after them (the ones bytes_per_sync and segments go with).
