@@ -549,8 +549,9 @@ def _as_stored(obj):
 
 
 #: A profile's fields added after datasets were planned with it: left out of a plan while at their default
-#: (None, or no write-path cells), so a dataset planned before they existed still resumes under the same profile.
-ADDED_FIELDS = ("warmup_duration_s", "paths", "path_rates")
+#: (None, empty, or their default: no write-path cells), so a dataset planned before they existed still resumes
+#: under the same profile.
+ADDED_FIELDS = ("warmup_duration_s", "write_paths", "device_paths", "paths", "path_rates")
 
 
 def plan_of(profile) -> dict:
@@ -558,7 +559,7 @@ def plan_of(profile) -> dict:
     from dataclasses import MISSING, asdict
     default = {f.name: f.default for f in fields(profile) if f.default is not MISSING}
     return {k: v for k, v in asdict(profile).items()
-            if not (k in ADDED_FIELDS and (v is None or (k in default and v == default[k])))}
+            if not (k in ADDED_FIELDS and (v in (None, (), []) or (k in default and v == default[k])))}
 
 
 # -- a dataset being written ------------------------------------------------------------------------

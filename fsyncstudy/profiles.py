@@ -6,7 +6,7 @@ A profile (``PROFILES``) names one plan for every part of the study:
 profile    sweep (``sweep.Profile``)              crash (``crash.CrashProfile``)  peers (``PeersPlan``)
 =========  =====================================  ==============================  ==========================
 quick      3 trials, batch 0/10/50/100 ms         8 power / 5 process cuts        fio, 3 rounds
-standard   5 trials, 7 batch intervals 0..100 ms  100/40 power, 50/40 process    fio + pg_test_fsync, 3
+standard   5 trials, 6 batch intervals 0..100 ms  100/40 power, 50/40 process    fio + pg_test_fsync, 3
 full       10 trials, batch 0..100 ms by 2        as standard                     as standard
 =========  =====================================  ==============================  ==========================
 
@@ -22,7 +22,7 @@ from .crash import CrashProfile, CutPath
 from .loadstudy import LoadProfile
 from .realdb import QUIET_WINDOW_S
 from .realstudy import RealPlan
-from .sweep import Profile
+from .sweep import Config, Profile
 from .trial import PathOptions
 
 
@@ -44,6 +44,17 @@ class StudyProfile:
     load: LoadProfile
     realdb: RealPlan
 
+
+#: The write paths real WALs use (docs/strategies.md#write-paths), on every target that can be durable:
+#: each beside the plain path it changes.  Segments of 32 KiB (not a real WAL's 16-64 MB) so that a
+#: 0.5 s trial at a few thousand syncs a second rolls a few times: the roll's cost is in the tail.
+_WRITE_PATHS = (Config("always", sync_method="rwf_dsync"), Config("always", sync_method="direct_dsync"),
+                Config("batch_10ms", write_mode="buffered"), Config("none", bytes_per_sync=1 << 20),
+                Config("always", segment_bytes=32 << 10))
+#: Direct writes into fallocated (unwritten) extents against zero-filled ones, beside direct_dsync
+#: appending: on a filesystem of a block device only (the hazard is the filesystem's, not a FUSE daemon's)
+_DEVICE_PATHS = (Config("always", sync_method="direct_dsync", prealloc="fallocate"),
+                 Config("always", sync_method="direct_dsync", prealloc="zero-fill"))
 
 _CRASH_QUICK = CrashProfile("quick", power=(("always", "group_0ms", "batch_10ms", "batch_50ms", "none"), 8),
                             process=(("always", "batch_10ms", "none"), 5),
@@ -72,7 +83,9 @@ _REAL_AT_RATE = ("sqlite/wal-full", "postgres/on", "redis/always")
 PROFILES = {
     "quick": StudyProfile(
         "quick", sweep=Profile("quick", trials=3, warmup_rounds=1, min_duration_s=0.15, min_intervals=5,
-                               batch_ms=(0, 10, 50, 100), group=((0, 4),)),
+                               batch_ms=(0, 10, 50, 100), group=((0, 4),),
+                               write_paths=(Config("always", sync_method="rwf_dsync"),
+                                            Config("batch_10ms", write_mode="buffered"))),
         crash=_CRASH_QUICK, peers=PeersPlan(rounds=3, peers=("fio",)),
         # no warm-up round in the quick load study (2026-12-07: the quick report took 5 min 14 s here, idle;
         # its 32 warm-up trials cost about 15 s, the notebooks two at a time save about 30 s)
@@ -91,10 +104,14 @@ PROFILES = {
         # the finer grid bought nothing
         "standard", sweep=Profile("standard", trials=5, warmup_rounds=1, min_duration_s=0.5, min_intervals=5,
                                   # 2026-12-07: 7 intervals (no 2, 20, 30; 25 instead), to make room for always with 4 and 16
-                                  # writers (group commit's baseline) in the same budget
-                                  batch_ms=(0, 5, 10, 25, 50, 75, 100), warmup_duration_s=0.1,
-                                  # one writer only at 0 ms: with a delay it is always plus the delay
-                                  group=((0, 1), *((n, w) for n in (0, 10, 50) for w in (4, 16)))),
+                                  # writers (group commit's baseline) in the same budget; that evening 6 (no 75: the
+                                  # curve is flat from 50 ms either way), to make room for the write paths
+                                  batch_ms=(0, 5, 10, 25, 50, 100), warmup_duration_s=0.1,
+                                  write_paths=_WRITE_PATHS, device_paths=_DEVICE_PATHS,
+                                  # one writer only at 0 ms: with a delay it is always plus the delay; 16 writers only at
+                                  # 0 ms since the evening of 2026-12-07 (group_10ms and group_50ms with 16 gave way to
+                                  # the write paths; 4 writers keep the delays' curve)
+                                  group=((0, 1), (0, 4), (0, 16), (10, 4), (50, 4))),
         # 2026-12-07: make report (standard) took 37 min 21 s, over its 35-minute budget (peers 215 s, the
         # real databases' power cuts 667 s).  Since then: 4 peer rounds, not 5; 20 power cuts, not 100, for a
         # real-database setting that may lose (its window against its promise; 100 stay for the settings
@@ -112,7 +129,9 @@ PROFILES = {
                          # 2026-12-07 (issue 25): the write paths at the README's rate only, for the budget
                          paths=(("always", 1, PathOptions("rwf_dsync")), ("batch_10ms", 1, PathOptions(write_mode="buffered")),
                                 ("group_0ms", 4, PathOptions("rwf_dsync")))),
-        realdb=RealPlan("standard", trials=5, warmup_rounds=1, duration_s=0.5, cuts=60, lossy_cuts=20,
+        # and for the write paths: no warm-up round of the real databases (each trial starts its server
+        # afresh anyway) and 12 power cuts, not 20, under a setting that may lose
+        realdb=RealPlan("standard", trials=5, warmup_rounds=0, duration_s=0.5, cuts=60, lossy_cuts=12,
                         rates=(2000.0,), rate_settings=_REAL_AT_RATE)),
     "full": StudyProfile(
         "full", sweep=Profile("full", trials=10, warmup_rounds=1, min_duration_s=1.0, min_intervals=10,
@@ -152,8 +171,17 @@ LOAD_OVERHEAD_S = 0.06   # 0.03 until 2026-12-07 (468 trials took 261 s)
 def eta(prof: StudyProfile, targets: int, default_targets: int, kinds, lab_targets=()) -> dict[str, float]:
     """About how long each phase of ``run_study`` takes, in seconds (an estimate to plan by)."""
     sp = prof.sweep
-    trials = sum((sp.duration_s(c) + SWEEP_OVERHEAD_S) * sp.trials
-                 + (sp.duration_s(c, warmup=True) + SWEEP_OVERHEAD_S) * sp.warmup_rounds for c in sp.configs())
+
+    def per_target(configs) -> float:
+        return sum((sp.duration_s(c) + SWEEP_OVERHEAD_S) * sp.trials
+                   + (sp.duration_s(c, warmup=True) + SWEEP_OVERHEAD_S) * sp.warmup_rounds for c in configs)
+    from .lab.core import FUSE_TARGETS
+    # the write paths on every target that can be durable (the default ones but /dev/shm, and the lab's), the
+    # device paths on the filesystems of block devices (the default disk, the lab's loop devices)
+    durable = max(0, targets - 1)
+    devices = max(0, default_targets - 1) + sum(1 for t in lab_targets if t.removeprefix("lab:") not in FUSE_TARGETS)
+    sweep_s = (per_target(sp.configs()) * targets + per_target(sp.write_paths) * durable
+               + per_target(sp.device_paths) * devices)
     cuts = sum(prof.crash.cuts_for(k, s) for k in kinds for s in getattr(prof.crash, k)[0]) \
         + sum(n for k, _, _, n in prof.crash.paths if k in kinds)
     lp = prof.load
@@ -168,6 +196,6 @@ def eta(prof: StudyProfile, targets: int, default_targets: int, kinds, lab_targe
         from .realdb import BY_KEY, cut_window_ms
         real += sum(rp.cuts_for(BY_KEY[k]) * (sum(cut_window_ms(BY_KEY[k])) / 2e3 + REAL_CUT_OVERHEAD_S)
                     for k in rp.cut_settings)
-    return {"sweep": trials * targets, "crash": cuts * CUT_S, "load": load, "real databases": real,
+    return {"sweep": sweep_s, "crash": cuts * CUT_S, "load": load, "real databases": real,
             "peers": prof.peers.rounds * default_targets * sum(PEER_ROUND_S.get(p, 10) for p in prof.peers.peers),
             "notebooks": NOTEBOOKS_S}

@@ -36,7 +36,8 @@ BCA_METHOD = "95% BCa bootstrap over trials (from 20 trials)"
 BCA_MIN_N = 20
 #: Columns that describe a configuration, carried into every summary row.
 CONFIG_COLUMNS = ["target", "target_label", "target_fstype", "target_durability", "config", "config_label",
-                  "strategy", "kind", "interval_ms", "writers", "prealloc", "sync_method", "nominal_loss_window_ms"]
+                  "strategy", "kind", "interval_ms", "writers", "prealloc", "sync_method", "nominal_loss_window_ms",
+                  "write_mode", "bytes_per_sync", "segment_bytes", "recycle"]
 
 
 def tukey_outliers(values) -> tuple[int, int]:

@@ -26,7 +26,7 @@ from .log import remove_stale
 from .places import default_targets, resolve_all
 from .strategies import parse
 from .targets import Target, describe, strip_verdict, table_label
-from .trial import TrialResult, run_trial
+from .trial import TrialResult, human_bytes, run_trial
 
 #: The dataset kind, and its table.
 KIND, TABLE = "sweep", "trials.csv"
@@ -40,10 +40,29 @@ class Config:
     writers: int = 1
     prealloc: str = "append"
     sync_method: str = "fdatasync"
+    #: the write path beyond the sync method (docs/strategies.md#write-paths); the defaults are the plain
+    #: path, whose key and label stay what they were before the write paths existed
+    write_mode: str = "per-entry"
+    bytes_per_sync: int = 0
+    segment_bytes: int = 0
+    recycle: int = 0
 
     @property
     def key(self) -> str:
-        return f"{self.strategy}/w{self.writers}/{self.prealloc}/{self.sync_method}"
+        return f"{self.strategy}/w{self.writers}/{self.prealloc}/{self.sync_method}" + "".join(
+            f"/{part}" for part in self._path_parts(short=True))
+
+    def _path_parts(self, short: bool) -> list[str]:
+        parts = []
+        if self.write_mode != "per-entry":
+            parts.append(self.write_mode)
+        if self.bytes_per_sync:
+            parts.append(f"bps{self.bytes_per_sync}" if short else f"sync_file_range every {human_bytes(self.bytes_per_sync)}")
+        if self.segment_bytes:
+            parts.append(f"seg{self.segment_bytes}" if short else f"{human_bytes(self.segment_bytes)} segments")
+            if self.recycle:
+                parts.append(f"recycle{self.recycle}" if short else f"{self.recycle} recycled")
+        return parts
 
     @property
     def label(self) -> str:
@@ -54,7 +73,14 @@ class Config:
             extra.append(self.prealloc)
         if self.sync_method != "fdatasync":
             extra.append(self.sync_method)
+        extra += self._path_parts(short=False)
         return self.strategy + (f" ({', '.join(extra)})" if extra else "")
+
+    @property
+    def path_options(self) -> dict:
+        """``run_trial``'s write-path keywords for this configuration."""
+        return {"write_mode": self.write_mode, "bytes_per_sync": self.bytes_per_sync,
+                "segment_bytes": self.segment_bytes, "recycle": self.recycle}
 
 
 @dataclass(frozen=True)
@@ -78,6 +104,12 @@ class Profile:
     #: it brings each target and configuration to a steady state (files, caches, the lab's daemons), which
     #: a short trial does as well as a long one (at least one interval of a batch or group strategy)
     warmup_duration_s: float | None = None
+    #: The write paths (docs/strategies.md#write-paths), on every target that can be durable (on a volatile
+    #: one a sync is a no-op, and so is every difference between the paths' syncs)
+    write_paths: tuple[Config, ...] = ()
+    #: Configurations for a filesystem on a block device only (not FUSE, not RAM): direct writes into
+    #: fallocated (unwritten) extents against zero-filled ones, a hazard of the device's filesystem
+    device_paths: tuple[Config, ...] = ()
 
     def configs(self) -> list[Config]:
         out = [Config("always"), Config("none")]
@@ -87,6 +119,17 @@ class Profile:
         # entries (what an application with W writers has without group commit)
         out += [Config("always", writers=w) for w in sorted({w for _, w in self.group if w > 1})]
         out += [Config(s, prealloc=p) for p in self.prealloc_modes for s in self.prealloc_compare]
+        return out
+
+    def configs_for(self, target: Target | None) -> list[Config]:
+        """The configurations a target gets: every one of ``configs()``; the write paths where a sync can be
+        durable; the device paths on a filesystem of a block device.  ``None`` (a target not described,
+        as a fleet plans them): ``configs()`` alone."""
+        out = self.configs()
+        if target is not None and target.can_be_durable:
+            out += list(self.write_paths)
+            if target.block_device and not target.fstype.startswith("fuse"):
+                out += list(self.device_paths)
         return out
 
     def duration_s(self, config: Config, warmup: bool = False) -> float:
@@ -121,9 +164,14 @@ class Planned:
         return (self.round, self.target, self.config.key)
 
 
-def plan(profile: Profile, targets: list[str], seed: int) -> list[Planned]:
-    """Every trial in order: rounds of every (target, config) once, each round shuffled by the seed."""
-    cells = [(t, c) for t in targets for c in profile.configs()]
+def plan(profile: Profile, targets: list[str], seed: int, described: dict[str, Target] | None = None,
+         unavailable: dict[str, dict[str, str]] | None = None) -> list[Planned]:
+    """Every trial in order: rounds of every (target, config) once, each round shuffled by the seed.
+    ``described``: each target's description (``Profile.configs_for``); ``unavailable``: per target, the
+    configurations that cannot run there (``probe_paths``), left out."""
+    skip = unavailable or {}
+    cells = [(t, c) for t in targets for c in profile.configs_for((described or {}).get(t))
+             if c.key not in skip.get(t, {})]
     out = []
     for r in range(profile.warmup_rounds + profile.trials):
         order = list(cells)
@@ -166,12 +214,15 @@ def run_sweep(out: str | os.PathLike, profile: Profile, targets: list[str] | Non
     notes = {"target_names": dict(zip(dirs, names)), "skipped_targets": skipped or {},
              "trial_rule": f"each trial runs at least {profile.min_duration_s} s and at least "
                            f"{profile.min_intervals} batch/group intervals, whichever is longer"}
+    stale = [n for d in dirs for n in remove_stale(d)]
+    unavailable = probe_paths(profile, descriptions)
+    if unavailable:
+        notes["unavailable"] = unavailable
     ds = dataset.open_or_resume(out, KIND, plan_, SCHEMA, TABLE,
                                 targets={d: t.as_dict() for d, t in descriptions.items()}, notes=notes)
-    stale = [n for d in dirs for n in remove_stale(d)]
     done = ds.done(_key, _ok)
     failed_before = ds.done(_key, lambda r: not _ok(r)) - done
-    todo = [p for p in plan(profile, dirs, seed) if p.ident not in done]
+    todo = [p for p in plan(profile, dirs, seed, descriptions, unavailable) if p.ident not in done]
     summary = runner.Summary(out=Path(out), planned=len(todo) + len(done), skipped=len(done))
     if failed_before:
         summary.notes.append(f"running {len(failed_before)} trials again that failed in an earlier run "
@@ -181,6 +232,9 @@ def run_sweep(out: str | os.PathLike, profile: Profile, targets: list[str] | Non
     for d, t in descriptions.items():
         if t.durability == "volatile":
             summary.notes.append(f"{d} is {t.fstype}: {t.reason} (kept as the volatile reference)")
+    for d, configs in unavailable.items():
+        for key, why in configs.items():
+            summary.notes.append(f"{key} cannot run on {d}: {why} (recorded in meta.json's notes, not measured)")
     levels = {"run_id": uuid.uuid4().hex[:12], "boot_id": (dataset.machine_fingerprint()["boot_id"] or "")[:36],
               "host": socket.gethostname()}
     if limit is not None:
@@ -354,6 +408,28 @@ def _worker_loop(targets: list[str], out) -> int:
     return 0
 
 
+#: Entries of the trial that tells whether a write path runs on a target (its log is removed after).
+PROBE_ENTRIES = 8
+
+
+def probe_paths(profile: Profile, described: dict[str, Target]) -> dict[str, dict[str, str]]:
+    """Per target, the write-path configurations that cannot run there, with the one-line reason: a tiny
+    trial of each (no RWF_DSYNC, O_DIRECT refused, no sync_file_range: the trial's own refusal), so the
+    sweep records why a cell is missing instead of falling back to another path."""
+    out: dict[str, dict[str, str]] = {}
+    for d, t in described.items():
+        for c in profile.configs_for(t)[len(profile.configs()):]:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    run_trial(c.strategy, entries=PROBE_ENTRIES * c.writers, directory=d, sync_method=c.sync_method,
+                              prealloc=c.prealloc, writers=c.writers, target=t, prealloc_bytes=1 << 20,
+                              **c.path_options)
+            except OSError as e:   # a path this target lacks; a ValueError (a combination that never runs) is raised
+                out.setdefault(d, {})[c.key] = str(e)
+    return out
+
+
 def _planned_row(p: Planned, prof: Profile | None, target: Target, duration_s: float | None = None) -> dict:
     dur = duration_s if duration_s is not None else prof.duration_s(p.config, p.warmup)
     return {"round": p.round, "warmup": p.warmup, "position": p.position, "target": p.target,
@@ -374,7 +450,7 @@ def _run_planned(p: Planned, prof: Profile | None, target: Target, duration_s: f
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a volatile target is flagged in its description and every row
             r = run_trial(p.config.strategy, duration_s=dur, directory=p.target, sync_method=p.config.sync_method,
-                          prealloc=p.config.prealloc, writers=p.config.writers, target=target)
+                          prealloc=p.config.prealloc, writers=p.config.writers, target=target, **p.config.path_options)
         row.update(r.as_dict())
     except (OSError, ValueError) as e:
         # an I/O error on one trial is a result worth keeping, not a reason to lose the study

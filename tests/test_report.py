@@ -34,6 +34,9 @@ def test_the_report_renders_every_notebook_self_contained(disk_dir, tmp_path):
     assert "fastest that loses nothing" in text     # the table behind the recommendations
     assert "At 2,000 entries a second" in text and "advised" not in text
     assert "Latency from arrival against the offered rate" in (index.parent / "06-at-your-rate.html").read_text()
+    # the write paths, beside their baselines on the disk the quick sweep ran them on
+    paths = (index.parent / "10-write-paths.html").read_text()
+    assert "always (rwf_dsync)" in paths and "batch_10ms (buffered)" in paths and "no write paths" not in paths
     # does the disk keep its promise: this sweep's target judged, and the committed flush-honesty check cited
     assert "<h2>Does the disk keep its promise</h2>" in text and "under the flush-honesty check" in text
     assert "Plausibility, per target" in (index.parent / "11-disk-promise.html").read_text()

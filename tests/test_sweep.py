@@ -35,11 +35,16 @@ def test_the_profiles_cover_what_the_study_promises():
     std = {c.key for c in PROFILES["standard"].sweep.configs()}
     batch = {c.split("/")[0] for c in std if c.startswith("batch_")}
     # the interval from 0 to 100 ms, the task's 10 ms, and a point at least every 25 ms
-    assert {"batch_0ms", "batch_10ms", "batch_100ms"} <= batch and len(batch) >= 7
+    assert {"batch_0ms", "batch_10ms", "batch_100ms"} <= batch and len(batch) >= 6
     ns = sorted(int(b[6:-2]) for b in batch)
-    assert max(b - a for a, b in zip(ns, ns[1:])) <= 25
-    # group commit at 0, 10 and 50 ms with 4 and 16 writers, and with one writer at 0 ms
-    assert {f"group_{n}ms/w{w}/append/fdatasync" for n in (0, 10, 50) for w in (4, 16)} <= std
+    assert max(b - a for a, b in zip(ns, ns[1:])) <= 50
+    # group commit at 0, 10 and 50 ms with 4 writers, at 0 ms with 16, and with one writer at 0 ms
+    assert {f"group_{n}ms/w4/append/fdatasync" for n in (0, 10, 50)} | {"group_0ms/w16/append/fdatasync"} <= std
+    # the write paths on every durable target, each beside the plain path it changes
+    paths = {c.key for c in PROFILES["standard"].sweep.write_paths}
+    assert {"always/w1/append/rwf_dsync", "always/w1/append/direct_dsync", "batch_10ms/w1/append/fdatasync/buffered",
+            "none/w1/append/fdatasync/bps1048576", "always/w1/append/fdatasync/seg32768"} == paths
+    assert {c.prealloc for c in PROFILES["standard"].sweep.device_paths} == {"fallocate", "zero-fill"}
     assert "group_0ms/w1/append/fdatasync" in std
     assert {"always/w1/zero-fill/fdatasync", "batch_10ms/w1/zero-fill/fdatasync", "always/w1/append/fdatasync",
             "none/w1/append/fdatasync"} <= std
@@ -170,8 +175,10 @@ def test_the_report_pipeline_plans_its_time_from_each_phase():
     from fsyncstudy import profiles
     q = PROFILES["quick"]
     e = profiles.eta(q, targets=2, default_targets=2, kinds=("process",))
-    per_round = sum(q.sweep.duration_s(c) + profiles.SWEEP_OVERHEAD_S for c in q.sweep.configs())
-    assert e["sweep"] == pytest.approx(2 * 4 * per_round)        # 2 targets, 1 warm-up + 3 rounds
+    def per_round(configs):
+        return sum(q.sweep.duration_s(c) + profiles.SWEEP_OVERHEAD_S for c in configs)
+    # 2 targets, 1 warm-up + 3 rounds; the write paths on the one that can be durable (not /dev/shm)
+    assert e["sweep"] == pytest.approx(2 * 4 * per_round(q.sweep.configs()) + 4 * per_round(q.sweep.write_paths))
     # 3 strategies, 5 process cuts each, and 3 process cuts of batch_10ms with buffered writes
     assert e["crash"] == pytest.approx((3 * 5 + 3) * profiles.CUT_S)
     assert e["peers"] == pytest.approx(3 * 2 * profiles.PEER_ROUND_S["fio"])
@@ -246,3 +253,35 @@ def test_a_profile_field_added_later_is_left_out_of_the_plan_while_unset_so_olde
     from fsyncstudy import dataset
     assert "warmup_duration_s" not in dataset.plan_of(replace(TINY, warmup_duration_s=None))
     assert dataset.plan_of(TINY)["warmup_duration_s"] == 0.01
+
+
+def test_the_write_paths_run_where_a_sync_can_be_durable_and_one_that_cannot_run_is_recorded_with_why(
+        disk_dir, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from fsyncstudy import sweep
+    prof = replace(TINY, trials=1, warmup_rounds=0, batch_ms=(10,), group=(), prealloc_compare=(),
+                   write_paths=(Config("always", sync_method="rwf_dsync"), Config("batch_10ms", write_mode="buffered"),
+                                Config("always", sync_method="direct_dsync")),
+                   device_paths=(Config("always", sync_method="direct_dsync", prealloc="fallocate"),))
+    real = sweep.run_trial
+
+    def no_direct_io(*args, **kw):   # the probe on a target that refuses O_DIRECT
+        if kw.get("sync_method") == "direct_dsync" and kw.get("prealloc") == "append":
+            raise OSError(22, "direct_dsync: this filesystem refuses O_DIRECT")
+        return real(*args, **kw)
+    monkeypatch.setattr(sweep, "run_trial", no_direct_io)
+    targets = [str(disk_dir)] + ([str(SHM)] if SHM.is_dir() else [])
+    out = tmp_path / "study"
+    s = run_sweep(out, profile=prof, targets=targets, progress=False)
+    assert s.failed == 0 and any("cannot run on" in n and "refuses O_DIRECT" in n for n in s.notes)
+    df, meta = load(out)
+    on_disk = set(df[df["target"] == str(disk_dir)]["config"])
+    assert {"always/w1/append/rwf_dsync", "batch_10ms/w1/append/fdatasync/buffered",
+            "always/w1/fallocate/direct_dsync"} <= on_disk
+    assert "always/w1/append/direct_dsync" not in on_disk       # unavailable: not measured, and said why
+    assert "refuses O_DIRECT" in meta["notes"]["unavailable"][str(disk_dir)]["always/w1/append/direct_dsync"]
+    assert df[df["config"] == "batch_10ms/w1/append/fdatasync/buffered"]["write_mode"].eq("buffered").all()
+    assert df[df["config"] == "always/w1/append/rwf_dsync"]["sync_method"].eq("rwf_dsync").all()
+    if SHM.is_dir():   # a volatile target gets the plain grid only
+        assert set(df[df["target"] == str(SHM)]["config"]) == {c.key for c in prof.configs()}

@@ -15,6 +15,7 @@ One module per topic, and ``text`` for the sentences built from their tables:
 - ``load``: at your rate: the open-loop load study's latencies, knees and advice (notebook 06);
 - ``realdb``: real databases against their predictions, and what their power cuts lost (notebook 08);
 - ``fleet``: hosts side by side (notebook 09);
+- ``writepaths``: the write paths beside their baselines, their tails and what each kept (notebook 10);
 - ``promise``: does the disk keep its promise: plausibility per target, the flush-honesty check (notebook 11);
 - ``text``: sentences, and ``Checks``, the invariants a notebook asserts.
 

@@ -131,10 +131,21 @@ def task_table(summ: pd.DataFrame, rel: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["target", "strategy"], key=lambda s: s.map(order) if s.name == "strategy" else s)
 
 
+def plain_path(frame: pd.DataFrame) -> pd.Series:
+    """Rows of the plain write path: fdatasync after per-entry writes to one file (a frame without the
+    write path's columns, from before they existed, is all plain)."""
+    mask = frame["sync_method"] == "fdatasync" if "sync_method" in frame else pd.Series(True, index=frame.index)
+    for col, plain in (("write_mode", "per-entry"), ("bytes_per_sync", 0), ("segment_bytes", 0)):
+        if col in frame:
+            mask &= frame[col].fillna(plain) == plain
+    return mask
+
+
 def interval_curves(summ: pd.DataFrame, metric: str = "ops_per_sec") -> pd.DataFrame:
-    """batch_<N>ms and group_<N>ms rows of one metric, with the interval as a number and a family name."""
+    """batch_<N>ms and group_<N>ms rows of one metric, with the interval as a number and a family name
+    (the plain write path: the write paths have a page of their own)."""
     w = stats.wide(summ, metric)
-    w = w[w["kind"].isin(["batch", "group"]) & (w["prealloc"] == "append")].copy()
+    w = w[w["kind"].isin(["batch", "group"]) & (w["prealloc"] == "append") & plain_path(w)].copy()
     w["family"] = np.where(w["kind"] == "batch", "batch (1 writer)",
                            "group commit (" + w["writers"].astype(int).astype(str) + " writers)")
     return w.sort_values(["target", "family", "interval_ms"]).reset_index(drop=True)
