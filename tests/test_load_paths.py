@@ -29,7 +29,13 @@ def calls(monkeypatch):
     ("group_0ms", 4, PathOptions("rwf_dsync")), ("always", 3, PathOptions("rwf_dsync")),
     ("batch_10ms", 1, PathOptions(write_mode="buffered")), ("none", 1, PathOptions(write_mode="buffered")),
     ("none", 1, PathOptions(bytes_per_sync=4096)), ("always", 1, PathOptions(segment_bytes=4096, recycle=1))])
-def test_a_load_trial_runs_each_write_path_and_records_it(strategy, clients, path, disk_dir, calls):
+def test_a_load_trial_runs_each_write_path_and_records_it(strategy, clients, path, disk_dir, calls, monkeypatch):
+    from fsyncstudy import writepaths
+    real_call, ranges, rolls = writepaths.sync_file_range_call(), [], []
+    monkeypatch.setattr(writepaths, "sync_file_range_call",
+                        lambda: lambda fd, off, n, flags: (ranges.append(off), real_call(fd, off, n, flags))[1])
+    real_next = writepaths.Segments._next_segment
+    monkeypatch.setattr(writepaths.Segments, "_next_segment", lambda self: (rolls.append(1), real_next(self))[1])
     r = load.run_load_trial(strategy, 400, duration_s=0.2, clients=clients, directory=disk_dir, **path._asdict())
     assert r.served + r.unserved == r.scheduled and r.served > 0
     assert (r.sync_method, r.write_mode, r.bytes_per_sync, r.segment_bytes, r.recycle) == tuple(path)
@@ -46,6 +52,10 @@ def test_a_load_trial_runs_each_write_path_and_records_it(strategy, clients, pat
         assert len(calls["pwrite"]) == r.served
     elif path.write_mode == "buffered":           # entries reach the kernel many to a write()
         assert 0 < len(calls["write"]) < r.served / 2
+    elif path.bytes_per_sync:                     # writeback started every 4 KiB written (and the probe)
+        assert len(ranges) - 1 == r.served * 144 // 4096
+    elif path.segment_bytes:                      # 28 records a 4 KiB segment: a roll every 28 entries
+        assert len(rolls) == -(-r.served // 28) and r.syncs == r.served
     assert leftovers(disk_dir) == []
 
 
