@@ -82,3 +82,16 @@ def test_older_load_datasets_load_as_the_plain_path():
     for d in sorted((REPO / "data").glob("load-*")):
         df, _ = loadstudy.load(d)
         assert set(df["path"]) == {""} and set(df["write_mode"]) == {"per-entry"}, d
+
+
+def test_the_load_command_runs_a_write_path_one_off_and_refuses_one_beside_a_profile(disk_dir):
+    import json
+
+    from conftest import run_here
+    ran = run_here("load", "--strategy", "batch_10ms", "--write", "buffered", "--rate", 300, "--duration", 0.1,
+                   "--target", disk_dir, "--json")
+    assert ran.returncode == 0, ran.stderr
+    [r] = json.loads(ran.stdout)["results"]
+    assert r["write_mode"] == "buffered" and r["served"] > 0
+    ran = run_here("load", "--profile", "quick", "--sync-method", "rwf_dsync")
+    assert ran.returncode == 2 and "--sync-method" in ran.stderr and ran.stderr.count("\n") == 1
