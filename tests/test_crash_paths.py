@@ -147,3 +147,18 @@ def test_the_crash_command_cuts_a_write_path_and_refuses_one_that_cannot_run(dis
                    "--out", tmp_path / "d")
     assert ran.returncode == 2 and ran.stderr.count("\n") == 1 and "buffered" in ran.stderr, ran.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_a_path_the_filesystem_refuses_is_a_cut_recorded_with_why_never_another_path(disk_dir, tmp_path, monkeypatch):
+    import errno
+
+    def refused(fd):
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+    monkeypatch.setattr("fsyncstudy.log.set_direct", refused)     # as a filesystem without O_DIRECT
+    prof = CrashProfile("t", power=((), 0), process=((), 0))
+    s = run_crash(tmp_path / "c", prof, kinds=("process",), strategies=["always"], cuts=1, directory=disk_dir,
+                  progress=False, path=CutPath("direct_dsync"))
+    assert (s.ran, s.failed) == (1, 1)
+    [row] = dataset.read_rows(tmp_path / "c" / "cuts.csv")
+    assert "refuses O_DIRECT" in row["error"] and row["sync_method"] == "direct_dsync" and row["acked"] == "0"
+    assert leftovers(disk_dir) == []
