@@ -10,7 +10,7 @@ from ..loadstudy import KIND, TABLE
 from ..places import pick_directory
 from ..strategies import parse
 from ..targets import Target, describe, one_line
-from ..trial import path_label
+from ..trial import PATH_COLUMNS, path_label
 from .output import envelope, fmt, ms, print_json, ran_line, records, say, say_why, table
 
 
@@ -81,7 +81,7 @@ def format_load(results, target: Target, arrivals: str, duration_s: float) -> st
     """``load``'s one-off text: the target, how entries arrived, one row per ``LoadResult``, and what
     SATURATED means when a row says it."""
     def name(r) -> str:
-        path = path_label(r.sync_method, r.write_mode, r.bytes_per_sync, r.segment_bytes, r.recycle)
+        path = path_label(*(getattr(r, col, plain) for col, plain in PATH_COLUMNS.items()))   # "" for the plain path
         return r.strategy + (f" x{r.clients}" if r.clients > 1 else "") + (f" [{path}]" if path else "")
     rows = [[name(r), fmt(r.offered_rate, 0), fmt(r.achieved_rate, 0),
              "SATURATED" if r.saturated else "keeps up", ms(r.latency_us_p50), ms(r.latency_us_p99),
