@@ -549,14 +549,17 @@ def _as_stored(obj):
 
 
 #: A profile's fields added after datasets were planned with it: left out of a plan while at their default
-#: (None or empty), so a dataset planned before they existed still resumes under the same profile.
-ADDED_FIELDS = ("warmup_duration_s", "write_paths", "device_paths")
+#: (None, empty, or their default: no write-path cells), so a dataset planned before they existed still resumes
+#: under the same profile.
+ADDED_FIELDS = ("warmup_duration_s", "write_paths", "device_paths", "paths", "path_rates")
 
 
 def plan_of(profile) -> dict:
     """A profile (a dataclass) as a dataset's plan records it."""
-    from dataclasses import asdict
-    return {k: v for k, v in asdict(profile).items() if not (k in ADDED_FIELDS and v in (None, (), []))}
+    from dataclasses import MISSING, asdict
+    default = {f.name: f.default for f in fields(profile) if f.default is not MISSING}
+    return {k: v for k, v in asdict(profile).items()
+            if not (k in ADDED_FIELDS and (v in (None, (), []) or (k in default and v == default[k])))}
 
 
 # -- a dataset being written ------------------------------------------------------------------------
@@ -759,12 +762,24 @@ class Kind:
         return self.counts is None or row.get(self.counts[0]) == self.counts[1]
 
 
+def _crash_planned(plan: dict, row: dict) -> int:
+    """The cuts a crash plan asked for in a row's cell: a write path's from ``path_cuts`` ({kind: {strategy:
+    {path label: cuts}}}), the plain path's by strategy (a row without the path's columns ran it)."""
+    from .trial import row_path_label
+    label = row_path_label(row)
+    if label:
+        return plan["path_cuts"][row["kind"]][row["strategy"]][label]
+    return plan.get("cuts_by_strategy", {}).get(row["kind"], {}).get(row["strategy"],
+                                                                      plan["cuts_per_strategy"][row["kind"]])
+
+
 KINDS = {k.name: k for k in (
     Kind("sweep", key=("round", "target", "config"), counts=("status", "ok"), replicate="round",
          planned=lambda plan, row: plan["profile"]["trials"], positive=("ops_per_sec",)),
-    Kind("crash", key=("kind", "strategy", "cut"), counts=("error", ""), replicate="cut",
-         planned=lambda plan, row: plan.get("cuts_by_strategy", {}).get(row["kind"], {}).get(
-             row["strategy"], plan["cuts_per_strategy"][row["kind"]])),
+    # the write path's columns are in the key: a cell is a strategy on a path (a dataset written before
+    # them has none, and every row's path is the plain one)
+    Kind("crash", key=("kind", "strategy", "sync_method", "write_mode", "bytes_per_sync", "segment_bytes", "recycle",
+                       "cut"), counts=("error", ""), replicate="cut", planned=_crash_planned),
     Kind("peers", key=("target", "pair", "round", "side"), counts=None, replicate="round",
          planned=lambda plan, row: plan["rounds"]),
     Kind("load", key=("round", "target", "config", "rate"), counts=("status", "ok"), replicate="round",
@@ -1057,8 +1072,13 @@ def load(directory: str | os.PathLike, kind: str | None = None, schema: list | N
 def added_columns(kind: str) -> dict:
     """Columns a later version added to a kind's rows, with the value every row written before them
     had: for sweep rows, the write path's fields of ``TrialResult`` (``trial.WRITE_PATH_FIELDS``), whose
-    defaults are the plain path (per-entry writes, one file, no sync_file_range).  A dataset's meta.json
-    is never rewritten for them: ``check`` accepts a dataset that lacks a column, and ``load`` adds it."""
+    defaults are the plain path (per-entry writes, one file, no sync_file_range); for crash and load rows,
+    the write path's columns (``trial.PATH_COLUMNS``: fdatasync, per-entry writes, one file).  A dataset's
+    meta.json is never rewritten for them: ``check`` accepts a dataset that lacks a column, and ``load``
+    adds it."""
+    if kind in ("crash", "load"):
+        from .trial import PATH_COLUMNS
+        return dict(PATH_COLUMNS)
     if kind != "sweep":
         return {}
     from .trial import WRITE_PATH_FIELDS, TrialResult

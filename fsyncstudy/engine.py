@@ -445,14 +445,30 @@ class _Buffer:
         self.drained = hi
 
 
+def _appending(append, ack):
+    """``append``, then ``ack(n)`` with the entries appended so far: the buffered loops' acknowledgement
+    reported where it is made (the crash experiment's); the loops bind it only when asked, so the default
+    path's append stays the deque's own method."""
+    if ack is None:
+        return append
+    count = [0]
+
+    def append_and_ack(rec) -> None:
+        append(rec)
+        count[0] += 1
+        ack(count[0])
+    return append_and_ack
+
+
 def run_batch_buffered(fd: int, sync, interval_ms: int, framer: Framer, first: list[bytes], stop: Stop,
-                       write=None) -> Timeline:
+                       write=None, ack=None) -> Timeline:
     """batch_<N>ms with buffered writes: an entry is appended to a user-space buffer and acknowledged; at
-    each tick the flusher writes the buffer with one write() and syncs; a final write and sync cover the end."""
+    each tick the flusher writes the buffer with one write() and syncs; a final write and sync cover the end.
+    ``ack(n)``: called as each entry is appended (acknowledged), with the entries appended so far."""
     tl = Timeline(record_bytes=framer.record_bytes)
     buf = _Buffer(fd, write, tl)
     fl = _Flusher(fd, sync, interval_ms * 1_000_000, tl, drain=buf.drain)
-    la, aa, ap = tl.latency.append, tl.acks.append, buf.recs.append
+    la, aa, ap = tl.latency.append, tl.acks.append, _appending(buf.recs.append, ack)
     clk = time.perf_counter_ns
     i = 0
     fl.start()
@@ -487,12 +503,13 @@ def run_batch_buffered(fd: int, sync, interval_ms: int, framer: Framer, first: l
 
 
 def run_none_buffered(fd: int, framer: Framer, first: list[bytes], stop: Stop, write=None,
-                      buffer_bytes: int = BUFFER_BYTES) -> Timeline:
+                      buffer_bytes: int = BUFFER_BYTES, ack=None) -> Timeline:
     """none with buffered writes: an entry is appended to a user-space buffer and acknowledged; the buffer
-    is written with one write() once it holds ``buffer_bytes``, and once more at the end; never synced."""
+    is written with one write() once it holds ``buffer_bytes``, and once more at the end; never synced.
+    ``ack`` as for ``run_batch_buffered``."""
     tl = Timeline(record_bytes=framer.record_bytes)
     buf = _Buffer(fd, write, tl)
-    la, aa, ap, recs = tl.latency.append, tl.acks.append, buf.recs.append, buf.recs
+    la, aa, ap, recs = tl.latency.append, tl.acks.append, _appending(buf.recs.append, ack), buf.recs
     clk = time.perf_counter_ns
     per_write = max(1, -(-buffer_bytes // framer.record_bytes))
     i = 0
@@ -912,9 +929,20 @@ def _own_syncs_in_order(own: list[tuple[int, int, int]], tl) -> None:
     tl.sync_hi = array("q", (seq + 1 for seq, _, _ in own))
 
 
+def _committing(d: Deferred, ack):
+    """A deferred group's sync: its leader's commit write, then ``ack`` with every entry committed so far."""
+    if ack is None:
+        return d.flush
+
+    def flush_and_ack(fd: int) -> None:
+        d.flush(fd)
+        ack(d.committed)
+    return flush_and_ack
+
+
 def run(st: Strategy, fd: int, sync, framer: Framer, first: list[bytes], stop: Stop, writers: int = 1,
         write=None, offset0: bool = False, write_mode: str = "per-entry", deferred: bool = False,
-        write_at=None) -> Timeline:
+        write_at=None, ack=None) -> Timeline:
     """The one dispatch from a strategy to its loop (the trial and the crash experiment both call it).
 
     ``sync`` is the call that makes written data durable (None: O_DSYNC/O_SYNC writes are);
@@ -926,18 +954,23 @@ def run(st: Strategy, fd: int, sync, framer: Framer, first: list[bytes], stop: S
     ``deferred`` (group commit, ``write`` one that syncs itself): writers only buffer their records and
     the leader's one ``write`` commits them (``writepaths.Deferred``); ``write_at`` (``always`` with
     several writers): a positioned write that syncs itself, each writer's at its own offset.
+    ``ack(n)`` (buffered and deferred only, where no ``write`` or ``sync`` the caller wraps is the ack
+    point): called with the entries acknowledged so far, as a buffered entry is appended, and as a
+    group's commit write returns (every entry it wrote: all durable then).
     """
+    if ack is not None and write_mode != "buffered" and not deferred:
+        raise ValueError("ack goes with buffered or deferred writes; elsewhere wrap write or sync")
     if write_mode == "buffered":
         if st.kind == "batch":
-            return run_batch_buffered(fd, sync, st.interval_ms, framer, first, stop, write=write)
+            return run_batch_buffered(fd, sync, st.interval_ms, framer, first, stop, write=write, ack=ack)
         if st.kind == "none":
-            return run_none_buffered(fd, framer, first, stop, write=write)
+            return run_none_buffered(fd, framer, first, stop, write=write, ack=ack)
         raise ValueError(f"buffered writes go only with batch_<N>ms and none, not {st.name}")
     if deferred:
         if st.kind != "group":
             raise ValueError(f"deferred writes go only with group_<N>ms, not {st.name}")
         d = Deferred(write or os.write)
-        return run_group(fd, d.flush, st.interval_ms, writers, framer, first, stop, write=d.append)
+        return run_group(fd, _committing(d, ack), st.interval_ms, writers, framer, first, stop, write=d.append)
     if offset0:
         if write is not None or st.kind not in ("always", "none"):
             raise ValueError(f"offset0 goes only with 'always' or 'none' and the engine's own write, not {st.name}")
@@ -995,6 +1028,8 @@ class OpenTimeline:
     lateness: array = field(default_factory=lambda: array("q"))   # for entries the writer was idle for
     spin_cpu_ns: int = 0                                            # CPU the waits' spinning cost
     final_sync: bool = False                                        # as Timeline's
+    write_ends: array = field(default_factory=lambda: array("q"))  # buffered writes: as Timeline's
+    write_hi: array = field(default_factory=lambda: array("q"))
 
 
 def _burn(us: float) -> None:
@@ -1005,13 +1040,40 @@ def _burn(us: float) -> None:
             pass
 
 
+def _buffered_write(st: Strategy, buf: "_Buffer", record_bytes: int):
+    """The open loop's ``write`` under buffered writes: the entry is appended to the user-space buffer (its
+    ack); batch's flusher drains it at each tick, none's buffer is drained here once it holds BUFFER_BYTES."""
+    recs = buf.recs
+    if st.kind == "batch":
+        def append(fd: int, rec) -> int:
+            recs.append(rec)
+            return len(rec)
+        return append
+    per_write, n = max(1, -(-BUFFER_BYTES // record_bytes)), [0]
+
+    def append_or_drain(fd: int, rec) -> int:
+        recs.append(rec)
+        n[0] += 1
+        if len(recs) >= per_write:
+            buf.drain(n[0])
+        return len(rec)
+    return append_or_drain
+
+
 def _open_one_writer(st: Strategy, fd: int, sync, framer: Framer, due: array, deadline_ns: int, tl: OpenTimeline,
-                      work_us: float) -> None:
-    """always / batch / none: one writer, entries in arrival order."""
-    clk, w, rl = time.perf_counter_ns, os.write, framer.record_bytes
+                      work_us: float, write=None, write_mode: str = "per-entry") -> None:
+    """always / batch / none: one writer, entries in arrival order.  ``write`` and ``write_mode`` as
+    ``run``'s (a buffered entry is acknowledged when appended)."""
+    clk, w, rl = time.perf_counter_ns, write or os.write, framer.record_bytes
+    buf = None
+    if write_mode == "buffered":
+        if st.kind not in ("batch", "none"):
+            raise ValueError(f"buffered writes go only with batch_<N>ms and none, not {st.name}")
+        buf = _Buffer(fd, write, tl)
+        w = _buffered_write(st, buf, rl)
     flusher = None
     if st.kind == "batch":
-        flusher = _Flusher(fd, sync, st.interval_ms * 1_000_000, tl)
+        flusher = _Flusher(fd, sync, st.interval_ms * 1_000_000, tl, drain=buf.drain if buf is not None else None)
         flusher.start()
     step = chunk_records(framer)
     block, base = framer.frame_range(0, min(len(due), step)), 0
@@ -1055,17 +1117,26 @@ def _open_one_writer(st: Strategy, fd: int, sync, framer: Framer, due: array, de
             flusher.join()
     if flusher is not None:
         _final_sync(flusher, fd, sync, len(tl.acks), tl)   # the final covering sync, as in the closed loop
+    elif buf is not None:
+        buf.drain(len(tl.acks))                             # none's last partial buffer, as in the closed loop
 
 
 def _open_writers(st: Strategy, fd: int, sync, framer: Framer, due: array, clients: int, deadline_ns: int,
-                  tl: OpenTimeline, work_us: float) -> None:
+                  tl: OpenTimeline, work_us: float, write=None, deferred: bool = False, write_at=None) -> None:
     """Several writers on one log, the arrivals dealt round robin (each client offers rate / clients):
-    group commit, or ``always`` with each writer syncing its own entries."""
+    group commit, or ``always`` with each writer syncing its own entries.  ``write``, ``deferred`` and
+    ``write_at`` as ``run``'s."""
     own = st.kind == "always"
-    if own and sync is None:
+    if own and sync is None and write_at is None:
         raise ValueError("always with several writers needs a sync call (fdatasync or fsync)")
+    if deferred:
+        if st.kind != "group":
+            raise ValueError(f"deferred writes go only with group_<N>ms, not {st.name}")
+        d = Deferred(write or os.write)
+        sync, write = d.flush, d.append
     gc = _GroupCommit(fd, sync, (st.interval_ms or 0) / 1000, framer, framer.frame_range(0, chunk_records(framer)),
-                      Stop(), tl, own_sync=own)
+                      Stop(), tl, own_sync=own, write_at=write_at if own else None)
+    gc.write = write or os.write
     outs: list = []
     threads = [threading.Thread(target=gc.open_writer, args=(due[k::clients], deadline_ns, outs, work_us),
                                 name=f"fsyncstudy-writer-{k}", daemon=True) for k in range(clients)]
@@ -1083,17 +1154,21 @@ def _open_writers(st: Strategy, fd: int, sync, framer: Framer, due: array, clien
 
 
 def run_open(st: Strategy, fd: int, sync, framer: Framer, start_ns: int, due: array, deadline_ns: int,
-             clients: int = 1, work_us: float = 0.0) -> OpenTimeline:
+             clients: int = 1, work_us: float = 0.0, write=None, write_mode: str = "per-entry",
+             deferred: bool = False, write_at=None) -> OpenTimeline:
     """The open loop's one dispatch: from ``start_ns`` serve entries arriving at ``due`` (absolute
     perf_counter ns) until ``deadline_ns``; ``always``/``batch``/``none`` with one writer in arrival
     order, ``group`` (and ``always`` with ``clients`` > 1) with ``clients`` writers dealt the arrivals
-    round robin.  ``work_us``: CPU spent after each entry (an application's work)."""
+    round robin.  ``work_us``: CPU spent after each entry (an application's work).  The write path:
+    ``write``, ``write_mode``, ``deferred`` and ``write_at`` as ``run``'s."""
     tl = OpenTimeline(start_ns=start_ns)
+    if write_mode == "buffered" and (st.kind == "group" or clients > 1):
+        raise ValueError(f"buffered writes go only with batch_<N>ms and none, one client, not {st.name}")
     wait_until(start_ns)
     if st.kind == "group" or clients > 1:
-        _open_writers(st, fd, sync, framer, due, clients, deadline_ns, tl, work_us)
+        _open_writers(st, fd, sync, framer, due, clients, deadline_ns, tl, work_us, write, deferred, write_at)
     else:
-        _open_one_writer(st, fd, sync, framer, due, deadline_ns, tl, work_us)
+        _open_one_writer(st, fd, sync, framer, due, deadline_ns, tl, work_us, write, write_mode)
     return tl
 
 

@@ -36,9 +36,11 @@ from array import array
 from dataclasses import asdict, dataclass
 
 from . import engine, measures
-from .log import Framer, LogFile
-from .strategies import Strategy, parse
-from .trial import DEFAULT_PAYLOAD_BYTES, MAX_ENTRIES, payload_for
+from . import writepaths
+from .log import Framer
+from .strategies import Strategy, check_sync_method, parse
+from .trial import (DEFAULT_PAYLOAD_BYTES, MAX_ENTRIES, WritePath, check_write_path, engine_options, open_log,
+                    payload_for, write_function)
 
 ARRIVALS = ("constant", "poisson")
 #: After the last arrival, the queue may drain for this share of the duration (at least DRAIN_MIN_S).
@@ -108,6 +110,13 @@ class LoadResult:
     target_fstype: str
     target_durability: str
     latency_hist: str                  # HdrHistogram of latency from arrival (us), base64
+    # the write path (``run_trial``'s options of the same names; docs/strategies.md#write-paths); a dataset
+    # written before these columns measured the plain path (their defaults)
+    sync_method: str = "fdatasync"
+    write_mode: str = "per-entry"
+    bytes_per_sync: int = 0
+    segment_bytes: int = 0
+    recycle: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -123,10 +132,15 @@ def _pcts(values_ns, unit: float) -> dict:
 def run_load_trial(strategy: str | Strategy, rate: float, duration_s: float = 1.0, directory=None,
                    arrivals: str = "constant", clients: int = 1, seed: int = 0, work_us: float = 0.0,
                    sync_method: str = "fdatasync", payload_bytes: int = DEFAULT_PAYLOAD_BYTES,
-                   target=None, on_timeline=None) -> LoadResult:
+                   target=None, on_timeline=None, write_mode: str = "per-entry", bytes_per_sync: int = 0,
+                   segment_bytes: int = 0, recycle: int = 0) -> LoadResult:
     """Offer ``rate`` entries a second for ``duration_s`` to ``strategy`` on a fresh log in
     ``directory``; time each entry from its intended arrival.  ``clients`` > 1 only for group commit.
-    ``on_timeline(OpenTimeline)`` sees the raw timings (every entry's arrival, start and ack)."""
+    ``on_timeline(OpenTimeline)`` sees the raw timings (every entry's arrival, start and ack).
+    The write path as ``run_trial``'s (``sync_method`` rwf_dsync or direct_dsync, ``write_mode``
+    buffered, ``bytes_per_sync``, ``segment_bytes``, ``recycle``), each acknowledged where it is: a write
+    that syncs itself when it returns (always) or when the group's commit write does; a buffered entry
+    when it is appended."""
     from hdrh.histogram import HdrHistogram
 
     from .places import pick_directory, resolve_directory
@@ -140,9 +154,10 @@ def run_load_trial(strategy: str | Strategy, rate: float, duration_s: float = 1.
                          "always (each client syncing its own entries)")
     if clients > 1 and sync_method.startswith("open_"):
         raise ValueError(f"{sync_method} with several clients: use fdatasync or fsync")
-    if sync_method in ("rwf_dsync", "direct_dsync"):
-        raise ValueError(f"{sync_method}: the open loop writes with write() and would sync nothing; its write "
-                         "paths run in the closed loop (bench, run_trial) for now")
+    check_sync_method(sync_method)
+    check_write_path(st, sync_method, clients, write_mode, bytes_per_sync, segment_bytes, recycle)
+    if write_mode == "buffered" and clients > 1:
+        raise ValueError("buffered writes go with one client")
     if not (isinstance(duration_s, (int, float)) and 0 < duration_s <= 3600):
         raise ValueError(f"duration_s must be in (0, 3600], got {duration_s!r}")
     if not (isinstance(work_us, (int, float)) and 0 <= work_us <= 1e6):
@@ -151,14 +166,20 @@ def run_load_trial(strategy: str | Strategy, rate: float, duration_s: float = 1.
     directory = os.fspath(resolve_directory(directory if directory is not None else pick_directory()))
     tgt = target or describe(directory)
     framer = Framer(payload_for(payload_bytes))
-    with LogFile(directory, sync_method, "append", 0) as log:
-        sync = log.sync_function()
+    if segment_bytes and segment_bytes < max(writepaths.MIN_SEGMENT_BYTES, framer.record_bytes):
+        raise ValueError(f"segment_bytes must be at least {max(writepaths.MIN_SEGMENT_BYTES, framer.record_bytes):,}, "
+                         f"got {segment_bytes:,}")
+    path = WritePath(write_mode, bytes_per_sync, segment_bytes, recycle)
+    with open_log(directory, sync_method, "append", 0, False, None, path) as log:
+        sync = log.sync_function(own_writes=True)
+        write = write_function(log, sync_method, framer, path)
+        opts = engine_options(st, sync_method, clients, path)
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter_ns() + 2_000_000      # 2 ms of grace before the first arrival
         due = array("q", (t0 + d for d in due_rel))
         end = t0 + int(duration_s * 1e9)
         deadline = end + int(max(DRAIN * duration_s, DRAIN_MIN_S) * 1e9)
-        tl = engine.run_open(st, log.fd, sync, framer, t0, due, deadline, clients, work_us)
+        tl = engine.run_open(st, log.fd, sync, framer, t0, due, deadline, clients, work_us, write=write, **opts)
         tl.end_ns = max(deadline, tl.sync_ends[-1] if len(tl.sync_ends) else 0, tl.acks[-1] if len(tl.acks) else 0)
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     if on_timeline is not None:
@@ -193,7 +214,8 @@ def run_load_trial(strategy: str | Strategy, rate: float, duration_s: float = 1.
         lateness_us_p50=lt[50], lateness_us_p99=lt[99], lateness_us_max=lt[100],
         cpu_us_per_entry=cpu / served if served else None, syncs=len(tl.sync_ends),
         target_path=tgt.path, target_fstype=tgt.fstype, target_durability=tgt.durability,
-        latency_hist=hist.encode().decode())
+        latency_hist=hist.encode().decode(), sync_method=sync_method, write_mode=write_mode,
+        bytes_per_sync=bytes_per_sync, segment_bytes=segment_bytes, recycle=recycle)
 
 
 def pooled(encoded: list[str]):

@@ -20,6 +20,7 @@ from .log import remove_stale
 from .places import resolve_all
 from .strategies import parse
 from .targets import describe, strip_verdict, table_label
+from .trial import PathOptions
 
 KIND, TABLE = "load", "load.csv"
 
@@ -47,18 +48,29 @@ class LoadProfile:
     busy: tuple[tuple[str, int], ...] = (("batch_10ms", 1), ("group_0ms", 4))
     busy_rate: int = 2000
     busy_work_us: tuple[float, ...] = (100.0, 300.0)
+    #: the write paths real WALs use (docs/strategies.md#write-paths): (strategy, clients, ``PathOptions``),
+    #: each measured only at ``path_rates`` (the budget's), a configuration of its own
+    paths: tuple[tuple[str, int, PathOptions], ...] = ()
+    path_rates: tuple[int, ...] = (2000,)
 
-    def cells(self) -> list[tuple[str, int, int, float]]:
-        plain = [(s, c, r, 0.0) for s, c in self.strategies for r in self.rates]
-        return plain + [(s, c, self.busy_rate, w) for s, c in self.busy for w in self.busy_work_us]
+    def cells(self) -> list[tuple[str, int, int, float, PathOptions]]:
+        """(strategy, clients, rate, work_us, path) of every configuration at every rate it is measured at."""
+        plain = [(s, c, r, 0.0, PLAIN) for s, c in self.strategies for r in self.rates]
+        busy = [(s, c, self.busy_rate, w, PLAIN) for s, c in self.busy for w in self.busy_work_us]
+        return plain + busy + [(s, c, r, 0.0, PathOptions(*p)) for s, c, p in self.paths for r in self.path_rates]
 
 
-def config_key(strategy: str, clients: int, work_us: float = 0.0) -> str:
-    return f"{strategy}/c{clients}" + (f"/w{work_us:g}" if work_us else "")
+PLAIN = PathOptions()
 
 
-def config_label(strategy: str, clients: int, work_us: float = 0.0) -> str:
-    return (strategy + (f" ({clients} clients)" if clients > 1 else "")
+def config_key(strategy: str, clients: int, work_us: float = 0.0, path: str = "") -> str:
+    """The configuration a row belongs to; ``path``: its write path's label ("" for the plain path, whose
+    keys are as they were before the paths)."""
+    return f"{strategy}/c{clients}" + (f"/w{work_us:g}" if work_us else "") + (f"/{path}" if path else "")
+
+
+def config_label(strategy: str, clients: int, work_us: float = 0.0, path: str = "") -> str:
+    return (strategy + (f" ({clients} clients)" if clients > 1 else "") + (f" [{path}]" if path else "")
             + (f", {work_us:g} us of work an entry" if work_us else ""))
 
 
@@ -77,7 +89,7 @@ def plan(profile: LoadProfile, targets: list[str], seed: int) -> list[dict]:
         order = list(cells)
         random.Random(f"{seed}/load/{rnd}").shuffle(order)
         out += [{"round": rnd, "warmup": rnd < profile.warmup_rounds, "position": k, "target": t, "strategy": s,
-                 "clients": c, "rate": float(r), "work_us": w} for k, (t, s, c, r, w) in enumerate(order)]
+                 "clients": c, "rate": float(r), "work_us": w, "path": p} for k, (t, s, c, r, w, p) in enumerate(order)]
     return out
 
 
@@ -88,7 +100,8 @@ def key(row) -> tuple:
 
 def ident(p: dict, target: str | None = None) -> tuple:
     """A planned trial's unit, as ``key`` gives it for its row (``target``: as the row names it)."""
-    return (p["round"], target or p["target"], config_key(p["strategy"], p["clients"], p["work_us"]), p["rate"])
+    return (p["round"], target or p["target"], config_key(p["strategy"], p["clients"], p["work_us"], p["path"].label),
+            p["rate"])
 
 
 def _ok(row) -> bool:
@@ -119,10 +132,12 @@ def run_load_study(out, profile: LoadProfile, targets: list[str], seed: int = 0,
 
 def _row(p: dict, target, seed: int) -> dict:
     return {"round": p["round"], "warmup": p["warmup"], "position": p["position"], "target": p["target"],
-            "target_label": table_label(target), "config": config_key(p["strategy"], p["clients"], p["work_us"]),
-            "config_label": config_label(p["strategy"], p["clients"], p["work_us"]), "rate": p["rate"],
+            "target_label": table_label(target),
+            "config": config_key(p["strategy"], p["clients"], p["work_us"], p["path"].label),
+            "config_label": config_label(p["strategy"], p["clients"], p["work_us"], p["path"].label), "rate": p["rate"],
+            # the same arrivals for a strategy on every path at a rate in a round: like with like
             "seed": zlib.crc32(f"{seed}/{p['round']}/{p['strategy']}/{p['rate']}".encode()), "status": "ok",
-            "error": ""}
+            "error": "", **p["path"]._asdict()}
 
 
 def _duration_s(profile: LoadProfile, p: dict) -> float:
@@ -137,7 +152,7 @@ def run_one(p: dict, profile: LoadProfile, target, seed: int) -> dict:
             warnings.simplefilter("ignore")
             r = run_load_trial(parse(p["strategy"]), p["rate"], duration_s=_duration_s(profile, p), directory=p["target"],
                                arrivals=profile.arrivals, clients=p["clients"], seed=row["seed"], target=target,
-                               work_us=p["work_us"])
+                               work_us=p["work_us"], **p["path"]._asdict())
         row.update(r.as_dict())
     except (OSError, ValueError) as e:
         row.update(failed_row(p, target, seed, f"{type(e).__name__}: {e}"))
@@ -154,6 +169,9 @@ def load(path: str | os.PathLike, include_warmup: bool = False):
     df, meta = dataset.load(path, KIND, SCHEMA)
     df["target_label"] = df["target_label"].map(strip_verdict)
     df["busy"] = df["work_us"].fillna(0) > 0     # the application-does-work cells, apart from the rate sweep
+    # the write path's one name ("" for the plain path, which every dataset before the paths measured)
+    df["path"] = [PathOptions(*p).label for p in zip(df["sync_method"], df["write_mode"], df["bytes_per_sync"].astype(int),
+                                                   df["segment_bytes"].astype(int), df["recycle"].astype(int))]
     if not include_warmup:
         df = df[~df["warmup"]]
     return df[df["status"] == "ok"].reset_index(drop=True), meta

@@ -334,7 +334,8 @@ class LogFile:
         Looked up on ``os`` at call time so instrumentation (tests counting calls) sees every sync.
         rwf_dsync and direct_dsync are durable only through their own writes (``writepaths``): a caller
         that writes with plain ``write()`` would sync nothing, so it is refused unless it says
-        ``own_writes`` (``trial.run_trial`` does; the crash experiment and the open loop do not yet).
+        ``own_writes`` (``trial.run_trial``, the crash experiment's writer and the open loop do: they bind
+        the engine's ``write`` to the path's own, ``trial.write_function``).
         """
         if self.sync_method in ("rwf_dsync", "direct_dsync") and not own_writes:
             raise ValueError(f"{self.sync_method} is durable only through its own writes (pwritev2 RWF_DSYNC, "

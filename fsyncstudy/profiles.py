@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .crash import CrashProfile
+from .crash import CrashProfile, CutPath
 from .loadstudy import LoadProfile
 from .realdb import QUIET_WINDOW_S
 from .realstudy import RealPlan
 from .sweep import Config, Profile
+from .trial import PathOptions
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,23 @@ _DEVICE_PATHS = (Config("always", sync_method="direct_dsync", prealloc="fallocat
                  Config("always", sync_method="direct_dsync", prealloc="zero-fill"))
 
 _CRASH_QUICK = CrashProfile("quick", power=(("always", "group_0ms", "batch_10ms", "batch_50ms", "none"), 8),
-                            process=(("always", "batch_10ms", "none"), 5))
+                            process=(("always", "batch_10ms", "none"), 5),
+                            paths=(("power", "always", CutPath("rwf_dsync"), 3),
+                                   ("process", "batch_10ms", CutPath(write_mode="buffered"), 3)))
 # batch_1ms and batch_20ms left out since 2026-11-29 (room for the real databases' cuts): 0, 5, 10,
 # 50 and 100 ms still span the curve of the loss window
 # 2026-12-07 (evening): 40 cuts, not 100, for a strategy that may lose (its window against its nominal
 # one); 100 stay for always and group_0ms, whose zero-loss upper bound needs them
 _CRASH_STANDARD = CrashProfile(
     "standard", power=(("always", "group_0ms", *(f"batch_{n}ms" for n in (0, 5, 10, 50, 100)), "none"), 100),
-    process=(("always", "batch_10ms", "none"), 50), lossy_cuts=40)
+    process=(("always", "batch_10ms", "none"), 50), lossy_cuts=40,
+    # 2026-12-07 (issue 25): the write paths real WALs use, each with the ack point it really has: 40 cuts
+    # for a self-syncing write (its zero-loss bound), 20 for a path that may lose or that adds to always
+    # only a roll (its window, or its few cuts beside always's 100)
+    paths=(("power", "always", CutPath("rwf_dsync"), 40), ("power", "always", CutPath("direct_dsync"), 40),
+           ("power", "none", CutPath(bytes_per_sync=1 << 20), 20), ("power", "always", CutPath(segment_bytes=1 << 20), 20),
+           ("process", "batch_10ms", CutPath(write_mode="buffered"), 20),
+           ("process", "none", CutPath(write_mode="buffered"), 20)))
 #: The real databases at a fixed rate (2,000 commits a second, the README's question): the settings
 #: that sync (the throughput study and the power cuts run every setting).
 #: (until 2026-12-07 also postgres/off-200ms and redis/everysec, which acknowledge before any sync: their
@@ -118,7 +128,10 @@ PROFILES = {
         # cuts for a strategy that may lose (above) and 60 power cuts, not 100, under a real-database setting
         # that promises no loss (its zero-loss upper bound 4.9% of cuts instead of 3.0%)
         crash=_CRASH_STANDARD, peers=PeersPlan(rounds=3, pairs=("default", "write-paths")),
-        load=LoadProfile("standard", rates=(200, 500, 1000, 2000, 5000, 10000, 50000), warmup_duration_s=0.1),
+        load=LoadProfile("standard", rates=(200, 500, 1000, 2000, 5000, 10000, 50000), warmup_duration_s=0.1,
+                         # 2026-12-07 (issue 25): the write paths at the README's rate only, for the budget
+                         paths=(("always", 1, PathOptions("rwf_dsync")), ("batch_10ms", 1, PathOptions(write_mode="buffered")),
+                                ("group_0ms", 4, PathOptions("rwf_dsync")))),
         # and for the write paths: no warm-up round of the real databases (each trial starts its server
         # afresh anyway) and 12 power cuts, not 20, under a setting that may lose
         realdb=RealPlan("standard", trials=5, warmup_rounds=0, duration_s=0.5, cuts=60, lossy_cuts=12,
@@ -176,7 +189,8 @@ def eta(prof: StudyProfile, targets: int, default_targets: int, kinds, lab_targe
     devices = max(0, default_targets - 1) + sum(1 for t in lab_targets if t.removeprefix("lab:") not in FUSE_TARGETS)
     sweep_s = (per_target(sp.configs()) * targets + per_target(sp.write_paths) * durable
                + per_target(sp.device_paths) * devices)
-    cuts = sum(prof.crash.cuts_for(k, s) for k in kinds for s in getattr(prof.crash, k)[0])
+    cuts = sum(prof.crash.cuts_for(k, s) for k in kinds for s in getattr(prof.crash, k)[0]) \
+        + sum(n for k, _, _, n in prof.crash.paths if k in kinds)
     lp = prof.load
     load_targets = 1 + sum(1 for t in lp.lab_targets if t in lab_targets)
     warm_s = lp.warmup_duration_s if lp.warmup_duration_s is not None else lp.duration_s

@@ -13,6 +13,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from . import engine, measures, writepaths
 from .log import AlignedFramer, DirectRefused, Framer, LogFile, read_log
@@ -330,6 +331,69 @@ class WritePath:
     rolls: list = field(default_factory=list)
 
 
+def compact_bytes(n: int) -> str:
+    """A byte count in a label without spaces: 1MiB, 64KiB, 1000 (exact, or the plain number)."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return str(n)
+
+
+def path_label(sync_method: str = "fdatasync", write_mode: str = "per-entry", bytes_per_sync: int = 0,
+               segment_bytes: int = 0, recycle: int = 0) -> str:
+    """The one short name of a write path, "" for the plain one (a write() per entry, fdatasync, one file):
+    the parts that differ from it joined by "+", e.g. "rwf_dsync", "buffered", "bytes_per_sync=1MiB",
+    "segments=1MiB+recycle=2".  Rows, keys and tables name a path by it (``crash``, ``loadstudy``)."""
+    parts = [sync_method] if sync_method != "fdatasync" else []
+    if write_mode != "per-entry":
+        parts.append(write_mode)
+    if bytes_per_sync:
+        parts.append(f"bytes_per_sync={compact_bytes(int(bytes_per_sync))}")
+    if segment_bytes:
+        parts.append(f"segments={compact_bytes(int(segment_bytes))}")
+    if recycle:
+        parts.append(f"recycle={int(recycle)}")
+    return "+".join(parts)
+
+
+#: The write path's columns of a crash or load row, with the plain path's values: a row written before
+#: they existed measured that path (``dataset.added_columns``).
+PATH_COLUMNS = {"sync_method": "fdatasync", "write_mode": "per-entry", "bytes_per_sync": 0, "segment_bytes": 0,
+                "recycle": 0}
+
+
+class PathOptions(NamedTuple):
+    """A write path as ``run_trial``'s options of the same names name it (the crash experiment's and the
+    load study's cells); the defaults are the plain path."""
+
+    sync_method: str = "fdatasync"
+    write_mode: str = "per-entry"
+    bytes_per_sync: int = 0
+    segment_bytes: int = 0
+    recycle: int = 0
+
+    @property
+    def label(self) -> str:
+        return path_label(*self)
+
+    def write_path(self) -> "WritePath":
+        return WritePath(self.write_mode, self.bytes_per_sync, self.segment_bytes, self.recycle)
+
+    @classmethod
+    def of_row(cls, row) -> "PathOptions":
+        """A row's path (a dict of its fields, as text or typed); a field missing or empty, as in a dataset
+        written before the columns, is the plain path's."""
+        def get(name):
+            v = row.get(name)
+            return PATH_COLUMNS[name] if v is None or v == "" or v != v else v
+        return cls(str(get("sync_method")), str(get("write_mode")), *(int(float(get(n))) for n in cls._fields[2:]))
+
+
+def row_path_label(row) -> str:
+    """``path_label`` of a row with the path's columns (``PathOptions.of_row``)."""
+    return PathOptions.of_row(row).label
+
+
 #: The sync methods whose writes need a sync call after them (the ones bytes_per_sync and segments go with).
 _SYNC_CALL_METHODS = ("fdatasync", "fsync")
 
@@ -379,11 +443,16 @@ def _hard_ns(deadline: float | None) -> int:
     return max(1, time.perf_counter_ns() + int((deadline - time.monotonic()) * 1e9))
 
 
-def _open_log(directory, sync_method, prealloc, prealloc_bytes, direct, deadline, path: WritePath):
+def open_log(directory, sync_method, prealloc, prealloc_bytes, direct, deadline, path: WritePath,
+             name: str | None = None):
+    """The log a path writes: a ``LogFile``, or ``writepaths.Segments`` (``name``: the file's, or the
+    segments' stem)."""
     if path.segment_bytes:
         _allow_descriptors(writepaths.MAX_SEGMENTS + 64)
-        return writepaths.Segments(directory, sync_method, prealloc, path.segment_bytes, path.recycle, deadline)
-    return LogFile(directory, sync_method, prealloc, prealloc_bytes, direct=direct, deadline=deadline)
+        return writepaths.Segments(directory, sync_method, prealloc, path.segment_bytes, path.recycle, deadline,
+                                   stem=name)
+    return LogFile(directory, sync_method, prealloc, prealloc_bytes, name=name, direct=direct, deadline=deadline)
+
 
 
 def _allow_descriptors(n: int) -> None:
@@ -395,7 +464,7 @@ def _allow_descriptors(n: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
-def _write_function(log, sync_method: str, framer: Framer, path: WritePath):
+def write_function(log, sync_method: str, framer: Framer, path: WritePath):
     """What the engine's ``write`` is bound to for this path; None for the plain ``os.write`` (the default
     paths are not wrapped, so they pay nothing for the others)."""
     write = None
@@ -412,6 +481,15 @@ def _write_function(log, sync_method: str, framer: Framer, path: WritePath):
     return write
 
 
+
+def engine_options(st: Strategy, sync_method: str, writers: int, path: WritePath) -> dict:
+    """``engine.run``'s options for a path beside its ``write`` and ``sync``: buffered writes, a deferred
+    group (its leader's write syncs), an always writer's positioned self-syncing write."""
+    own_at = sync_method == "rwf_dsync" and st.kind == "always" and writers > 1
+    return {"write_mode": path.write_mode, "deferred": st.kind == "group" and sync_method in SELF_SYNCING_METHODS,
+            "write_at": writepaths.rwf_dsync_write_at if own_at else None}
+
+
 def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, first, entries, duration_s, verify,
          overwrite_offset0, on_timeline, direct=False, daemon: int | None = None, deadline: float | None = None,
          path: WritePath | None = None):
@@ -419,17 +497,15 @@ def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, 
     pid of the FUSE daemon serving the target, whose CPU time over the run is measured too; ``deadline``
     as ``run_trial``'s; ``path``: the write path (``WritePath``; its ``rolls`` are filled in)."""
     path = path or WritePath()
-    with _open_log(directory, sync_method, prealloc, prealloc_bytes, direct, deadline, path) as log:
+    with open_log(directory, sync_method, prealloc, prealloc_bytes, direct, deadline, path) as log:
         sync = log.sync_function(own_writes=True)
-        write = _write_function(log, sync_method, framer, path)
+        write = write_function(log, sync_method, framer, path)
         stop = engine.Stop(entries or 0, int(duration_s * 1e9) if duration_s else 0, MAX_ENTRIES,
                            hard_ns=_hard_ns(deadline), reserve_ns=SUMMARY_RESERVE_NS if deadline is not None else 0)
         d0 = process_cpu_ns(daemon)
         wait0, cpu0 = cpu_wait_ns(), time.process_time_ns()
-        own_at = sync_method == "rwf_dsync" and st.kind == "always" and writers > 1
         tl = engine.run(st, log.fd, sync, framer, first, stop, writers=writers, offset0=overwrite_offset0, write=write,
-                        write_mode=path.write_mode, deferred=st.kind == "group" and sync_method in SELF_SYNCING_METHODS,
-                        write_at=writepaths.rwf_dsync_write_at if own_at else None)
+                        **engine_options(st, sync_method, writers, path))
         tl.cpu_ns, wait1 = time.process_time_ns() - cpu0, cpu_wait_ns()
         d1 = process_cpu_ns(daemon)
         tl.cpu_wait_ns = wait1 - wait0 if wait0 is not None and wait1 is not None else None

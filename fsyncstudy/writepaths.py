@@ -106,6 +106,7 @@ class Deferred:
     def __init__(self, commit_write):
         self.commit_write = commit_write
         self.recs: list = []
+        self.committed = 0               # records the commit writes have written (durable: each syncs itself)
 
     def append(self, fd: int, rec) -> int:
         self.recs.append(rec)
@@ -121,6 +122,7 @@ class Deferred:
         k = self.commit_write(fd, data)
         if k != len(data):
             raise OSError(errno.ENOSPC, f"short write: {k} of {len(data)} bytes of a group's commit write")
+        self.committed += n
 
 
 # -- sync_file_range every N bytes ------------------------------------------------------------------
@@ -191,10 +193,11 @@ class Segments:
     write returned)."""
 
     def __init__(self, directory, sync_method: str, prealloc: str, segment_bytes: int, recycle: int = 0,
-                 deadline: float | None = None):
+                 deadline: float | None = None, stem: str | None = None):
         self.directory, self.sync_method, self.prealloc = os.fspath(directory), sync_method, prealloc
         self.segment_bytes, self.recycle, self.deadline = segment_bytes, recycle, deadline
-        self.stem = f".fsyncstudy-{os.getpid()}-{os.urandom(6).hex()}"
+        # ``stem``: a name another process can find the segments by (the crash experiment's reader)
+        self.stem = stem or f".fsyncstudy-{os.getpid()}-{os.urandom(6).hex()}"
         self.live: list[LogFile] = []     # in log order
         self.first_seq: list[int] = []    # the seq of each live segment's first entry
         self.recycled_flags: list[bool] = []
@@ -221,7 +224,7 @@ class Segments:
         return self.cur.path
 
     def _name(self, k: int) -> str:
-        return f"{self.stem}-{k:06d}.log"
+        return segment_name(self.stem, k)
 
     def _next_segment(self) -> None:
         name = self._name(self.made)
@@ -308,3 +311,62 @@ class Segments:
 
     def __exit__(self, *exc) -> None:
         self.remove()
+
+
+# -- reading segments back (the crash experiment's recovery) ------------------------------------------
+
+def segment_name(stem: str, k: int) -> str:
+    """The file name of segment ``k`` (the k-th created or recycled) of the log named ``stem``."""
+    return f"{stem}-{k:06d}.log"
+
+
+def segment_files(directory, stem: str) -> list[tuple[int, str]]:
+    """The segment files of the log ``stem`` in ``directory``, as (k, path) in log order (by k: a recycled
+    segment takes the next k, so the order of the numbers is the order of the log)."""
+    out = []
+    prefix = stem + "-"
+    for name in os.listdir(directory):
+        k = name[len(prefix):-len(".log")]
+        if name.startswith(prefix) and name.endswith(".log") and len(k) == 6 and k.isdigit():
+            out.append((int(k), os.path.join(os.fspath(directory), name)))
+    return sorted(out)
+
+
+def scan_segments(images: list[tuple[int, bytes]]):
+    """Read a segmented log back, segment after segment in log order (``images``: (k, bytes) of every live
+    segment): one ``LogScan`` of the chain of records with consecutive sequence numbers across them.
+
+    Each segment is read from its start until its end or its first bad record; the next one must start
+    with the record after the last one read, else the log ends there.  A recycled segment goes on, after
+    the records written since it was recycled, with the older records it held before (lower sequence
+    numbers): that is its clean end, ``stale``, never counted.  The chain starts at sequence 0 when
+    segment 0 is among them; when it is not, the segments before were retired by recycling, and the chain
+    starts wherever the oldest live one does (``first_seq``)."""
+    from .log import HEADER, LogScan
+    total = file_bytes = valid = 0
+    first = last = None
+    end, detail = "clean", "no segment"
+    for i, (k, data) in enumerate(images):
+        if i == 0:
+            want = 0 if k == 0 else None
+        else:
+            want = last + 1 if last is not None else (0 if images[0][0] == 0 else None)
+        s = scan(data, expect_first_seq=want)
+        file_bytes += s.file_bytes
+        end, detail = s.end, f"segment {k}: {s.detail or s.end}"
+        if s.end == "sequence":
+            seq = HEADER.unpack_from(data, s.valid_bytes)[2]
+            expected = want if s.entries == 0 else s.last_seq + 1
+            if expected is not None and seq < expected:
+                end, detail = "stale", f"segment {k}: older records (seq {seq}) after seq {expected - 1}: recycled"
+        if s.entries:
+            first = s.first_seq if first is None else first
+            last = s.last_seq
+            total += s.entries
+            valid += s.valid_bytes
+        # the chain goes on into the next segment only past a segment's clean end (stale data after its
+        # records, preallocated zeros or its file's end), and only if the segment held records
+        if not s.entries or end not in ("clean", "zeros", "stale"):
+            break
+    return LogScan(entries=total, first_seq=first, last_seq=last, valid_bytes=valid, file_bytes=file_bytes,
+                   end=end, detail=f"{len(images)} segments; the chain ends in {detail}")

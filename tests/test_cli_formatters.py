@@ -36,15 +36,26 @@ def test_crash_shows_the_analysis_table_with_the_failed_cuts_beside_it():
     errors = {key: int((g["error"] != "").sum()) for key, g in cuts.groupby(["kind", "strategy"], sort=False)}
     text = format_crash(analysis.crash_table(cuts), errors)
     header = text.splitlines()[0].split()
-    assert header[:4] == ["kind", "strategy", "cuts", "acked"] and header[-1] == "errors"
+    assert header[:5] == ["kind", "strategy", "path", "cuts", "acked"] and header[-1] == "errors"
     # the loss window is the report's: over every cut that counted, 0 where nothing was lost (median 2.0)
-    assert row_of(text, "power", "batch_10ms") == ["power", "batch_10ms", "3", "15,000", "4", "2", "2.00", "8.00",
-                                                    "0", "0", "1"]
-    assert row_of(text, "power", "always") == ["power", "always", "2", "10,000", "0", "0", "0.00", "0.00", "0", "0",
-                                                "0"]
+    assert row_of(text, "power", "batch_10ms") == ["power", "batch_10ms", "plain", "3", "15,000", "4", "2", "-", "2.00",
+                                                    "8.00", "0", "0", "1"]
+    # no cut lost: the 95% upper bound on the share of cuts that would (2 cuts: 77.6%)
+    assert row_of(text, "power", "always") == ["power", "always", "plain", "2", "10,000", "0", "0", "77.6% of cuts",
+                                                "0.00", "0.00", "0", "0", "0"]
     # every cut of it failed: a row all the same, saying so
-    assert row_of(text, "process", "none") == ["process", "none", "0", "0", "0", "0", "-", "-", "0", "0", "2"]
-    assert text.splitlines()[-1].startswith("(errors: cuts that failed, run again on resume")
+    assert row_of(text, "process", "none") == ["process", "none", "plain", "0", "0", "0", "0", "-", "-", "-", "0", "0",
+                                                "2"]
+    assert text.splitlines()[-1].startswith("(zero-loss bound: the 95% upper bound")
+
+
+def test_crash_shows_each_write_path_of_a_strategy_on_its_own_row():
+    cuts = pd.DataFrame([{**cut("process", "batch_10ms"), "path": ""},
+                         {**cut("process", "batch_10ms", lost=40, age=9.0), "path": "buffered"}])
+    errors = {key: 0 for key, _ in cuts.groupby(["kind", "strategy", "path"], sort=False)}
+    text = format_crash(analysis.crash_table(cuts), errors)
+    assert row_of(text, "process", "batch_10ms", "plain")[3:6] == ["1", "5,000", "0"]
+    assert row_of(text, "process", "batch_10ms", "buffered")[3:6] == ["1", "5,000", "40"]
 
 
 def trial(strategy, kind, ops, **kw):

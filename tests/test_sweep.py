@@ -179,11 +179,15 @@ def test_the_report_pipeline_plans_its_time_from_each_phase():
         return sum(q.sweep.duration_s(c) + profiles.SWEEP_OVERHEAD_S for c in configs)
     # 2 targets, 1 warm-up + 3 rounds; the write paths on the one that can be durable (not /dev/shm)
     assert e["sweep"] == pytest.approx(2 * 4 * per_round(q.sweep.configs()) + 4 * per_round(q.sweep.write_paths))
-    assert e["crash"] == pytest.approx(3 * 5 * profiles.CUT_S)       # 3 strategies, 5 process cuts each
+    # 3 strategies, 5 process cuts each, and 3 process cuts of batch_10ms with buffered writes
+    assert e["crash"] == pytest.approx((3 * 5 + 3) * profiles.CUT_S)
     assert e["peers"] == pytest.approx(3 * 2 * profiles.PEER_ROUND_S["fio"])
     std = profiles.eta(PROFILES["standard"], 9, 2, ("power", "process"))
-    # 100 power cuts for always and group_0ms, 40 for the 6 that may lose; 50 process cuts of always, 40 of 2
-    assert std["crash"] == pytest.approx((2 * 100 + 6 * 40 + 50 + 2 * 40) * profiles.CUT_S)
+    # 100 power cuts for always and group_0ms, 40 for the 6 that may lose; 50 process cuts of always, 40 of 2;
+    # the write paths: power 40 + 40 + 20 + 20, process 20 + 20
+    assert std["crash"] == pytest.approx((2 * 100 + 6 * 40 + 50 + 2 * 40 + 120 + 40) * profiles.CUT_S)
+    assert profiles.eta(PROFILES["standard"], 9, 2, ("process",))["crash"] == pytest.approx(
+        (50 + 2 * 40 + 40) * profiles.CUT_S)
     # the real databases' power cuts are planned only where the power can be cut
     assert std["real databases"] > profiles.eta(PROFILES["standard"], 9, 2, ("process",))["real databases"] > 0
 

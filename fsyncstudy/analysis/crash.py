@@ -16,15 +16,19 @@ def loss_windows(cuts: pd.DataFrame) -> pd.DataFrame:
 
 
 def crash_table(cuts: pd.DataFrame, seed: int = 0, n_boot: int = stats.N_BOOT) -> pd.DataFrame:
-    """Per kind and strategy: cuts, acknowledged and lost entries (with the 95% upper bound on the
-    share of cuts that lose, and of acknowledged entries lost, when none did), and the loss window's
+    """Per kind, strategy and write path (``path``, "" for the plain one; ``label``: the strategy, with its
+    path in brackets where there is one): cuts, acknowledged and lost entries (with the 95% upper bound on
+    the share of cuts that lose, and of acknowledged entries lost, when none did), and the loss window's
     median, p99 and max over cuts with 95% distribution-free intervals where the number of cuts
     allows one (``stats.quantile_interval``; the max never gets one)."""
     rows = []
     c = loss_windows(cuts)
-    for (kind, strategy), g in c.groupby(["kind", "strategy"], sort=False):
+    if "path" not in c:
+        c["path"] = ""     # cuts from before the write paths: all on the plain one
+    for (kind, strategy, path), g in c.groupby(["kind", "strategy", "path"], sort=False):
         w = g["loss_window_ms"].to_numpy(dtype=float)
-        row = {"kind": kind, "strategy": strategy, "skind": g["skind"].iloc[0], "interval_ms": g["interval_ms"].iloc[0],
+        row = {"kind": kind, "strategy": strategy, "path": path, "label": strategy + (f" ({path})" if path else ""),
+               "skind": g["skind"].iloc[0], "interval_ms": g["interval_ms"].iloc[0],
                "nominal_loss_window_ms": g["nominal_loss_window_ms"].iloc[0], "cuts": len(g),
                "acked": int(g["acked"].sum()), "lost_acked": int(g["lost_acked"].sum()),
                "cuts_losing": int((g["lost_acked"] > 0).sum()), "torn": int(g["torn"].sum()),

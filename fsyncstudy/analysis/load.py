@@ -34,6 +34,7 @@ def load_summary(df: pd.DataFrame) -> pd.DataFrame:
         row = {"target": target, "target_label": g["target_label"].iloc[0],
                "target_durability": g["target_durability"].iloc[0], "config": config,
                "config_label": g["config_label"].iloc[0], "strategy": g["strategy"].iloc[0], "kind": g["kind"].iloc[0],
+               "path": g["path"].iloc[0] if "path" in g else "",
                "rate": rate, "n": len(g), "achieved_rate": g["achieved_rate"].mean(),
                "writers": int(g["clients"].iloc[0]) if "clients" in g else 1,
                "saturated_trials": int(g["saturated"].astype(bool).sum()),
@@ -88,15 +89,17 @@ def knees(df: pd.DataFrame, factor: float = KNEE_FACTOR, floor_us: float = KNEE_
     return out.sort_values(["target_label", "config"]).reset_index(drop=True) if len(out) else out
 
 
-def largest_exposure(df: pd.DataFrame, target: str, strategy: str, clients: int, rate: float) -> dict:
+def largest_exposure(df: pd.DataFrame, target: str, strategy: str, clients: int, rate: float, path: str = "") -> dict:
     """The largest exposure (how long an acknowledged entry stayed unsynced) measured in any trial of
-    ``strategy`` with ``clients`` on ``target`` at ``rate``, whatever the writer's work per entry (the
-    busy cells run at their own rate): the largest, the work per entry it was measured with, the largest
-    with an idle writer, and over how many trials.  The largest measured, not a bound: more trials
-    may see more."""
+    ``strategy`` with ``clients`` on ``target`` at ``rate`` on the write path ``path`` ("" the plain one),
+    whatever the writer's work per entry (the busy cells run at their own rate): the largest, the work
+    per entry it was measured with, the largest with an idle writer, and over how many trials.  The
+    largest measured, not a bound: more trials may see more."""
     g = df[(df["target"] == target) & (df["strategy"] == strategy) & (df["rate"] == rate)]
     if "clients" in g:
         g = g[g["clients"] == clients]
+    if "path" in g:
+        g = g[g["path"] == path]
     e = pd.to_numeric(g["exposure_ms_max"], errors="coerce")
     work = g["work_us"].fillna(0.0) if "work_us" in g else pd.Series(0.0, index=g.index)
     if not e.notna().any():
@@ -113,7 +116,7 @@ def _window_ms(row, df: pd.DataFrame, target: str) -> tuple[float | None, dict, 
     if KINDS[row["kind"]].acks_durable:
         return 0.0, {}, "acknowledged after its sync"
     if row["kind"] == "batch":
-        m = largest_exposure(df, target, row["strategy"], int(row["writers"]), row["rate"])
+        m = largest_exposure(df, target, row["strategy"], int(row["writers"]), row["rate"], row.get("path", ""))
         return m["window_ms"], m, "the largest exposure measured at that rate"
     return None, {}, "never synced: the kernel decides (seconds)"
 
@@ -130,16 +133,18 @@ def keeps_up(knee_rate: float | None, rate: float) -> bool:
     return knee_rate is not None and knee_rate == knee_rate and rate <= knee_rate
 
 
-def power_cut_evidence(cuts: pd.DataFrame | None, strategy: str) -> dict:
-    """What the crash experiments' power cuts say about ``strategy`` (``crash.load``'s cuts): how many
-    ran (without error), on which target, how many lost an acknowledged entry, the worst loss window,
-    and the 95% upper bound on the share of cuts that lose when none did.  Empty values where the
-    strategy was not cut (or no crash data was given)."""
+def power_cut_evidence(cuts: pd.DataFrame | None, strategy: str, path: str = "") -> dict:
+    """What the crash experiments' power cuts say about ``strategy`` on the write path ``path`` ("" the
+    plain one; ``crash.load``'s cuts): how many ran (without error), on which target, how many lost an
+    acknowledged entry, the worst loss window, and the 95% upper bound on the share of cuts that lose
+    when none did.  Empty values where it was not cut (or no crash data was given)."""
     none = {"power_cuts": 0, "power_cuts_losing": 0, "power_cuts_losing_upper95": None, "power_cut_target": None,
             "power_cut_window_max_ms": None}
     if cuts is None or not len(cuts):
         return none
     g = cuts[(cuts["kind"] == "power") & (cuts["strategy"] == strategy) & (cuts["error"].fillna("") == "")]
+    if "path" in g:
+        g = g[g["path"] == path]
     if g.empty:
         return none
     losing = g[g["lost_acked"].fillna(0) > 0]
@@ -180,7 +185,7 @@ def advise(df: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: 
         at = above[0]
         for _, r in g[g["rate"] == at].iterrows():
             w, measured, how = _window_ms(r, df, target)
-            evidence = power_cut_evidence(cuts, r["strategy"])
+            evidence = power_cut_evidence(cuts, r["strategy"], r.get("path", ""))
             if KINDS[r["kind"]].acks_durable and evidence["power_cuts_losing"]:
                 w = evidence["power_cut_window_max_ms"]
                 how = (f"{evidence['power_cuts_losing']} of {evidence['power_cuts']} power cuts on "
@@ -197,7 +202,7 @@ def advise(df: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: 
             # the same strategy at this rate with the writer doing work between entries, where measured: its
             # window is stated beside the idle writer's (work keeps the flusher off the interpreter)
             worst = None
-            if len(busy) and r["kind"] == "batch":
+            if len(busy) and r["kind"] == "batch" and not r.get("path", ""):   # the busy cells are the plain path's
                 b = busy[(busy["target"] == target) & (busy["strategy"] == r["strategy"]) & (busy["rate"] == at)]
                 if b["exposure_ms_max"].notna().any():
                     worst = b.loc[b["exposure_ms_max"].idxmax()]

@@ -249,7 +249,9 @@ def frontier_points(summ: pd.DataFrame, df: pd.DataFrame, crash: pd.DataFrame | 
     pts = pd.DataFrame(rows)
     pts["crash_window_ms"] = np.nan
     if crash is not None and len(crash):
-        power = crash[crash["kind"] == "power"].set_index("strategy")["window_p99_ms"]
+        # the plain path's cuts: the configurations crossed are the plain path's (w1/append/fdatasync)
+        plain = crash["path"] == "" if "path" in crash else True
+        power = crash[(crash["kind"] == "power") & plain].set_index("strategy")["window_p99_ms"]
         on = ((pts["target"] == crash_target) | (pts["target_label"] == crash_target)) & (pts["kind"] != "none") \
             & pts["config"].str.endswith("/w1/append/fdatasync")
         pts.loc[on, "crash_window_ms"] = [power.get(c.split("/")[0], np.nan) for c in pts.loc[on, "config"]]

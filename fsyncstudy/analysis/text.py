@@ -454,7 +454,10 @@ def knee_claims(knees: pd.DataFrame, lowest_rate: float) -> list["Claim"]:
     out = []
     for r in knees.itertuples():
         rng = "" if r.knee_low == r.knee_high else f" (rounds: {r.knee_low:,.0f}–{r.knee_high:,.0f})"
-        if r.knee_rate:
+        if r.knee_rate and getattr(r, "rates", 2) == 1:
+            # a write path's cell, measured at one rate: no unloaded p99 to compare with, only the queue
+            where = f"keeps up at {r.knee_rate:,.0f}/s, the one rate it was measured at (nothing left queued)"
+        elif r.knee_rate:
             where = f"keeps up to {r.knee_rate:,.0f}/s{rng}" + (
                 f", not at {r.next_rate:,.0f}/s" if r.next_rate == r.next_rate and r.next_rate else ", the highest rate measured")
         else:

@@ -198,8 +198,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="power (the lab's power-cut filesystem) or process (SIGKILL); repeat (default: both)")
     c.add_argument("--strategy", action="append", metavar="NAME", help="repeat (default: the profile's)")
     c.add_argument("--cuts", type=int, help="cuts per strategy (default: the profile's)")
+    c.add_argument("--sync-method", default="fdatasync", choices=SYNC_METHODS,
+                   help="with --strategy: the writers' sync method, as bench's (default fdatasync); rwf_dsync and "
+                        "direct_dsync acknowledge when their write returns (always) or the group's commit write does")
+    c.add_argument("--write", dest="write_mode", default="per-entry", choices=WRITE_MODES,
+                   help="with --strategy: buffered (batch_<N>ms, none) acknowledges an entry when it is appended to "
+                        "a user-space buffer, so a process kill can lose it (default per-entry)")
+    c.add_argument("--bytes-per-sync", type=byte_count, default=0, metavar="BYTES",
+                   help="with --strategy: sync_file_range every BYTES bytes, as bench's (it syncs nothing)")
+    c.add_argument("--segment-bytes", type=byte_count, default=0, metavar="BYTES",
+                   help="with --strategy: segment files of BYTES bytes, read back in order at recovery")
+    c.add_argument("--recycle", type=count, default=0, metavar="K",
+                   help="with --segment-bytes: reuse the oldest of K+1 segments (its stale records are not counted)")
     c.add_argument("--profile", default="standard", choices=list(profiles.PROFILES),
-                   help="whose crash plan (full's is standard's)")
+                   help="whose crash plan, its write paths' cells included (full's is standard's)")
     c.add_argument("--target", "--dir", dest="dir", metavar="DIR",
                    help="where process-crash writers write (default: durable storage, as bench)")
     c.add_argument("--out", help="dataset directory (default: runs/crash-<profile>-<kinds>-<host>-<boot id>)")
@@ -262,6 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("--clients", type=int, default=4, help="group_<N>ms: writers sharing the rate (default 4)")
     lo.add_argument("--duration", type=float, default=1.0, metavar="SECONDS", help="per trial (default 1)")
     lo.add_argument("--work-us", type=float, default=0.0, help="CPU the writer spends between entries (an application)")
+    lo.add_argument("--sync-method", default="fdatasync", choices=SYNC_METHODS,
+                    help="one-off: the write path's sync method, as bench's (default fdatasync)")
+    lo.add_argument("--write", dest="write_mode", default="per-entry", choices=WRITE_MODES,
+                    help="one-off: buffered (batch_<N>ms, none) acknowledges at the append (default per-entry)")
+    lo.add_argument("--bytes-per-sync", type=byte_count, default=0, metavar="BYTES",
+                    help="one-off: sync_file_range every BYTES bytes, as bench's (default 0: off)")
+    lo.add_argument("--segment-bytes", type=byte_count, default=0, metavar="BYTES",
+                    help="one-off: segment files of BYTES bytes, as bench's (default 0: one file)")
+    lo.add_argument("--recycle", type=count, default=0, metavar="K",
+                    help="one-off, with --segment-bytes: reuse the oldest of K+1 segments (default 0)")
     lo.add_argument("--target", "--dir", action="append", dest="target", metavar="DIR",
                     help="a directory or lab:NAME (one-off: the first; --profile: each; default: the checkout's runs/)")
     lo.add_argument("--profile", choices=list(profiles.PROFILES), help="run the load study of this profile")

@@ -10,6 +10,7 @@ from ..loadstudy import KIND, TABLE
 from ..places import pick_directory
 from ..strategies import parse
 from ..targets import Target, describe, one_line
+from ..trial import PATH_COLUMNS, path_label
 from .output import envelope, fmt, ms, print_json, ran_line, records, say, say_why, table
 
 
@@ -27,8 +28,13 @@ def cmd_load(args) -> int:
     from .. import loadstudy
     from ..load import run_load_trial
     if args.profile:
-        if args.strategy or args.rate:
-            raise ValueError("--profile runs the load study's own plan: drop --strategy and --rate")
+        path_flags = [f for f, given in (("--sync-method", args.sync_method != "fdatasync"),
+                                          ("--write", args.write_mode != "per-entry"),
+                                          ("--bytes-per-sync", args.bytes_per_sync),
+                                          ("--segment-bytes", args.segment_bytes), ("--recycle", args.recycle)) if given]
+        if args.strategy or args.rate or path_flags:
+            raise ValueError("--profile runs the load study's own plan (its write paths included): drop "
+                             + ", ".join(["--strategy", "--rate", *path_flags]))
         plan = profiles.profile(args.profile).load
         if args.scheduler:
             from .. import fleet
@@ -60,7 +66,10 @@ def cmd_load(args) -> int:
             for rate in rates(",".join(args.rate)):
                 results.append(run_load_trial(name, rate, duration_s=args.duration, directory=directory,
                                               arrivals=args.arrivals, clients=args.clients if parse(name).kind == "group"
-                                              else 1, seed=args.seed, work_us=args.work_us, target=target))
+                                              else 1, seed=args.seed, work_us=args.work_us, target=target,
+                                              sync_method=args.sync_method, write_mode=args.write_mode,
+                                              bytes_per_sync=args.bytes_per_sync, segment_bytes=args.segment_bytes,
+                                              recycle=args.recycle))
     if args.json:
         print_json({"fsyncstudy": envelope(target), "results": [r.as_dict() for r in results]})
         return 0
@@ -71,7 +80,10 @@ def cmd_load(args) -> int:
 def format_load(results, target: Target, arrivals: str, duration_s: float) -> str:
     """``load``'s one-off text: the target, how entries arrived, one row per ``LoadResult``, and what
     SATURATED means when a row says it."""
-    rows = [[r.strategy + (f" x{r.clients}" if r.clients > 1 else ""), fmt(r.offered_rate, 0), fmt(r.achieved_rate, 0),
+    def name(r) -> str:
+        path = path_label(*(getattr(r, col, plain) for col, plain in PATH_COLUMNS.items()))   # "" for the plain path
+        return r.strategy + (f" x{r.clients}" if r.clients > 1 else "") + (f" [{path}]" if path else "")
+    rows = [[name(r), fmt(r.offered_rate, 0), fmt(r.achieved_rate, 0),
              "SATURATED" if r.saturated else "keeps up", ms(r.latency_us_p50), ms(r.latency_us_p99),
              ms(r.latency_us_p999), ms(r.service_us_p99), fmt(r.exposure_ms_max, 2), fmt(r.lateness_us_p99, 1)]
             for r in results]
