@@ -500,7 +500,9 @@ def _run(st, directory, sync_method, prealloc, prealloc_bytes, writers, framer, 
     with open_log(directory, sync_method, prealloc, prealloc_bytes, direct, deadline, path) as log:
         sync = log.sync_function(own_writes=True)
         write = write_function(log, sync_method, framer, path)
-        stop = engine.Stop(entries or 0, int(duration_s * 1e9) if duration_s else 0, MAX_ENTRIES,
+        # at least one entry: a trial whose writer was first scheduled after its duration had passed (a busy
+        # machine, a 0.02 s trial) measured nothing, and 0 entries a second is no measurement
+        stop = engine.Stop(max(1, entries or 0), int(duration_s * 1e9) if duration_s else 0, MAX_ENTRIES,
                            hard_ns=_hard_ns(deadline), reserve_ns=SUMMARY_RESERVE_NS if deadline is not None else 0)
         d0 = process_cpu_ns(daemon)
         wait0, cpu0 = cpu_wait_ns(), time.process_time_ns()
