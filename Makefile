@@ -48,7 +48,7 @@ report: system-deps $(STAMP)
 
 test: system-deps $(STAMP)
 	FSYNCSTUDY_TEST_NEIGHBOUR=$(NEIGHBOUR) $(PY) -m pytest tests
-	cd notebooks && PYDEVD_DISABLE_FILE_VALIDATION=1 $(PYABS) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider .
+	cd notebooks && PYDEVD_DISABLE_FILE_VALIDATION=1 $(PYABS) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider -n 2 --dist loadfile .
 
 bench-overhead: $(STAMP)
 	$(PY) benchmarks/overhead.py

@@ -66,8 +66,10 @@ def test_none_with_bytes_per_sync_loses_at_a_power_cut_sync_file_range_is_no_syn
 def test_always_on_segments_loses_nothing_it_acknowledged_at_a_power_cut(powercut):
     got = cuts(powercut, "always", CutPath(segment_bytes=4096, recycle=1))
     assert all(r.lost_acked == 0 and r.recovered >= r.acked > 0 for r in got), got
-    # 4 KiB segments of 144-byte records: 28 a segment, so the reader followed the chain across recycled segments
-    assert any(r.acked > 2 * 28 and r.log_end == "stale" for r in got), got
+    # 4 KiB segments of 144-byte records: 28 a segment, so more than two segments' worth read back means the reader
+    # followed the chain into recycled segments (whether it then ends at a recycled file's older records, "stale",
+    # or at zeros depends on where in a segment the cut came: CI once had none of three end "stale")
+    assert any(r.recovered > 2 * 28 for r in got), got
     assert not leftovers(powercut.directory) and not leftovers(powercut.backing)
 
 
