@@ -134,8 +134,9 @@ def task_table(summ: pd.DataFrame, rel: pd.DataFrame) -> pd.DataFrame:
 def plain_path(frame: pd.DataFrame) -> pd.Series:
     """Rows of the plain write path: fdatasync after per-entry writes to one file (a frame without the
     write path's columns, from before they existed, is all plain)."""
-    mask = frame["sync_method"] == "fdatasync" if "sync_method" in frame else pd.Series(True, index=frame.index)
-    for col, plain in (("write_mode", "per-entry"), ("bytes_per_sync", 0), ("segment_bytes", 0)):
+    from ..trial import PATH_COLUMNS
+    mask = pd.Series(True, index=frame.index)
+    for col, plain in PATH_COLUMNS.items():
         if col in frame:
             mask &= frame[col].fillna(plain) == plain
     return mask

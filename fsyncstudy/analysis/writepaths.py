@@ -11,10 +11,6 @@ from .. import intervals, measures, stats
 from ..strategies import parse
 from .sweep import display_label, plain_path
 
-#: The path columns of a sweep row, with the plain path's values.
-PATH_COLUMNS = {"sync_method": "fdatasync", "write_mode": "per-entry", "bytes_per_sync": 0, "segment_bytes": 0}
-
-
 def baseline_config(config: str) -> str:
     """The configuration a path is set beside: the same strategy and writers, appending, with fdatasync
     after per-entry writes to one file; a preallocated ``direct_dsync`` is set beside ``direct_dsync``
