@@ -298,7 +298,7 @@ code {{ background: #f4f4f4; padding: 0 0.2rem; }}
 <h2>The answer, per target that can be durable</h2>
 <ul class="answer">{answer_html}</ul>
 <p>For each writer count measured, the fastest configuration that acknowledges only after a covering sync
-(<code>always</code> or group commit, any preallocation), against <code>always</code> with the same writers, each
+(<code>always</code> or group commit, any preallocation, sync method or write path), against <code>always</code> with the same writers, each
 syncing its own entries. Ratios are paired by round (every configuration ran once in each shuffled round): the
 geometric mean of the per-round ratios with the 95% t interval of the log ratios. <i>Resolved</i>: faster than
 every other candidate at those writers with simultaneous 95% intervals (Bonferroni); otherwise the tied ones are
