@@ -42,9 +42,12 @@ def test_the_generators_lateness_is_measured_and_small_on_tmpfs():
     assert r.latency_us_p50 <= r.lateness_us_p50 + r.service_us_p50 + 50
 
 
-def test_group_commit_clients_share_the_rate_and_every_entry_is_acknowledged_once(disk_dir):
+# on tmpfs: what these two check is the clients' bookkeeping, which a disk slower than 2,000 syncs a second
+# (a busy machine's) would hide behind entries left unserved at the deadline (seen 2026-12-07: 756 of 1,000)
+@needs_shm
+def test_group_commit_clients_share_the_rate_and_every_entry_is_acknowledged_once():
     seen = []
-    r = load.run_load_trial("group_0ms", 2000, duration_s=0.5, clients=4, directory=disk_dir,
+    r = load.run_load_trial("group_0ms", 2000, duration_s=0.5, clients=4, directory=SHM,
                             on_timeline=seen.append)
     assert (r.served, r.unserved, r.clients) == (1000, 0, 4)
     tl = seen[0]
@@ -54,13 +57,14 @@ def test_group_commit_clients_share_the_rate_and_every_entry_is_acknowledged_onc
     assert r.exposure_ms_max is None and 0 < r.syncs <= 1000
 
 
-def test_always_with_several_clients_syncs_each_entry_itself_at_the_same_rate(disk_dir, monkeypatch):
+@needs_shm
+def test_always_with_several_clients_syncs_each_entry_itself_at_the_same_rate(monkeypatch):
     # group commit's baseline in the open loop: the same clients, each writing and syncing its own entries
     calls = []
     real = os.fdatasync
     monkeypatch.setattr(os, "fdatasync", lambda fd: (calls.append(fd), real(fd))[1])
     seen = []
-    r = load.run_load_trial("always", 1000, duration_s=0.5, clients=4, directory=disk_dir, on_timeline=seen.append)
+    r = load.run_load_trial("always", 1000, duration_s=0.5, clients=4, directory=SHM, on_timeline=seen.append)
     assert (r.served, r.unserved, r.clients) == (500, 0, 4)
     assert r.syncs == 500 == len(calls)          # one per entry, none shared
     tl = seen[0]

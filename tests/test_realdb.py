@@ -63,10 +63,18 @@ def socket_dirs(pid: int | None = None) -> set[str]:
             for p in Path(tempfile.gettempdir()).glob(f"{realdb.SOCKET_PREFIX}{db}-{pid or os.getpid()}-*")}
 
 
+def shared_memory() -> set[str]:
+    """PostgreSQL's dynamic shared memory segments and System V segments on this machine."""
+    ipcs = subprocess.run(["ipcs", "-m"], capture_output=True, text=True).stdout.splitlines()
+    return ({p.name for p in Path("/dev/shm").glob("PostgreSQL.*")}
+            | {f"sysv {line.split()[1]}" for line in ipcs if " postgres " in f" {line} "})
+
+
 @pytest.mark.parametrize("db", realdb.DATABASES)
 def test_each_database_starts_commits_and_stops_leaving_nothing(db, disk_dir):
     needs(db)
     s = realdb.settings(db)[0]
+    before = shared_memory()
     with realdb.open_database(disk_dir, s) as d:
         assert ours(disk_dir) == [d.home.name]
         c = d.client()
@@ -76,7 +84,11 @@ def test_each_database_starts_commits_and_stops_leaving_nothing(db, disk_dir):
         c.close()
         if db != "sqlite":
             assert d.proc.poll() is None and servers(disk_dir)
+        if db == "postgres":
+            assert shared_memory() - before    # what the next assertion looks for is there while it runs
     assert ours(disk_dir) == [] and servers(disk_dir) == [] and socket_dirs() == set()
+    # nor its shared memory (a server stopped by SIGKILL leaves it behind, in RAM, for good)
+    assert shared_memory() - before == set()
 
 
 def test_a_server_that_fails_to_start_leaves_nothing_and_says_why(disk_dir):

@@ -397,6 +397,19 @@ class Postgres(Database):
         self.kill()
         return self.start(initdb=False)
 
+    def stop(self) -> None:
+        # an immediate shutdown first (SIGQUIT to the postmaster: no checkpoint, as abrupt for the data as
+        # a kill), because the postmaster then removes its shared memory; a SIGKILL leaves its System V
+        # segment and its dynamic segments in /dev/shm behind for good (625 of them, 310 MB of RAM, on
+        # this machine by 2026-12-07).  After a kill the next start removes the old ones itself.
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGQUIT)
+                self.proc.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        super().stop()
+
     def version(self) -> str:
         r = subprocess.run([str(postgres_bin() / "postgres"), "--version"], capture_output=True, text=True)
         return r.stdout.strip()
