@@ -47,7 +47,7 @@ report: system-deps $(STAMP)
 	$(PY) -m fsyncstudy report --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) $(if $(CRASH_DATASET),--crash-dataset $(CRASH_DATASET)) $(if $(PEERS_DATASET),--peers-dataset $(PEERS_DATASET)) $(if $(LOAD_DATASET),--load-dataset $(LOAD_DATASET)) $(if $(REALDB_DATASET),--realdb-dataset $(REALDB_DATASET)) $(if $(REALDB_CRASH_DATASET),--realdb-crash-dataset $(REALDB_CRASH_DATASET))
 
 test: system-deps $(STAMP)
-	FSYNCSTUDY_TEST_NEIGHBOUR=$(NEIGHBOUR) $(PY) -m pytest tests
+	FSYNCSTUDY_TEST_NEIGHBOUR=$(NEIGHBOUR) $(PY) -m pytest -n 2 --dist loadfile tests
 	cd notebooks && PYDEVD_DISABLE_FILE_VALIDATION=1 $(PYABS) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider -n 2 --dist loadfile .
 
 bench-overhead: $(STAMP)

@@ -13,6 +13,13 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 
 REPO = Path(__file__).resolve().parent.parent
 
+# ``make test`` runs the test files two at a time (pytest-xdist, ``--dist loadfile``): each worker brings up
+# its storage labs in a directory of its own, so that one worker's ``lab up``/``lab down`` never meets the
+# other's (each run's lab is its own already; a lab brought up by name lives in the lab directory)
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    os.environ["FSYNCSTUDY_LAB_DIR"] = f"{os.environ.get('FSYNCSTUDY_LAB_DIR') or '/var/tmp/fsyncstudy-lab'}-{_WORKER}"
+
 
 def _scratch_base() -> Path:
     """Where the tests' disk directories go: ``$FSYNCSTUDY_TEST_DIR``, else /var/tmp, else the

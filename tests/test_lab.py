@@ -32,7 +32,9 @@ from fsyncstudy.trial import DurabilityWarning, payload_for
 LOOP = ["ext4", "ext4-journal", "xfs", "btrfs"]
 FUSE = ["powercut", "hdd-emulated", "ssd-emulated"]
 REQ = requirements()
-LAB_BASE = REPO / "build" / "lab-test"
+# this module's own: the machine checks below look for what is mounted under it, and the other files' labs
+# (build/lab-test/*) may be up at the same time (make test runs two files at a time)
+LAB_BASE = REPO / "build" / "lab-test" / "lab"
 
 
 def need(*targets):
