@@ -16,7 +16,7 @@ def _rows(config, label, strategy, ops, rounds=(0, 1, 2), target="/t", **path):
                     "config_label": label, "strategy": strategy, "kind": strategy.split("_")[0],
                     "ops_per_sec": v, "ack_latency_us_p50": 100.0, "ack_latency_us_p99": 100.0,
                     "ack_latency_us_max": 5000.0, "sync_method": path.get("sync_method", "fdatasync"),
-                    "write_mode": path.get("write_mode", "per-entry"), "bytes_per_sync": 0,
+                    "write_mode": path.get("write_mode", "per-entry"), "bytes_per_sync": path.get("bytes_per_sync", 0),
                     "segment_bytes": path.get("segment_bytes", 0), "roll_count": path.get("rolls", 0),
                     "roll_ack_us_p50": path.get("roll_us", np.nan), "roll_ack_us_max": path.get("roll_us", np.nan),
                     "process_exposure_ms_max": np.nan, "bound": "storage",
@@ -65,3 +65,22 @@ def test_what_each_path_kept_at_a_cut_with_its_bound_or_its_window():
     lossy = k.loc[("process", "buffered")]
     assert lossy["cuts_losing"] == 2 and lossy["lost_acked"] == 6 and lossy["window_ms_max"] == 4.0
     assert writepaths.keeps_table(None).empty and writepaths.keeps_table(cuts.drop(columns="path")).empty
+
+
+def test_the_table_reads_in_the_indexs_order_of_targets_not_in_the_order_the_shuffled_rounds_ran():
+    def on(target, label):
+        rows = (_rows("none/w1/append/fdatasync", "none", "none", [9, 9, 9], target=target)
+                + _rows("none/w1/append/fdatasync/bps1048576", "none (sync_file_range every 1 MiB)", "none", [9, 9, 9],
+                        target=target, bytes_per_sync=1 << 20)
+                + _rows("always/w1/append/fdatasync", "always", "always", [1, 1, 1], target=target)
+                + _rows("always/w1/append/rwf_dsync", "always (rwf_dsync)", "always", [1, 1, 1], target=target,
+                        sync_method="rwf_dsync"))
+        return [{**r, "target_label": label} for r in rows]
+    # the lab's emulation first in the rows, then a lab filesystem, then the machine's own disk
+    df = pd.DataFrame(on("/lab/hdd", "lab:hdd-emulated (EMULATED)") + on("/lab/xfs", "lab:xfs") + on("/", "ext4 on vda"))
+    t = writepaths.paths_table(df)
+    assert list(zip(t["target_label"], t["config_label"])) == [
+        ("ext4 on vda", "always (rwf_dsync)"), ("ext4 on vda", "none (sync_file_range every 1 MiB)"),
+        ("lab:xfs", "always (rwf_dsync)"), ("lab:xfs", "none (sync_file_range every 1 MiB)"),
+        ("lab:hdd-emulated (EMULATED)", "always (rwf_dsync)"),
+        ("lab:hdd-emulated (EMULATED)", "none (sync_file_range every 1 MiB)")]

@@ -9,6 +9,7 @@ import pandas as pd
 
 from .. import intervals, measures, stats
 from ..strategies import parse
+from .choice import target_order
 from .sweep import display_label, plain_path
 
 def baseline_config(config: str) -> str:
@@ -65,7 +66,15 @@ def paths_table(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
             "process_exposure_ms_max": g["process_exposure_ms_max"].max() if "process_exposure_ms_max" in g else np.nan,
             "bound": g["bound"].mode().iloc[0] if "bound" in g and g["bound"].notna().any() else "",
         })
-    return pd.DataFrame(rows)
+    if not rows:
+        return pd.DataFrame(rows)
+    # in the index's order of targets (the machine's disks, the lab's filesystems, its emulations), each
+    # target's paths by strategy and name: not in the order the shuffled rounds first ran them
+    rank = {t: i for i, t in enumerate(target_order(paths))}
+    out = pd.DataFrame(rows)
+    out["_rank"] = out["target"].map(rank)
+    return out.sort_values(["_rank", "strategy", "config_label"], kind="stable").drop(columns="_rank") \
+        .reset_index(drop=True)
 
 
 def roll_lines(table: pd.DataFrame) -> list[str]:
