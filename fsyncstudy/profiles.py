@@ -73,7 +73,10 @@ _CRASH_STANDARD = CrashProfile(
     # 2026-12-07 (issue 25): the write paths real WALs use, each with the ack point it really has: 40 cuts
     # for a self-syncing write (its zero-loss bound), 20 for a path that may lose or that adds to always
     # only a roll (its window, or its few cuts beside always's 100)
+    # (and since 21:00 group_0ms with rwf_dsync, which the load study runs at 2,000/s: advice that it loses
+    # nothing acknowledged rests on power cuts of it, as every durable path's does)
     paths=(("power", "always", CutPath("rwf_dsync"), 40), ("power", "always", CutPath("direct_dsync"), 40),
+           ("power", "group_0ms", CutPath("rwf_dsync"), 40),
            ("power", "none", CutPath(bytes_per_sync=1 << 20), 20), ("power", "always", CutPath(segment_bytes=1 << 20), 20),
            ("process", "batch_10ms", CutPath(write_mode="buffered"), 20),
            ("process", "none", CutPath(write_mode="buffered"), 20)))

@@ -79,7 +79,11 @@ def test_the_load_study_measures_a_profile_s_write_paths_as_configurations_of_th
 
 
 def test_older_load_datasets_load_as_the_plain_path():
-    for d in sorted((REPO / "data").glob("load-*")):
+    from fsyncstudy import dataset
+    older = [d for d in sorted((REPO / "data").glob("load-*"))
+             if "write_mode" not in [c for c, _ in dataset.read_meta(d, formats=(2, dataset.FORMAT))["columns"]]]
+    assert older                                  # the committed ones from before the write paths
+    for d in older:
         df, _ = loadstudy.load(d)
         assert set(df["path"]) == {""} and set(df["write_mode"]) == {"per-entry"}, d
 
@@ -95,3 +99,18 @@ def test_the_load_command_runs_a_write_path_one_off_and_refuses_one_beside_a_pro
     assert r["write_mode"] == "buffered" and r["served"] > 0
     ran = run_here("load", "--profile", "quick", "--sync-method", "rwf_dsync")
     assert ran.returncode == 2 and "--sync-method" in ran.stderr and ran.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["quick", "standard"])
+def test_every_durable_path_the_load_study_runs_is_power_cut_in_the_same_profile(name):
+    # advise may call a configuration that acknowledges after its sync "loses nothing": the profile's crash
+    # plan cuts the power under each such one the load study runs (its strategy on its path), so that
+    # the claim rests on cuts of it (test_answer checks the advice on the committed datasets)
+    from fsyncstudy.profiles import PROFILES
+    from fsyncstudy.strategies import KINDS, parse
+    prof = PROFILES[name]
+    cut = {(s, "") for s in prof.crash.power[0]} | {(s, p.label) for k, s, p, _ in prof.crash.paths if k == "power"}
+    ran = {(s, p.label) for s, _, _, _, p in prof.load.cells() if KINDS[parse(s).kind].acks_durable}
+    if name == "standard":
+        assert ("group_0ms", "rwf_dsync") in ran         # what the check is about is there
+    assert ran <= cut, ran - cut

@@ -34,8 +34,10 @@ def test_every_round_runs_every_configuration_once_in_a_seeded_order():
 def test_the_profiles_cover_what_the_study_promises():
     std = {c.key for c in PROFILES["standard"].sweep.configs()}
     batch = {c.split("/")[0] for c in std if c.startswith("batch_")}
-    # the interval from 0 to 100 ms, the task's 10 ms, and a point at least every 25 ms
-    assert {"batch_0ms", "batch_10ms", "batch_100ms"} <= batch and len(batch) >= 6
+    # the interval from 0 to 100 ms, the task's 10 ms, at least 5 points, and every interval the crash
+    # experiment cuts (each throughput has its loss window beside it)
+    assert {"batch_0ms", "batch_10ms", "batch_100ms"} <= batch and len(batch) >= 5
+    assert {s for s in PROFILES["standard"].crash.power[0] if s.startswith("batch_")} <= batch
     ns = sorted(int(b[6:-2]) for b in batch)
     assert max(b - a for a, b in zip(ns, ns[1:])) <= 50
     # group commit at 0, 10 and 50 ms with 4 writers, at 0 ms with 16, and with one writer at 0 ms
@@ -184,8 +186,8 @@ def test_the_report_pipeline_plans_its_time_from_each_phase():
     assert e["peers"] == pytest.approx(3 * 2 * profiles.PEER_ROUND_S["fio"])
     std = profiles.eta(PROFILES["standard"], 9, 2, ("power", "process"))
     # 100 power cuts for always and group_0ms, 40 for the 6 that may lose; 50 process cuts of always, 40 of 2;
-    # the write paths: power 40 + 40 + 20 + 20, process 20 + 20
-    assert std["crash"] == pytest.approx((2 * 100 + 6 * 40 + 50 + 2 * 40 + 120 + 40) * profiles.CUT_S)
+    # the write paths: power 40 + 40 + 40 + 20 + 20, process 20 + 20
+    assert std["crash"] == pytest.approx((2 * 100 + 6 * 40 + 50 + 2 * 40 + 160 + 40) * profiles.CUT_S)
     assert profiles.eta(PROFILES["standard"], 9, 2, ("process",))["crash"] == pytest.approx(
         (50 + 2 * 40 + 40) * profiles.CUT_S)
     # the real databases' power cuts are planned only where the power can be cut
