@@ -561,3 +561,17 @@ def test_page_06s_knees_are_sentences_with_their_clients_and_rounds():
     always = next(c for c in claims if c.text.startswith("`always`"))
     assert always.text == "`always` on **ext4 on vda** keeps up to 2,000/s, not at 5,000/s."
     assert always.premises["clients"] == 1 and always.premises["rounds"] == 3 and "median round" in always.premises["keeps up"]
+
+
+def test_a_write_paths_zero_loss_cites_the_cuts_of_that_path_and_names_it():
+    df = load_frame()
+    df["path"] = ""
+    on = df["kind"] == "always"
+    df.loc[on, "config"], df.loc[on, "config_label"], df.loc[on, "path"] = "always/c1/rwf_dsync", "always [rwf_dsync]", "rwf_dsync"
+    cuts = power_cuts_of("always", 40).assign(path="rwf_dsync")
+    line = analysis.advice_lines(analysis.advise(df, 1500, loss_budget_ms=0, cuts=cuts), 1500, 0)[0]
+    assert "40 power cuts of `always` with rwf_dsync on lab:powercut lost none" in line
+    # cuts of the plain path only are not this path's: the sentence says it has none
+    plain_cuts = power_cuts_of("always", 100).assign(path="")
+    line = analysis.advice_lines(analysis.advise(df, 1500, loss_budget_ms=0, cuts=plain_cuts), 1500, 0)[0]
+    assert "no power cut of `always` with rwf_dsync" in line

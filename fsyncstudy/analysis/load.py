@@ -208,6 +208,7 @@ def advise(df: pd.DataFrame, rate: float, loss_budget_ms: float, p99_budget_ms: 
                     worst = b.loc[b["exposure_ms_max"].idxmax()]
             rows.append({"target": target, "target_label": r["target_label"], "config": r["config"],
                          "config_label": r["config_label"], "strategy": r["strategy"], "kind": r["kind"], "writers": r["writers"],
+                         "path": r.get("path", "") or "",
                          "measured_at": at, "knee_per_s": knee,
                          "window_busy_ms": None if worst is None else worst["exposure_ms_max"],
                          "window_busy_ms_high": None if worst is None else intervals.none_if_nan(worst["exposure_ms_max_high"]),

@@ -151,11 +151,13 @@ def advice_lines(adv: pd.DataFrame, rate: float, loss_budget_ms: float) -> list[
         if b["window_ms"] == 0:
             risk = "loses nothing acknowledged: it acknowledges only after its sync"
             n_cuts = b.get("power_cuts", 0)
+            # the cuts are of this strategy on this write path (``power_cut_evidence``): the sentence names both
+            cut = f"`{b['strategy']}`" + (f" with {b['path']}" if b.get("path", "") else "")
             if n_cuts and n_cuts == n_cuts:
-                risk += (f"; {n_cuts:,.0f} power cuts of `{b['strategy']}` on {b['power_cut_target']} lost none "
+                risk += (f"; {n_cuts:,.0f} power cuts of {cut} on {b['power_cut_target']} lost none "
                          f"(95% upper bound: {b['power_cuts_losing_upper95']:.1%} of cuts)")
             elif "power_cuts" in b:
-                risk += f" (the crash data has no power cut of `{b['strategy']}` to show it)"
+                risk += f" (the crash data has no power cut of {cut} to show it)"
         else:
             risk = f"leaves acknowledged entries unsynced: {window_text(b)}"
         who = f" if your service has at least {b['writers']} concurrent writers" if b["writers"] > 1 else ""
