@@ -240,9 +240,16 @@ def _promise_lines(df, meta: dict, diskcheck_dataset: Path | None) -> list[str]:
 
 
 def inline(text: str) -> str:
-    """Escape text for HTML, with Markdown's `code` spans as <code> and **bold** as <b>."""
-    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
-    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
+    """Escape text for HTML, with Markdown's `code` spans as <code>, **bold** as <b> and *emphasis* as <em>
+    (outside code spans: a `*` there is the code's)."""
+    out = []
+    for part in re.split(r"(`[^`]+`)", text):
+        if len(part) > 1 and part[0] == part[-1] == "`":
+            out.append(f"<code>{html.escape(part[1:-1])}</code>")
+            continue
+        part = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", html.escape(part))
+        out.append(re.sub(r"(?<![\w*])\*([^*\s](?:[^*]*[^*\s])?)\*(?![\w*])", r"<em>\1</em>", part))
+    return "".join(out)
 
 
 def _index_html(entries, meta: dict, dataset: Path, answer: list[str], at_rate: list[str] = (),

@@ -104,3 +104,10 @@ def test_a_cell_that_never_finishes_stops_its_page_within_the_timeout_after_one_
     assert [f.notebook for f in failures] == ["02-always-hangs.ipynb"]
     assert any("01-hangs-once.ipynb: a cell did not finish within 3 s; running the page again" in m for m in said)
     assert "second try finished" in (tmp_path / "build" / "01-hangs-once.ipynb").read_text()
+
+
+def test_the_index_renders_a_questions_emphasis_bold_and_code_and_leaves_a_codes_stars_alone():
+    from fsyncstudy.report import inline
+    got = inline("Beyond *when* to sync: **ext4** with `a*b` and `x<y`, 2 * 3 & *how*")
+    assert got == ("Beyond <em>when</em> to sync: <b>ext4</b> with <code>a*b</code> and <code>x&lt;y</code>, "
+                   "2 * 3 &amp; <em>how</em>")
