@@ -113,6 +113,15 @@ def _reads(p: argparse.ArgumentParser, kind: str, func) -> None:
     p.set_defaults(func=func)
 
 
+def add_write_path_args(p, sync_method: str, write: str, bytes_per_sync: str, segment_bytes: str, recycle: str) -> None:
+    """The write path's five options (their names fixed: scripts rely on them), with each command's help."""
+    p.add_argument("--sync-method", default="fdatasync", choices=SYNC_METHODS, help=sync_method)
+    p.add_argument("--write", dest="write_mode", default="per-entry", choices=WRITE_MODES, help=write)
+    p.add_argument("--bytes-per-sync", type=byte_count, default=0, metavar="BYTES", help=bytes_per_sync)
+    p.add_argument("--segment-bytes", type=byte_count, default=0, metavar="BYTES", help=segment_bytes)
+    p.add_argument("--recycle", type=count, default=0, metavar="K", help=recycle)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="python -m fsyncstudy",
                                  description="How much durability each fsync strategy costs, on your storage.")
@@ -127,28 +136,25 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--duration", type=seconds, metavar="SECONDS", help="run each trial at least this long")
     b.add_argument("--target", "--dir", dest="dir", metavar="DIR",
                    help="target directory or lab:NAME (default: $FSYNCSTUDY_DIR, else durable storage)")
-    b.add_argument("--sync-method", default="fdatasync", choices=SYNC_METHODS,
-                   help="how a write is made durable (default fdatasync): fdatasync or fsync after it; open_dsync, "
+    add_write_path_args(
+        b,
+        sync_method="how a write is made durable (default fdatasync): fdatasync or fsync after it; open_dsync, "
                         "open_sync: the log opened O_DSYNC/O_SYNC (always only); rwf_dsync: each write is "
                         "pwritev2(RWF_DSYNC), syncing only its range (Linux 4.7+; always and group_<N>ms); "
                         "direct_dsync: the log opened O_DIRECT|O_DSYNC, records packed into aligned 4096-byte "
-                        "blocks, the tail block rewritten until full (always and group_<N>ms)")
-    b.add_argument("--write", dest="write_mode", default="per-entry", choices=WRITE_MODES,
-                   help="per-entry (default): a write() per entry; buffered (batch_<N>ms and none only): entries "
+                        "blocks, the tail block rewritten until full (always and group_<N>ms)",
+        write="per-entry (default): a write() per entry; buffered (batch_<N>ms and none only): entries "
                         "go to a user-space buffer and are acknowledged there, written with one write() per flush "
                         "(batch) or per full 64 KiB buffer (none), so an acknowledged entry is lost at a process "
-                        "kill too")
-    b.add_argument("--bytes-per-sync", type=byte_count, default=0, metavar="BYTES",
-                   help="sync_file_range(SYNC_FILE_RANGE_WRITE) every BYTES bytes written, as RocksDB's "
+                        "kill too",
+        bytes_per_sync="sync_file_range(SYNC_FILE_RANGE_WRITE) every BYTES bytes written, as RocksDB's "
                         "wal_bytes_per_sync: starts writeback, makes nothing durable (default 0: off; with "
-                        "fdatasync or fsync)")
-    b.add_argument("--segment-bytes", type=byte_count, default=0, metavar="BYTES",
-                   help="roll the log to a new segment file every BYTES bytes (at least 4096): created, "
+                        "fdatasync or fsync)",
+        segment_bytes="roll the log to a new segment file every BYTES bytes (at least 4096): created, "
                         "preallocated by --prealloc and its directory fsynced before the first acknowledgement "
                         "in it; the results give the rolls and the first entry's ack latency after each "
-                        "(default 0: one file)")
-    b.add_argument("--recycle", type=count, default=0, metavar="K",
-                   help="with --segment-bytes: once K+1 segments exist, each roll reuses the oldest (renamed and "
+                        "(default 0: one file)",
+        recycle="with --segment-bytes: once K+1 segments exist, each roll reuses the oldest (renamed and "
                         "overwritten) instead of creating one, as PostgreSQL and RocksDB's recycle_log_file_num "
                         "(default 0: always a new file)")
     b.add_argument("--prealloc", default="append", choices=PREALLOCATIONS,
@@ -198,18 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="power (the lab's power-cut filesystem) or process (SIGKILL); repeat (default: both)")
     c.add_argument("--strategy", action="append", metavar="NAME", help="repeat (default: the profile's)")
     c.add_argument("--cuts", type=int, help="cuts per strategy (default: the profile's)")
-    c.add_argument("--sync-method", default="fdatasync", choices=SYNC_METHODS,
-                   help="with --strategy: the writers' sync method, as bench's (default fdatasync); rwf_dsync and "
-                        "direct_dsync acknowledge when their write returns (always) or the group's commit write does")
-    c.add_argument("--write", dest="write_mode", default="per-entry", choices=WRITE_MODES,
-                   help="with --strategy: buffered (batch_<N>ms, none) acknowledges an entry when it is appended to "
-                        "a user-space buffer, so a process kill can lose it (default per-entry)")
-    c.add_argument("--bytes-per-sync", type=byte_count, default=0, metavar="BYTES",
-                   help="with --strategy: sync_file_range every BYTES bytes, as bench's (it syncs nothing)")
-    c.add_argument("--segment-bytes", type=byte_count, default=0, metavar="BYTES",
-                   help="with --strategy: segment files of BYTES bytes, read back in order at recovery")
-    c.add_argument("--recycle", type=count, default=0, metavar="K",
-                   help="with --segment-bytes: reuse the oldest of K+1 segments (its stale records are not counted)")
+    add_write_path_args(
+        c,
+        sync_method="with --strategy: the writers' sync method, as bench's (default fdatasync); rwf_dsync and "
+                        "direct_dsync acknowledge when their write returns (always) or the group's commit write does",
+        write="with --strategy: buffered (batch_<N>ms, none) acknowledges an entry when it is appended to "
+                        "a user-space buffer, so a process kill can lose it (default per-entry)",
+        bytes_per_sync="with --strategy: sync_file_range every BYTES bytes, as bench's (it syncs nothing)",
+        segment_bytes="with --strategy: segment files of BYTES bytes, read back in order at recovery",
+        recycle="with --segment-bytes: reuse the oldest of K+1 segments (its stale records are not counted)")
     c.add_argument("--profile", default="standard", choices=list(profiles.PROFILES),
                    help="whose crash plan, its write paths' cells included (full's is standard's)")
     c.add_argument("--target", "--dir", dest="dir", metavar="DIR",
@@ -274,16 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("--clients", type=int, default=4, help="group_<N>ms: writers sharing the rate (default 4)")
     lo.add_argument("--duration", type=float, default=1.0, metavar="SECONDS", help="per trial (default 1)")
     lo.add_argument("--work-us", type=float, default=0.0, help="CPU the writer spends between entries (an application)")
-    lo.add_argument("--sync-method", default="fdatasync", choices=SYNC_METHODS,
-                    help="one-off: the write path's sync method, as bench's (default fdatasync)")
-    lo.add_argument("--write", dest="write_mode", default="per-entry", choices=WRITE_MODES,
-                    help="one-off: buffered (batch_<N>ms, none) acknowledges at the append (default per-entry)")
-    lo.add_argument("--bytes-per-sync", type=byte_count, default=0, metavar="BYTES",
-                    help="one-off: sync_file_range every BYTES bytes, as bench's (default 0: off)")
-    lo.add_argument("--segment-bytes", type=byte_count, default=0, metavar="BYTES",
-                    help="one-off: segment files of BYTES bytes, as bench's (default 0: one file)")
-    lo.add_argument("--recycle", type=count, default=0, metavar="K",
-                    help="one-off, with --segment-bytes: reuse the oldest of K+1 segments (default 0)")
+    add_write_path_args(
+        lo,
+        sync_method="one-off: the write path's sync method, as bench's (default fdatasync)",
+        write="one-off: buffered (batch_<N>ms, none) acknowledges at the append (default per-entry)",
+        bytes_per_sync="one-off: sync_file_range every BYTES bytes, as bench's (default 0: off)",
+        segment_bytes="one-off: segment files of BYTES bytes, as bench's (default 0: one file)",
+        recycle="one-off, with --segment-bytes: reuse the oldest of K+1 segments (default 0)")
     lo.add_argument("--target", "--dir", action="append", dest="target", metavar="DIR",
                     help="a directory or lab:NAME (one-off: the first; --profile: each; default: the checkout's runs/)")
     lo.add_argument("--profile", choices=list(profiles.PROFILES), help="run the load study of this profile")
