@@ -129,10 +129,15 @@ def test_the_load_and_advise_commands(disk_dir, tmp_path):
     from fsyncstudy import loadstudy
     # 0.4 s trials: a trial's achieved rate counts the acknowledgements within its duration, so at 300/s the
     # entries still syncing at its end (a few ms' worth when this disk is slow) must be a small share of it
-    loadstudy.run_load_study(tmp_path / "l", tiny_profile(duration_s=0.4), [str(disk_dir)], progress=False)
-    p = run("advise", "--rate", "300", "--loss-budget-ms", "0", "--dataset", str(tmp_path / "l"))
-    assert p.returncode == 0, p.stderr
-    assert "<- advised" in p.stdout and "always" in p.stdout
+    # a burst of other work on this disk (make test runs two files at a time) can stall a trial at 300/s into
+    # "cannot keep up": the study runs again, up to 3 times; advice that never names always fails every time
+    for attempt in range(3):
+        loadstudy.run_load_study(tmp_path / f"l{attempt}", tiny_profile(duration_s=0.4), [str(disk_dir)], progress=False)
+        p = run("advise", "--rate", "300", "--loss-budget-ms", "0", "--dataset", str(tmp_path / f"l{attempt}"))
+        assert p.returncode == 0, p.stderr
+        if "<- advised" in p.stdout:
+            break
+    assert "<- advised" in p.stdout and "always" in p.stdout, p.stdout
     p = run("load", "--rate", "100")
     assert p.returncode == 2 and "give --strategy and --rate" in p.stderr
 
