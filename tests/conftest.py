@@ -90,6 +90,24 @@ def neighbour_for_the_session(scratch_base):
         yield n
 
 
+def past_a_burst(run, ok, attempts: int = 3):
+    """``run()`` until ``ok`` holds of its result, at most ``attempts`` times; the last result.  For a check
+    that reads the shared disk's speed or its device-wide counters: a burst of other work (``make test`` runs
+    two test files at a time) is run past, while a real fault fails every attempt."""
+    for _ in range(attempts):
+        got = run()
+        if ok(got):
+            break
+    return got
+
+
+def written_before_the_write_paths(pattern: str) -> list[Path]:
+    """The committed datasets matching ``pattern`` (under data/) whose table has no write-path column."""
+    from fsyncstudy import dataset
+    return [d for d in sorted((REPO / "data").glob(pattern))
+            if "write_mode" not in [c for c, _ in dataset.read_meta(d, formats=(2, dataset.FORMAT))["columns"]]]
+
+
 def leftovers(d: Path) -> list[str]:
     return sorted(p.name for p in Path(d).iterdir() if p.name.startswith(".fsyncstudy-"))
 

@@ -134,8 +134,8 @@ def test_a_profile_s_write_path_cells_are_cut_recorded_by_path_and_resumed(disk_
 
 
 def test_older_crash_datasets_load_as_the_plain_path():
-    older = [d for d in sorted((REPO / "data").glob("crash-*"))
-             if "write_mode" not in [c for c, _ in dataset.read_meta(d, formats=(2, dataset.FORMAT))["columns"]]]
+    from conftest import written_before_the_write_paths
+    older = written_before_the_write_paths("crash-*")
     assert older                                  # the committed ones from before the write paths
     for d in older:
         assert dataset.check(d, KIND).ok, d

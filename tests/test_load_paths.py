@@ -79,9 +79,8 @@ def test_the_load_study_measures_a_profile_s_write_paths_as_configurations_of_th
 
 
 def test_older_load_datasets_load_as_the_plain_path():
-    from fsyncstudy import dataset
-    older = [d for d in sorted((REPO / "data").glob("load-*"))
-             if "write_mode" not in [c for c, _ in dataset.read_meta(d, formats=(2, dataset.FORMAT))["columns"]]]
+    from conftest import written_before_the_write_paths
+    older = written_before_the_write_paths("load-*")
     assert older                                  # the committed ones from before the write paths
     for d in older:
         df, _ = loadstudy.load(d)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from conftest import REPO, past_a_burst
 from fsyncstudy import analysis, realdb, realstudy
 
 MISSING = realdb.availability()
@@ -100,36 +100,42 @@ def test_a_server_that_fails_to_start_leaves_nothing_and_says_why(disk_dir):
     assert ours(disk_dir) == [] and servers(disk_dir) == [] and socket_dirs() == set()
 
 
+def others_beside(dev, run):
+    """``run()``'s workload, the device flushes per commit that were other processes', and their rate in the
+    window before (flushes a second): the flush counter
+    is device wide, so their rate is measured in a quiet window before and after, the larger counted over
+    the run (on a disk we share, our run only slows them, so this does not undercount them)."""
+    quiet = lambda: (realdb.quiet_flushes_per_sec(dev, window_s=0.2) or 0.0) if dev else 0.0  # noqa: E731
+    before = quiet()
+    w = run()
+    return w, max(before, quiet()) * w.elapsed_s / w.commits, before
+
+
 @pytest.mark.parametrize("db", realdb.DATABASES)
 def test_the_workload_counts_every_commit_and_what_reached_the_device(db, disk_dir):
     needs(db)
     from fsyncstudy.targets import describe
     dev = describe(disk_dir).block_device
     s = realdb.BY_KEY[{"sqlite": "sqlite/wal-full", "postgres": "postgres/on", "redis": "redis/always"}[db]]
-    total = 0
     with realdb.open_database(disk_dir, s) as d:
-        # the flush counter is device wide: what other processes flushed is theirs.  Their rate is
-        # measured in a quiet window before and after the run, the larger counted over the run (on a
-        # disk we share it only slows them, so this does not undercount them).  Other work is bursty
-        # (make test runs two test files at a time), so a run whose neighbours burst in it is run again,
-        # up to 3 times: a WAL synced twice per commit would be over the bound every time.
-        for attempt in range(3):
-            before = (realdb.quiet_flushes_per_sec(dev, window_s=0.2) or 0.0) if dev else 0.0
-            w = realdb.run_workload(d.client, 2, 0.3, server_pids=d.pids, block_device=dev)
-            total += w.commits
-            after = (realdb.quiet_flushes_per_sec(dev, window_s=0.2) or 0.0) if dev else 0.0
-            others = max(before, after) * w.elapsed_s / w.commits
-            if not (dev and db == "sqlite") or w.device_flushes_per_commit - others <= 1.3:
-                break
+        # a WAL synced twice per commit would be over the bound in every attempt (``past_a_burst``)
+        runs = []
+
+        def attempt():
+            runs.append(others_beside(dev, lambda: realdb.run_workload(d.client, 2, 0.3, server_pids=d.pids,
+                                                                        block_device=dev)))
+            return runs[-1]
+        w, others, _ = past_a_burst(attempt, lambda r: not (dev and db == "sqlite")
+                                    or r[0].device_flushes_per_commit - r[1] <= 1.3)
         c = d.client()
-        assert c.count() == total > 0          # every acknowledged commit is in the database
+        assert c.count() == sum(r.commits for r, _, _ in runs) > 0      # every acknowledged commit is in the database
         c.close()
     assert w.commits_per_sec == pytest.approx(w.commits / w.elapsed_s)
     assert 0.3 <= w.elapsed_s < 1.5 and w.latency_us_p50 > 0 and w.latency_hist
     if dev and db == "sqlite":
         # each commit syncs the WAL once (two clients: no sharing in SQLite, one writer at a time)
         assert w.device_flushes_per_commit >= 0.9
-        assert w.device_flushes_per_commit - others <= 1.3, (w.device_flushes_per_commit, others, attempt)
+        assert w.device_flushes_per_commit - others <= 1.3, (w.device_flushes_per_commit, others, len(runs))
     if db != "sqlite":
         assert w.server_cpu_us_per_commit > 0 and w.server_write_calls_per_commit > 0
 
@@ -141,15 +147,12 @@ def test_a_neighbour_syncing_on_the_same_disk_is_measured_and_not_counted_as_our
     if not dev:
         pytest.skip(f"{disk_dir} has no block device to count flushes on")
     with realdb.open_database(disk_dir, realdb.BY_KEY["sqlite/wal-full"]) as d:
-        for attempt in range(3):     # as above: a burst of other work (another test file) is run past
-            quiet = realdb.quiet_flushes_per_sec(dev, window_s=0.2)
-            w = realdb.run_workload(d.client, 2, 0.3, block_device=dev)
-            others = max(quiet, realdb.quiet_flushes_per_sec(dev, window_s=0.2)) * w.elapsed_s / w.commits
-            if w.device_flushes_per_commit - others <= 1.3:
-                break
+        w, others, quiet = past_a_burst(
+            lambda: others_beside(dev, lambda: realdb.run_workload(d.client, 2, 0.3, block_device=dev)),
+            lambda r: r[0].device_flushes_per_commit - r[1] <= 1.3)
     assert neighbour.syncs() > 10 and quiet > 10   # the quiet window sees the neighbour's flushes
     assert w.device_flushes_per_commit >= 0.9 and w.device_flushes_per_commit - others <= 1.3, \
-        (w.device_flushes_per_commit, others, attempt)
+        (w.device_flushes_per_commit, others)
 
 
 def test_an_open_loop_offers_its_rate_and_says_when_it_cannot_keep_up(disk_dir):
